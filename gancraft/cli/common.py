@@ -1,0 +1,40 @@
+"""Options and helpers shared by the subcommands, so every command reads the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+from ..errors import GancraftError
+
+
+def force_option(f):
+    return click.option("--force", is_flag=True, help="Replace OUTPUT if it already exists.")(f)
+
+
+def device_option(f):
+    return click.option("--device", default=None, metavar="DEV",
+                        help="Torch device (cpu, cuda, cuda:1). Default: cuda when available, else cpu.")(f)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise GancraftError(f"--device: unknown device {name!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GancraftError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def emit_path(path: str | Path) -> None:
+    """Print a written path on stdout: the one thing scripts capture."""
+    click.echo(str(path))
+
+
+def log(msg: str) -> None:
+    click.echo(msg, err=True)

@@ -1,0 +1,65 @@
+"""gancraft inspect: what a checkpoint holds."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..checkpoint import load
+from ..checkpoint.summary import summarize
+
+
+@click.command("inspect")
+@click.argument("checkpoint", type=click.Path(dir_okay=True))
+@click.option("--layers", is_flag=True, help="List every tensor with its shape and resolution.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def command(checkpoint: str, layers: bool, as_json: bool) -> None:
+    """Show format, architecture, parameter counts, domains and history of CHECKPOINT.
+
+    Works on gancraft safetensors, rosinality .pt, NVIDIA stylegan2-ada .pkl and TF StyleGAN2
+    .pkl files. Warns when tensors hold NaN or Inf.
+    """
+    info = summarize(load(checkpoint), layers=layers)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"file          {info['file']}")
+    click.echo(f"format        {info['format']}  (sha256 {info['sha256'][:16]}…)")
+    click.echo(f"family        {info['family']}, {info['resolution']}x{info['resolution']}, "
+               f"{info['img_channels']} channels")
+    click.echo(f"latents       z {info['z_dim']}, w {info['w_dim']} x {info['num_ws']}, "
+               f"mapping {info['mapping_layers']} layers" + (f", {info['c_dim']} classes" if info["c_dim"] else ""))
+    click.echo("channels      " + "  ".join(f"{r}:{c}" for r, c in info["channels"].items()))
+    for net, n in info["networks"].items():
+        click.echo(f"{net:<14}{n['parameters']:,} parameters in {n['tensors']} tensors")
+    click.echo(f"domain vector {info['domain_vector_dim']:,} parameters per domain (one scale per conv input channel)")
+    if info["domains"]:
+        click.echo("domains")
+        for name, d in info["domains"].items():
+            click.echo(f"  {name:<12}{_describe_domain(d)}")
+    if info["history"]:
+        click.echo("history")
+        for i, h in enumerate(info["history"], 1):
+            ins = ", ".join(f"{x['path']} ({x['sha256'][:12]})" for x in h.get("inputs", []))
+            click.echo(f"  {i}. {h.get('time', '?')}  gancraft {h.get('command')}  {ins}")
+            if h.get("params"):
+                click.echo(f"     {json.dumps(h['params'], sort_keys=True)}")
+    if layers:
+        click.echo("tensors")
+        for layer in info["layers"]:
+            r = layer["resolution"]
+            click.echo(f"  {layer['name']:<48}{str(tuple(layer['shape'])):<22}{layer['dtype']:<10}"
+                       f"{'' if r is None else str(r) + 'px'}")
+    for w in info["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _describe_domain(d: dict) -> str:
+    if "class" in d:
+        return f"class {d['class']}"
+    if "direction" in d:
+        return f"repurposed subspace: direction {d.get('index', '?')}, distance {d.get('distance')}"
+    if "vector" in d:
+        return f"domain vector {d['vector']}"
+    return json.dumps(d)

@@ -1,0 +1,77 @@
+"""The `gancraft` command: a click group whose subcommands live one per module in this package."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import GancraftError
+
+# name -> module in gancraft.cli; each module defines `command`
+COMMANDS = {
+    "inspect": "inspect_cmd",
+    "convert": "convert",
+    "sample": "sample",
+    "render": "render",
+    "average": "average",
+    "blend-layers": "blend_layers",
+    "sefa": "sefa",
+    "direction": "direction",
+    "train": "train",
+    "root": "root",
+    "finetune": "finetune",
+    "expand": "expand",
+    "fid": "fid",
+}
+
+
+def _available() -> dict[str, str]:
+    return {n: m for n, m in COMMANDS.items() if importlib.util.find_spec(f"gancraft.cli.{m}") is not None}
+
+
+class GancraftGroup(click.Group):
+    """Loads subcommands on demand and turns user errors into one line and exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_available())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = _available().get(name)
+        if module is None:
+            return None
+        return importlib.import_module(f"gancraft.cli.{module}").command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GancraftError as exc:
+            sub = ctx.invoked_subcommand or ""
+            click.echo(f"gancraft{(' ' + sub) if sub else ''}: error: {exc}", err=True)
+            raise click.exceptions.Exit(2) from None
+        except KeyboardInterrupt:
+            click.echo("gancraft: interrupted; no partial output was kept", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=GancraftGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gancraft")
+def cli() -> None:
+    """Read, merge, edit and evaluate pretrained GAN generators (StyleGAN2 family).
+
+    Every command reads checkpoint, latent and image files and writes new ones, printing the
+    paths it wrote on stdout (logs and progress go to stderr), so pipelines are plain shell
+    scripts and Makefiles. Checkpoints may be gancraft safetensors, rosinality .pt or NVIDIA
+    .pkl files; the format is detected from the content, and nothing in a file is executed.
+    """
+
+
+def main() -> None:
+    cli(prog_name="gancraft")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

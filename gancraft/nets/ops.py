@@ -1,0 +1,165 @@
+"""Pure-PyTorch ops with the numerics of NVIDIA's stylegan2-ada-pytorch reference path.
+
+FIR filters are applied as two 1-D passes (the [1,3,3,1] filter is separable), which does
+the work of a 4x4 depthwise convolution with 8 instead of 16 taps per pixel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def setup_filter(taps: list[int] | list[float]) -> torch.Tensor:
+    """2-D filter normalised to sum 1, stored the way NVIDIA stores `resample_filter` buffers."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def _separate(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    fy, fx = f.sum(dim=1), f.sum(dim=0)
+    if torch.allclose(torch.outer(fy, fx), f, rtol=1e-5, atol=1e-7):
+        return fy, fx
+    return None
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
+              padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+    """Upsample by zero insertion, pad (negative crops), FIR filter, then keep every `down`-th pixel.
+
+    padding is (x0, x1, y0, y1) as in NVIDIA's upfirdn2d. Filters here are symmetric, so the
+    true convolution NVIDIA performs equals the correlation conv2d performs.
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    px0, px1, py0, py1 = padding
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    f = f.to(x.dtype).flip([0, 1])
+    hh, ww = x.shape[2:]
+    x = x.reshape(n * c, 1, hh, ww)
+    sep = _separate(f)
+    if sep is not None:
+        fy, fx = sep
+        x = F.conv2d(x, (fy * gain).view(1, 1, -1, 1), stride=(down, 1))
+        x = F.conv2d(x, fx.view(1, 1, 1, -1), stride=(1, down))
+    else:
+        x = F.conv2d(x, (f * gain)[None, None], stride=down)
+    return x.reshape(n, c, x.shape[2], x.shape[3])
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    fw = f.shape[-1]
+    p0, p1 = (fw + up - 1) // 2, (fw - up) // 2
+    return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float | None = None,
+             clamp: float | None = None) -> torch.Tensor:
+    """Bias, activation (linear or leaky ReLU 0.2), gain, then optional clamp, as NVIDIA's bias_act."""
+    if b is not None:
+        x = x + b.reshape([1, -1] + [1] * (x.ndim - 2)).to(x.dtype)
+    if act == "lrelu":
+        x = F.leaky_relu(x, 0.2)
+        gain = LRELU_GAIN if gain is None else gain
+    elif act != "linear":
+        raise ValueError(f"unknown activation {act}")
+    if gain is not None and gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, down: int = 1,
+                    padding: int = 0, groups: int = 1) -> torch.Tensor:
+    """Convolution fused with 2x FIR up- or down-sampling, with NVIDIA's padding conventions.
+
+    Upsampling uses a stride-2 transposed convolution followed by the filter; downsampling
+    filters first, then uses a strided convolution (1x1 kernels subsample inside the filter).
+    """
+    out_ch, in_per_group, kh, kw = w.shape
+    if up == 1 and down == 1:
+        return F.conv2d(x, w, padding=padding, groups=groups)
+    fw = f.shape[-1]
+    if down > 1:
+        p0 = padding + (fw - down + 1) // 2
+        p1 = padding + (fw - down) // 2
+        if kh == 1 and kw == 1:
+            x = upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+            return F.conv2d(x, w, groups=groups)
+        x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
+        return F.conv2d(x, w, stride=down, groups=groups)
+    # up > 1: transposed convolution wants weights as (in, out/groups) per group
+    p0 = padding + (fw + up - 1) // 2 - (kw - 1)
+    p1 = padding + (fw - up) // 2 - (kw - up)
+    pt = max(min(-p0, -p1), 0)
+    if groups == 1:
+        wt = w.transpose(0, 1)
+    else:
+        wt = w.reshape(groups, out_ch // groups, in_per_group, kh, kw).transpose(1, 2)
+        wt = wt.reshape(groups * in_per_group, out_ch // groups, kh, kw)
+    x = F.conv_transpose2d(x, wt, stride=up, padding=pt, groups=groups)
+    return upfirdn2d(x, f, padding=(p0 + pt, p1 + pt, p0 + pt, p1 + pt), gain=up * up)
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
+                     up: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
+                     demodulate: bool = True, fused: bool = True) -> torch.Tensor:
+    """StyleGAN2 modulated convolution.
+
+    fused=True folds styles into per-sample weights and runs one grouped convolution (NVIDIA's
+    inference path); fused=False scales activations instead and shares one weight across the
+    batch (NVIDIA's training path): same maths, different rounding, and faster for large batches.
+    """
+    b = x.shape[0]
+    out_ch, in_ch, kh, kw = weight.shape
+    if demodulate:
+        # (W * s)^2 summed over (in, kh, kw) without materialising the per-sample weights
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    if not fused:
+        x = x * styles.reshape(b, -1, 1, 1).to(x.dtype)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
+        if demodulate:
+            x = x * dcoefs.reshape(b, -1, 1, 1).to(x.dtype)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
+    w = weight.unsqueeze(0) * styles.reshape(b, 1, -1, 1, 1)
+    if demodulate:
+        w = w * dcoefs.reshape(b, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_ch, kh, kw)
+    x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=b)
+    x = x.reshape(b, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
+
+
+def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
+
+
+def minibatch_std(x: torch.Tensor, group_size: int | None, num_channels: int = 1) -> torch.Tensor:
+    n, c, h, w = x.shape
+    g = min(group_size, n) if group_size is not None else n
+    # NVIDIA requires n % g == 0; fall back to the largest group that divides the batch
+    while n % g:
+        g -= 1
+    f = num_channels
+    y = x.reshape(g, -1, f, c // f, h, w)
+    y = y - y.mean(dim=0)
+    y = y.square().mean(dim=0)
+    y = (y + 1e-8).sqrt()
+    y = y.mean(dim=[2, 3, 4])
+    y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
+    return torch.cat([x, y], dim=1)

@@ -1,0 +1,370 @@
+"""StyleGAN2 generator and discriminator (NVIDIA stylegan2-ada-pytorch numerics and names).
+
+Module and tensor names match NVIDIA's exactly (``synthesis.b64.conv0.affine.weight``), so the
+blocks are addressable by resolution and NVIDIA state dicts load without translation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import ops
+from .config import DiscriminatorConfig, GeneratorConfig
+
+
+class FullyConnectedLayer(nn.Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
+                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+        super().__init__()
+        self.activation = activation
+        # equalised learning rate: weights stored at unit scale, rescaled at run time
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return ops.bias_act(x.matmul(w.t()), b, act=self.activation)
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
+                 embed_features: int | None = None, layer_features: int | None = None,
+                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
+        self.num_layers = num_layers
+        self.w_avg_beta = w_avg_beta
+        if embed_features is None:
+            embed_features = w_dim
+        if c_dim == 0:
+            embed_features = 0
+        if layer_features is None:
+            layer_features = w_dim
+        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
+        if c_dim > 0:
+            self.embed = FullyConnectedLayer(c_dim, embed_features)
+        for idx in range(num_layers):
+            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
+                                                          lr_multiplier=lr_multiplier))
+        if num_ws is not None and w_avg_beta is not None:
+            self.register_buffer("w_avg", torch.zeros([w_dim]))
+
+    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, update_w_avg: bool = False,
+                broadcast: bool = True) -> torch.Tensor:
+        x = None
+        if self.z_dim > 0:
+            x = ops.normalize_2nd_moment(z.to(torch.float32))
+        if self.c_dim > 0:
+            y = ops.normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            x = torch.cat([x, y], dim=1) if x is not None else y
+        for idx in range(self.num_layers):
+            x = getattr(self, f"fc{idx}")(x)
+        if update_w_avg and self.w_avg_beta is not None:
+            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        if self.num_ws is None or not broadcast:
+            return x
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi != 1:
+            x = truncate(x, self.w_avg, truncation_psi, truncation_cutoff)
+        return x
+
+
+def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+    """Pull ws toward the average w (only the first `cutoff` layers when given)."""
+    if psi == 1:
+        return ws
+    if cutoff is None:
+        return w_avg.lerp(ws, psi)
+    ws = ws.clone()
+    ws[:, :cutoff] = w_avg.lerp(ws[:, :cutoff], psi)
+    return ws
+
+
+class SynthesisLayer(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
+                 up: int = 1, use_noise: bool = True, resample_filter: list[int] | None = None,
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
+        self.padding = kernel_size // 2
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True,
+                style_scale: torch.Tensor | None = None, gain: float = 1.0) -> torch.Tensor:
+        styles = self.affine(w)
+        if style_scale is not None:
+            styles = styles * (1 + style_scale)
+        noise = None
+        if self.use_noise and noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+        elif self.use_noise and noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                                 resample_filter=self.resample_filter, fused=fused)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias, act="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.in_channels = in_channels
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
+
+
+class SynthesisBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 is_last: bool, use_noise: bool = True, resample_filter: list[int] | None = None,
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.in_channels, self.resolution, self.is_last = in_channels, resolution, is_last
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
+        self.num_conv = 0
+        kw = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise, resample_filter=resample_filter,
+                  conv_clamp=conv_clamp)
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **kw)
+            self.num_conv += 1
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **kw)
+        self.num_conv += 1
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
+        self.num_torgb = 1
+
+    def conv_layers(self) -> list[SynthesisLayer]:
+        return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
+                fused: bool = True, style_scales: list[torch.Tensor | None] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        layers = self.conv_layers()
+        scales = style_scales or [None] * len(layers)
+        if self.in_channels == 0:
+            x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+        for i, (layer, scale) in enumerate(zip(layers, scales)):
+            x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale)
+        if img is not None:
+            img = ops.upsample2d(img, self.resample_filter)
+        y = self.torgb(x, ws[:, len(layers)], fused=fused)
+        img = y if img is None else img + y
+        return x, img
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One style-modulated layer: where its w comes from and how wide its style is."""
+    name: str          # e.g. "b16.conv0"
+    resolution: int
+    kind: str          # "const", "conv" or "torgb"
+    w_index: int       # index into ws, or -1 for the const input
+    in_channels: int   # style width (the affine's output size)
+
+
+class SynthesisNetwork(nn.Module):
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
+                 channel_max: int = 512, use_noise: bool = True, resample_filter: list[int] | None = None,
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.block_resolutions = [2**i for i in range(2, int(np.log2(img_resolution)) + 1)]
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            in_ch = channels[res // 2] if res > 4 else 0
+            block = SynthesisBlock(in_ch, channels[res], w_dim=w_dim, resolution=res, img_channels=img_channels,
+                                   is_last=(res == img_resolution), use_noise=use_noise,
+                                   resample_filter=resample_filter, conv_clamp=conv_clamp)
+            self.num_ws += block.num_conv
+            if block.is_last:
+                self.num_ws += block.num_torgb
+            setattr(self, f"b{res}", block)
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def layers(self) -> list[LayerInfo]:
+        """Every modulated layer in order, with its resolution and w index (as NVIDIA counts them)."""
+        out = []
+        w_idx = 0
+        for block in self.blocks():
+            names = ["conv1"] if block.in_channels == 0 else ["conv0", "conv1"]
+            for i, n in enumerate(names):
+                layer = getattr(block, n)
+                out.append(LayerInfo(f"b{block.resolution}.{n}", block.resolution, "conv", w_idx + i,
+                                     layer.in_channels))
+            out.append(LayerInfo(f"b{block.resolution}.torgb", block.resolution, "torgb", w_idx + len(names),
+                                 block.torgb.in_channels))
+            w_idx += len(names)
+        return out
+
+    @property
+    def style_dim(self) -> int:
+        """Width of a domain vector: one scale per input channel of every conv layer (not toRGB)."""
+        return sum(info.in_channels for info in self.layers() if info.kind == "conv")
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused: bool | None = None,
+                style_scale: torch.Tensor | None = None) -> torch.Tensor:
+        if fused is None:
+            fused = not self.training
+        x = img = None
+        w_idx = 0
+        s_idx = 0
+        for block in self.blocks():
+            scales = None
+            if style_scale is not None:
+                scales = []
+                for layer in block.conv_layers():
+                    scales.append(style_scale[..., s_idx:s_idx + layer.in_channels])
+                    s_idx += layer.in_channels
+            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode,
+                           fused=fused, style_scales=scales)
+            w_idx += block.num_conv
+        return img
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.img_resolution, cfg.img_channels, cfg.channel_base,
+                                          cfg.channel_max, cfg.use_noise, cfg.resample_filter, cfg.conv_clamp)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
+                                      cfg.embed_features, cfg.layer_features, cfg.mapping_lr_multiplier,
+                                      cfg.w_avg_beta)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: str = "const",
+                style_scale: torch.Tensor | None = None, fused: bool | None = None) -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused)
+
+
+class Conv2dLayer(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: str = "linear", down: int = 1, resample_filter: list[int] | None = None,
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.act_gain = ops.LRELU_GAIN if activation == "lrelu" else 1.0
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        x = ops.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, down=self.down, padding=self.padding)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+class DiscriminatorBlock(nn.Module):
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
+                 resample_filter: list[int] | None = None, conv_clamp: float | None = None):
+        super().__init__()
+        self.in_channels, self.resolution = in_channels, resolution
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
+        if in_channels == 0:
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2,
+                                 resample_filter=resample_filter, conv_clamp=conv_clamp)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 0:
+            x = self.fromrgb(img)
+        y = self.skip(x, gain=math.sqrt(0.5))
+        x = self.conv0(x)
+        x = self.conv1(x, gain=math.sqrt(0.5))
+        return y + x
+
+
+class DiscriminatorEpilogue(nn.Module):
+    def __init__(self, in_channels: int, cmap_dim: int, resolution: int, mbstd_group_size: int = 4,
+                 mbstd_num_channels: int = 1, conv_clamp: float | None = None):
+        super().__init__()
+        self.cmap_dim = cmap_dim
+        self.mbstd_group_size, self.mbstd_num_channels = mbstd_group_size, mbstd_num_channels
+        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
+                                conv_clamp=conv_clamp)
+        self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
+        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+
+    def forward(self, x: torch.Tensor, cmap: torch.Tensor | None) -> torch.Tensor:
+        if self.mbstd_num_channels > 0:
+            x = ops.minibatch_std(x, self.mbstd_group_size, self.mbstd_num_channels)
+        x = self.conv(x)
+        x = self.fc(x.flatten(1))
+        x = self.out(x)
+        if self.cmap_dim > 0:
+            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
+        return x
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.c_dim, self.img_resolution = cfg.c_dim, cfg.img_resolution
+        self.block_resolutions = cfg.block_resolutions
+        for res in self.block_resolutions:
+            in_ch = cfg.channels(res) if res < cfg.img_resolution else 0
+            setattr(self, f"b{res}", DiscriminatorBlock(in_ch, cfg.channels(res), cfg.channels(res // 2), res,
+                                                        cfg.img_channels, cfg.resample_filter, cfg.conv_clamp))
+        cmap_dim = cfg.resolved_cmap_dim
+        if cfg.c_dim > 0:
+            self.mapping = MappingNetwork(0, cfg.c_dim, cmap_dim, None, cfg.mapping_layers,
+                                          lr_multiplier=cfg.mapping_lr_multiplier, w_avg_beta=None)
+        self.b4 = DiscriminatorEpilogue(cfg.channels(4), cmap_dim, 4, cfg.mbstd_group_size, cfg.mbstd_num_channels,
+                                        cfg.conv_clamp)
+
+    def blocks(self) -> list[DiscriminatorBlock]:
+        """Blocks from the highest resolution down: Freeze-D freezes a prefix of this list."""
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        x = None
+        for block in self.blocks():
+            x = block(x, img)
+        cmap = self.mapping(None, c) if self.c_dim > 0 else None
+        return self.b4(x, cmap)
