@@ -1,0 +1,1 @@
+"""Independent re-implementations of other projects' models, used only as test oracles."""
