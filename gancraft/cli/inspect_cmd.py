@@ -56,10 +56,13 @@ def command(checkpoint: str, layers: bool, as_json: bool) -> None:
 
 
 def _describe_domain(d: dict) -> str:
-    if "class" in d:
+    kind = d.get("kind")
+    if kind == "class":
         return f"class {d['class']}"
-    if "direction" in d:
-        return f"repurposed subspace: direction {d.get('index', '?')}, distance {d.get('distance')}"
-    if "vector" in d:
-        return f"domain vector {d['vector']}"
+    if kind == "base":
+        return "base subspace (the original domain)"
+    if kind == "repurposed":
+        return f"repurposed subspace: SeFA direction {d.get('index', '?')}, distance {d.get('distance')}"
+    if kind == "vector":
+        return f"domain vector {d['tensor']}"
     return json.dumps(d)

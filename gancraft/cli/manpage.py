@@ -1,0 +1,107 @@
+"""Generate man pages from the click commands, so man/ can never drift from --help.
+
+    python -m gancraft.cli.manpage man/
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from .main import cli
+
+DATE = "2026-11"  # fixed so regenerating is byte-stable; bump with releases
+
+
+def _esc(text: str) -> str:
+    lines = []
+    for line in text.replace("\\", "\\\\").splitlines():
+        if line.startswith((".", "'")):
+            line = "\\&" + line
+        lines.append(line.replace("-", "\\-"))
+    return "\n".join(lines)
+
+
+def _options(cmd: click.Command, ctx: click.Context) -> list[str]:
+    out = []
+    for param in cmd.get_params(ctx):
+        if isinstance(param, click.Argument):
+            continue
+        rec = param.get_help_record(ctx)
+        if rec is None:
+            continue
+        names, help_text = rec
+        out += [".TP", f"\\fB{_esc(names)}\\fR", _esc(help_text or "")]
+    return out
+
+
+def render(cmd: click.Command, name: str, ctx: click.Context) -> str:
+    full = "gancraft" if name == "gancraft" else f"gancraft {name}"
+    page = "gancraft" if name == "gancraft" else f"gancraft-{name}"
+    usage = " ".join(cmd.collect_usage_pieces(ctx))
+    help_text = (cmd.help or "").strip()
+    short = help_text.splitlines()[0] if help_text else ""
+    lines = [
+        f'.TH "{page.upper()}" 1 "{DATE}" "gancraft {__version__}" "gancraft manual"',
+        ".SH NAME",
+        f"{_esc(page)} \\- {_esc(short)}",
+        ".SH SYNOPSIS",
+        f"\\fB{_esc(full)}\\fR {_esc(usage)}",
+        ".SH DESCRIPTION",
+    ]
+    for para in help_text.split("\n\n"):
+        if para.startswith("\b\n"):
+            # click's no-rewrap marker: keep the lines (examples) as they are
+            lines += [".PP", ".nf", _esc(para[2:]), ".fi"]
+        else:
+            lines += [".PP", _esc(" ".join(line.strip() for line in para.splitlines()))]
+    opts = _options(cmd, ctx)
+    if opts:
+        lines += [".SH OPTIONS", *opts]
+    if isinstance(cmd, click.Group):
+        lines += [".SH COMMANDS"]
+        for sub in cmd.list_commands(ctx):
+            subcmd = cmd.get_command(ctx, sub)
+            lines += [".TP", f"\\fBgancraft {sub}\\fR", _esc(subcmd.get_short_help_str(80)), ]
+        lines += [".SH SEE ALSO", ", ".join(f"\\fBgancraft\\-{s}\\fR(1)" for s in cmd.list_commands(ctx))]
+        lines += [".SH SHELL COMPLETION", ".PP",
+                  "bash: eval \"$(_GANCRAFT_COMPLETE=bash_source gancraft)\"",
+                  ".br", "zsh: eval \"$(_GANCRAFT_COMPLETE=zsh_source gancraft)\"",
+                  ".br", "fish: _GANCRAFT_COMPLETE=fish_source gancraft | source"]
+    else:
+        lines += [".SH SEE ALSO", "\\fBgancraft\\fR(1)"]
+    return "\n".join(lines) + "\n"
+
+
+def pages() -> dict[str, str]:
+    """File name -> man page text for gancraft(1) and every subcommand."""
+    root_ctx = click.Context(cli, info_name="gancraft")
+    out = {"gancraft.1": render(cli, "gancraft", root_ctx)}
+    for name in cli.list_commands(root_ctx):
+        cmd = cli.get_command(root_ctx, name)
+        ctx = click.Context(cmd, info_name=name, parent=root_ctx)
+        out[f"gancraft-{name}.1"] = render(cmd, name, ctx)
+    return out
+
+
+def write_pages(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fname, text in pages().items():
+        p = folder / fname
+        p.write_text(text)
+        written.append(p)
+    for stale in folder.glob("gancraft*.1"):
+        if stale not in written:
+            stale.unlink()
+    return written
+
+
+if __name__ == "__main__":
+    for p in write_pages(sys.argv[1] if len(sys.argv) > 1 else "man"):
+        print(p)
