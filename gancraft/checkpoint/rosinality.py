@@ -448,27 +448,28 @@ def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike,
     nets = ckpt.nets
     if "G_ema" not in nets and "G" not in nets:
         raise CheckpointError(f"{where}: holds no generator; a rosinality file needs g_ema or g")
-    obj: dict[str, Any] = {}
-    for key, net in G_NETS:
-        if net in nets:
-            sd = ckpt.state_dict(net)
-            obj[key] = _to_rosinality(sd, lay, g.use_noise, f"{where}: {net}")
-    g_avg_net = "G_ema" if "G_ema" in nets else "G"
-    obj["latent_avg"] = _w_avg(ckpt, g_avg_net, g.w_dim, where)
-    if "G" in nets:
-        obj[G_LATENT_AVG] = _w_avg(ckpt, "G", g.w_dim, where)
-    if "G_ema" not in nets:
-        obj["g_ema"] = obj["g"]
-
     result = {"generator": {"size": g.img_resolution, "style_dim": g.w_dim, "n_mlp": g.mapping_layers,
                             "channel_multiplier": g_cm}}
+    d_lay = None
     if "D" in nets and ckpt.d_config is not None:
         d = ckpt.d_config
         _check_discriminator_exportable(d, where)
         d_ch = {res: d.channels(res) for res in [*d.block_resolutions, 4]}
         d_cm = _multiplier_or_refuse(d_ch, "discriminator", where, allow_custom_channels)
-        obj["d"] = _to_rosinality(ckpt.state_dict("D"), _d_layout(d.img_resolution, d_ch), True, f"{where}: D")
+        d_lay = _d_layout(d.img_resolution, d_ch)
         result["discriminator"] = {"size": d.img_resolution, "channel_multiplier": d_cm}
+
+    obj: dict[str, Any] = {}
+    for key, net in G_NETS:
+        if net in nets:
+            obj[key] = _to_rosinality(ckpt.state_dict(net), lay, g.use_noise, f"{where}: {net}")
+    obj["latent_avg"] = _w_avg(ckpt, "G_ema" if "G_ema" in nets else "G", g.w_dim, where)
+    if "G" in nets:
+        obj[G_LATENT_AVG] = _w_avg(ckpt, "G", g.w_dim, where)
+    if "G_ema" not in nets:
+        obj["g_ema"] = obj["g"]
+    if d_lay is not None:
+        obj["d"] = _to_rosinality(ckpt.state_dict("D"), d_lay, True, f"{where}: D")
 
     try:
         torch.save(obj, Path(path))
@@ -531,6 +532,11 @@ def _multiplier_or_refuse(ch: Mapping[int, int], what: str, where: str, allow_cu
 
 def _to_rosinality(sd: Mapping[str, torch.Tensor], lay: _Layout, use_noise: bool, where: str
                    ) -> dict[str, torch.Tensor]:
+    covered = {pr.nv for pr in lay.pairs} | set(lay.nv_buffers) | {"mapping.w_avg"}
+    stray = sorted(k for k in sd if k not in covered)
+    if stray:
+        raise CheckpointError(f"{where}: tensor {stray[0]} has no counterpart in rosinality's networks "
+                              "(does the checkpoint's config match its tensors?)")
     out = {}
     for pr in lay.pairs:
         if pr.noise and not use_noise:
