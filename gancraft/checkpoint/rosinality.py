@@ -285,12 +285,17 @@ def _load(p: Path) -> Any:
     except PermissionError:
         raise CheckpointError(f"{p}: permission denied") from None
     except Exception as exc:  # torch raises many types for bad files; all mean "cannot use it"
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc)
+        blocked = re.search(r"GLOBAL ([\w.]+)", text)
+        if blocked:
             raise CheckpointError(
-                f"{p}: refused: the file contains Python objects other than tensors and plain data, and loading "
-                f"them would run code from the file ({msg[:200]})") from None
-        raise CheckpointError(f"{p}: cannot read as a PyTorch .pt file (corrupt or truncated?): {msg[:200]}") from None
+                f"{p}: refused: the file asks to import {blocked.group(1)}, and loading it could run code from the "
+                "file; gancraft reads only tensors and plain data from .pt files") from None
+        if "Weights only load failed" in text:
+            raise CheckpointError(f"{p}: cannot read: its pickled data is malformed or holds objects other than "
+                                  "tensors and plain data") from None
+        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+        raise CheckpointError(f"{p}: cannot read as a PyTorch .pt file (corrupt or truncated?): {first}") from None
 
 
 def _state_dict(value: Any, where: str) -> dict[str, torch.Tensor]:
