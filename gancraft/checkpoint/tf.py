@@ -211,8 +211,8 @@ def _translate(params: dict[str, np.ndarray], rules: list[_Rule], where: str) ->
                     unmapped.append(name)
                 elif target is not _IGNORED:
                     key, transform = target
-                    array = np.ascontiguousarray(transform(value.astype(np.float32, copy=False)))
-                    out[key] = torch.from_numpy(array.copy())
+                    array = np.array(transform(value.astype(np.float32, copy=False)), order="C", copy=True)
+                    out[key] = torch.from_numpy(array)
                 break
         else:
             unmapped.append(name)
