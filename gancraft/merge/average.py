@@ -1,0 +1,490 @@
+"""Streaming model merges: weighted mean, slerp and task arithmetic, one tensor at a time.
+
+The core here is shared with layer blending (blend.py): every merge is a *recipe* per output
+tensor (a linear combination of the inputs, or a slerp of two), evaluated tensor by tensor and
+appended to a safetensors file whose header was written first. Native inputs are read with
+plain positioned reads rather than a memory map, because touched pages of a map stay in the
+process's resident set and would add up to N whole models; this way peak memory is about one
+tensor per input plus the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..checkpoint.core import NETS, Checkpoint
+from ..checkpoint.io import detect_format, load
+from ..checkpoint.native import LazyCheckpoint, build_metadata, read_header
+from ..errors import GancraftError
+from ..io_util import atomic_write, check_output_path
+from ..nets.config import config_to_dict
+
+_ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL"}
+_TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
+
+# Buffers are not learned (fixed filters, the frozen per-layer noise images): they are copied
+# from one input rather than mixed, because a mix of two independent noise images has a
+# smaller variance than either and matches neither model.
+BUFFER_SUFFIXES = ("resample_filter", "noise_const")
+
+
+def is_buffer(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] in BUFFER_SUFFIXES
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+class Source:
+    """One merge input: its metadata, tensor names/shapes/dtypes, and tensors on demand."""
+
+    def __init__(self, skeleton: Checkpoint, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype],
+                 getter: Callable[[str], torch.Tensor], path: Path | None, closer: Callable[[], None] | None = None):
+        self.skeleton = skeleton
+        self.shapes = shapes
+        self.dtypes = dtypes
+        self._get = getter
+        self.path = path
+        self._close = closer
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else "<in-memory checkpoint>"
+
+    def get(self, key: str) -> torch.Tensor:
+        return self._get(key)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint) -> "Source":
+        skel = replace(ckpt, tensors={})
+        return cls(skel, {k: tuple(v.shape) for k, v in ckpt.tensors.items()},
+                   {k: v.dtype for k, v in ckpt.tensors.items()}, ckpt.tensors.__getitem__, ckpt.path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Source":
+        """Native files stream; other formats are converted in memory once."""
+        p = Path(path)
+        if detect_format(p) != "safetensors":
+            return cls.from_checkpoint(load(p))
+        lazy = LazyCheckpoint(p)
+        header = read_header(p)
+        with open(p, "rb") as fh:
+            data_start = 8 + struct.unpack("<Q", fh.read(8))[0]
+        offsets = {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
+        dtypes = {k: _TORCH_DTYPES.get(v) for k, v in lazy.dtypes.items()}
+        for k, dt in dtypes.items():
+            if dt is None:
+                raise GancraftError(f"{p}: tensor {k!r} has dtype {lazy.dtypes[k]}, which cannot be merged")
+        fh = open(p, "rb", buffering=0)
+
+        def get(key: str) -> torch.Tensor:
+            begin, end = offsets[key]
+            out = torch.empty(lazy.shapes[key], dtype=dtypes[key])
+            buf = out.view(-1).view(torch.uint8).numpy() if out.numel() else np.empty(0, np.uint8)
+            n = os.preadv(fh.fileno(), [buf], data_start + begin) if end > begin else 0
+            if n != end - begin:
+                raise GancraftError(f"{p}: short read of tensor {key!r} (file changed or truncated?)")
+            return out
+
+        skel = lazy.skeleton()
+        skel.path = p
+        return cls(skel, dict(lazy.shapes), dtypes, get, p, fh.close)
+
+
+def open_sources(inputs: Sequence[str | os.PathLike | Checkpoint]) -> list[Source]:
+    out = []
+    try:
+        for item in inputs:
+            out.append(Source.from_checkpoint(item) if isinstance(item, Checkpoint) else Source.open(item))
+    except BaseException:
+        for s in out:
+            s.close()
+        raise
+    return out
+
+
+def select_keys(sources: Sequence[Source], nets: Sequence[str] | None) -> list[str]:
+    """Keys of the chosen networks (default: every network all inputs have), checked compatible."""
+    first = sources[0]
+    have = [set(n for n in NETS if any(k.startswith(n + ".") for k in s.shapes)) for s in sources]
+    if nets is None:
+        nets = [n for n in NETS if all(n in h for h in have)]
+        if not any(n in ("G", "G_ema") for n in nets):
+            raise GancraftError("the inputs have no generator network in common")
+    else:
+        for n in nets:
+            if n not in NETS:
+                raise GancraftError(f"--nets: unknown network {n!r} (choose from {', '.join(NETS)})")
+            for s, h in zip(sources, have):
+                if n not in h:
+                    raise GancraftError(f"--nets: {s.name} has no {n} network (it has {', '.join(sorted(h)) or 'none'})")
+    check_configs(sources, with_d="D" in nets)
+    keys = [k for k in first.shapes if k.split(".", 1)[0] in nets]
+    check_compatible(sources, keys)
+    return keys
+
+
+def check_configs(sources: Sequence[Source], with_d: bool) -> None:
+    ref = sources[0]
+    g0 = config_to_dict(ref.skeleton.g_config)
+    for s in sources[1:]:
+        g = config_to_dict(s.skeleton.g_config)
+        diff = [k for k in g0 if g0[k] != g.get(k)]
+        if diff:
+            k = diff[0]
+            raise GancraftError(f"{s.name}: generator architecture differs from {ref.name} "
+                                f"({k} = {g.get(k)!r} vs {g0[k]!r}); only models of one architecture can be merged")
+        if with_d and ref.skeleton.d_config != s.skeleton.d_config:
+            raise GancraftError(f"{s.name}: discriminator architecture differs from {ref.name}")
+
+
+def check_compatible(sources: Sequence[Source], keys: Sequence[str]) -> None:
+    """Refuse, naming the first differing tensor and both shapes, before anything is written."""
+    ref = sources[0]
+    for s in sources[1:]:
+        for k in keys:
+            if k not in s.shapes:
+                raise GancraftError(f"{s.name}: has no tensor {k} (present in {ref.name}); "
+                                    f"the models are not compatible")
+            if s.shapes[k] != ref.shapes[k]:
+                raise GancraftError(f"{s.name}: tensor {k} has shape {list(s.shapes[k])}, but {ref.name} has "
+                                    f"{list(ref.shapes[k])}; the models are not compatible")
+
+
+# ---------------------------------------------------------------------------------------------
+# recipes
+
+
+@dataclass(frozen=True)
+class Linear:
+    """sum_i weights[i] * input_i; a weight of exactly 0 skips that input (it is not even read).
+
+    `rows` optionally overrides whole slices along dim 0 (output channels) with other weights:
+    ``{row_index: weights}`` - used by per-channel swapping.
+    """
+    weights: tuple[float, ...]
+    rows: dict[int, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Slerp:
+    """Spherical interpolation from input 0 (t=0) to input 1 (t=1) on the flattened tensor."""
+    t: float
+
+
+Recipe = Linear | Slerp
+
+
+def combine(tensors: Callable[[int], torch.Tensor], weights: Sequence[float], like: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """Weighted sum in float64, cast back to the input dtype.
+
+    A single weight of exactly 1 returns that input unchanged (bit for bit, -0.0 included);
+    zero weights are skipped so unread inputs cost nothing.
+    """
+    active = [(i, float(w)) for i, w in enumerate(weights) if w != 0]
+    if len(active) == 1 and active[0][1] == 1.0:
+        return tensors(active[0][0])
+    acc = None
+    dtype = None
+    for i, w in active:
+        x = tensors(i)
+        dtype = x.dtype
+        if not x.is_floating_point():
+            raise GancraftError(f"cannot mix a non-floating tensor ({x.dtype}); copy it from one input instead")
+        term = x.to(torch.float64) * w
+        acc = term if acc is None else acc.add_(term)
+    if acc is None:
+        if like is None:
+            raise ValueError("all weights are zero and no template tensor was given")
+        return torch.zeros_like(like)
+    return acc.to(dtype)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float, eps: float = 1e-7) -> torch.Tensor:
+    """Great-circle interpolation of the flattened tensors, magnitudes interpolated linearly.
+
+    The angle comes from the normalised vectors, the combination coefficients are applied to
+    the raw ones (as model-merge tools do); nearly parallel tensors fall back to lerp, where
+    slerp's division is ill-conditioned. t = 0 and t = 1 return the endpoints exactly.
+    """
+    if t == 0:
+        return a
+    if t == 1:
+        return b
+    a64, b64 = a.to(torch.float64).reshape(-1), b.to(torch.float64).reshape(-1)
+    na, nb = a64.norm(), b64.norm()
+    if na < eps or nb < eps:
+        return torch.lerp(a64, b64, t).reshape(a.shape).to(a.dtype)
+    cos = torch.clamp((a64 / na) @ (b64 / nb), -1.0, 1.0).item()
+    if abs(cos) > 1 - 1e-6:
+        return torch.lerp(a64, b64, t).reshape(a.shape).to(a.dtype)
+    omega = math.acos(cos)
+    s = math.sin(omega)
+    out = (math.sin((1 - t) * omega) / s) * a64 + (math.sin(t * omega) / s) * b64
+    return out.reshape(a.shape).to(a.dtype)
+
+
+def evaluate(recipe: Recipe, key: str, sources: Sequence[Source]) -> torch.Tensor:
+    cache: dict[int, torch.Tensor] = {}
+
+    def get(i: int) -> torch.Tensor:
+        if i not in cache:
+            cache[i] = sources[i].get(key)
+        return cache[i]
+
+    if isinstance(recipe, Slerp):
+        return slerp(get(0), get(1), recipe.t)
+    out = combine(get, recipe.weights, like=sources[0].get(key) if not any(recipe.weights) else None)
+    if recipe.rows:
+        out = out.clone()
+        for row, weights in recipe.rows.items():
+            out[row] = combine(lambda i: get(i)[row], weights)
+    return out
+
+
+def iter_merged(sources: Sequence[Source], recipes: dict[str, Recipe],
+                overrides: dict[str, torch.Tensor] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """Output tensors in recipe order; `overrides` replaces computed ones (e.g. a recomputed w_avg)."""
+    overrides = overrides or {}
+    for key, recipe in recipes.items():
+        yield key, overrides[key] if key in overrides else evaluate(recipe, key, sources)
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def write_streaming(path: str | os.PathLike, specs: dict[str, tuple[tuple[int, ...], torch.dtype]],
+                    tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str], force: bool = False,
+                    inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write a safetensors file tensor by tensor: the header is computed from `specs` up front.
+
+    Tensors must arrive in `specs` order with the declared shapes and dtypes; the file appears
+    atomically, and only after the last tensor has been written.
+    """
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
+    for name, (shape, dtype) in specs.items():
+        n = _ST_DTYPES[dtype]
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        header[name] = {"dtype": n, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors' own writer does
+    order = iter(specs.items())
+    with atomic_write(path, force=force, inputs=tuple(inputs)) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(struct.pack("<Q", len(raw)))
+            fh.write(raw)
+            for name, t in tensors:
+                want_name, (shape, dtype) = next(order)
+                if name != want_name or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+                    raise RuntimeError(f"merge produced {name} {tuple(t.shape)} {t.dtype}, expected "
+                                       f"{want_name} {tuple(shape)} {dtype}")
+                t = t.detach().cpu().contiguous()
+                if t.numel():
+                    fh.write(t.view(-1).view(torch.uint8).numpy().data)
+            if next(order, None) is not None:
+                raise RuntimeError("merge ended before every declared tensor was written")
+    return Path(path)
+
+
+def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: str | os.PathLike,
+                  skeleton: Checkpoint, force: bool = False, overrides: dict[str, torch.Tensor] | None = None,
+                  progress: bool = False) -> Path:
+    specs = {k: (sources[0].shapes[k], sources[_dtype_source(r)].dtypes[k]) for k, r in recipes.items()}
+    stream: Iterable[tuple[str, torch.Tensor]] = iter_merged(sources, recipes, overrides)
+    if progress:
+        from tqdm import tqdm
+
+        stream = tqdm(stream, total=len(recipes), desc="merging", unit="tensor", leave=False)
+    paths = [s.path for s in sources if s.path is not None]
+    return write_streaming(out, specs, stream, build_metadata(skeleton), force=force, inputs=paths)
+
+
+def merge_to_checkpoint(sources: Sequence[Source], recipes: dict[str, Recipe], skeleton: Checkpoint,
+                        overrides: dict[str, torch.Tensor] | None = None) -> Checkpoint:
+    return replace(skeleton, tensors=dict(iter_merged(sources, recipes, overrides)), path=None,
+                   source_format="native")
+
+
+def _dtype_source(recipe: Recipe) -> int:
+    if isinstance(recipe, Slerp):
+        return 0
+    return dominant(recipe.weights)
+
+
+def dominant(weights: Sequence[float]) -> int:
+    """Index of the largest weight (first on ties): where copied buffers come from."""
+    return max(range(len(weights)), key=lambda i: (weights[i], -i))
+
+
+def output_skeleton(sources: Sequence[Source], keys: Sequence[str], command: str, params: dict,
+                    record: bool = True) -> Checkpoint:
+    """Metadata for the merged file: the first input's configs; domains kept only if all inputs agree."""
+    first = sources[0].skeleton
+    nets = {k.split(".", 1)[0] for k in keys}
+    domains = first.domains
+    if any(s.skeleton.domains != domains for s in sources[1:]) or any(
+            d.get("kind") == "vector" for d in domains.values()):
+        # per-model domain tables (or domain vectors, which are not merged) would mislabel the result
+        domains = {}
+    skel = Checkpoint(tensors={}, g_config=first.g_config, d_config=first.d_config if "D" in nets else None,
+                      domains=domains, history=list(first.history), extra={}, source_format="native")
+    paths = [s.path for s in sources if s.path is not None]
+    if record:
+        skel = skel.with_operation(command, params, paths)
+    return skel
+
+
+# ---------------------------------------------------------------------------------------------
+# averaging
+
+
+METHODS = ("mean", "slerp")
+W_AVG_MODES = ("mean", "recompute")
+
+
+def average_recipes(keys: Sequence[str], n: int, weights: Sequence[float] | None = None, method: str = "mean",
+                    base: bool = False) -> dict[str, Recipe]:
+    """Per-tensor recipes for averaging n models (with `base`, input 0 is the common parent).
+
+    mean:  sum_i w_i x_i with weights normalised to sum 1.
+    slerp: two models, t = w_2 / (w_1 + w_2).
+    base:  parent + sum_i w_i (child_i - parent), weights as given (default 1/N, which equals
+           the plain mean of the children), written as the equivalent linear combination.
+    """
+    if method not in METHODS:
+        raise GancraftError(f"--method: unknown method {method!r} (choose {', '.join(METHODS)})")
+    n_models = n - 1 if base else n
+    if n_models < 1 or (not base and n_models < 2):
+        raise GancraftError("average needs at least two models (or a --base parent and one model)")
+    if weights is None:
+        weights = [1.0 / n_models] * n_models if base else [1.0] * n_models
+    weights = [float(w) for w in weights]
+    if len(weights) != n_models:
+        raise GancraftError(f"--weights: got {len(weights)} weights for {n_models} models")
+    if any(not math.isfinite(w) for w in weights):
+        raise GancraftError("--weights: weights must be finite numbers")
+    if method == "slerp":
+        if base or n_models != 2:
+            raise GancraftError("--method slerp takes exactly two models and no --base")
+        total = weights[0] + weights[1]
+        if total == 0 or min(weights) < 0:
+            raise GancraftError("--weights: slerp needs two non-negative weights that are not both zero")
+        t = weights[1] / total
+        lin = (1 - t, t)
+        return {k: (Linear(_onehot(dominant(lin), 2)) if is_buffer(k) else Slerp(t)) for k in keys}
+    if base:
+        coeffs = [1.0 - sum(weights), *weights]
+        buffer_from = 0
+    else:
+        total = sum(weights)
+        if total == 0:
+            raise GancraftError("--weights: the weights sum to zero, so their mean is undefined")
+        coeffs = [w / total for w in weights]
+        buffer_from = dominant(coeffs)
+    lin = Linear(tuple(coeffs))
+    copy = Linear(_onehot(buffer_from, n))
+    return {k: (copy if is_buffer(k) else lin) for k in keys}
+
+
+def _onehot(i: int, n: int) -> tuple[float, ...]:
+    return tuple(1.0 if j == i else 0.0 for j in range(n))
+
+
+def recompute_w_avg(sources: Sequence[Source], recipes: dict[str, Recipe], keys: Sequence[str],
+                    samples: int = 10000, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The mean w of each merged mapping network, estimated from `samples` z (uniform classes)."""
+    from ..nets.stylegan2 import MappingNetwork
+
+    g = sources[0].skeleton.g_config
+    out = {}
+    for net in ("G_ema", "G"):
+        key = f"{net}.mapping.w_avg"
+        if key not in recipes:
+            continue
+        mapping = MappingNetwork(g.z_dim, g.c_dim, g.w_dim, None, g.mapping_layers, g.embed_features,
+                                 g.layer_features, g.mapping_lr_multiplier, None)
+        prefix = f"{net}.mapping."
+        sd = {k[len(prefix):]: evaluate(recipes[k], k, sources) for k in keys
+              if k.startswith(prefix) and k != key}
+        mapping.load_state_dict(sd, strict=True)
+        gen = torch.Generator().manual_seed(seed)
+        total = torch.zeros(g.w_dim, dtype=torch.float64)
+        with torch.no_grad():
+            for start in range(0, samples, 1000):
+                b = min(1000, samples - start)
+                z = torch.randn(b, g.z_dim, generator=gen)
+                c = None
+                if g.c_dim:
+                    c = torch.nn.functional.one_hot(torch.randint(g.c_dim, (b,), generator=gen), g.c_dim).float()
+                total += mapping(z, c).to(torch.float64).sum(0)
+        out[key] = (total / samples).to(sources[0].dtypes[key])
+    return out
+
+
+def _prepare_average(inputs: Sequence, weights, method, base, nets, w_avg):
+    if w_avg not in W_AVG_MODES:
+        raise GancraftError(f"--w-avg: unknown mode {w_avg!r} (choose {', '.join(W_AVG_MODES)})")
+    all_inputs = ([base] if base is not None else []) + list(inputs)
+    sources = open_sources(all_inputs)
+    try:
+        keys = select_keys(sources, nets)
+        recipes = average_recipes(keys, len(sources), weights, method, base is not None)
+        overrides = recompute_w_avg(sources, recipes, keys) if w_avg == "recompute" else {}
+    except BaseException:
+        for s in sources:
+            s.close()
+        raise
+    params = {"method": method, "weights": list(weights) if weights is not None else None,
+              "base": str(base) if base is not None and not isinstance(base, Checkpoint) else None,
+              "nets": sorted({k.split(".", 1)[0] for k in keys}), "w_avg": w_avg}
+    return sources, keys, recipes, overrides, params
+
+
+def average(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, weights: Sequence[float] | None = None,
+            method: str = "mean", base: str | os.PathLike | None = None, nets: Sequence[str] | None = None,
+            w_avg: str = "mean", force: bool = False, progress: bool = False) -> Path:
+    """Average checkpoints into `out` (native safetensors), streaming tensor by tensor.
+
+    `weights` follow `inputs` (not the base). `w_avg='mean'` combines the mapping's w_avg like
+    every other tensor; 'recompute' re-estimates it from the merged mapping network, which is
+    what a truncation centre should be when the mapping networks differ a lot.
+    """
+    paths = [*inputs, *([base] if base is not None else [])]
+    check_output_path(out, force=force, inputs=tuple(paths))
+    sources, keys, recipes, overrides, params = _prepare_average(inputs, weights, method, base, nets, w_avg)
+    try:
+        skel = output_skeleton(sources, keys, "average", params)
+        return merge_to_file(sources, recipes, out, skel, force=force, overrides=overrides, progress=progress)
+    finally:
+        for s in sources:
+            s.close()
+
+
+def average_checkpoints(ckpts: Sequence[Checkpoint], weights: Sequence[float] | None = None, method: str = "mean",
+                        base: Checkpoint | None = None, nets: Sequence[str] | None = None,
+                        w_avg: str = "mean") -> Checkpoint:
+    """In-memory `average` for Python callers (no files, no history entry)."""
+    sources, keys, recipes, overrides, _ = _prepare_average(ckpts, weights, method, base, nets, w_avg)
+    skel = output_skeleton(sources, keys, "average", {}, record=False)
+    return merge_to_checkpoint(sources, recipes, skel, overrides)
