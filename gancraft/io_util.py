@@ -42,7 +42,10 @@ def atomic_write(path: str | os.PathLike, force: bool = False, inputs: tuple = (
     interrupted or failed write leaves nothing behind.
     """
     out = check_output_path(path, force=force, inputs=inputs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
+    folder = out.parent if str(out.parent) else Path(".")
+    remove_stale_temporaries(folder, out.name)
+    # the pid in the name lets a later run recognise leftovers of a process killed with SIGKILL
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -60,6 +63,29 @@ def atomic_write(path: str | os.PathLike, force: bool = False, inputs: tuple = (
     except BaseException:
         _unlink_quietly(tmp_path)
         raise
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Delete temporary files that a killed gancraft process left for `name` in `folder`."""
+    removed = []
+    for tmp in folder.glob(f".{name}.*.tmp"):
+        parts = tmp.name[len(name) + 2:].split(".")
+        if not parts or not parts[0].isdigit():
+            continue
+        if not _pid_alive(int(parts[0])):
+            _unlink_quietly(tmp)
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _unlink_quietly(p: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
 
 import click
@@ -69,7 +70,13 @@ def cli() -> None:
     """
 
 
+def _terminate(signum, frame):
+    # turn SIGTERM into an exception so that atomic writes remove their temporary files
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="gancraft")
 
 
