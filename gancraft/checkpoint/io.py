@@ -66,7 +66,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike, to: str = "native", force: bool = False,
-         inputs: tuple = ()) -> Path:
+         inputs: tuple = (), allow_custom_channels: bool = False) -> Path:
     """Write atomically; refuses to replace an input, or an existing file unless force."""
     if to not in ("native", "rosinality"):
         raise CheckpointError(f"unknown output format {to!r} (choose native or rosinality)")
@@ -78,5 +78,5 @@ def save(ckpt: Checkpoint, path: str | os.PathLike, to: str = "native", force: b
         else:
             from .rosinality import write_rosinality
 
-            write_rosinality(ckpt, tmp)
+            write_rosinality(ckpt, tmp, allow_custom_channels=allow_custom_channels)
     return Path(path)
