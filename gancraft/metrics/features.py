@@ -1,0 +1,402 @@
+"""Feature extractors for FID/KID and the code that feeds them images.
+
+Every extractor takes float32 RGB batches N x 3 x H x W in [0, 1] and returns N x D float32
+features on the CPU. Each carries a `name` (which network and weights) and a `resize`
+(how images are brought to the network's input size): scores are only comparable when
+both match, so they are written into statistics files and printed with every score.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import GancraftError
+from ..io_util import sha256_file
+
+INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_WEIGHTS_FILE
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class FeatureExtractor(Protocol):
+    name: str
+    resize: str
+    description: str
+    device: torch.device
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_batch(batch: torch.Tensor) -> None:
+    if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3:
+        shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
+        raise GancraftError(f"feature extractors take RGB batches N x 3 x H x W, got {shape}")
+
+
+def inception_cache_path() -> Path:
+    """Where pytorch-fid's download (torch.hub) leaves the FID Inception weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
+
+
+def _missing_inception_message(reason: str) -> str:
+    return (
+        f"FID Inception weights {reason}: need {INCEPTION_WEIGHTS_FILE} (pytorch-fid's port of the "
+        f"TensorFlow FID Inception, {INCEPTION_WEIGHTS_URL}); download it elsewhere and pass "
+        f"--weights PATH, or place it at {inception_cache_path()}"
+    )
+
+
+def _build_pytorch_fid_inception(state_dict: dict | None) -> torch.nn.Module:
+    """Build pytorch-fid's InceptionV3 (FID variant, 2048-d pool3 output) with given weights.
+
+    pytorch-fid fetches its weights inside the constructor through the module-level
+    `load_state_dict_from_url`; swapping that name for the duration of the call hands it
+    our local weights instead of going to the network. With state_dict None the network
+    keeps torch's random initialisation, for tests and benchmarks without the real file.
+    """
+    from pytorch_fid import inception as pf_inception
+    import torchvision
+
+    original_loader = pf_inception.load_state_dict_from_url
+    inception_cls = torchvision.models.inception.Inception3
+    own_method = inception_cls.__dict__.get("load_state_dict")
+    pf_inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
+    if state_dict is None:
+        inception_cls.load_state_dict = lambda self, *args, **kwargs: None
+    try:
+        return pf_inception.InceptionV3(
+            output_blocks=[pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
+            resize_input=True,
+            normalize_input=True,
+            use_fid_inception=True,
+        )
+    finally:
+        pf_inception.load_state_dict_from_url = original_loader
+        if state_dict is None:
+            if own_method is None:
+                del inception_cls.load_state_dict
+            else:
+                inception_cls.load_state_dict = own_method
+
+
+class InceptionExtractor:
+    """The standard FID network: pytorch-fid's InceptionV3 with the TF FID weights, pool3 features.
+
+    Images go through pytorch-fid's own resize (bilinear to 299 x 299, no antialiasing), so
+    folder-vs-folder scores equal those of `python -m pytorch_fid`.
+    """
+
+    dim = 2048
+    resize = "pytorch-fid: bilinear to 299x299 (torch interpolate, align_corners=False, no antialias)"
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        download: bool = False,
+        _random_seed: int | None = None,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        if _random_seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_random_seed)
+                model = _build_pytorch_fid_inception(None)
+                # torch's default conv init shrinks activations layer by layer until the
+                # 2048-d output is ~1e-8; He init keeps random features at a usable scale.
+                for module in model.modules():
+                    if isinstance(module, torch.nn.Conv2d):
+                        torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            self.name = f"inception-v3-fid-RANDOM-seed{_random_seed}"
+            self.description = f"pytorch-fid InceptionV3 architecture with random weights (seed {_random_seed}); not FID"
+        else:
+            path = Path(weights) if weights is not None else inception_cache_path()
+            if weights is None and not path.is_file():
+                model = self._download() if download else None
+                if model is None:
+                    raise GancraftError(_missing_inception_message("not found"))
+            else:
+                model = _build_pytorch_fid_inception(self._read_weights(path))
+            self.name = "inception-v3-fid-pool3"
+            self.description = f"FID Inception v3 (pytorch-fid, {INCEPTION_WEIGHTS_FILE}), 2048-d pool3"
+        self.model = model.eval().to(self.device)
+
+    @classmethod
+    def random(cls, seed: int = 0, device: str | torch.device | None = None) -> "InceptionExtractor":
+        """The same architecture with random weights: exercises the code path, gives no FID."""
+        return cls(device=device, _random_seed=seed)
+
+    @staticmethod
+    def _read_weights(path: Path) -> dict:
+        if not path.is_file():
+            raise GancraftError(f"{path}: Inception weights file not found (--weights expects {INCEPTION_WEIGHTS_FILE})")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch.load raises many types for a bad file; all mean the same here
+            raise GancraftError(f"{path}: cannot read Inception weights ({_first_line(exc)})") from None
+        if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
+            raise GancraftError(f"{path}: not the FID Inception weights (expected {INCEPTION_WEIGHTS_FILE})")
+        return state
+
+    @staticmethod
+    def _download() -> torch.nn.Module:
+        from pytorch_fid.inception import InceptionV3
+
+        try:
+            return InceptionV3(output_blocks=[InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+        except Exception as exc:  # network, HTTP or hash errors; the message says what to do instead
+            raise GancraftError(_missing_inception_message(f"could not be downloaded ({_first_line(exc)})")) from None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        _check_batch(batch)
+        try:
+            with torch.inference_mode():
+                out = self.model(batch.to(self.device, torch.float32))[0]
+        except RuntimeError as exc:
+            raise GancraftError(f"Inception failed on a batch of shape {tuple(batch.shape)}: {_first_line(exc)}") from None
+        return out.reshape(out.shape[0], -1).float().cpu()
+
+
+class ClipExtractor:
+    """CLIP image embeddings (open_clip) for FD-CLIP.
+
+    Preprocessing follows CLIP's own: bicubic resize of the shorter side to the model's input
+    size (antialiased, as PIL does), centre crop, CLIP mean/std normalisation.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-32",
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        download: bool = False,
+        _random_seed: int | None = None,
+        **model_kwargs,
+    ) -> None:
+        import open_clip
+
+        self.device = torch.device(device) if device is not None else default_device()
+        if _random_seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_random_seed)
+                model = self._create(open_clip, model_name, None, model_kwargs)
+            self.name = f"clip-{model_name}-RANDOM-seed{_random_seed}"
+            self.description = f"open_clip {model_name} with random weights (seed {_random_seed}); not FD-CLIP"
+        elif weights is not None:
+            path = Path(weights)
+            if not path.is_file():
+                raise GancraftError(f"{path}: CLIP weights file not found")
+            model = self._create(open_clip, model_name, str(path), model_kwargs, source=path)
+            self.name = f"clip-{model_name}:sha256={sha256_file(path)[:16]}"
+            self.description = f"open_clip {model_name} image embedding, weights {path}"
+        elif download:
+            model = self._create(open_clip, model_name, "openai", model_kwargs, source="openai")
+            self.name = f"clip-{model_name}:openai"
+            self.description = f"open_clip {model_name} (OpenAI weights) image embedding"
+        else:
+            raise GancraftError(
+                f"CLIP {model_name} weights are needed: pass --weights PATH with an open_clip checkpoint "
+                f"(for ViT-B-32 the OpenAI weights, open_clip_pytorch_model.bin from "
+                f"hf-hub:timm/vit_base_patch32_clip_224.openai)"
+            )
+        self.model = model.eval().to(self.device)
+        cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+        size = cfg.get("size", model.visual.image_size)
+        self.size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(1, 3, 1, 1)
+        self.resize = f"clip: bicubic antialiased shorter side to {self.size}, centre crop {self.size}x{self.size}"
+
+    @classmethod
+    def random(
+        cls, model_name: str = "ViT-B-32", seed: int = 0, device: str | torch.device | None = None, **model_kwargs
+    ) -> "ClipExtractor":
+        """Random weights; model_kwargs override the open_clip config (tests shrink the towers)."""
+        return cls(model_name, device=device, _random_seed=seed, **model_kwargs)
+
+    @staticmethod
+    def _create(open_clip, model_name: str, pretrained: str | None, model_kwargs: dict, source=None):
+        try:
+            return open_clip.create_model(model_name, pretrained=pretrained, **model_kwargs)
+        except Exception as exc:  # open_clip raises RuntimeError, OSError, HF hub errors...; one message
+            if source is None:
+                raise GancraftError(f"cannot build CLIP model {model_name}: {_first_line(exc)}") from None
+            if source == "openai":
+                raise GancraftError(
+                    f"CLIP {model_name} OpenAI weights could not be loaded or downloaded ({_first_line(exc)}); "
+                    "pass --weights PATH with a local open_clip checkpoint"
+                ) from None
+            raise GancraftError(f"{source}: cannot load as CLIP {model_name} weights ({_first_line(exc)})") from None
+
+    def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        scale = self.size / min(h, w)
+        new_h, new_w = max(self.size, round(h * scale)), max(self.size, round(w * scale))
+        if (new_h, new_w) != (h, w):
+            x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+        top, left = (new_h - self.size) // 2, (new_w - self.size) // 2
+        x = x[..., top:top + self.size, left:left + self.size]
+        # Bicubic overshoots; PIL would clamp to the 8-bit range, so do the same.
+        return (x.clamp(0, 1) - self.mean) / self.std
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        _check_batch(batch)
+        with torch.inference_mode():
+            x = self._preprocess(batch.to(self.device, torch.float32))
+            out = self.model.encode_image(x)
+        return out.float().cpu()
+
+
+class TorchScriptExtractor:
+    """A user network saved with torch.jit.save, called on the images at their own size."""
+
+    resize = "none (images at their own size)"
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None) -> None:
+        self.path = Path(path)
+        self.device = torch.device(device) if device is not None else default_device()
+        if not self.path.is_file():
+            raise GancraftError(f"{self.path}: TorchScript feature extractor not found")
+        try:
+            self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
+        except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a bad file
+            raise GancraftError(f"{self.path}: not a TorchScript feature extractor ({_first_line(exc)})") from None
+        digest = sha256_file(self.path)[:16]
+        # The digest, not the file name, identifies the network: renaming must not break comparisons.
+        self.name = f"torchscript:sha256={digest}"
+        self.description = f"TorchScript extractor {self.path} (sha256 {digest})"
+        self.dim: int | None = None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        _check_batch(batch)
+        n = batch.shape[0]
+        try:
+            with torch.inference_mode():
+                out = self.model(batch.to(self.device, torch.float32))
+        except Exception as exc:  # whatever the scripted code raises is the user's model failing
+            raise GancraftError(
+                f"{self.path}: extractor failed on a batch of shape {tuple(batch.shape)} ({_first_line(exc)})"
+            ) from None
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise GancraftError(f"{self.path}: extractor must return N x D features for N = {n} images, got {got}")
+        if self.dim is not None and out.shape[1] != self.dim:
+            raise GancraftError(f"{self.path}: extractor returned {out.shape[1]} features, earlier {self.dim}")
+        self.dim = int(out.shape[1])
+        return out.float().cpu()
+
+
+def load_extractor(
+    spec: str,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    download: bool = False,
+) -> FeatureExtractor:
+    """'inception', 'clip' or 'clip:MODEL' (open_clip name), or a path to a TorchScript file."""
+    if spec == "inception":
+        return InceptionExtractor(weights=weights, device=device, download=download)
+    if spec == "clip" or spec.startswith("clip:"):
+        model_name = spec.split(":", 1)[1] if ":" in spec else "ViT-B-32"
+        return ClipExtractor(model_name, weights=weights, device=device, download=download)
+    if Path(spec).is_file():
+        if weights is not None:
+            raise GancraftError(f"--weights is not used with a TorchScript extractor ({spec} holds its own weights)")
+        return TorchScriptExtractor(spec, device=device)
+    raise GancraftError(
+        f"unknown feature extractor '{spec}': use inception, clip, clip:MODEL or the path of a TorchScript file"
+    )
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, sorted by name (subfolders are separate image sets)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise GancraftError(f"{root}: image folder not found")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        subdirs = sorted(p.name for p in root.iterdir() if p.is_dir())
+        hint = f"; it has subfolders ({', '.join(subdirs[:5])}), pass one of them" if subdirs else ""
+        raise GancraftError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder{hint}")
+    return files
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise GancraftError(f"{path}: cannot read image ({_first_line(exc)})") from None
+
+
+def iter_folder_batches(folder: str | os.PathLike, batch: int = 50) -> Iterator[torch.Tensor]:
+    """Decode a folder's images to float32 N x 3 x H x W in [0, 1], `batch` at a time.
+
+    A batch is cut early where the image size changes, so folders of mixed sizes work with
+    extractors that take images at their own size.
+    """
+    if batch < 1:
+        raise GancraftError(f"batch size must be at least 1, got {batch}")
+    pending: list[np.ndarray] = []
+    for path in list_images(folder):
+        img = _read_rgb(path)
+        if pending and (len(pending) == batch or img.shape != pending[0].shape):
+            yield _to_tensor(pending)
+            pending = []
+        pending.append(img)
+    if pending:
+        yield _to_tensor(pending)
+
+
+def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def features_from_folder(
+    folder: str | os.PathLike, extractor: FeatureExtractor, batch: int = 50
+) -> Iterator[torch.Tensor]:
+    """Feature batches (N x D, CPU float32) for the images in a folder."""
+    for images in iter_folder_batches(folder, batch):
+        yield extractor(images)
+
+
+def to_unit_range(images: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+    """Generator output in [-1, 1] to [0, 1].
+
+    With quantize, values are rounded to 8 bits first, as they are when saved to PNG, so a
+    checkpoint scored directly gets the same number as the folder of its saved images.
+    """
+    x = (images.float() + 1.0) * 127.5
+    if quantize:
+        x = x.round()
+    return x.clamp_(0.0, 255.0).div_(255.0)
+
+
+def features_from_batches(
+    batches: Iterable[torch.Tensor], extractor: FeatureExtractor, quantize: bool = True
+) -> Iterator[torch.Tensor]:
+    """Feature batches for generated images arriving as N x 3 x H x W in [-1, 1].
+
+    Takes an iterable so a generator can produce images batch by batch: only one batch of
+    images is alive at a time.
+    """
+    for images in batches:
+        _check_batch(images)
+        yield extractor(to_unit_range(images, quantize))
