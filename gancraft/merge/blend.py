@@ -127,8 +127,13 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
     n_high = n_models - 1
     if n_high < 1:
         raise GancraftError("blend-layers needs a low model and at least one high model")
-    if (switch is None) == (alpha is None):
-        raise GancraftError("blend-layers: give either --switch RES or --alpha RES:WEIGHT,... (not both)")
+    if switch is not None and alpha is not None:
+        raise GancraftError("blend-layers: give either --switch RES or --alpha RES:WEIGHT,..., not both")
+    if switch is None and alpha is None:
+        if channel_swap is None:
+            raise GancraftError("blend-layers: give --switch RES, --alpha RES:WEIGHT,... or a channel swap")
+        # a pure channel swap: the low model everywhere else
+        alpha = {res: (0.0,) * n_high for res in resolutions}
     if switch is not None:
         if n_high != 1:
             raise GancraftError("--switch blends exactly two models; use --alpha for more")
@@ -218,6 +223,10 @@ def _prepare(low, highs, nets, keep_d, **kw) -> tuple[list[Source], list[str], d
     try:
         if nets is not None and "D" in nets:
             raise GancraftError("--nets: blends only mix generators; use --keep-d to copy the low model's D")
+        if nets is None:
+            nets = [n for n in ("G_ema", "G") if all(any(k.startswith(n + ".") for k in s.shapes) for s in sources)]
+            if not nets:
+                raise GancraftError("the inputs have no generator network (G_ema or G) in common")
         keys = select_keys(sources, nets)
         if keep_d:
             d_keys = [k for k in sources[0].shapes if k.startswith("D.")]
@@ -280,7 +289,6 @@ def render_preview(models: Sequence[Checkpoint | str | os.PathLike], path: str |
                    seeds: Sequence[int] = (0, 1, 2, 3), truncation_psi: float = 1.0,
                    device: str | torch.device = "cpu", force: bool = False) -> Path:
     """One PNG: a row per seed, a column per model (e.g. low | blended | high)."""
-    from ..io_util import atomic_write
     from ..media.images import make_grid, save_png, to_uint8
 
     check_output_path(path, force=force)
@@ -299,6 +307,4 @@ def render_preview(models: Sequence[Checkpoint | str | os.PathLike], path: str |
     # rows = seeds, columns = models
     stacked = torch.stack([torch.as_tensor(col) for col in columns], dim=1)
     grid = make_grid(stacked.reshape(-1, *stacked.shape[2:]).numpy(), len(seeds), len(models))
-    with atomic_write(path, force=force) as tmp:
-        save_png(grid, tmp)
-    return Path(path)
+    return save_png(grid, path, force=force)

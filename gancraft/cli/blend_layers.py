@@ -1,0 +1,124 @@
+"""gancraft blend-layers: layer swapping, resolution-dependent interpolation and channel swaps."""
+
+from __future__ import annotations
+
+import click
+
+from ..checkpoint.io import load
+from ..errors import GancraftError
+from ..io_util import check_output_path
+from ..merge.blend import ChannelSwap, blend_layers, render_preview
+from ..merge.channels import cluster_channels, write_cluster_map
+from .average import parse_nets
+from .common import device_option, emit_path, force_option, log, resolve_device
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    """'0,1,2' or '0-3' (inclusive ranges may be mixed with single numbers)."""
+    out: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, sep, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
+    except ValueError:
+        raise GancraftError(f"{what}: expected numbers like 0,1,2 or 0-3, got {text!r}") from None
+    if not out:
+        raise GancraftError(f"{what}: no numbers given")
+    return out
+
+
+@click.command("blend-layers")
+@click.option("--low", required=True, type=click.Path(dir_okay=False),
+              help="Model for the coarse (low-resolution) layers; also the source of the mapping network.")
+@click.option("--high", "highs", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="Model for the fine layers. Repeat for resolution-dependent mixes of several models.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Checkpoint to write (native).")
+@click.option("--switch", type=int, metavar="RES", help="Layers at RES and above from --high, below from --low.")
+@click.option("--switch-level", type=click.IntRange(0, 1), default=0, show_default=True,
+              help="Switch at the block's first conv (0) or its second conv and toRGB (1).")
+@click.option("--blend-width", type=float, metavar="W",
+              help="Smooth switch: the high weight is sigmoid((layer position - switch position) / W), two "
+                   "positions per resolution.")
+@click.option("--alpha", metavar="RES:A,...",
+              help="Weight of --high per resolution, e.g. 4:0,8:0,16:0.3,32:1 (unlisted resolutions repeat the "
+                   "one below; the low model gets 1 - A). Several --high: 16:0.3/0.2.")
+@click.option("--mapping-from", default="low", show_default=True, metavar="low|high|N",
+              help="Where the mapping network comes from (N: 0 = low, 1.. = the --high models in order).")
+@click.option("--w-avg-from", default=None, metavar="low|high|N",
+              help="Where w_avg comes from [default: with the mapping network].")
+@click.option("--torgb-from", default="blend", show_default=True, metavar="blend|low|high|N",
+              help="toRGB layers: follow their resolution's blend, or all from one model.")
+@click.option("--nets", metavar="G_ema,G", help="Generators to blend (default: those all inputs have).")
+@click.option("--keep-d", is_flag=True, help="Also copy the low model's discriminator into the output.")
+@click.option("--cluster-layer", metavar="bRES.convN",
+              help="Conv layer whose channels are clustered (e.g. b32.conv1), for --cluster-map and --channels.")
+@click.option("--clusters", type=click.IntRange(1), default=8, show_default=True, help="Number of clusters.")
+@click.option("--cluster-samples", type=click.IntRange(1), default=32, show_default=True,
+              help="Images sampled for the clustering (seeds S..S+N-1, S = --cluster-seed).")
+@click.option("--cluster-seed", type=int, default=0, show_default=True, help="Seed of the clustering.")
+@click.option("--cluster-map", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Write the low model's images with their pixels coloured by cluster (no -o needed).")
+@click.option("--channels", "channel_clusters", metavar="K1,K2",
+              help="Swap only the channels of these clusters of --cluster-layer from the (first) high model.")
+@click.option("--preview", type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Also write a grid: a row per seed, columns low | blended | high.")
+@click.option("--preview-seeds", default="0-3", show_default=True, help="Seeds of the preview grid.")
+@click.option("--preview-psi", type=float, default=1.0, show_default=True, help="Truncation psi of the preview.")
+@device_option
+@force_option
+def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | None, switch_level: int,
+            blend_width: float | None, alpha: str | None, mapping_from: str, w_avg_from: str | None,
+            torgb_from: str, nets: str | None, keep_d: bool, cluster_layer: str | None, clusters: int,
+            cluster_samples: int, cluster_seed: int, cluster_map: str | None, channel_clusters: str | None,
+            preview: str | None, preview_seeds: str, preview_psi: float, device: str | None, force: bool) -> None:
+    """Blend generators layer by layer (Justin Pinkney's layer swapping).
+
+    Coarse layers (pose, shape) come from --low and fine layers (texture, style) from --high,
+    with a hard or smooth switch, or any weight per resolution. Going further, the channels of
+    one layer can be clustered (spherical k-means over sampled images, as in Editing in Style)
+    and only the chosen clusters' channels swapped in: look at --cluster-map first to see which
+    cluster is eyes or hair, then rerun with --channels. Clustering is seeded, so the numbers
+    stay the same between runs.
+
+    \b
+    Examples:
+      gancraft blend-layers --low ffhq.st --high ukiyoe.st --switch 32 -o blended.st
+      gancraft blend-layers --low ffhq.st --high toon.st --switch 32 --blend-width 1 \\
+          --preview blend.png -o blended.st
+      gancraft blend-layers --low a.st --high b.st --alpha 4:0,8:0,16:0.3,32:1 -o mix.st
+      gancraft blend-layers --low a.st --high b.st --high c.st --alpha 4:0/0,16:0.5/0,64:0/1 -o three.st
+      gancraft blend-layers --low a.st --high b.st --cluster-layer b32.conv1 --cluster-map clusters.png
+      gancraft blend-layers --low a.st --high b.st --cluster-layer b32.conv1 --channels 2,5 -o eyes.st
+    """
+    dev = resolve_device(device)
+    if output is None and cluster_map is None:
+        raise GancraftError("-o/--output is required (only --cluster-map may be written without it)")
+    if preview and output is None:
+        raise GancraftError("--preview needs -o/--output (it shows the blended model)")
+    if (cluster_map or channel_clusters) and not cluster_layer:
+        raise GancraftError("--cluster-map and --channels need --cluster-layer (e.g. b32.conv1)")
+    for extra in (cluster_map, preview):
+        if extra:
+            check_output_path(extra, force=force, inputs=(low, *highs))
+    if output:
+        check_output_path(output, force=force, inputs=(low, *highs))
+    swap = None
+    if cluster_layer and (cluster_map or channel_clusters):
+        low_ckpt = load(low)
+        log(f"clustering {cluster_layer} of {low} over {cluster_samples} images into {clusters} clusters")
+        found = cluster_channels(low_ckpt, cluster_layer, clusters, cluster_samples, cluster_seed, device=dev)
+        if channel_clusters:
+            chosen = parse_ints(channel_clusters, "--channels")
+            channels = found.channels(chosen)
+            log(f"swapping {len(channels)} channels of {cluster_layer} (clusters {chosen}) from {highs[0]}")
+            swap = ChannelSwap(cluster_layer, channels)
+    if output is not None:
+        emit_path(blend_layers(low, list(highs), output, switch=switch, blend_width=blend_width,
+                               level=switch_level, alpha=alpha, mapping_from=mapping_from, w_avg_from=w_avg_from,
+                               torgb_from=torgb_from, nets=parse_nets(nets), keep_d=keep_d, channel_swap=swap,
+                               force=force, progress=True))
+    if cluster_map:
+        emit_path(write_cluster_map(low_ckpt, found, cluster_map, device=dev, force=force))
+    if preview:
+        emit_path(render_preview([low, output, *highs], preview, parse_ints(preview_seeds, "--preview-seeds"),
+                                 preview_psi, device=dev, force=force))
