@@ -291,6 +291,15 @@ def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     raise pickle.UnpicklingError("copyreg._reconstructor on a type that is not allowed")
 
 
+def _bytearray(data: Any = b"") -> bytearray:
+    # only from data already in the file: a bare size would let a tiny file demand huge memory
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("bytearray from something other than bytes")
+    return bytearray(data)
+
+
 def _codecs_encode(text: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
     # how protocol-2 pickles spell bytes objects
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
@@ -311,7 +320,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("builtins", "slice"): slice,
     ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
     ("_codecs", "encode"): _codecs_encode,
     ("copyreg", "_reconstructor"): _copyreg_reconstructor,
     ("dnnlib.util", "EasyDict"): dict,
@@ -405,6 +414,9 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return cls.__new__(cls) if cls not in (TFNetworkRecord, _ArrayBuilder) else cls()
 
     def load_inst(self) -> None:
+        module = self.readline()[:-1].decode("ascii")
+        name = self.readline()[:-1].decode("ascii")
+        self.find_class(module, name)  # a dangerous name is reported as such
         raise pickle.UnpicklingError("INST opcode is not allowed")
 
     dispatch[pickle.INST[0]] = load_inst
