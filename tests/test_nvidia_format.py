@@ -178,3 +178,26 @@ def test_weights_that_do_not_match_the_config_are_caught(tmp_path):
     ckpt = read_nvidia_pickle(dump(snap, tmp_path / "mismatch.pkl"))
     with pytest.raises(CheckpointError, match="missing"):
         ckpt.generator()
+
+
+def test_kwargs_as_written_by_nvidias_tf_converter(tmp_path):
+    """Pickles converted from TF by NVIDIA's legacy.py spell out every option, some as None."""
+    G_ema, _, D = _networks()
+    g_kwargs = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
+                    mapping_kwargs=EasyDict(num_layers=2, embed_features=None, layer_features=None,
+                                            activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995),
+                    synthesis_kwargs=EasyDict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None,
+                                              architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True,
+                                              activation="lrelu"))
+    d_kwargs = dict(c_dim=0, img_resolution=16, img_channels=3, architecture="resnet", channel_base=256,
+                    channel_max=32, num_fp16_res=0, conv_clamp=None, cmap_dim=None,
+                    block_kwargs=EasyDict(activation="lrelu", resample_filter=[1, 3, 3, 1], freeze_layers=0),
+                    mapping_kwargs=EasyDict(num_layers=0, embed_features=None, layer_features=None,
+                                            activation="lrelu", lr_multiplier=0.1),
+                    epilogue_kwargs=EasyDict(mbstd_group_size=None, mbstd_num_channels=1, activation="lrelu"))
+    snap = {"G_ema": persistent_tree(G_ema, g_kwargs), "D": persistent_tree(D, d_kwargs)}
+    ckpt = read_nvidia_pickle(dump(snap, tmp_path / "legacy.pkl"))
+    assert ckpt.g_config == G_ema.cfg
+    assert ckpt.d_config.mbstd_group_size is None  # NVIDIA's "whole batch" groups
+    img = G_ema(torch.randn(2, 32, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(ckpt.discriminator()(img), D.eval()(img))
