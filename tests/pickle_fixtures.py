@@ -25,7 +25,8 @@ import torch
 from gancraft.nets.config import DiscriminatorConfig, GeneratorConfig
 
 FAKE_MODULE_SRC = "# stand-in for training/networks.py\nimport torch\nclass Generator(torch.nn.Module):\n    pass\n"
-STYLEGAN3_MODULE_SRC = "# stand-in for training/networks_stylegan3.py\nclass SynthesisInput(torch.nn.Module):\n    pass\n"
+STYLEGAN3_MODULE_SRC = ("# stand-in for training/networks_stylegan3.py\n"
+                        "class SynthesisInput(torch.nn.Module):\n    pass\n")
 
 
 def _stand_in_modules() -> dict[str, types.ModuleType]:

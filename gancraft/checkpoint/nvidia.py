@@ -178,7 +178,8 @@ def _flatten_into(rec: PersistentRecord, prefix: str, out: dict[str, torch.Tenso
 def _arguments(rec: PersistentRecord, positional: tuple[str, ...], where: str) -> dict[str, Any]:
     args, kwargs = rec.init_args, rec.init_kwargs
     if len(args) > len(positional):
-        raise CheckpointError(f"{where}: {len(args)} positional constructor arguments, expected at most {len(positional)}")
+        raise CheckpointError(
+            f"{where}: {len(args)} positional constructor arguments, expected at most {len(positional)}")
     merged = dict(zip(positional, args))
     merged.update(kwargs)
     return merged
