@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import GancraftError
+from ..io_util import check_output_path
 from ..merge.average import METHODS, W_AVG_MODES, average
 from .common import emit_path, force_option, log
 
@@ -56,6 +57,7 @@ def command(models: tuple[str, ...], output: str, weights: str | None, method: s
     ws = parse_floats(weights, "--weights")
     if base is None and len(models) < 2:
         raise GancraftError("average needs at least two models (or --base PARENT and one model)")
+    check_output_path(output, force=force, inputs=(*models, *([base] if base else [])))
     log(f"averaging {len(models)} model(s){' onto ' + base if base else ''} ({method})")
     emit_path(average(list(models), output, weights=ws, method=method, base=base, nets=parse_nets(nets),
                       w_avg=w_avg, force=force, progress=True))

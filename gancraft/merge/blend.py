@@ -306,5 +306,5 @@ def render_preview(models: Sequence[Checkpoint | str | os.PathLike], path: str |
         del G
     # rows = seeds, columns = models
     stacked = torch.stack([torch.as_tensor(col) for col in columns], dim=1)
-    grid = make_grid(stacked.reshape(-1, *stacked.shape[2:]).numpy(), len(seeds), len(models))
+    grid = make_grid(stacked.reshape(-1, *stacked.shape[2:]).numpy(), len(seeds), len(models), pad=2, pad_value=255)
     return save_png(grid, path, force=force)
