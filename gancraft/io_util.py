@@ -29,6 +29,8 @@ def check_output_path(path: str | os.PathLike, force: bool = False, inputs: tupl
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         raise GancraftError(f"{out}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise GancraftError(f"{out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise GancraftError(f"{out}: folder {parent} is not writable")
     return out
@@ -48,6 +50,10 @@ def atomic_write(path: str | os.PathLike, force: bool = False, inputs: tuple = (
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; outputs should get the usual permissions from the umask
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
