@@ -1,0 +1,134 @@
+"""Throughput of the FID pipeline on this machine.
+
+Measures feature-extraction images/s for pytorch-fid's Inception architecture (random
+weights: the speed does not depend on them, and the real file cannot be downloaded here)
+and for a small TorchScript extractor, then the end-to-end seconds to generate N images
+with a randomly initialised StyleGAN2 generator, extract Inception features batch by batch
+into float64 running statistics, and compute the Fréchet distance to a reference.
+
+    python benchmarks/bench_fid.py --n 64 --batch 16 --resolution 64   (GPU: --n 50000 --batch 250)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gancraft.metrics import (
+    InceptionExtractor,
+    RunningStats,
+    TorchScriptExtractor,
+    features_from_batches,
+    frechet_distance,
+)
+from gancraft.nets import Generator, GeneratorConfig
+
+
+class SmallFeatures(torch.nn.Module):
+    """A toy-sized extractor: three strided convs and global pooling, 64-d output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).mean(dim=(2, 3))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def images_per_second(extractor, batch: torch.Tensor, repeats: int) -> float:
+    extractor(batch)  # warm-up: lazy allocations, cuDNN autotuning
+    sync(extractor.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        extractor(batch)
+    sync(extractor.device)
+    return repeats * batch.shape[0] / (time.perf_counter() - start)
+
+
+def generated_batches(gen: Generator, n: int, batch: int, device: torch.device, seed: int, timer: list[float]):
+    rng = torch.Generator(device="cpu").manual_seed(seed)
+    done = 0
+    while done < n:
+        b = min(batch, n - done)
+        z = torch.randn(b, gen.z_dim, generator=rng).to(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            img = gen(z)
+        sync(device)
+        timer[0] += time.perf_counter() - start
+        done += b
+        yield img
+
+
+def end_to_end(gen: Generator, extractor, n: int, batch: int, device: torch.device, seed: int,
+               reference: RunningStats) -> tuple[float, float, float, float]:
+    gen_seconds = [0.0]
+    start = time.perf_counter()
+    acc = RunningStats()
+    for feats in features_from_batches(generated_batches(gen, n, batch, device, seed, gen_seconds), extractor):
+        acc.update(feats)
+    fd_start = time.perf_counter()
+    fid = frechet_distance(acc.mean, acc.covariance(), reference.mean, reference.covariance())
+    total = time.perf_counter() - start
+    return total, gen_seconds[0], time.perf_counter() - fd_start, fid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=64, help="generated images for the end-to-end run")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--resolution", type=int, default=64, help="generator output size (power of two)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed batches per extractor")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    print(f"machine: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'}), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    inception = InceptionExtractor.random(seed=0, device=device)
+    images = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(0))
+    ips = images_per_second(inception, images, args.repeats)
+    print(f"inception (pytorch-fid architecture, random weights): {ips:.1f} images/s "
+          f"at {args.resolution}x{args.resolution} input, batch {args.batch}; resize: {inception.resize}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "small_features.pt"
+        torch.manual_seed(0)
+        torch.jit.script(SmallFeatures()).save(str(path))
+        small = TorchScriptExtractor(path, device=device)
+        ips = images_per_second(small, images, max(args.repeats, 10))
+    print(f"torchscript small extractor (3 convs, 64-d): {ips:.1f} images/s at {args.resolution}x{args.resolution}")
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=args.resolution, channel_max=512)
+    gen = Generator(cfg).eval().to(device)
+    reference = RunningStats()
+    for feats in features_from_batches(generated_batches(gen, args.batch * 2, args.batch, device, 1, [0.0]), inception):
+        reference.update(feats)
+    total, gen_s, fd_s, fid = end_to_end(gen, inception, args.n, args.batch, device, 2, reference)
+    print(f"end to end: {args.n} generated images ({args.resolution}px StyleGAN2, random weights) -> Inception "
+          f"-> running stats -> FD: {total:.1f} s ({args.n / total:.1f} images/s; generation {gen_s:.1f} s, "
+          f"Fréchet distance {fd_s:.2f} s; value {fid:.4g}, meaningless with random weights)")
+    per_image = total / args.n
+    print(f"extrapolated to 50000 images at this rate: {50000 * per_image / 60:.0f} min")
+    print("reproduce: python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
