@@ -9,6 +9,7 @@ both match, so they are written into statistics files and printed with every sco
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
@@ -23,6 +24,7 @@ INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + INCEPTION_WEIGHTS_FILE
 )
+_BUILD_LOCK = threading.Lock()
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -74,26 +76,28 @@ def _build_pytorch_fid_inception(state_dict: dict | None) -> torch.nn.Module:
     from pytorch_fid import inception as pf_inception
     import torchvision
 
-    original_loader = pf_inception.load_state_dict_from_url
     inception_cls = torchvision.models.inception.Inception3
-    own_method = inception_cls.__dict__.get("load_state_dict")
-    pf_inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
-    if state_dict is None:
-        inception_cls.load_state_dict = lambda self, *args, **kwargs: None
-    try:
-        return pf_inception.InceptionV3(
-            output_blocks=[pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
-            resize_input=True,
-            normalize_input=True,
-            use_fid_inception=True,
-        )
-    finally:
-        pf_inception.load_state_dict_from_url = original_loader
+    # The swaps are process-wide; the lock keeps two threads from building at once.
+    with _BUILD_LOCK:
+        original_loader = pf_inception.load_state_dict_from_url
+        own_method = inception_cls.__dict__.get("load_state_dict")
+        pf_inception.load_state_dict_from_url = lambda *args, **kwargs: state_dict
         if state_dict is None:
-            if own_method is None:
-                del inception_cls.load_state_dict
-            else:
-                inception_cls.load_state_dict = own_method
+            inception_cls.load_state_dict = lambda self, *args, **kwargs: None
+        try:
+            return pf_inception.InceptionV3(
+                output_blocks=[pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
+                resize_input=True,
+                normalize_input=True,
+                use_fid_inception=True,
+            )
+        finally:
+            pf_inception.load_state_dict_from_url = original_loader
+            if state_dict is None:
+                if own_method is None:
+                    del inception_cls.load_state_dict
+                else:
+                    inception_cls.load_state_dict = own_method
 
 
 class InceptionExtractor:
@@ -128,9 +132,9 @@ class InceptionExtractor:
         else:
             path = Path(weights) if weights is not None else inception_cache_path()
             if weights is None and not path.is_file():
-                model = self._download() if download else None
-                if model is None:
+                if not download:
                     raise GancraftError(_missing_inception_message("not found"))
+                model = self._download()
             else:
                 model = _build_pytorch_fid_inception(self._read_weights(path))
             self.name = "inception-v3-fid-pool3"
@@ -380,13 +384,15 @@ def features_from_folder(
 def to_unit_range(images: torch.Tensor, quantize: bool = True) -> torch.Tensor:
     """Generator output in [-1, 1] to [0, 1].
 
-    With quantize, values are rounded to 8 bits first, as they are when saved to PNG, so a
+    With quantize, values go to 8 bits first exactly as gancraft.media.to_uint8 saves PNGs
+    (NVIDIA's x * 127.5 + 128, clamped and truncated; their metrics do the same), so a
     checkpoint scored directly gets the same number as the folder of its saved images.
     """
-    x = (images.float() + 1.0) * 127.5
     if quantize:
-        x = x.round()
-    return x.clamp_(0.0, 255.0).div_(255.0)
+        x = (images.float() * 127.5 + 128.0).clamp_(0.0, 255.0).floor_()
+    else:
+        x = ((images.float() + 1.0) * 127.5).clamp_(0.0, 255.0)
+    return x.div_(255.0)
 
 
 def features_from_batches(
