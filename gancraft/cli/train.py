@@ -1,0 +1,126 @@
+"""gancraft train: a StyleGAN2 from scratch on a folder of images.
+
+Also home of the options every training command shares (`train`, `root`, `finetune`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import GancraftError
+from ..io_util import check_output_path
+from .common import device_option, emit_path, force_option, log, resolve_device
+
+
+def training_options(f):
+    """--kimg/--batch/--snap/--seed/--lr/--gamma/--ema/--diffaug/--run-dir/--resume/--device/--force."""
+    opts = [
+        click.option("--kimg", type=float, default=None, help="Training length in thousands of images shown to D."),
+        click.option("--batch", type=int, default=None,
+                     help="Global batch size (split over torchrun processes)."),
+        click.option("--snap", "snap_kimg", type=float, default=None, metavar="KIMG",
+                     help="Write a snapshot (weights, optimiser state, sample grid) every KIMG."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible)."),
+        click.option("--lr", type=float, default=None, help="Adam learning rate for G and D."),
+        click.option("--gamma", type=float, default=None,
+                     help="R1 weight. Default: the config's, else 0.0002 * resolution^2 / batch."),
+        click.option("--ema", "ema_kimg", type=float, default=None, metavar="KIMG",
+                     help="Half-life of the EMA generator in kimg (default: batch * 10 / 32)."),
+        click.option("--diffaug", default="", metavar="POLICY",
+                     help="DiffAugment policy, e.g. color,translation,cutout (default: none)."),
+        click.option("--no-amp", is_flag=True, help="Disable bfloat16 mixed precision on GPU."),
+        click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run')."),
+        click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None, metavar="RUN_DIR",
+                     help="Continue the run in RUN_DIR from its newest snapshot (same options as it started with)."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+        device_option,
+        force_option,
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def build_options(kw: dict[str, Any], batch: int, kimg: float, snap_kimg: float, lr: float,
+                  gamma: float | None, ema_kimg: float | None):
+    """TrainOptions from the shared CLI options, falling back to the given defaults."""
+    from ..train.loop import TrainOptions
+
+    lr = kw["lr"] if kw["lr"] is not None else lr
+    return TrainOptions(kimg=kw["kimg"] if kw["kimg"] is not None else kimg,
+                        batch=kw["batch"] if kw["batch"] is not None else batch,
+                        snap_kimg=kw["snap_kimg"] if kw["snap_kimg"] is not None else snap_kimg,
+                        seed=kw["seed"], lr_g=lr, lr_d=lr,
+                        gamma=kw["gamma"] if kw["gamma"] is not None else gamma,
+                        ema_kimg=kw["ema_kimg"] if kw["ema_kimg"] is not None else ema_kimg,
+                        diffaug=kw["diffaug"], amp=not kw["no_amp"])
+
+
+def run_dir_for(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
+    """(run folder, resume?) from --resume / --run-dir / the output path."""
+    if kw["resume"]:
+        if kw["run_dir"] and Path(kw["run_dir"]).resolve() != Path(kw["resume"]).resolve():
+            raise GancraftError("--run-dir and --resume name different folders; give only --resume")
+        return Path(kw["resume"]), True
+    if kw["run_dir"]:
+        return Path(kw["run_dir"]), False
+    out = Path(output)
+    return out.with_name(out.stem + "-run"), False
+
+
+def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, params: dict[str, Any],
+                   inputs: list) -> None:
+    from ..train import distributed
+    from ..train.loop import finish, run_training
+
+    info = distributed.from_env()
+    if info.is_main:
+        check_output_path(output, force=kw["force"], inputs=tuple(inputs))
+    run_dir, resume = run_dir_for(output, kw)
+    device = resolve_device(kw["device"])
+    trainer = run_training(method, opts, run_dir, device=device, resume=resume, progress=not kw["quiet"])
+    written = finish(trainer, output, command, params, inputs=inputs, force=kw["force"])
+    distributed.shutdown(info)
+    if written is not None:
+        log(f"run folder: {run_dir}")
+        emit_path(written)
+
+
+@click.command("train")
+@click.argument("images", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
+@click.option("--resolution", type=int, required=True, help="Image and model resolution (power of two).")
+@click.option("--config", "config_name", default="tiny", show_default=True,
+              help="Architecture and hyper-parameters: tiny, small (CPU-sized), paper256, stylegan2 (NVIDIA's).")
+@click.option("--mirror", is_flag=True, help="Also train on horizontally flipped images.")
+@training_options
+def command(images: str, output: str, resolution: int, config_name: str, mirror: bool, **kw: Any) -> None:
+    """Train a StyleGAN2 from scratch on the images in IMAGES (a folder, searched recursively).
+
+    Images of another size are centre-cropped and resized to RESOLUTION. Snapshots go to the
+    run folder every --snap kimg; a killed run continues exactly with --resume RUN_DIR. Runs
+    unchanged under `torchrun --nproc-per-node N` (gloo on CPU, nccl on GPU).
+
+    \b
+    Examples:
+      gancraft train faces/ -o face.st --resolution 32 --config tiny --kimg 200
+      gancraft train faces/ -o face.st --resolution 32 --resume face-run
+      torchrun --nproc-per-node 2 -m gancraft train faces/ -o face.st --resolution 32
+    """
+    from ..train.configs import architecture, get_preset
+    from ..train.data import ImageFolderData
+    from ..train.methods import ScratchMethod
+
+    preset = get_preset(config_name)
+    g_cfg, d_cfg = architecture(config_name, resolution)
+    opts = build_options(kw, batch=preset.batch, kimg=1000.0, snap_kimg=preset.snap_kimg, lr=preset.lr,
+                         gamma=preset.gamma, ema_kimg=preset.ema_kimg)
+    data = ImageFolderData(images, resolution, xflip=mirror)
+    method = ScratchMethod(data, g_cfg, d_cfg)
+    train_and_save(method, opts, output, kw, "train",
+                   {"images": str(images), "resolution": resolution, "config": config_name, "mirror": mirror,
+                    "num_images": len(data)}, inputs=[])

@@ -1,0 +1,1 @@
+"""Training: one StyleGAN2 loop (`loop`) and the methods that plug into it (`methods`)."""

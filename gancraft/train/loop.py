@@ -1,0 +1,478 @@
+"""The one StyleGAN2 training loop behind `train`, `root` and `finetune`.
+
+What differs between those commands lives in a `Method` (gancraft.train.methods): the starting
+networks, which parameters train, where the real images come from, extra penalties, and what
+the output checkpoint records. The loop itself is NVIDIA's StyleGAN2 recipe:
+
+- non-saturating logistic loss for G and D;
+- lazy R1 on real images every `r1_interval` steps, as its own D update, the penalty
+  multiplied by the interval; D's Adam lr and betas corrected by c = interval / (interval + 1);
+- Adam betas (0, 0.99), eps 1e-8; style mixing; EMA generator with a half-life in kimg;
+- G's running w_avg updated during G steps.
+
+Path-length regularisation is not implemented, so G's optimiser has no lazy correction.
+
+Every random draw of step s on rank r comes from generators seeded with (seed, s, r), so a run
+resumed from the snapshot at step s continues bit for bit (on CPU) as if never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import Checkpoint, load, save
+from ..errors import GancraftError
+from ..io_util import atomic_write
+from . import distributed as dist_util
+from .augment import diff_augment, parse_policy
+from .configs import r1_gamma_heuristic
+from .data import step_seed
+
+SNAPSHOT_RE = re.compile(r"^snapshot-(\d{6,})\.st$")
+
+
+class TrainingDiverged(GancraftError):
+    """A loss or weight became NaN/Inf: the run stops and keeps its last good snapshot."""
+
+
+@dataclass
+class TrainOptions:
+    kimg: float = 25.0
+    batch: int = 32              # global batch, split over ranks
+    snap_kimg: float = 5.0
+    seed: int = 0
+    lr_g: float = 0.002
+    lr_d: float = 0.002
+    gamma: float | None = None   # None: 0.0002 * res^2 / batch
+    r1_interval: int = 16
+    ema_kimg: float | None = None  # None: batch * 10 / 32 (NVIDIA's default)
+    style_mixing: float = 0.9
+    diffaug: str = ""            # e.g. "color,translation,cutout"
+    amp: bool = True             # bfloat16 autocast for forward passes, CUDA only
+    grid_cols: int = 8
+
+    def total_steps(self) -> int:
+        return max(1, math.ceil(self.kimg * 1000 / self.batch))
+
+    def snap_steps(self) -> int:
+        return max(1, round(self.snap_kimg * 1000 / self.batch))
+
+    def validate(self, world: int) -> "TrainOptions":
+        if self.batch < 1 or self.batch % world:
+            raise GancraftError(f"--batch {self.batch} must be a positive multiple of the number of processes ({world})")
+        if self.kimg <= 0:
+            raise GancraftError(f"--kimg must be positive, got {self.kimg}")
+        if self.snap_kimg <= 0:
+            raise GancraftError(f"--snap must be positive, got {self.snap_kimg}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise GancraftError(f"--lr must be positive, got {getattr(self, name)}")
+        if self.gamma is not None and self.gamma < 0:
+            raise GancraftError(f"--gamma must be >= 0, got {self.gamma}")
+        parse_policy(self.diffaug)
+        return self
+
+
+class Method:
+    """Base class: train every parameter of G and D on `self.data`, unconditional, no penalty.
+
+    Subclasses set `self.data`, build the networks in `networks()`, and override what differs.
+    """
+
+    name = "scratch"
+    data: Any = None
+
+    def networks(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module | None]:
+        """(G, D, G_ema or None to start G_ema as a copy of G), on the CPU."""
+        raise NotImplementedError
+
+    def setup(self, G: torch.nn.Module, D: torch.nn.Module, device: torch.device) -> None:
+        """Called once the networks are on `device` (e.g. to compute EWC's Fisher information)."""
+
+    def g_params(self, G: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return list(G.parameters())
+
+    def d_params(self, D: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return list(D.parameters())
+
+    def extra_modules(self) -> dict[str, torch.nn.Module]:
+        """Trainable modules outside G and D (saved as `<name>.*` tensors, optimised with G)."""
+        return {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    def g_conditioning(self, labels: torch.Tensor | None, G: torch.nn.Module
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(c for G's mapping, style_scale for G's synthesis) for these class labels."""
+        if labels is None or G.c_dim == 0:
+            return None, None
+        return F.one_hot(labels, G.c_dim).float(), None
+
+    def d_conditioning(self, labels: torch.Tensor | None, D: torch.nn.Module) -> torch.Tensor | None:
+        if labels is None or D.c_dim == 0:
+            return None
+        return F.one_hot(labels, D.c_dim).float()
+
+    def g_penalty(self, G: torch.nn.Module) -> torch.Tensor | None:
+        return None
+
+    def domains(self) -> dict[str, dict]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able settings that must match when a run is resumed (and go into the history)."""
+        return {"method": self.name}
+
+
+def _set_trainable(module: torch.nn.Module, params: list[torch.nn.Parameter], on: bool) -> None:
+    module.requires_grad_(False)
+    if on:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def _zero_grad(params: list[torch.nn.Parameter]) -> None:
+    for p in params:
+        p.grad = None
+
+
+class Trainer:
+    """One run: networks, optimisers, the step function, snapshots. Use `run_training` normally."""
+
+    def __init__(self, method: Method, opts: TrainOptions, run_dir: Path, device: torch.device,
+                 info: dist_util.DistInfo):
+        self.method, self.opts, self.run_dir, self.device, self.info = method, opts, run_dir, device, info
+        torch.manual_seed(opts.seed)
+        G, D, G_ema = method.networks()
+        self.G = G.to(device).train()
+        self.D = D.to(device).train()
+        self.G_ema = (G_ema if G_ema is not None else copy.deepcopy(G)).to(device).eval().requires_grad_(False)
+        self.extras = {k: m.to(device) for k, m in method.extra_modules().items()}
+        self.g_params = method.g_params(self.G) + [p for m in self.extras.values() for p in m.parameters()]
+        self.d_params = method.d_params(self.D)
+        self.policy = parse_policy(opts.diffaug)
+        self.local_batch = opts.batch // info.world
+        self.resolution = self.G.img_resolution
+        self.gamma = opts.gamma if opts.gamma is not None else r1_gamma_heuristic(self.resolution, opts.batch)
+        ema_kimg = opts.ema_kimg if opts.ema_kimg is not None else opts.batch * 10 / 32
+        self.ema_beta = 0.5 ** (opts.batch / (ema_kimg * 1000)) if ema_kimg > 0 else 0.0
+        c = opts.r1_interval / (opts.r1_interval + 1)
+        self.opt_g = torch.optim.Adam(self.g_params, lr=opts.lr_g, betas=(0.0, 0.99), eps=1e-8) if self.g_params else None
+        self.opt_d = torch.optim.Adam(self.d_params, lr=opts.lr_d * c, betas=(0.0, 0.99**c), eps=1e-8)
+        self.amp = opts.amp and device.type == "cuda"
+        self.step = 0
+
+    # -- state --------------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        ckpt = Checkpoint.from_modules(G_ema=self.G_ema, G=self.G, D=self.D, domains=self.method.domains(),
+                                       extra={"training": {"step": self.step,
+                                                           "kimg": self.step * self.opts.batch / 1000,
+                                                           "method": self.method.name}})
+        for name, module in self.extras.items():
+            for k, v in module.state_dict().items():
+                ckpt.tensors[f"{name}.{k}"] = v.detach().cpu().contiguous().clone()
+        return ckpt
+
+    def load_snapshot(self, snapshot: Path, state_path: Path) -> None:
+        ckpt = load(snapshot)
+        for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D), *self.extras.items()):
+            sd = ckpt.state_dict(name)
+            own = module.state_dict()
+            if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
+                raise GancraftError(f"{snapshot}: {name} does not match the networks of this run")
+            module.load_state_dict(sd)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn or foreign file: say which one
+            raise GancraftError(f"{state_path}: cannot read training state ({exc})") from None
+        if self.opt_g is not None:
+            self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+
+    def save_snapshot(self) -> Path:
+        """snapshot-N.st first, then state-N.pt: a snapshot counts only once both exist."""
+        ckpt = self.checkpoint()
+        bad = ckpt.non_finite()
+        if bad:
+            raise TrainingDiverged(f"weights became non-finite at step {self.step} ({bad[0]}); "
+                                   f"{_last_good_hint(self.run_dir)}")
+        snap = self.run_dir / f"snapshot-{self.step:06d}.st"
+        save(ckpt, snap, force=True)
+        state = {"step": self.step, "opt_g": self.opt_g.state_dict() if self.opt_g else {},
+                 "opt_d": self.opt_d.state_dict()}
+        with atomic_write(self.run_dir / f"state-{self.step:06d}.pt", force=True) as tmp:
+            torch.save(state, tmp)
+        self.save_grid()
+        return snap
+
+    @torch.no_grad()
+    def save_grid(self) -> None:
+        from ..media.images import make_grid, save_png, to_uint8
+
+        cols = self.opts.grid_cols
+        rows = max(self.method.num_classes, 1) if self.method.num_classes else 4
+        gen = torch.Generator().manual_seed(self.opts.seed)
+        z = torch.randn([cols, self.G.z_dim], generator=gen).repeat(rows, 1).to(self.device)
+        labels = torch.arange(rows).repeat_interleave(cols).to(self.device) if self.method.num_classes else None
+        if labels is None:
+            z = torch.randn([rows * cols, self.G.z_dim], generator=gen).to(self.device)
+        c, scale = self.method.g_conditioning(labels, self.G_ema)
+        img = self.G_ema(z, c, noise_mode="const", style_scale=scale)
+        grid = make_grid(to_uint8(img), rows, cols)
+        save_png(grid, self.run_dir / f"grid-{self.step:06d}.png", force=True)
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+
+    def _labels(self, gen: torch.Generator) -> torch.Tensor | None:
+        k = self.method.num_classes
+        if not k:
+            return None
+        from .data import balanced_labels
+
+        return balanced_labels(self.local_batch, k, gen).to(self.device)
+
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, update_w_avg: bool) -> torch.Tensor:
+        c, scale = self.method.g_conditioning(labels, self.G)
+        ws = self.G.mapping(z, c, update_w_avg=update_w_avg)
+        if self.opts.style_mixing > 0 and torch.rand([]).item() < self.opts.style_mixing:
+            cutoff = int(torch.randint(1, ws.shape[1], []).item())
+            ws2 = self.G.mapping(torch.randn_like(z), c, update_w_avg=False)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return self.G.synthesis(ws, noise_mode="random", style_scale=scale)
+
+    def _d(self, img: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.policy:
+            img = diff_augment(img, self.policy)
+        return self.D(img, self.method.d_conditioning(labels, self.D)).float()
+
+    def train_step(self) -> dict[str, float]:
+        o, info, s = self.opts, self.info, self.step
+        torch.manual_seed(step_seed(o.seed, s, info.rank, 1))
+        gen = torch.Generator().manual_seed(step_seed(o.seed, s, info.rank, 5))
+        stats: dict[str, float] = {}
+
+        # G: non-saturating loss (+ method penalty)
+        if self.opt_g is not None:
+            _set_trainable(self.D, [], False)
+            _set_trainable(self.G, self.g_params, True)
+            z = torch.randn([self.local_batch, self.G.z_dim], generator=gen).to(self.device)
+            labels = self._labels(gen)
+            with self._autocast():
+                logits = self._d(self._generate(z, labels, update_w_avg=True), labels)
+            loss_g = F.softplus(-logits).mean()
+            stats["loss_G"] = loss_g.item()
+            penalty = self.method.g_penalty(self.G)
+            if penalty is not None:
+                stats["penalty_G"] = penalty.item()
+                loss_g = loss_g + penalty
+            _zero_grad(self.g_params)
+            loss_g.backward()
+            dist_util.average_gradients(self.g_params, info)
+            self.opt_g.step()
+            if self.G.mapping.w_avg_beta is not None and info.enabled:
+                dist_util.average_tensor(self.G.mapping.w_avg.data, info)
+
+        # D: logistic loss on generated and real images
+        _set_trainable(self.G, [], False)
+        _set_trainable(self.D, self.d_params, True)
+        z = torch.randn([self.local_batch, self.G.z_dim], generator=gen).to(self.device)
+        labels = self._labels(gen)
+        real, real_labels = self.method.data.batch(self.local_batch, o.seed, s, info.rank, info.world, self.device)
+        with torch.no_grad(), self._autocast():
+            fake = self._generate(z, labels, update_w_avg=False)
+        with self._autocast():
+            loss_fake = F.softplus(self._d(fake.detach(), labels)).mean()
+            loss_real = F.softplus(-self._d(real, real_labels)).mean()
+        loss_d = loss_fake + loss_real
+        stats["loss_D"] = loss_d.item()
+        stats["D_real"] = loss_real.item()
+        stats["D_fake"] = loss_fake.item()
+        _zero_grad(self.d_params)
+        loss_d.backward()
+        dist_util.average_gradients(self.d_params, info)
+        self.opt_d.step()
+
+        # lazy R1: its own D update, penalty scaled by the interval
+        if o.r1_interval > 0 and self.gamma > 0 and s % o.r1_interval == 0:
+            real_r1 = real.detach().requires_grad_(True)
+            out = self._d(real_r1, real_labels)
+            (grad,) = torch.autograd.grad(out.sum(), real_r1, create_graph=True)
+            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
+            stats["r1"] = r1.item()
+            _zero_grad(self.d_params)
+            (r1 * (self.gamma / 2) * o.r1_interval).backward()
+            dist_util.average_gradients(self.d_params, info)
+            self.opt_d.step()
+
+        self._update_ema()
+        self.step += 1
+        for k, v in list(stats.items()):
+            stats[k] = dist_util.average_tensor(torch.tensor([v], device=self.device), info).item()
+        return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, self.ema_beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+
+def _last_good_hint(run_dir: Path) -> str:
+    found = latest_snapshot(run_dir)
+    if found is None:
+        return f"no snapshot was written yet in {run_dir}"
+    return f"last good snapshot: {found[1]} (continue with --resume {run_dir} after lowering --lr or --gamma)"
+
+
+def latest_snapshot(run_dir: Path) -> tuple[int, Path, Path] | None:
+    """(step, snapshot, state) of the newest snapshot whose state file was also completed."""
+    if not run_dir.is_dir():
+        return None
+    best = None
+    for p in run_dir.iterdir():
+        m = SNAPSHOT_RE.match(p.name)
+        if m and (run_dir / f"state-{m.group(1)}.pt").exists():
+            step = int(m.group(1))
+            if best is None or step > best[0]:
+                best = (step, p, run_dir / f"state-{m.group(1)}.pt")
+    return best
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines past the resumed step, so the log reads as one uninterrupted run."""
+    if not log_path.exists():
+        return
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by the kill
+    with atomic_write(log_path, force=True) as tmp:
+        Path(tmp).write_text("".join(k + "\n" for k in kept))
+
+
+def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike, device: torch.device | str = "cpu",
+                 resume: bool = False, progress: bool = True, max_steps: int | None = None) -> Trainer:
+    """Train `method` in `run_dir` (created; must hold no run unless `resume`). Returns the Trainer.
+
+    With `resume`, the newest complete snapshot in run_dir is loaded and the options stored with
+    the run are used (the method's settings must match). `max_steps` stops early after that many
+    steps in total (tests and time-boxed jobs); the run can be resumed later.
+    Under torchrun every rank calls this; only rank 0 writes files.
+    """
+    device = torch.device(device)
+    info = dist_util.init(device)
+    device = dist_util.device_for(info, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    found = None
+    if resume:
+        if not run_json.exists():
+            raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
+        stored = json.loads(run_json.read_text())
+        if stored["method"] != _jsonable(method.describe()):
+            raise GancraftError(f"--resume {run_dir}: the run was started with {stored['method']}, "
+                                f"not {_jsonable(method.describe())}")
+        opts = TrainOptions(**stored["options"])
+        found = latest_snapshot(run_dir)
+    else:
+        if run_dir.exists() and (run_json.exists() or latest_snapshot(run_dir) is not None):
+            raise GancraftError(f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
+                                "or choose another folder)")
+    opts.validate(info.world)
+    trainer = Trainer(method, opts, run_dir, device, info)
+    method.setup(trainer.G, trainer.D, device)
+    if found is not None:
+        trainer.load_snapshot(found[1], found[2])
+    for m in (trainer.G, trainer.D, trainer.G_ema, *trainer.extras.values()):
+        dist_util.broadcast_module(m, info)
+
+    log_path = run_dir / "log.jsonl"
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            with atomic_write(run_json, force=True) as tmp:
+                Path(tmp).write_text(json.dumps({"options": dataclasses.asdict(opts),
+                                                 "method": _jsonable(method.describe())}, indent=1))
+        else:
+            _truncate_log(log_path, trainer.step)
+        if found is None:
+            trainer.save_snapshot()  # step 0: the starting point is always recoverable
+    dist_util.barrier(info)
+
+    total = opts.total_steps() if max_steps is None else min(opts.total_steps(), max_steps)
+    snap_every = opts.snap_steps()
+    bar = None
+    if progress and info.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=opts.total_steps(), initial=trainer.step, unit="step", dynamic_ncols=True, leave=False)
+    t0, s0 = time.time(), trainer.step
+    log_fh = open(log_path, "a") if info.is_main else None
+    try:
+        while trainer.step < total:
+            stats = trainer.train_step()
+            bad = [k for k, v in stats.items() if not math.isfinite(v)]
+            if dist_util.any_flag(bool(bad), info, device):
+                name = bad[0] if bad else "a loss on another process"
+                raise TrainingDiverged(f"training diverged at step {trainer.step}: {name} is not finite; "
+                                       f"{_last_good_hint(run_dir)}")
+            kimg = trainer.step * opts.batch / 1000
+            if log_fh is not None:
+                log_fh.write(json.dumps({"step": trainer.step, "kimg": round(kimg, 4), **stats}) + "\n")
+                log_fh.flush()
+            if bar is not None:
+                rate = (trainer.step - s0) * opts.batch / 1000 / max(time.time() - t0, 1e-9)
+                bar.set_postfix(kimg=f"{kimg:.2f}", kimg_s=f"{rate:.3f}", G=f"{stats.get('loss_G', 0):.3f}",
+                                D=f"{stats['loss_D']:.3f}", refresh=False)
+                bar.update(1)
+            if trainer.step % snap_every == 0 or trainer.step == total:
+                if info.is_main:
+                    trainer.save_snapshot()
+                dist_util.barrier(info)
+    finally:
+        if log_fh is not None:
+            log_fh.close()
+        if bar is not None:
+            bar.close()
+    return trainer
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def finish(trainer: Trainer, out: str | os.PathLike, command: str, params: dict[str, Any],
+           inputs: list[str | os.PathLike] = (), force: bool = False) -> Path | None:
+    """Write the trained model to `out` with a history entry (rank 0 only; others return None)."""
+    if not trainer.info.is_main:
+        return None
+    ckpt = trainer.checkpoint()
+    ckpt.extra = {"training": ckpt.extra["training"], "run_dir": str(trainer.run_dir)}
+    ckpt = ckpt.with_operation(command, {**params, **trainer.method.describe(),
+                                         "options": dataclasses.asdict(trainer.opts)}, list(inputs))
+    return save(ckpt, out, force=force, inputs=tuple(inputs))
