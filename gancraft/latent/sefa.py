@@ -302,3 +302,48 @@ def traversal_sheet(G: torch.nn.Module, directions: torch.Tensor, indices: Seque
     imgs = torch.cat([_synthesize(G, all_ws[i:i + batch_size], synth_kwargs)
                       for i in range(0, all_ws.shape[0], batch_size)])
     return make_grid(to_uint8(imgs), rows=len(rows), cols=steps, pad=2, pad_value=255)
+
+
+def z_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """NVIDIA's convention (generate.py): z = RandomState(seed).randn(z_dim), so seeds match theirs."""
+    return torch.from_numpy(np.stack([np.random.RandomState(int(s)).randn(z_dim) for s in seeds])).float()
+
+
+def domain_latents(ckpt, G: torch.nn.Module, z: torch.Tensor, domain: str | None = None,
+                   truncation_psi: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """ws [N, num_ws, w_dim] for ``z`` in a domain of the checkpoint's domain table, and the
+    keyword arguments synthesis needs for it (a domain vector's ``style_scale``)."""
+    table = ckpt.domains or {}
+    names = [n for part in (domain or "").split("+") if (n := part.strip())]
+    for n in names:
+        if n not in table:
+            known = ", ".join(table) or "none: this model has no domain table"
+            raise GancraftError(f"--domain {domain}: unknown domain {n!r} (known: {known})")
+    kinds = {table[n].get("kind") for n in names}
+    if len(kinds) > 1 or (len(names) > 1 and kinds != {"repurposed"}):
+        raise GancraftError(f"--domain {domain}: only repurposed domains can be combined with '+'")
+    c = None
+    if G.c_dim > 0:
+        if not names or kinds != {"class"}:
+            classes = ", ".join(n for n, e in table.items() if e.get("kind") == "class") or "none named"
+            raise GancraftError(f"this model is class-conditional: choose --domain (classes: {classes})")
+        c = torch.zeros(z.shape[0], G.c_dim, device=z.device)
+        c[:, int(table[names[0]]["class"])] = 1
+    ws = G.mapping(z, c, truncation_psi=truncation_psi)
+    synth: dict = {}
+    repurposed = [e for e in table.values() if e.get("kind") == "repurposed"]
+    if repurposed and (not names or kinds in ({"repurposed"}, {"base"})):
+        D = torch.tensor([e["direction"] for e in repurposed], dtype=ws.dtype, device=ws.device)
+        q, _ = torch.linalg.qr(D.T)
+        mean = G.mapping.w_avg.to(ws.device, ws.dtype)
+        ws = ws - (ws @ q) @ q.T + (mean @ q) @ q.T
+        for n in names:
+            if table[n].get("kind") == "repurposed":
+                d = torch.tensor(table[n]["direction"], dtype=ws.dtype, device=ws.device)
+                ws = ws + float(table[n].get("distance", 20.0)) * d
+    if kinds == {"vector"}:
+        key = table[names[0]]["tensor"]
+        if key not in ckpt.tensors:
+            raise GancraftError(f"--domain {names[0]}: tensor {key} missing from the checkpoint")
+        synth["style_scale"] = ckpt.tensors[key].to(ws.device, ws.dtype)
+    return ws, synth

@@ -1,0 +1,174 @@
+"""gancraft sefa: closed-form factorisation of the style modulation, optional measurement and sheet."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .. import load
+from ..errors import GancraftError
+from ..io_util import check_output_path, sha256_file
+from ..latent import sefa as sefa_lib
+from ..metrics.perceptual import perceptual_metric
+from .common import device_option, emit_path, force_option, log, resolve_device
+
+
+def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
+    """'0-7,12' -> [0, 1, ..., 7, 12]."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise GancraftError(f"{what}: expected numbers and ranges like 0-7,12, got {text!r}")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise GancraftError(f"{what}: range {part} runs backwards")
+        seeds.extend(range(lo, hi + 1))
+    return seeds
+
+
+def parse_indices(text: str, k: int, what: str) -> list[int]:
+    try:
+        idx = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise GancraftError(f"{what}: expected comma-separated direction indices, got {text!r}") from None
+    bad = [i for i in idx if not 0 <= i < k]
+    if bad or not idx:
+        raise GancraftError(f"{what}: indices must be in 0-{k - 1}, got {text!r}")
+    return idx
+
+
+def _beside(output: str, suffix: str) -> Path:
+    out = Path(output)
+    return out.with_name(out.stem + suffix)
+
+
+@click.command("sefa")
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Directions file to write (safetensors: directions, singular_values).")
+@click.option("--layers", default="all", show_default=True, metavar="SPEC", help=sefa_lib.LAYER_SPEC_HELP + ".")
+@click.option("--normalize", is_flag=True,
+              help="Scale each style channel's weight row to unit norm first (genforce's SeFA).")
+@click.option("--net", default=None, metavar="NAME", help="Generator to factorise (default G_ema, else G).")
+@click.option("--measure", "measure_n", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Measure every direction's mean perceptual change over N samples moved by +-DISTANCE; "
+                   "writes a CSV and a plot beside OUTPUT.")
+@click.option("--distance", type=float, default=5.0, show_default=True, metavar="S",
+              help="Step along a direction for --measure and --sheet (w units).")
+@click.option("--measure-csv", type=click.Path(dir_okay=False), default=None,
+              help="CSV for --measure (default: OUTPUT's stem + .measure.csv).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Plot PNG for --measure (default: OUTPUT's stem + .measure.png).")
+@click.option("--dormant-fraction", type=float, default=0.05, show_default=True,
+              help="Mark a direction dormant when its change is below this fraction of the largest one's.")
+@click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
+              help="LPIPS AlexNet backbone file (torchvision's alexnet-owt-7be5be79.pth). Default: torch hub's "
+                   "cache; without it a pixel metric is used, and said so.")
+@click.option("--sheet", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Write a traversal contact sheet: one row per direction, -DISTANCE..+DISTANCE.")
+@click.option("--top-k", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Directions on the sheet: the first K.")
+@click.option("--indices", default=None, metavar="I,J,...", help="Directions on the sheet, instead of --top-k.")
+@click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Columns of the sheet.")
+@click.option("--seeds", default=None, metavar="SEEDS",
+              help="Seeds of the samples: for the sheet (default 0) and --measure (default 0..N-1).")
+@click.option("--domain", default=None, metavar="NAME",
+              help="Domain of a multi-domain model to sample in (needed for class-conditional models).")
+@click.option("--truncation-psi", "psi", type=float, default=1.0, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@device_option
+@force_option
+def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | None, measure_n: int | None,
+            distance: float, measure_csv: str | None, plot: str | None, dormant_fraction: float,
+            lpips_weights: str | None, sheet: str | None, top_k: int, indices: str | None, steps: int,
+            seeds: str | None, domain: str | None, psi: float, batch: int, device: str | None,
+            force: bool) -> None:
+    """Closed-form factorisation (SeFA) of CKPT's style modulation weights.
+
+    The directions are the right singular vectors of the stacked modulation weights of the
+    chosen layers, sorted by singular value. The default reproduces rosinality's
+    closed_form_factorization.py (every modulation weight except the toRGB ones after 4x4,
+    no normalisation); `--layers first` is the first layer only, as Domain Expansion uses;
+    `--normalize` is genforce's per-row normalisation. The last directions are the dormant
+    ones: --measure shows how little each changes the images.
+
+    \b
+    Examples:
+      gancraft sefa ffhq.pkl -o ffhq.sefa.st
+      gancraft sefa ffhq.pkl --layers first -o ffhq.first.st --measure 16
+      gancraft sefa ffhq.pkl --layers 4-32 --normalize -o coarse.st --sheet coarse.png --top-k 5
+      gancraft sefa union.st -o union.sefa.st --domain cat --sheet cat.png --indices 0,1,2,510
+    """
+    if measure_n is None and (measure_csv or plot):
+        raise GancraftError("--measure-csv and --plot need --measure N")
+    if not 0 < dormant_fraction < 1:
+        raise GancraftError(f"--dormant-fraction must be in (0, 1), got {dormant_fraction}")
+    outputs = [output]
+    if measure_n is not None:
+        measure_csv = measure_csv or str(_beside(output, ".measure.csv"))
+        plot = plot or str(_beside(output, ".measure.png"))
+        outputs += [measure_csv, plot]
+    if sheet:
+        outputs.append(sheet)
+    if len({str(Path(p).resolve()) for p in outputs}) != len(outputs):
+        raise GancraftError("output files must differ (-o, --measure-csv, --plot, --sheet)")
+    for path in outputs:
+        check_output_path(path, force=force, inputs=(ckpt,))
+    dev = resolve_device(device)
+    seed_list = parse_seeds(seeds) if seeds else None
+
+    checkpoint = load(ckpt)
+    net_name = net or checkpoint.generator_net()
+    G = checkpoint.generator(net_name, device=dev)
+    result = sefa_lib.sefa(G, layers, normalize=normalize)
+    # Sample latents before writing anything, so a bad --domain or --seeds leaves no partial output.
+    synth: dict = {}
+    if measure_n is not None:
+        mseeds = seed_list if seed_list else list(range(measure_n))
+        if len(mseeds) < measure_n:
+            raise GancraftError(f"--seeds gives {len(mseeds)} seeds, --measure asks for {measure_n}")
+        z = sefa_lib.z_for_seeds(mseeds[:measure_n], G.z_dim).to(dev)
+        measure_ws, synth = sefa_lib.domain_latents(checkpoint, G, z, domain, psi)
+        metric = perceptual_metric(lpips_weights, device=dev)
+    if sheet:
+        k = result.directions.shape[0]
+        chosen = parse_indices(indices, k, "--indices") if indices else list(range(min(top_k, k)))
+        sheet_seed = seed_list[0] if seed_list else 0
+        z = sefa_lib.z_for_seeds([sheet_seed], G.z_dim).to(dev)
+        sheet_ws, synth = sefa_lib.domain_latents(checkpoint, G, z, domain, psi)
+    sv = result.singular_values
+    log(f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
+        f"{'per-row normalised' if normalize else 'no normalisation'}; singular values "
+        f"{sv[0]:.4g} .. {sv[-1]:.4g}")
+    meta = sefa_lib.sefa_metadata(result, ckpt, sha256_file(ckpt), net_name)
+    emit_path(sefa_lib.save_directions(output, result.directions, meta, singular_values=sv, force=force,
+                                       inputs=(ckpt,)))
+
+    if measure_n is not None:
+        log(f"measure: {metric.description}")
+        means, stds = sefa_lib.measure_directions(G, result.directions, measure_ws, distance, metric, batch,
+                                                  synth)
+        dormant = sefa_lib.dormant_mask(means, dormant_fraction)
+        sefa_lib.write_measure_csv(measure_csv, means, stds, sv.numpy(), dormant, metric.name, force=force)
+        emit_path(measure_csv)
+        title = (f"mean {metric.name} change per direction, {measure_n} samples, step +-{distance:g} "
+                 f"({int(dormant.sum())} dormant: < {dormant_fraction:g} x max)")
+        sefa_lib.plot_measure_png(plot, means, dormant, dormant_fraction * float(np.max(means)), title, force=force)
+        emit_path(plot)
+        first = int(np.argmax(dormant)) if dormant.any() else None
+        log(f"measure ({metric.name}): largest change {means.max():.4g} (direction {int(np.argmax(means))}), "
+            f"smallest {means.min():.4g} (direction {int(np.argmin(means))}); {int(dormant.sum())} of "
+            f"{len(means)} dormant" + (f", the first at index {first}" if first is not None else ""))
+
+    if sheet:
+        from ..media.images import save_png
+
+        grid = sefa_lib.traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, synth, batch)
+        save_png(grid, sheet, force=force)
+        log(f"sheet: rows = directions {','.join(str(i) for i in chosen)} (seed {sheet_seed}), "
+            f"columns = -{distance:g}..+{distance:g} in {steps} steps")
+        emit_path(sheet)

@@ -1,0 +1,187 @@
+"""SeFA: the basis against an independent eigendecomposition, layer choices, dormant directions, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_tiny_checkpoint
+from safetensors import safe_open
+
+from gancraft import save
+from gancraft.cli.main import cli
+from gancraft.errors import GancraftError
+from gancraft.latent import sefa as S
+from gancraft.metrics.perceptual import pixel_distance
+
+
+def _affine_rows(G, keep) -> np.ndarray:
+    """Independent of sefa.py: read the state dict by NVIDIA names."""
+    sd = G.state_dict()
+    keys = [k for k in sd if k.startswith("synthesis.") and k.endswith(".affine.weight") and keep(k)]
+    return np.concatenate([sd[k].double().numpy() for k in keys])
+
+
+def _rosinality_rule(key: str) -> bool:
+    return ".torgb." not in key or key.startswith("synthesis.b4.")
+
+
+def _assert_same_basis(directions: torch.Tensor, sv: torch.Tensor, M: np.ndarray) -> None:
+    evals, evecs = np.linalg.eigh(M.T @ M)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = evals[order], evecs[:, order]
+    d = directions.double().numpy()
+    np.testing.assert_allclose(d @ d.T, np.eye(d.shape[0]), atol=1e-5)
+    np.testing.assert_allclose(sv.double().numpy(), np.sqrt(np.clip(evals, 0, None)), rtol=1e-4, atol=1e-4)
+    # eigenvectors are defined up to sign; random weights give distinct eigenvalues
+    np.testing.assert_allclose(np.abs(np.sum(d * evecs.T, axis=1)), 1.0, atol=1e-4)
+
+
+def test_default_basis_matches_independent_eigendecomposition(tiny_ckpt):
+    G = tiny_ckpt.generator()
+    result = S.sefa(G)
+    assert result.layers == ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1"]
+    assert result.directions.shape == (G.w_dim, G.w_dim)
+    assert torch.all(result.singular_values[:-1] >= result.singular_values[1:])
+    _assert_same_basis(result.directions, result.singular_values, _affine_rows(G, _rosinality_rule))
+
+
+def test_genforce_normalisation_matches_independent_computation(tiny_ckpt):
+    G = tiny_ckpt.generator()
+    result = S.sefa(G, "0,1", normalize=True)
+    assert result.layers == ["b4.conv1", "b8.conv0"]
+    M = _affine_rows(G, lambda k: k.startswith(("synthesis.b4.conv1.", "synthesis.b8.conv0.")))
+    M = M / np.linalg.norm(M, axis=1, keepdims=True)
+    _assert_same_basis(result.directions, result.singular_values, M)
+    assert not torch.allclose(result.directions.abs(), S.sefa(G, "0,1").directions.abs(), atol=1e-3)
+
+
+@pytest.mark.parametrize("spec, names", [
+    ("first", ["b4.conv1"]),
+    ("8-16", ["b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1"]),
+    ("4-8", ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1"]),
+    ("b16.torgb,0", ["b4.conv1", "b16.torgb"]),
+])
+def test_layer_specs(tiny_ckpt, spec, names):
+    assert [i.name for i in S.select_layers(tiny_ckpt.generator(), spec)] == names
+
+
+@pytest.mark.parametrize("spec", ["3-8", "16-8", "9", "b5.conv0", "", "0,,1"])
+def test_bad_layer_specs(tiny_ckpt, spec):
+    with pytest.raises(GancraftError):
+        S.select_layers(tiny_ckpt.generator(), spec)
+
+
+def test_short_matrix_gets_null_space_completed():
+    M = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    d, sv = S.factorize_matrix(M)
+    assert d.shape == (8, 8)
+    np.testing.assert_allclose((d @ d.T).numpy(), np.eye(8), atol=1e-5)
+    assert torch.all(sv[5:] == 0) and torch.all(sv[:5] > 0)
+    assert torch.allclose(M.float() @ d[5:].T, torch.zeros(5, 3), atol=1e-5)
+
+
+def _planted_dormant(seed: int = 0):
+    """A generator whose every modulation ignores w along u: u must come out last and unmeasurable."""
+    ckpt = make_tiny_checkpoint(seed)
+    G = ckpt.generator()
+    u = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(7))
+    u = u / u.norm()
+    with torch.no_grad():
+        for info in G.synthesis.layers():
+            a = S._affine(G, info.name)
+            a.weight -= (a.weight @ u).unsqueeze(1) * u.unsqueeze(0)
+    return ckpt, G, u
+
+
+def test_planted_dormant_direction_is_last_and_changes_nothing():
+    _, G, u = _planted_dormant()
+    result = S.sefa(G)
+    assert abs(float(result.directions[-1] @ u)) > 0.999
+    assert result.singular_values[-1] < 1e-4 * result.singular_values[0]
+    z = S.z_for_seeds([0, 1], G.z_dim)
+    ws = G.mapping(z)
+    dirs = result.directions[[0, -1]]
+    means, stds = S.measure_directions(G, dirs, ws, 5.0, pixel_distance, progress=False)
+    assert means[0] > 0.01
+    assert means[1] < 1e-5
+    assert S.dormant_mask(means).tolist() == [False, True]
+
+
+def test_measure_is_a_real_traversal(tiny_ckpt):
+    G = tiny_ckpt.generator()
+    d = S.sefa(G).directions[:1]
+    ws = G.mapping(S.z_for_seeds([3], G.z_dim))
+    means, _ = S.measure_directions(G, d, ws, 2.0, pixel_distance, progress=False)
+    base = G.synthesis(ws)
+    plus, minus = G.synthesis(ws + 2.0 * d[0]), G.synthesis(ws - 2.0 * d[0])
+    expected = (pixel_distance(base, plus) + pixel_distance(base, minus)).item() / 2
+    assert means[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_cli_writes_directions_measure_and_sheet(tmp_path):
+    ckpt_path = tmp_path / "m.st"
+    save(make_tiny_checkpoint(), ckpt_path)
+    out = tmp_path / "m.sefa.st"
+    sheet = tmp_path / "sheet.png"
+    r = CliRunner().invoke(cli, ["sefa", str(ckpt_path), "-o", str(out), "--measure", "2", "--sheet", str(sheet),
+                                 "--indices", "0,31", "--steps", "3", "--distance", "3"])
+    assert r.exit_code == 0, r.output
+    csv_path, png_path = tmp_path / "m.sefa.measure.csv", tmp_path / "m.sefa.measure.png"
+    assert r.stdout.split() == [str(out), str(csv_path), str(png_path), str(sheet)]
+    assert "pixel" in r.stderr and "LPIPS unavailable" in r.stderr
+    with safe_open(str(out), "pt") as f:
+        d, sv, meta = f.get_tensor("directions"), f.get_tensor("singular_values"), f.metadata()
+    assert json.loads(meta["kind"]) == "sefa"
+    assert json.loads(meta["layers"])[:2] == ["b4.conv1", "b4.torgb"]
+    assert json.loads(meta["source"])["path"] == str(ckpt_path)
+    G = make_tiny_checkpoint().generator()
+    ref = S.sefa(G)
+    assert torch.allclose(d, ref.directions) and torch.allclose(sv, ref.singular_values)
+    rows = list(csv.DictReader(open(csv_path)))
+    assert len(rows) == G.w_dim
+    # the CSV's numbers come from traversals of the same samples
+    ws = G.mapping(S.z_for_seeds([0, 1], G.z_dim))
+    means, _ = S.measure_directions(G, ref.directions[[0, 31]], ws, 3.0, pixel_distance, progress=False)
+    assert float(rows[0]["mean_pixel-l1"]) == pytest.approx(means[0], rel=1e-4)
+    assert float(rows[31]["mean_pixel-l1"]) == pytest.approx(means[1], rel=1e-4)
+    from PIL import Image
+
+    assert Image.open(sheet).size == (3 * 16 + 2 * 2, 2 * 16 + 2)
+    assert Image.open(png_path).size[0] > 100
+
+
+def _one_line_error(r) -> str:
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gancraft sefa: error:"), r.stderr
+    return lines[0]
+
+
+def test_cli_bad_inputs(tmp_path, tiny_ckpt_path):
+    run = CliRunner().invoke
+    out = str(tmp_path / "o.st")
+    assert "b9" in _one_line_error(run(cli, ["sefa", str(tiny_ckpt_path), "-o", out, "--layers", "b9"]))
+    _one_line_error(run(cli, ["sefa", str(tmp_path / "missing.st"), "-o", out]))
+    assert "--indices" in _one_line_error(run(cli, ["sefa", str(tiny_ckpt_path), "-o", out, "--sheet",
+                                                    str(tmp_path / "s.png"), "--indices", "40"]))
+    (tmp_path / "exists.st").write_bytes(b"x")
+    assert "--force" in _one_line_error(run(cli, ["sefa", str(tiny_ckpt_path), "-o", str(tmp_path / "exists.st")]))
+    assert not (tmp_path / "o.st").exists()
+
+
+def test_cli_class_conditional_needs_domain_and_writes_nothing(tmp_path):
+    path = tmp_path / "cond.st"
+    save(make_tiny_checkpoint(c_dim=2, domains={"a": {"kind": "class", "class": 0},
+                                                 "b": {"kind": "class", "class": 1}}), path)
+    out = tmp_path / "c.st"
+    line = _one_line_error(CliRunner().invoke(cli, ["sefa", str(path), "-o", str(out), "--measure", "1"]))
+    assert "--domain" in line
+    assert list(tmp_path.iterdir()) == [path]
+    r = CliRunner().invoke(cli, ["sefa", str(path), "-o", str(out), "--sheet", str(tmp_path / "s.png"),
+                                 "--domain", "b", "--top-k", "2", "--steps", "2"])
+    assert r.exit_code == 0, r.output
