@@ -10,10 +10,12 @@ tensor per input plus the interpreter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -25,7 +27,7 @@ from ..checkpoint.core import NETS, Checkpoint
 from ..checkpoint.io import detect_format, load
 from ..checkpoint.native import LazyCheckpoint, build_metadata, read_header
 from ..errors import GancraftError
-from ..io_util import atomic_write, check_output_path
+from ..io_util import atomic_write, check_output_path, sha256_file
 from ..nets.config import config_to_dict
 
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -209,8 +211,9 @@ def combine(tensors: Callable[[int], torch.Tensor], weights: Sequence[float], li
         dtype = x.dtype
         if not x.is_floating_point():
             raise GancraftError(f"cannot mix a non-floating tensor ({x.dtype}); copy it from one input instead")
-        term = x.to(torch.float64) * w
-        acc = term if acc is None else acc.add_(term)
+        # float64 so that equal weights on identical inputs give the input back exactly; the
+        # in-place add upcasts inside the kernel, so no float64 copy of later inputs is made
+        acc = x.to(torch.float64).mul_(w) if acc is None else acc.add_(x, alpha=w)
     if acc is None:
         if like is None:
             raise ValueError("all weights are zero and no template tensor was given")
@@ -265,7 +268,24 @@ def iter_merged(sources: Sequence[Source], recipes: dict[str, Recipe],
     """Output tensors in recipe order; `overrides` replaces computed ones (e.g. a recomputed w_avg)."""
     overrides = overrides or {}
     for key, recipe in recipes.items():
-        yield key, overrides[key] if key in overrides else evaluate(recipe, key, sources)
+        if key in overrides:
+            yield key, overrides[key]
+            continue
+        with _one_thread():
+            out = evaluate(recipe, key, sources)
+        yield key, out
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Element-wise merging is memory-bound: a thread team gains little, and on a busy shared
+    CPU its synchronisation made the merge 15x slower than one thread (measured, 2 cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,21 +294,22 @@ def iter_merged(sources: Sequence[Source], recipes: dict[str, Recipe],
 
 def write_streaming(path: str | os.PathLike, specs: dict[str, tuple[tuple[int, ...], torch.dtype]],
                     tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str], force: bool = False,
-                    inputs: Sequence[str | os.PathLike] = ()) -> Path:
+                    inputs: Sequence[str | os.PathLike] = (),
+                    final_metadata: Callable[[], dict[str, str]] | None = None) -> Path:
     """Write a safetensors file tensor by tensor: the header is computed from `specs` up front.
 
     Tensors must arrive in `specs` order with the declared shapes and dtypes; the file appears
-    atomically, and only after the last tensor has been written.
+    atomically, and only after the last tensor has been written. `final_metadata`, if given,
+    is called after the data and rewrites the header in place; its JSON must not be longer
+    than `metadata`'s (placeholders of the final length keep the data offsets valid).
     """
-    header: dict[str, object] = {"__metadata__": metadata}
+    entries: dict[str, object] = {}
     offset = 0
     for name, (shape, dtype) in specs.items():
-        n = _ST_DTYPES[dtype]
         size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        header[name] = {"dtype": n, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        entries[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
         offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors' own writer does
+    raw = _header_bytes(metadata, entries)
     order = iter(specs.items())
     with atomic_write(path, force=force, inputs=tuple(inputs)) as tmp:
         with open(tmp, "wb") as fh:
@@ -304,12 +325,28 @@ def write_streaming(path: str | os.PathLike, specs: dict[str, tuple[tuple[int, .
                     fh.write(t.view(-1).view(torch.uint8).numpy().data)
             if next(order, None) is not None:
                 raise RuntimeError("merge ended before every declared tensor was written")
+            if final_metadata is not None:
+                final = _header_bytes(final_metadata(), entries)
+                if len(final) > len(raw):
+                    raise RuntimeError("final safetensors header is longer than the space reserved for it")
+                fh.seek(8)
+                fh.write(final + b" " * (len(raw) - len(final)))
     return Path(path)
 
 
+def _header_bytes(metadata: dict[str, str], entries: dict[str, object]) -> bytes:
+    raw = json.dumps({"__metadata__": metadata, **entries}, separators=(",", ":")).encode()
+    return raw + b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors' writer does
+
+
 def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: str | os.PathLike,
-                  skeleton: Checkpoint, force: bool = False, overrides: dict[str, torch.Tensor] | None = None,
-                  progress: bool = False) -> Path:
+                  skeleton: Checkpoint, command: str, params: dict, force: bool = False,
+                  overrides: dict[str, torch.Tensor] | None = None, progress: bool = False) -> Path:
+    """Stream the merge into `out`, appending a history entry with the inputs' sha256.
+
+    The inputs are hashed on a background thread while the merge runs (hashlib releases the
+    GIL), and the header is patched with the digests at the end.
+    """
     specs = {k: (sources[0].shapes[k], sources[_dtype_source(r)].dtypes[k]) for k, r in recipes.items()}
     stream: Iterable[tuple[str, torch.Tensor]] = iter_merged(sources, recipes, overrides)
     if progress:
@@ -317,7 +354,19 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
 
         stream = tqdm(stream, total=len(recipes), desc="merging", unit="tensor", leave=False)
     paths = [s.path for s in sources if s.path is not None]
-    return write_streaming(out, specs, stream, build_metadata(skeleton), force=force, inputs=paths)
+    recorded = skeleton.with_operation(command, params, [])
+
+    def metadata(digests: Sequence[str]) -> dict[str, str]:
+        entry = {**recorded.history[-1], "inputs": [{"path": str(p), "sha256": d} for p, d in zip(paths, digests)]}
+        return build_metadata(replace(recorded, history=[*recorded.history[:-1], entry]))
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gancraft-sha256")
+    try:
+        digests = [pool.submit(sha256_file, p) for p in paths]
+        return write_streaming(out, specs, stream, metadata(["0" * 64] * len(paths)), force=force, inputs=paths,
+                               final_metadata=lambda: metadata([d.result() for d in digests]))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def merge_to_checkpoint(sources: Sequence[Source], recipes: dict[str, Recipe], skeleton: Checkpoint,
@@ -337,8 +386,7 @@ def dominant(weights: Sequence[float]) -> int:
     return max(range(len(weights)), key=lambda i: (weights[i], -i))
 
 
-def output_skeleton(sources: Sequence[Source], keys: Sequence[str], command: str, params: dict,
-                    record: bool = True) -> Checkpoint:
+def output_skeleton(sources: Sequence[Source], keys: Sequence[str]) -> Checkpoint:
     """Metadata for the merged file: the first input's configs; domains kept only if all inputs agree."""
     first = sources[0].skeleton
     nets = {k.split(".", 1)[0] for k in keys}
@@ -349,9 +397,6 @@ def output_skeleton(sources: Sequence[Source], keys: Sequence[str], command: str
         domains = {}
     skel = Checkpoint(tensors={}, g_config=first.g_config, d_config=first.d_config if "D" in nets else None,
                       domains=domains, history=list(first.history), extra={}, source_format="native")
-    paths = [s.path for s in sources if s.path is not None]
-    if record:
-        skel = skel.with_operation(command, params, paths)
     return skel
 
 
@@ -474,8 +519,8 @@ def average(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, weights
     check_output_path(out, force=force, inputs=tuple(paths))
     sources, keys, recipes, overrides, params = _prepare_average(inputs, weights, method, base, nets, w_avg)
     try:
-        skel = output_skeleton(sources, keys, "average", params)
-        return merge_to_file(sources, recipes, out, skel, force=force, overrides=overrides, progress=progress)
+        return merge_to_file(sources, recipes, out, output_skeleton(sources, keys), "average", params, force=force,
+                             overrides=overrides, progress=progress)
     finally:
         for s in sources:
             s.close()
@@ -486,5 +531,5 @@ def average_checkpoints(ckpts: Sequence[Checkpoint], weights: Sequence[float] | 
                         w_avg: str = "mean") -> Checkpoint:
     """In-memory `average` for Python callers (no files, no history entry)."""
     sources, keys, recipes, overrides, _ = _prepare_average(ckpts, weights, method, base, nets, w_avg)
-    skel = output_skeleton(sources, keys, "average", {}, record=False)
+    skel = output_skeleton(sources, keys)
     return merge_to_checkpoint(sources, recipes, skel, overrides)

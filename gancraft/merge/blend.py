@@ -260,8 +260,8 @@ def blend_layers(low: str | os.PathLike, highs: Sequence[str | os.PathLike], out
         low, highs, nets, keep_d, switch=switch, blend_width=blend_width, level=level, alpha=alpha,
         mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap)
     try:
-        skel = output_skeleton(sources, keys, "blend-layers", params)
-        return merge_to_file(sources, recipes, out, skel, force=force, progress=progress)
+        return merge_to_file(sources, recipes, out, output_skeleton(sources, keys), "blend-layers", params,
+                             force=force, progress=progress)
     finally:
         for s in sources:
             s.close()
@@ -277,7 +277,7 @@ def blend_checkpoints(low: Checkpoint, highs: Sequence[Checkpoint], *, switch: i
     sources, keys, recipes, _ = _prepare(
         low, highs, nets, keep_d, switch=switch, blend_width=blend_width, level=level, alpha=alpha,
         mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap)
-    return merge_to_checkpoint(sources, recipes, output_skeleton(sources, keys, "blend-layers", {}, record=False))
+    return merge_to_checkpoint(sources, recipes, output_skeleton(sources, keys))
 
 
 def z_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:

@@ -1,0 +1,141 @@
+"""Benchmark `average`: time and peak memory against the plain I/O floor.
+
+    python benchmarks/bench_merge.py [--res 1024] [--repeats 3] [--json out.json]
+
+Writes 4 random G_ema-only generators of the given resolution (1024: ~30M parameters,
+~120 MB each), then, each case in a fresh subprocess so that peak RSS (getrusage) belongs to
+that case alone:
+  floor-N: read N input files in 16 MB chunks and write one model-sized file (fsynced) - the
+           least any merge must do;
+  avg-N:   gancraft.merge.average of N inputs (includes hashing the inputs for the history).
+Inputs were just written, so both read from the page cache. Peak memory is reported as the
+process's maximum RSS and as the increase over the RSS after importing torch and gancraft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHUNK = 16 << 20
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
+    import gancraft.merge  # noqa: F401  imported before the baseline so both cases pay it
+
+    base = rss_mb()
+    t0 = time.perf_counter()
+    if kind == "floor":
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        with open(out, "wb") as dst:
+            for i, p in enumerate(inputs):
+                with open(p, "rb", buffering=0) as src:
+                    while n := src.readinto(buf):
+                        if i == 0:
+                            dst.write(view[:n])
+            dst.flush()
+            os.fsync(dst.fileno())
+    else:
+        from gancraft.merge import average
+
+        average(inputs, out)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "peak_rss_mb": rss_mb(), "baseline_rss_mb": base}
+
+
+def make_inputs(folder: Path, res: int, n: int) -> list[Path]:
+    import torch
+
+    from gancraft import Checkpoint, save
+    from gancraft.nets import Generator, GeneratorConfig
+
+    paths = []
+    for i in range(n):
+        torch.manual_seed(i)
+        G = Generator(GeneratorConfig(img_resolution=res))
+        paths.append(folder / f"g{i}.st")
+        save(Checkpoint.from_modules(G_ema=G), paths[-1])
+        del G
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--res", type=int, default=1024, help="generator resolution (default 1024)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per case; the median time is reported")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--case", nargs=3, metavar=("KIND", "OUT", "INPUTS"), help=argparse.SUPPRESS)
+    ap.add_argument("--make", metavar="DIR", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.make:
+        make_inputs(Path(args.make), args.res, 4)
+        return
+    if args.case:
+        kind, out, inputs = args.case
+        print(json.dumps(run_case(kind, [Path(p) for p in inputs.split(os.pathsep)], Path(out))))
+        return
+
+    cmd = f"python benchmarks/bench_merge.py --res {args.res} --repeats {args.repeats}"
+    print(f"reproduce: {cmd}", flush=True)
+    results: dict = {"command": cmd, "res": args.res, "repeats": args.repeats, "cases": {}}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("GANCRAFT_BENCH_DIR")) as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        # made in a subprocess: a child's peak RSS starts from its parent's, so this driver
+        # stays small (it never imports torch) and each case measures only itself
+        subprocess.run([sys.executable, __file__, "--res", str(args.res), "--make", tmp], check=True)
+        inputs = [folder / f"g{i}.st" for i in range(4)]
+        model_mb = inputs[0].stat().st_size / 1e6
+        results["model_mb"] = model_mb
+        print(f"made 4 random {args.res}px G_ema models of {model_mb:.0f} MB in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        print(f"{'case':<9} {'seconds':>8} {'GB/s':>6} {'peak RSS MB':>12} {'over import MB':>15} {'vs floor':>9}")
+        for n in (2, 4):
+            runs: dict[str, list[dict]] = {"floor": [], "avg": []}
+            for _ in range(args.repeats):
+                # interleaved, so drifting disk write-back and machine load hit both alike
+                for kind in ("floor", "avg"):
+                    out = folder / f"out-{kind}-{n}.st"
+                    proc = subprocess.run([sys.executable, __file__, "--case", kind, str(out),
+                                           os.pathsep.join(map(str, inputs[:n]))],
+                                          capture_output=True, text=True, check=True)
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    r["bytes_moved"] = sum(p.stat().st_size for p in inputs[:n]) + out.stat().st_size
+                    out.unlink()
+                    runs[kind].append(r)
+            for kind in ("floor", "avg"):
+                rs = sorted(runs[kind], key=lambda r: r["seconds"])
+                r = dict(rs[len(rs) // 2])  # the median run
+                r["all_seconds"] = [x["seconds"] for x in runs[kind]]
+                r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs[kind])
+                r["gb_per_s"] = r["bytes_moved"] / r["seconds"] / 1e9
+                r["rss_over_import_mb"] = max(x["peak_rss_mb"] - x["baseline_rss_mb"] for x in runs[kind])
+                name = f"{kind}-{n}"
+                if kind == "avg":
+                    r["x_floor"] = r["seconds"] / results["cases"][f"floor-{n}"]["seconds"]
+                    r["rss_over_import_x_model"] = r["rss_over_import_mb"] / model_mb
+                results["cases"][name] = r
+                ratio = f"{r['x_floor']:.2f}x" if "x_floor" in r else ""
+                print(f"{name:<9} {r['seconds']:>8.2f} {r['gb_per_s']:>6.2f} {r['peak_rss_mb']:>12.0f} "
+                      f"{r['rss_over_import_mb']:>15.0f} {ratio:>9}", flush=True)
+    print(f"target: avg within 2x of the floor; memory over import under 2x one model ({2 * model_mb:.0f} MB)")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
