@@ -1,0 +1,71 @@
+"""Seed lists ('0-63', '1,5,9-12') and the z vectors they stand for."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+from ..errors import GancraftError
+
+# np.random.RandomState accepts seeds in [0, 2**32)
+MAX_SEED = 2**32 - 1
+
+_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+
+
+def parse_seeds(text: str, option: str = "--seeds", allow_duplicates: bool = False) -> list[int]:
+    """Parse a comma-separated list of seeds and inclusive ranges, keeping the order given.
+
+    '0-3,7' -> [0, 1, 2, 3, 7]. Duplicates are refused unless allowed, because two images with
+    the same seed would be written to the same file.
+    """
+    if text is None or not str(text).strip():
+        raise GancraftError(f"{option}: empty seed list (expected e.g. 0-63 or 1,5,9-12)")
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        item = part.strip()
+        if not item:
+            raise GancraftError(f"{option} {text!r}: empty item between commas")
+        m = _RANGE.match(item)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise GancraftError(f"{option} {text!r}: range {item!r} ends before it starts")
+            _check_bound(hi, option, text)
+            seeds.extend(range(lo, hi + 1))
+        elif item.isdigit():
+            value = int(item)
+            _check_bound(value, option, text)
+            seeds.append(value)
+        else:
+            raise GancraftError(
+                f"{option} {text!r}: {item!r} is not a non-negative integer or a range like 0-63")
+    if not allow_duplicates:
+        seen: set[int] = set()
+        for s in seeds:
+            if s in seen:
+                raise GancraftError(f"{option} {text!r}: seed {s} appears more than once")
+            seen.add(s)
+    return seeds
+
+
+def _check_bound(value: int, option: str, text: str) -> None:
+    if value > MAX_SEED:
+        raise GancraftError(f"{option} {text!r}: seed {value} is larger than {MAX_SEED}")
+
+
+def z_from_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> torch.Tensor:
+    """[N, z_dim] float32 latents, one per seed.
+
+    Uses NVIDIA generate.py's convention, RandomState(seed).randn(z_dim), so a seed names the
+    same z here as in NVIDIA's and rosinality-derived tools (float64 draws, rounded to float32,
+    which is what their mapping network does with them).
+    """
+    if z_dim <= 0:
+        return torch.zeros([len(seeds), 0])
+    rows = [np.random.RandomState(int(s)).randn(z_dim) for s in seeds]
+    if not rows:
+        return torch.zeros([0, z_dim])
+    return torch.from_numpy(np.stack(rows)).to(torch.float32)
