@@ -198,7 +198,9 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not p.is_file():
         raise GancraftError(f"{p}: classifier file not found")
     try:
-        return torch.jit.load(str(p), map_location=device).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's TorchScript deprecation notice
+            return torch.jit.load(str(p), map_location=device).eval()
     except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a non-TorchScript file
         raise GancraftError(f"{p}: not a TorchScript classifier ({str(exc).strip().splitlines()[0]})") from None
 
