@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gancraft.errors import GancraftError
+from gancraft.media.images import to_uint8
 from gancraft.metrics import (
     ClipExtractor,
     FeatureStats,
@@ -30,7 +31,6 @@ from gancraft.metrics import (
     save_stats,
     stats_from_features,
 )
-from gancraft.metrics import features as features_mod
 from gancraft.metrics.features import INCEPTION_WEIGHTS_FILE
 
 
@@ -302,7 +302,7 @@ def test_generated_batches_score_like_their_saved_pngs(tmp_path, scripted):
     gen = [torch.rand(4, 3, 16, 16) * 2.2 - 1.1 for _ in range(3)]  # a little out of range, like a GAN
     ex = TorchScriptExtractor(scripted, device="cpu")
     direct = torch.cat(list(features_from_batches(gen, ex)))
-    pngs = [((g + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy() for g in gen]
+    pngs = [to_uint8(g) for g in gen]
     folder = write_images(tmp_path / "gen", np.concatenate(pngs))
     from_folder = torch.cat(list(features_from_folder(folder, ex, batch=5)))
     torch.testing.assert_close(direct, from_folder, rtol=0, atol=1e-6)
