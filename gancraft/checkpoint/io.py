@@ -52,15 +52,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
 
         ckpt = read_rosinality(p)
     else:
-        from .nvidia import read_nvidia_pickle, sniff_pickle
+        from .nvidia import read_pickle
 
-        kind = sniff_pickle(p)
-        if kind == "tf":
-            from .tf import read_tf_pickle
-
-            ckpt = read_tf_pickle(p)
-        else:
-            ckpt = read_nvidia_pickle(p)
+        ckpt = read_pickle(p)
     ckpt.path = p
     return ckpt
 

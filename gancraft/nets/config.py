@@ -68,7 +68,7 @@ class DiscriminatorConfig:
     conv_clamp: float | None = None
     num_fp16_res: int = 0
     cmap_dim: int | None = None  # None: channels at 4x4 when conditional
-    mbstd_group_size: int = 4
+    mbstd_group_size: int | None = 4  # None: whole batch (TF-converted pickles)
     mbstd_num_channels: int = 1
     mapping_layers: int = 8  # only for the conditional projection
     mapping_lr_multiplier: float = 0.01
