@@ -450,7 +450,11 @@ def test_clip_extractor_tiny_random():
     assert "centre crop 32x32" in ex.resize
 
 
-def test_clip_without_weights_says_what_to_pass(tmp_path):
+def test_clip_without_weights_says_what_to_pass(tmp_path, monkeypatch):
+    from gancraft.metrics import clip as clip_mod
+
+    # As on a machine where open_clip never downloaded anything.
+    monkeypatch.setattr(clip_mod, "cached_weights", lambda *a, **k: None)
     with pytest.raises(GancraftError, match="--weights PATH"):
         ClipExtractor("ViT-B-32", device="cpu")
     with pytest.raises(GancraftError, match="missing.bin"):

@@ -178,10 +178,11 @@ class InceptionExtractor:
 
 
 class ClipExtractor:
-    """CLIP image embeddings (open_clip) for FD-CLIP.
+    """CLIP image embeddings for FD-CLIP, through the project's open_clip loader (metrics.clip).
 
-    Preprocessing follows CLIP's own: bicubic resize of the shorter side to the model's input
-    size (antialiased, as PIL does), centre crop, CLIP mean/std normalisation.
+    Preprocessing is CLIP's own: bicubic resize of the shorter side to the model's input size
+    (antialiased when shrinking, as PIL does), centre crop, CLIP mean/std. Embeddings are used
+    as the network returns them, not unit-normalised.
     """
 
     def __init__(
@@ -193,39 +194,23 @@ class ClipExtractor:
         _random_seed: int | None = None,
         **model_kwargs,
     ) -> None:
-        import open_clip
+        from .clip import cached_weights, load_clip
 
         self.device = torch.device(device) if device is not None else default_device()
-        if _random_seed is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(_random_seed)
-                model = self._create(open_clip, model_name, None, model_kwargs)
-            self.name = f"clip-{model_name}-RANDOM-seed{_random_seed}"
-            self.description = f"open_clip {model_name} with random weights (seed {_random_seed}); not FD-CLIP"
-        elif weights is not None:
-            path = Path(weights)
-            if not path.is_file():
-                raise GancraftError(f"{path}: CLIP weights file not found")
-            model = self._create(open_clip, model_name, str(path), model_kwargs, source=path)
-            self.name = f"clip-{model_name}:sha256={sha256_file(path)[:16]}"
-            self.description = f"open_clip {model_name} image embedding, weights {path}"
-        elif download:
-            model = self._create(open_clip, model_name, "openai", model_kwargs, source="openai")
-            self.name = f"clip-{model_name}:openai"
-            self.description = f"open_clip {model_name} (OpenAI weights) image embedding"
-        else:
+        if _random_seed is None and weights is None and not download and cached_weights(model_name) is None:
+            # Checked here so the message names this command's option rather than the loader's.
             raise GancraftError(
-                f"CLIP {model_name} weights are needed: pass --weights PATH with an open_clip checkpoint "
-                f"(for ViT-B-32 the OpenAI weights, open_clip_pytorch_model.bin from "
+                f"CLIP {model_name} weights are needed for FD-CLIP: pass --weights PATH with an open_clip "
+                f"checkpoint (for ViT-B-32 the OpenAI weights, open_clip_pytorch_model.bin from "
                 f"hf-hub:timm/vit_base_patch32_clip_224.openai)"
             )
-        self.model = model.eval().to(self.device)
-        cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-        size = cfg.get("size", model.visual.image_size)
-        self.size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(1, 3, 1, 1)
-        self.resize = f"clip: bicubic antialiased shorter side to {self.size}, centre crop {self.size}x{self.size}"
+        self.clip = load_clip(
+            model_name, weights=weights, random_init=_random_seed is not None, device=self.device,
+            download=download, seed=_random_seed or 0, **model_kwargs,
+        )
+        self.name, self.description = self.clip.name, self.clip.description
+        self.size = self.clip.size
+        self.resize = f"clip: bicubic shorter side to {self.size} (antialiased when shrinking), centre crop {self.size}x{self.size}"
 
     @classmethod
     def random(
@@ -234,37 +219,12 @@ class ClipExtractor:
         """Random weights; model_kwargs override the open_clip config (tests shrink the towers)."""
         return cls(model_name, device=device, _random_seed=seed, **model_kwargs)
 
-    @staticmethod
-    def _create(open_clip, model_name: str, pretrained: str | None, model_kwargs: dict, source=None):
-        try:
-            return open_clip.create_model(model_name, pretrained=pretrained, **model_kwargs)
-        except Exception as exc:  # open_clip raises RuntimeError, OSError, HF hub errors...; one message
-            if source is None:
-                raise GancraftError(f"cannot build CLIP model {model_name}: {_first_line(exc)}") from None
-            if source == "openai":
-                raise GancraftError(
-                    f"CLIP {model_name} OpenAI weights could not be loaded or downloaded ({_first_line(exc)}); "
-                    "pass --weights PATH with a local open_clip checkpoint"
-                ) from None
-            raise GancraftError(f"{source}: cannot load as CLIP {model_name} weights ({_first_line(exc)})") from None
-
-    def _preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        scale = self.size / min(h, w)
-        new_h, new_w = max(self.size, round(h * scale)), max(self.size, round(w * scale))
-        if (new_h, new_w) != (h, w):
-            x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
-        top, left = (new_h - self.size) // 2, (new_w - self.size) // 2
-        x = x[..., top:top + self.size, left:left + self.size]
-        # Bicubic overshoots; PIL would clamp to the 8-bit range, so do the same.
-        return (x.clamp(0, 1) - self.mean) / self.std
-
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         _check_batch(batch)
         with torch.inference_mode():
-            x = self._preprocess(batch.to(self.device, torch.float32))
-            out = self.model.encode_image(x)
-        return out.float().cpu()
+            # metrics.clip takes generator-range images.
+            x = batch.to(self.device, torch.float32) * 2 - 1
+            return self.clip.encode_images(x, normalize=False).float().cpu()
 
 
 class TorchScriptExtractor:
