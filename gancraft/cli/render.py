@@ -1,0 +1,143 @@
+"""gancraft render: interpolation, direction traversal and cross-domain morph videos."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import click
+import numpy as np
+
+from .. import load
+from ..errors import GancraftError
+from ..io_util import check_output_path
+from ..latent import domains as dom
+from ..latent.files import load_direction
+from ..latent.generate import (NOISE_MODES, domain_morph_plan, interpolation_plan, render_frames,
+                               traversal_plan)
+from ..latent.seeds import parse_seeds
+from ..media.images import make_grid, to_uint8
+from ..media.video import write_video
+from .common import device_option, emit_path, force_option, log, resolve_device
+
+EPILOG = """\b
+Examples:
+  gancraft render ffhq.pkl --seeds 1,2,3,4 --loop --frames 240 -o walk.mp4
+  gancraft render ffhq.pkl --seeds 1,2,3 --seeds 7,8,9 --space w -o pair.gif      # two cells side by side
+  gancraft render ffhq.pkl --direction ffhq.sefa.st:0 --range -3:3 --seeds 1-4 -o pose.mp4
+  gancraft render union.st --domains ffhq,cat,dog --seeds 1,2,3 --loop -o morph.mp4
+  gancraft render union.st --seeds 5,6 --domain cat -o frames/                    # PNG frames
+
+\b
+Modes: interpolation (default): each --seeds option is one cell walking through its seeds;
+--direction: each seed is a cell moving along the direction over --range; --domains: each
+seed is a cell morphing through the domains (class embeddings, repurposed shifts or domain
+vectors are interpolated). Several cells make a grid video (--cols to arrange it).
+"""
+
+
+def _parse_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        a, b = float(lo), float(hi)
+    except ValueError:
+        raise GancraftError(f"--range {text!r}: expected LO:HI, e.g. -3:3") from None
+    if not (math.isfinite(a) and math.isfinite(b)) or a == b:
+        raise GancraftError(f"--range {text!r}: LO and HI must be finite and different")
+    return a, b
+
+
+@click.command("render", epilog=EPILOG)
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="OUT.mp4, OUT.gif, or a path without extension for a folder of frame00000.png.")
+@click.option("--seeds", "seed_lists", multiple=True, metavar="SEEDS",
+              help="Seeds (e.g. 1,2,3 or 0-3). Interpolation: one cell per --seeds option; "
+                   "--direction/--domains: one cell per seed [default: 0,1].")
+@click.option("--space", type=click.Choice(["z", "w"]), default="z", show_default=True,
+              help="Interpolate z (spherical) or w (linear, after truncation and the domain transform).")
+@click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames in the video.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option("--loop", is_flag=True, help="Return to the start: the last keyframe leads back to the first.")
+@click.option("--direction", default=None, metavar="FILE:INDEX",
+              help="Traverse direction INDEX (number or name) of a directions file (sefa/direction output).")
+@click.option("--range", "alpha_range", default="-3:3", show_default=True, metavar="LO:HI",
+              help="Traversal distances along --direction.")
+@click.option("--domains", default=None, metavar="A,B,...", help="Morph through these domains ('all' for every one).")
+@click.option("--domain", "--class", "domain", default=None, metavar="NAME",
+              help="Domain for interpolation/traversal in a multi-domain model [default: its first domain].")
+@click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI", help="Truncation psi.")
+@click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Truncate only the first N ws.")
+@click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images synthesised at a time (across frames).")
+@click.option("--cols", type=click.IntRange(min=1), default=None, help="Grid columns [default: about square].")
+@click.option("--quality", type=click.FloatRange(1, 10), default=7, show_default=True,
+              help="mp4 quality, 1 (small) to 10 (near lossless).")
+@device_option
+@force_option
+def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, frames: int, fps: float, loop: bool,
+            direction: str | None, alpha_range: str, domains: str | None, domain: str | None, psi: float,
+            trunc_cutoff: int | None, noise_mode: str, batch_size: int, cols: int | None, quality: float,
+            device: str | None, force: bool) -> None:
+    """Render a video from CKPT: latent interpolation, a direction traversal, or a cross-domain morph."""
+    if direction is not None and domains is not None:
+        raise GancraftError("--direction and --domains exclude each other")
+    if domains is not None and domain is not None:
+        raise GancraftError("--domain and --domains exclude each other (a morph runs through --domains)")
+    out = Path(output)
+    if out.suffix and out.suffix.lower() not in (".mp4", ".gif"):
+        raise GancraftError(f"{out}: unsupported video extension {out.suffix!r}; use .mp4, .gif or a folder")
+    if out.suffix:
+        check_output_path(out, force=force, inputs=(ckpt,))
+    elif out.exists() and not out.is_dir():
+        raise GancraftError(f"{out}: is a file, expected a folder for the frames")
+    elif not out.exists() and not out.parent.is_dir():
+        raise GancraftError(f"{out}: folder {out.parent} does not exist")
+    multiple = direction is None and domains is None
+    lists = [parse_seeds(s, "--seeds", allow_duplicates=multiple) for s in (seed_lists or ("0,1",))]
+    lo, hi = _parse_range(alpha_range) if direction is not None else (0.0, 0.0)
+    picked = load_direction(direction) if direction is not None else None
+
+    model = load(ckpt)
+    dev = resolve_device(device)
+    G = model.generator(device=dev)
+    if domains is not None:
+        specs = dom.resolve_domains(model, domains, G, option="--domains")
+        seeds = [s for lst in lists for s in lst]
+        plan = domain_morph_plan(G, seeds, specs, frames, loop, psi, trunc_cutoff)
+    else:
+        spec = _single_domain(model, domain, G)
+        if picked is not None:
+            plan = traversal_plan(G, [s for lst in lists for s in lst], picked, lo, hi, frames, loop, spec,
+                                  psi, trunc_cutoff)
+        else:
+            plan = interpolation_plan(G, lists, frames, loop, space, spec, psi, trunc_cutoff)
+    cells = plan[0].ws.shape[0]
+    n_cols = cols or math.ceil(math.sqrt(cells))
+    n_rows = math.ceil(cells / n_cols)
+
+    def video_frames() -> Iterator[np.ndarray]:
+        for images in render_frames(G, plan, noise_mode=noise_mode, batch_size=batch_size):
+            pixels = to_uint8(images)
+            yield pixels[0] if cells == 1 else make_grid(pixels, n_rows, n_cols)
+
+    log(f"rendering {frames} frames of {cells} cell(s) at {G.img_resolution}px")
+    emit_path(write_video(video_frames(), out, fps=fps, quality=quality, force=force, progress=True, total=frames))
+
+
+def _single_domain(model, name: str | None, G) -> dom.DomainSpec | None:
+    if not dom.is_multi_domain(model):
+        if name is not None:
+            dom.resolve_domain(model, name, G)  # raises: the model has no domains
+        return None
+    if name is None:
+        name = dom.domain_names(model)[0]
+        log(f"domain: {name} (choose another with --domain)")
+    if name == "all" or "," in name:
+        raise GancraftError(f"--domain {name!r}: give one domain here; use --domains a,b,... for a morph")
+    return dom.resolve_domain(model, name, G)
