@@ -15,7 +15,8 @@ from safetensors import safe_open
 from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent import svm
-from gancraft.latent.sefa import save_directions, z_for_seeds
+from gancraft.latent.seeds import z_from_seeds
+from gancraft.latent.sefa import save_directions
 
 HIDDEN = np.random.default_rng(1).normal(size=32)
 HIDDEN /= np.linalg.norm(HIDDEN)
@@ -27,7 +28,7 @@ def w_samples():
 
     G = make_tiny_checkpoint().generator()
     with torch.no_grad():
-        ws = G.mapping(z_for_seeds(range(800), G.z_dim))
+        ws = G.mapping(z_from_seeds(range(800), G.z_dim))
     return ws.numpy()
 
 
@@ -126,7 +127,7 @@ def test_cli_classifier_labels_give_an_editing_direction(tmp_path, tiny_ckpt_pat
         d = f.get_tensor("directions")[0]
     G = tiny_ckpt.generator()
     with torch.no_grad():
-        ws = G.mapping(z_for_seeds(range(1000, 1016), G.z_dim))
+        ws = G.mapping(z_from_seeds(range(1000, 1016), G.z_dim))
         up = G.synthesis(ws + 3 * d)[:, 0].mean(dim=(1, 2))
         down = G.synthesis(ws - 3 * d)[:, 0].mean(dim=(1, 2))
     assert (up > down).float().mean() >= 0.9
@@ -138,7 +139,7 @@ def test_clip_labels_through_the_library(tiny_ckpt):
     clip = tiny_clip()
     G = tiny_ckpt.generator()
     with torch.no_grad():
-        ws = G.mapping(z_for_seeds(range(96), G.z_dim))
+        ws = G.mapping(z_from_seeds(range(96), G.z_dim))
     scorer = svm.clip_scorer(clip, "a red square", "a blue circle")
     scores = svm.score_latents(G, ws, scorer, batch_size=48, progress=False)
     assert scores.shape == (96,) and np.unique(scores).size == 96
@@ -171,7 +172,7 @@ def test_cli_bad_inputs(tmp_path, w_samples, tiny_ckpt_path, monkeypatch):
     (tmp_path / "bad.csv").write_text("seed,y\n" + "".join(f"{i},{'x' if i == 3 else i}\n" for i in range(40)))
     assert "line 5" in _error(["--latents", str(lat), "--labels", str(tmp_path / "bad.csv"), "-o", out])
     (tmp_path / "lat.csv").write_text("seed,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
-    assert "directions file not found" in _error(["--latents", str(lat), "--orthogonal-to", "nope.st:0", "-o", out])
+    assert "nope.st" in _error(["--latents", str(lat), "--orthogonal-to", "nope.st:0", "-o", out])
     assert "b" in _error(["--latents", str(lat), "--domain", "c", "-o", out])
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     assert "junk.npz" in _error(["--latents", str(tmp_path / "junk.npz"), "--labels", str(tmp_path / "lat.csv"),

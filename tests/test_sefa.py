@@ -16,6 +16,8 @@ from gancraft import Checkpoint, save
 from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent import sefa as S
+from gancraft.latent.files import load_direction, load_directions
+from gancraft.latent.seeds import z_from_seeds
 from gancraft.metrics.perceptual import pixel_distance
 
 
@@ -103,7 +105,7 @@ def test_planted_dormant_direction_is_last_and_changes_nothing():
     result = S.sefa(G)
     assert abs(float(result.directions[-1] @ u)) > 0.999
     assert result.singular_values[-1] < 1e-4 * result.singular_values[0]
-    z = S.z_for_seeds([0, 1], G.z_dim)
+    z = z_from_seeds([0, 1], G.z_dim)
     ws = G.mapping(z)
     dirs = result.directions[[0, -1]]
     means, stds = S.measure_directions(G, dirs, ws, 5.0, pixel_distance, progress=False)
@@ -115,7 +117,7 @@ def test_planted_dormant_direction_is_last_and_changes_nothing():
 def test_measure_is_a_real_traversal(tiny_ckpt):
     G = tiny_ckpt.generator()
     d = S.sefa(G).directions[:1]
-    ws = G.mapping(S.z_for_seeds([3], G.z_dim))
+    ws = G.mapping(z_from_seeds([3], G.z_dim))
     means, _ = S.measure_directions(G, d, ws, 2.0, pixel_distance, progress=False)
     base = G.synthesis(ws)
     plus, minus = G.synthesis(ws + 2.0 * d[0]), G.synthesis(ws - 2.0 * d[0])
@@ -145,7 +147,11 @@ def test_cli_writes_directions_measure_and_sheet(tmp_path):
     with safe_open(str(out), "pt") as f:
         d, sv, meta = f.get_tensor("directions"), f.get_tensor("singular_values"), f.metadata()
     assert json.loads(meta["kind"]) == "sefa"
-    assert json.loads(meta["layers"])[:2] == ["b4.conv1", "b4.torgb"]
+    assert json.loads(meta["factorized_layers"])[:2] == ["b4.conv1", "b4.torgb"]
+    assert "layers" not in meta  # rosinality's default edits the whole w
+    loaded = load_directions(out)
+    assert loaded.layers is None and loaded.names[7] == "sefa007"
+    assert torch.equal(load_direction(f"{out}:3").vector, d[3])
     assert json.loads(meta["source"])["path"] == str(ckpt_path)
     G = _narrow_checkpoint().generator()
     ref = S.sefa(G)
@@ -153,7 +159,7 @@ def test_cli_writes_directions_measure_and_sheet(tmp_path):
     rows = list(csv.DictReader(open(csv_path)))
     assert len(rows) == G.w_dim
     # the CSV's numbers come from traversals of the same samples
-    ws = G.mapping(S.z_for_seeds([0, 1], G.z_dim))
+    ws = G.mapping(z_from_seeds([0, 1], G.z_dim))
     means, _ = S.measure_directions(G, ref.directions[[0, 7]], ws, 3.0, pixel_distance, progress=False)
     assert float(rows[0]["mean_pixel-l1"]) == pytest.approx(means[0], rel=1e-4)
     assert float(rows[7]["mean_pixel-l1"]) == pytest.approx(means[1], rel=1e-4)
@@ -193,3 +199,21 @@ def test_cli_class_conditional_needs_domain_and_writes_nothing(tmp_path):
     r = CliRunner().invoke(cli, ["sefa", str(path), "-o", str(out), "--sheet", str(tmp_path / "s.png"),
                                  "--domain", "b", "--top-k", "2", "--steps", "2"])
     assert r.exit_code == 0, r.output
+
+
+def test_layer_subset_edits_only_its_layers(tmp_path, tiny_ckpt):
+    G = tiny_ckpt.generator()
+    result = S.sefa(G, "16-16")
+    out = S.save_directions(tmp_path / "fine.st", result.directions, S.sefa_metadata(result, None, None))
+    assert load_directions(out).layers == ["b16.conv0", "b16.conv1"]
+    from gancraft.latent.generate import edit_layer_mask
+
+    mask = edit_layer_mask(G, result.edit_layers)
+    ws = G.mapping(z_from_seeds([0], G.z_dim))
+    grid = S.traversal_sheet(G, result.directions, [0], ws, 3.0, steps=2, layer_mask=mask)
+    moved = ws + 3.0 * result.directions[0] * mask.view(1, -1, 1)
+    assert torch.equal(moved[:, ~mask], ws[:, ~mask])
+    from gancraft.media.images import to_uint8
+
+    assert np.array_equal(grid[:, 18:], to_uint8(G.synthesis(moved))[0])
+    assert S.sefa(G, "all").edit_layers is None and S.sefa(G, "first").edit_layers is None

@@ -11,33 +11,25 @@ import torch
 from .. import load
 from ..errors import GancraftError
 from ..io_util import check_output_path, sha256_file
-from ..latent import sefa as sefa_lib
 from ..latent import svm
+from ..latent.domains import resolve_domain
+from ..latent.files import load_direction, load_latents
+from ..latent.generate import map_latents
+from ..latent.seeds import parse_seeds, z_from_seeds
+from ..latent.sefa import save_directions
 from .common import device_option, emit_path, force_option, log, resolve_device
-from .sefa import parse_seeds
 
 
-def _domain_rows(arrays: dict, domain: str | None, path: str) -> np.ndarray:
+def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarray:
     """Row indices of the latents belonging to --domain (all rows without one)."""
-    n = arrays["w"].shape[0]
     if domain is None:
-        return np.arange(n)
-    labels = arrays.get("domain")
-    if labels is None:
-        raise GancraftError(f"{path}: has no 'domain' array, so --domain {domain} cannot select latents")
-    labels = np.broadcast_to(np.asarray(labels).astype(str), (n,))
+        return np.arange(len(domains))
+    labels = np.asarray(domains)
     rows = np.flatnonzero(labels == domain)
     if rows.size == 0:
-        raise GancraftError(f"{path}: no latents of domain {domain!r} (it has {', '.join(sorted(set(labels)))})")
+        known = ", ".join(sorted(set(domains) - {""})) or "none recorded"
+        raise GancraftError(f"{path}: no latents of domain {domain!r} (domains in the file: {known})")
     return rows
-
-
-def _vector_style(checkpoint, domain: str | None, device: torch.device) -> dict:
-    """Rendering stored w needs no mapping, only a domain vector's style scales."""
-    entry = (checkpoint.domains or {}).get(domain) if domain else None
-    if entry is None or entry.get("kind") != "vector":
-        return {}
-    return {"style_scale": checkpoint.tensors[entry["tensor"]].to(device)}
 
 
 @click.command("direction")
@@ -138,38 +130,41 @@ def command(ckpt: str | None, output: str, latents: str | None, labels: str | No
     if ckpt is not None:
         checkpoint = load(ckpt)
         G = checkpoint.generator(device=dev)
-    synth: dict = {}
-    seed_array = None
+    spec = resolve_domain(checkpoint, domain, G) if (domain and checkpoint is not None and seeds) else None
     if latents is not None:
-        arrays = svm.read_latents(latents)
-        rows = _domain_rows(arrays, domain, latents)
-        w_all = arrays["w"][rows]
-        seed_array = arrays["seeds"][rows] if "seeds" in arrays and arrays["seeds"].ndim == 1 else None
-        ws = torch.from_numpy(np.ascontiguousarray(w_all)).float()
+        lat = load_latents(latents)
+        rows = _domain_rows(lat.domains, domain, latents)
+        w_all = lat.w[rows]
+        seed_array = lat.seeds[rows] if np.all(lat.seeds[rows] >= 0) else None
+        ws = torch.from_numpy(np.ascontiguousarray(w_all))
         if G is not None:
             if ws.shape[-1] != G.w_dim:
                 raise GancraftError(f"{latents}: w has {ws.shape[-1]} dimensions, {ckpt} has w_dim {G.w_dim}")
-            if ws.ndim == 2:
-                ws = ws.unsqueeze(1).repeat(1, G.num_ws, 1)
+            if ws.shape[1] == 1:
+                ws = ws.repeat(1, G.num_ws, 1)
             elif ws.shape[1] != G.num_ws:
                 raise GancraftError(f"{latents}: w holds {ws.shape[1]} layers, {ckpt} uses {G.num_ws}")
-            synth = _vector_style(checkpoint, domain, dev)
-        w_train = (w_all[:, 0] if w_all.ndim == 3 else w_all).astype(np.float64)
+            # stored w already carries the domain's class and subspace; a domain vector acts in synthesis
+            spec = resolve_domain(checkpoint, domain, G) if domain and checkpoint.domains else None
+        w_train = w_all[:, 0].astype(np.float64)
     else:
         seed_array = np.array(parse_seeds(seeds))
-        z = sefa_lib.z_for_seeds(seed_array, G.z_dim).to(dev)
-        with torch.no_grad():
-            ws, synth = sefa_lib.domain_latents(checkpoint, G, z, domain, psi)
+        ws = map_latents(G, z_from_seeds(seed_array, G.z_dim), spec, psi)
         w_train = ws[:, 0].double().cpu().numpy()
 
-    ortho = np.stack([svm.read_direction(s, w_train.shape[1]) for s in orthogonal_to]) if orthogonal_to else None
+    ortho = None
+    if orthogonal_to:
+        vectors = [load_direction(spec_text, "--orthogonal-to").vector.double().numpy() for spec_text in orthogonal_to]
+        if any(v.size != w_train.shape[1] for v in vectors):
+            raise GancraftError(f"--orthogonal-to: directions must have {w_train.shape[1]} dimensions like the latents")
+        ortho = np.stack(vectors)
 
     if scorer is None:
         scores, column = svm.read_label_csv(labels, seed_array, w_train.shape[0], label_column)
         label_desc = {"kind": "csv", "file": str(labels), "sha256": sha256_file(labels), "column": column}
         default_name = column
     else:
-        scores = svm.score_latents(G, ws.to(dev), scorer, batch, synth)
+        scores = svm.score_latents(G, ws.to(dev), scorer, batch, spec)
 
     boundary = svm.train_boundary(w_train, scores, fraction=fraction, val_split=val_split, C=svm_c, seed=seed,
                                   orthogonal_to=ortho)
@@ -182,7 +177,6 @@ def command(ckpt: str | None, output: str, latents: str | None, labels: str | No
     meta = {
         "kind": "svm",
         "names": [name or default_name],
-        "layers": "all (w space)",
         "labels": label_desc,
         "domain": domain,
         "fraction": fraction,
@@ -196,4 +190,4 @@ def command(ckpt: str | None, output: str, latents: str | None, labels: str | No
     if ckpt is not None:
         meta["source"] = {"path": str(ckpt), "sha256": sha256_file(ckpt)}
     direction = torch.from_numpy(boundary.direction).float().unsqueeze(0)
-    emit_path(sefa_lib.save_directions(output, direction, meta, force=force, inputs=inputs))
+    emit_path(save_directions(output, direction, meta, force=force, inputs=inputs))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -12,22 +11,11 @@ from .. import load
 from ..errors import GancraftError
 from ..io_util import check_output_path, sha256_file
 from ..latent import sefa as sefa_lib
+from ..latent.domains import resolve_domain
+from ..latent.generate import edit_layer_mask, map_latents
+from ..latent.seeds import parse_seeds, z_from_seeds
 from ..metrics.perceptual import perceptual_metric
 from .common import device_option, emit_path, force_option, log, resolve_device
-
-
-def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
-    """'0-7,12' -> [0, 1, ..., 7, 12]."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise GancraftError(f"{what}: expected numbers and ranges like 0-7,12, got {text!r}")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise GancraftError(f"{what}: range {part} runs backwards")
-        seeds.extend(range(lo, hi + 1))
-    return seeds
 
 
 def parse_indices(text: str, k: int, what: str) -> list[int]:
@@ -126,20 +114,19 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
     G = checkpoint.generator(net_name, device=dev)
     result = sefa_lib.sefa(G, layers, normalize=normalize)
     # Sample latents before writing anything, so a bad --domain or --seeds leaves no partial output.
-    synth: dict = {}
+    spec = resolve_domain(checkpoint, domain, G) if domain else None
+    mask = None if result.edit_layers is None else edit_layer_mask(G, result.edit_layers).to(dev)
     if measure_n is not None:
         mseeds = seed_list if seed_list else list(range(measure_n))
         if len(mseeds) < measure_n:
             raise GancraftError(f"--seeds gives {len(mseeds)} seeds, --measure asks for {measure_n}")
-        z = sefa_lib.z_for_seeds(mseeds[:measure_n], G.z_dim).to(dev)
-        measure_ws, synth = sefa_lib.domain_latents(checkpoint, G, z, domain, psi)
+        measure_ws = map_latents(G, z_from_seeds(mseeds[:measure_n], G.z_dim), spec, psi)
         metric = perceptual_metric(lpips_weights, device=dev)
     if sheet:
         k = result.directions.shape[0]
         chosen = parse_indices(indices, k, "--indices") if indices else list(range(min(top_k, k)))
         sheet_seed = seed_list[0] if seed_list else 0
-        z = sefa_lib.z_for_seeds([sheet_seed], G.z_dim).to(dev)
-        sheet_ws, synth = sefa_lib.domain_latents(checkpoint, G, z, domain, psi)
+        sheet_ws = map_latents(G, z_from_seeds([sheet_seed], G.z_dim), spec, psi)
     sv = result.singular_values
     log(f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
         f"{'per-row normalised' if normalize else 'no normalisation'}; singular values "
@@ -151,7 +138,7 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
     if measure_n is not None:
         log(f"measure: {metric.description}")
         means, stds = sefa_lib.measure_directions(G, result.directions, measure_ws, distance, metric, batch,
-                                                  synth)
+                                                  spec, mask)
         dormant = sefa_lib.dormant_mask(means, dormant_fraction)
         sefa_lib.write_measure_csv(measure_csv, means, stds, sv.numpy(), dormant, metric.name, force=force)
         emit_path(measure_csv)
@@ -167,7 +154,8 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
     if sheet:
         from ..media.images import save_png
 
-        grid = sefa_lib.traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, synth, batch)
+        grid = sefa_lib.traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, spec, batch,
+                                        mask)
         save_png(grid, sheet, force=force)
         log(f"sheet: rows = directions {','.join(str(i) for i in chosen)} (seed {sheet_seed}), "
             f"columns = -{distance:g}..+{distance:g} in {steps} steps")

@@ -49,6 +49,7 @@ class SefaResult:
     singular_values: torch.Tensor   # [w_dim] descending, zeros for the null space
     layers: list[str]               # layer names whose modulation weights were stacked
     normalized: bool = False
+    edit_layers: list[str] | None = None  # where edits along these directions apply; None: every w
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -140,8 +141,11 @@ def sefa(G: torch.nn.Module, layers: str = "all", normalize: bool = False) -> Se
     chosen = select_layers(G, layers)
     M = modulation_matrix(G, chosen, normalize=normalize)
     directions, singular_values = factorize_matrix(M)
-    return SefaResult(directions, singular_values, [info.name for info in chosen], normalize,
-                      {"layer_spec": layers})
+    names = [info.name for info in chosen]
+    # rosinality's apply_factor and Domain Expansion move the whole w; genforce edits a chosen
+    # subset of layers only on those layers
+    edit_layers = None if layers.strip() in ("all", "first") else names
+    return SefaResult(directions, singular_values, names, normalize, edit_layers, {"layer_spec": layers})
 
 
 def save_directions(path: str | os.PathLike, directions: torch.Tensor, metadata: dict[str, Any],
@@ -149,7 +153,8 @@ def save_directions(path: str | os.PathLike, directions: torch.Tensor, metadata:
                     force: bool = False, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Write a directions file: ``directions`` [K, w_dim] unit rows, optional ``singular_values`` [K].
 
-    Metadata values are stored as JSON strings (safetensors metadata is str -> str).
+    Metadata values are stored as JSON strings (safetensors metadata is str -> str); the readers in
+    ``latent.files`` take ``names`` and ``layers`` (where edits apply; absent: every w) from it.
     """
     d = torch.as_tensor(directions).detach().to(torch.float32).cpu()
     if d.ndim != 2:
@@ -175,43 +180,55 @@ def sefa_metadata(result: SefaResult, source: str | os.PathLike | None, source_s
                   net: str | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "kind": "sefa",
-        "layers": result.layers,
+        "factorized_layers": result.layers,
         "layer_spec": result.metadata.get("layer_spec"),
         "normalize": "per-row (genforce)" if result.normalized else "none (rosinality)",
         "names": [f"sefa{i:03d}" for i in range(result.directions.shape[0])],
     }
+    if result.edit_layers is not None:
+        meta["layers"] = result.edit_layers
     if source is not None:
         meta["source"] = {"path": str(source), "sha256": source_sha256, "net": net}
     return meta
 
 
-def _synthesize(G: torch.nn.Module, ws: torch.Tensor, synth_kwargs: dict | None) -> torch.Tensor:
-    return G.synthesis(ws, noise_mode="const", **(synth_kwargs or {}))
+def _synthesize(G: torch.nn.Module, ws: torch.Tensor, spec) -> torch.Tensor:
+    from .generate import synthesize
+
+    return synthesize(G, ws, spec)
+
+
+def _step(direction: torch.Tensor, num_ws: int, layer_mask: torch.Tensor | None) -> torch.Tensor:
+    """A direction as a [1, num_ws, w_dim] step, zero on the ws an edit must leave alone."""
+    step = direction.view(1, 1, -1).expand(1, num_ws, -1)
+    return step if layer_mask is None else step * layer_mask.to(step).view(1, -1, 1)
 
 
 @torch.no_grad()
 def measure_directions(G: torch.nn.Module, directions: torch.Tensor, ws: torch.Tensor, distance: float,
                        metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int = 16,
-                       synth_kwargs: dict | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                       spec=None, layer_mask: torch.Tensor | None = None, progress: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std over samples and both signs of metric(G(w), G(w +- distance * d)) per direction.
 
-    ``ws``: base latents [N, num_ws, w_dim]; the step is applied to every layer's w, as a w-space
-    edit is. Returns two float64 arrays of length K.
+    ``ws``: base latents [N, num_ws, w_dim]; the step moves every layer's w (a w-space edit) unless
+    ``layer_mask`` [num_ws] limits it. ``spec``: the DomainSpec to synthesise in. Returns two
+    float64 arrays of length K.
     """
     if ws.ndim != 3:
         raise GancraftError(f"measure: base latents must be N x num_ws x w_dim, got {tuple(ws.shape)}")
     device = ws.device
     dirs = directions.to(device, torch.float32)
     n = ws.shape[0]
-    base = torch.cat([_synthesize(G, ws[i:i + batch_size], synth_kwargs) for i in range(0, n, batch_size)])
+    base = torch.cat([_synthesize(G, ws[i:i + batch_size], spec) for i in range(0, n, batch_size)])
     means, stds = [], []
     for k in tqdm(range(dirs.shape[0]), desc="measure", unit="dir", disable=not progress, file=sys.stderr):
-        step = distance * dirs[k].view(1, 1, -1)
+        step = distance * _step(dirs[k], ws.shape[1], layer_mask)
         values = []
         for i in range(0, n, batch_size):
             chunk = ws[i:i + batch_size]
             moved = torch.cat([chunk + step, chunk - step])
-            imgs = _synthesize(G, moved, synth_kwargs)
+            imgs = _synthesize(G, moved, spec)
             ref = base[i:i + batch_size]
             values.append(metric(torch.cat([ref, ref]), imgs).float().cpu())
         v = torch.cat(values).double()
@@ -285,8 +302,8 @@ def plot_measure_png(path: str | os.PathLike, changes: np.ndarray, dormant: np.n
 
 @torch.no_grad()
 def traversal_sheet(G: torch.nn.Module, directions: torch.Tensor, indices: Sequence[int], ws: torch.Tensor,
-                    distance: float, steps: int = 7, synth_kwargs: dict | None = None, batch_size: int = 16
-                    ) -> np.ndarray:
+                    distance: float, steps: int = 7, spec=None, batch_size: int = 16,
+                    layer_mask: torch.Tensor | None = None) -> np.ndarray:
     """One row per (sample, direction), ``steps`` columns from -distance to +distance; HWC uint8."""
     from ..media.images import make_grid, to_uint8
 
@@ -296,54 +313,10 @@ def traversal_sheet(G: torch.nn.Module, directions: torch.Tensor, indices: Seque
     rows = []
     for w in ws:
         for idx in indices:
-            d = directions[idx].to(ws.device, torch.float32)
-            rows.append(w.unsqueeze(0) + offsets.view(-1, 1, 1) * d.view(1, 1, -1))
+            step = _step(directions[idx].to(ws.device, torch.float32), ws.shape[1], layer_mask)
+            rows.append(w.unsqueeze(0) + offsets.view(-1, 1, 1) * step)
     all_ws = torch.cat(rows)
-    imgs = torch.cat([_synthesize(G, all_ws[i:i + batch_size], synth_kwargs)
+    imgs = torch.cat([_synthesize(G, all_ws[i:i + batch_size], spec)
                       for i in range(0, all_ws.shape[0], batch_size)])
     return make_grid(to_uint8(imgs), rows=len(rows), cols=steps, pad=2, pad_value=255)
 
-
-def z_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
-    """NVIDIA's convention (generate.py): z = RandomState(seed).randn(z_dim), so seeds match theirs."""
-    return torch.from_numpy(np.stack([np.random.RandomState(int(s)).randn(z_dim) for s in seeds])).float()
-
-
-def domain_latents(ckpt, G: torch.nn.Module, z: torch.Tensor, domain: str | None = None,
-                   truncation_psi: float = 1.0) -> tuple[torch.Tensor, dict]:
-    """ws [N, num_ws, w_dim] for ``z`` in a domain of the checkpoint's domain table, and the
-    keyword arguments synthesis needs for it (a domain vector's ``style_scale``)."""
-    table = ckpt.domains or {}
-    names = [n for part in (domain or "").split("+") if (n := part.strip())]
-    for n in names:
-        if n not in table:
-            known = ", ".join(table) or "none: this model has no domain table"
-            raise GancraftError(f"--domain {domain}: unknown domain {n!r} (known: {known})")
-    kinds = {table[n].get("kind") for n in names}
-    if len(kinds) > 1 or (len(names) > 1 and kinds != {"repurposed"}):
-        raise GancraftError(f"--domain {domain}: only repurposed domains can be combined with '+'")
-    c = None
-    if G.c_dim > 0:
-        if not names or kinds != {"class"}:
-            classes = ", ".join(n for n, e in table.items() if e.get("kind") == "class") or "none named"
-            raise GancraftError(f"this model is class-conditional: choose --domain (classes: {classes})")
-        c = torch.zeros(z.shape[0], G.c_dim, device=z.device)
-        c[:, int(table[names[0]]["class"])] = 1
-    ws = G.mapping(z, c, truncation_psi=truncation_psi)
-    synth: dict = {}
-    repurposed = [e for e in table.values() if e.get("kind") == "repurposed"]
-    if repurposed and (not names or kinds in ({"repurposed"}, {"base"})):
-        D = torch.tensor([e["direction"] for e in repurposed], dtype=ws.dtype, device=ws.device)
-        q, _ = torch.linalg.qr(D.T)
-        mean = G.mapping.w_avg.to(ws.device, ws.dtype)
-        ws = ws - (ws @ q) @ q.T + (mean @ q) @ q.T
-        for n in names:
-            if table[n].get("kind") == "repurposed":
-                d = torch.tensor(table[n]["direction"], dtype=ws.dtype, device=ws.device)
-                ws = ws + float(table[n].get("distance", 20.0)) * d
-    if kinds == {"vector"}:
-        key = table[names[0]]["tensor"]
-        if key not in ckpt.tensors:
-            raise GancraftError(f"--domain {names[0]}: tensor {key} missing from the checkpoint")
-        synth["style_scale"] = ckpt.tensors[key].to(ws.device, ws.dtype)
-    return ws, synth

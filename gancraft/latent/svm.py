@@ -233,8 +233,10 @@ def classifier_scorer(model: torch.jit.ScriptModule, path: str | os.PathLike, cl
 
 @torch.no_grad()
 def score_latents(G: torch.nn.Module, ws: torch.Tensor, scorer: Callable[[torch.Tensor], torch.Tensor],
-                  batch_size: int = 16, synth_kwargs: dict | None = None, progress: bool = True) -> np.ndarray:
-    """Render ``ws`` [N, num_ws, w_dim] and score the images."""
+                  batch_size: int = 16, spec=None, progress: bool = True) -> np.ndarray:
+    """Render ``ws`` [N, num_ws, w_dim] (in DomainSpec ``spec``'s synthesis) and score the images."""
+    from .generate import synthesize
+
     import sys
 
     from tqdm import tqdm
@@ -242,57 +244,7 @@ def score_latents(G: torch.nn.Module, ws: torch.Tensor, scorer: Callable[[torch.
     out = []
     for i in tqdm(range(0, ws.shape[0], batch_size), desc="score", unit="batch", disable=not progress,
                   file=sys.stderr):
-        imgs = G.synthesis(ws[i:i + batch_size], noise_mode="const", **(synth_kwargs or {}))
+        imgs = synthesize(G, ws[i:i + batch_size], spec)
         out.append(scorer(imgs).float().cpu())
     return torch.cat(out).double().numpy()
 
-
-def read_latents(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A latents file from ``sample --latents`` (npz: w [N, num_ws, w_dim] or [N, w_dim], z, seeds,
-    domain). Returns its arrays; ``w`` is required."""
-    p = Path(path)
-    if not p.is_file():
-        raise GancraftError(f"{p}: latents file not found")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise GancraftError(f"{p}: not a latents .npz file ({str(exc).splitlines()[0] if str(exc) else exc})"
-                            ) from None
-    w = arrays.get("w")
-    if w is None:
-        raise GancraftError(f"{p}: no 'w' array (keys: {', '.join(arrays) or 'none'}); write it with sample --latents")
-    if w.ndim not in (2, 3) or w.shape[0] == 0 or not np.issubdtype(w.dtype, np.floating):
-        raise GancraftError(f"{p}: 'w' must be float N x w_dim or N x num_ws x w_dim, got {w.dtype} {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise GancraftError(f"{p}: 'w' contains NaN or infinite values")
-    for key in ("seeds", "domain"):
-        if key in arrays and arrays[key].ndim == 1 and arrays[key].shape[0] != w.shape[0]:
-            raise GancraftError(f"{p}: '{key}' has {arrays[key].shape[0]} entries for {w.shape[0]} latents")
-    return arrays
-
-
-def read_direction(spec: str, w_dim: int | None = None) -> np.ndarray:
-    """``FILE:INDEX`` (INDEX defaults to 0) -> that row of a directions file, unit length."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    file, _, index = spec.rpartition(":") if ":" in spec else (spec, "", "0")
-    if not index.isdigit():
-        raise GancraftError(f"{spec}: expected DIRFILE:INDEX with a non-negative integer INDEX")
-    p = Path(file)
-    if not p.is_file():
-        raise GancraftError(f"{p}: directions file not found")
-    try:
-        dirs = load_file(str(p)).get("directions")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise GancraftError(f"{p}: not a directions file ({exc})") from None
-    if dirs is None or dirs.ndim != 2:
-        raise GancraftError(f"{p}: no K x w_dim 'directions' tensor")
-    i = int(index)
-    if i >= dirs.shape[0]:
-        raise GancraftError(f"{spec}: index {i} out of range ({p} has {dirs.shape[0]} directions)")
-    if w_dim is not None and dirs.shape[1] != w_dim:
-        raise GancraftError(f"{p}: directions have {dirs.shape[1]} dimensions, the latents {w_dim}")
-    d = dirs[i].astype(np.float64)
-    return d / np.linalg.norm(d)
