@@ -17,7 +17,7 @@ from gancraft import load, save
 from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.merge import ChannelSwap, blend_checkpoints, blend_layers
-from gancraft.merge.channels import ChannelClusters, cluster_channels, spherical_kmeans
+from gancraft.merge.channels import cluster_channels, spherical_kmeans
 
 RES = [4, 8, 16, 32]
 

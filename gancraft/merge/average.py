@@ -518,7 +518,9 @@ def average(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, weights
 
     `weights` follow `inputs` (not the base). `w_avg='mean'` combines the mapping's w_avg like
     every other tensor; 'recompute' re-estimates it from the merged mapping network, which is
-    what a truncation centre should be when the mapping networks differ a lot.
+    what a truncation centre should be when the mapping networks differ a lot. Only network
+    tensors (G_ema, G, D) are merged: extra tensors such as domain vectors are left out, and
+    the domain table is kept only when every input has the same one.
     """
     paths = [*inputs, *([base] if base is not None else [])]
     check_output_path(out, force=force, inputs=tuple(paths))
