@@ -15,7 +15,6 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import GancraftError
 from ..io_util import sha256_file
