@@ -1,0 +1,109 @@
+"""gancraft render: frame counts and sizes read back, traversal and morph end frames, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_tiny_checkpoint
+from PIL import Image
+
+from gancraft import save
+from gancraft.cli.main import cli
+from gancraft.latent.sefa import save_directions
+from gancraft.media.video import read_video_info
+
+
+def invoke(cmd, *args):
+    return CliRunner().invoke(cli, [cmd, *map(str, args)])
+
+
+def ok(*args) -> list[str]:
+    result = invoke("render", *args)
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+def fails(*args) -> str:
+    result = invoke("render", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gancraft render: error: "), result.stderr
+    return lines[0]
+
+
+def frame(folder, i) -> np.ndarray:
+    return np.asarray(Image.open(folder / f"frame{i:05d}.png")).astype(int)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "tiny.st"
+    save(make_tiny_checkpoint(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def union(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "union.st"
+    save(make_tiny_checkpoint(c_dim=2, domains={"cat": {"kind": "class", "class": 0},
+                                                "dog": {"kind": "class", "class": 1}}), path)
+    return path
+
+
+def test_mp4_has_requested_frames_and_size(ckpt, tmp_path):
+    out = tmp_path / "walk.mp4"
+    assert ok(ckpt, "--seeds", "1,2,3", "--frames", "9", "--fps", "12", "-o", out) == [str(out)]
+    assert read_video_info(out) == (9, 16, 16)
+
+
+def test_grid_video_of_several_cells(ckpt, tmp_path):
+    out = tmp_path / "grid.mp4"
+    ok(ckpt, "--seeds", "1,2", "--seeds", "3,4", "--seeds", "5,6", "--space", "w", "--loop", "--frames", "6",
+       "-o", out)
+    assert read_video_info(out) == (6, 32, 32)  # 3 cells on a 2 x 2 grid
+    ok(ckpt, "--seeds", "1,2", "--seeds", "3,4", "--cols", "2", "--frames", "4", "-o", tmp_path / "row.gif")
+    assert read_video_info(tmp_path / "row.gif") == (4, 32, 16)
+
+
+def test_interpolation_ends_on_the_keyframe_images(ckpt, tmp_path):
+    ok(ckpt, "--seeds", "4,9", "--frames", "5", "--batch", "1", "-o", tmp_path / "frames")
+    assert read_video_info(tmp_path / "frames") == (5, 16, 16)
+    CliRunner().invoke(cli, ["sample", str(ckpt), "--seeds", "4,9", "--batch", "1", "-o", str(tmp_path / "s")])
+    for i, seed in ((0, 4), (4, 9)):
+        still = np.asarray(Image.open(tmp_path / "s" / f"seed{seed:04d}.png")).astype(int)
+        assert np.abs(frame(tmp_path / "frames", i) - still).max() <= 1
+    assert np.abs(frame(tmp_path / "frames", 2) - frame(tmp_path / "frames", 0)).max() > 0
+
+
+def test_direction_traversal_passes_through_the_unedited_image(ckpt, tmp_path):
+    dirs = save_directions(tmp_path / "d.st", torch.eye(32)[:2], {})
+    ok(ckpt, "--direction", f"{dirs}:1", "--range", "-4:4", "--seeds", "7", "--frames", "3", "-o", tmp_path / "t")
+    CliRunner().invoke(cli, ["sample", str(ckpt), "--seeds", "7", "-o", str(tmp_path / "s")])
+    still = np.asarray(Image.open(tmp_path / "s" / "seed0007.png")).astype(int)
+    assert np.abs(frame(tmp_path / "t", 1) - still).max() <= 1
+    assert np.abs(frame(tmp_path / "t", 0) - still).max() > 1
+
+
+def test_domain_morph_starts_and_ends_in_the_domains(union, tmp_path):
+    ok(union, "--domains", "cat,dog", "--seeds", "3,5", "--frames", "4", "-o", tmp_path / "m")
+    assert read_video_info(tmp_path / "m") == (4, 32, 16)
+    CliRunner().invoke(cli, ["sample", str(union), "--seeds", "3,5", "-o", str(tmp_path / "s")])
+    for i, name in ((0, "cat"), (3, "dog")):
+        cells = [np.asarray(Image.open(tmp_path / "s" / name / f"seed{s:04d}.png")).astype(int) for s in (3, 5)]
+        assert np.abs(frame(tmp_path / "m", i) - np.concatenate(cells, axis=1)).max() <= 1
+
+
+def test_bad_inputs_exit_2_with_one_line(ckpt, union, tmp_path):
+    assert "'fox'" in fails(union, "--domains", "cat,fox", "-o", tmp_path / "a.mp4")
+    assert "'fox'" in fails(union, "--domain", "fox", "-o", tmp_path / "a.mp4")
+    assert "at least two seeds" in fails(ckpt, "--seeds", "3", "-o", tmp_path / "a.mp4")
+    assert "ends before" in fails(ckpt, "--seeds", "3-1", "-o", tmp_path / "a.mp4")
+    assert "LO:HI" in fails(ckpt, "--direction", "x.st:0", "--range", "3", "-o", tmp_path / "a.mp4")
+    assert "unsupported video extension" in fails(ckpt, "-o", tmp_path / "a.avi")
+    assert "does not exist" in fails(ckpt, "-o", tmp_path / "no" / "a.mp4")
+    assert "at least two domains" in fails(union, "--domains", "cat", "-o", tmp_path / "a.mp4")
+    (tmp_path / "taken.mp4").write_bytes(b"")
+    assert "already exists" in fails(ckpt, "-o", tmp_path / "taken.mp4")
+    assert not (tmp_path / "a.mp4").exists()
