@@ -79,16 +79,20 @@ class ImageFolderData:
 class GeneratedData:
     """Images drawn on the fly from source generators (G_ema, random noise), never written to disk.
 
-    With several sources each sample's source is its class label; labels are balanced within a
-    batch (every source gets batch/len(sources) samples, remainder spread at random).
+    Each sample's source is its class label (returned when `labelled`); labels are balanced
+    within a batch (every source gets batch/len(sources) samples, the remainder at random).
+    Sources must be unconditional generators.
     """
 
-    def __init__(self, generators: Sequence[torch.nn.Module], resolution: int, truncation_psi: float = 1.0):
+    def __init__(self, generators: Sequence[torch.nn.Module], resolution: int, labelled: bool = False,
+                 truncation_psi: float = 1.0):
         if not generators:
             raise GancraftError("no source generators given")
+        if any(G.c_dim for G in generators):
+            raise GancraftError("source generators must be unconditional (c_dim 0)")
         self.generators = list(generators)
         self.resolution = resolution
-        self.num_classes = len(generators) if len(generators) > 1 else 0
+        self.num_classes = len(generators) if labelled else 0
         self.truncation_psi = truncation_psi
 
     @torch.no_grad()
@@ -102,9 +106,8 @@ class GeneratedData:
             if sel.numel() == 0:
                 continue
             z = torch.randn([sel.numel(), G.z_dim], generator=gen).to(device)
-            c = torch.zeros([sel.numel(), G.c_dim], device=device) if G.c_dim else None
             torch.manual_seed(step_seed(seed, step, rank, 4 + k))
-            img = G(z, c, truncation_psi=self.truncation_psi, noise_mode="random").float()
+            img = G(z, None, truncation_psi=self.truncation_psi, noise_mode="random").float()
             out[sel.to(device)] = resize(img, self.resolution)
         return out, (labels.to(device) if self.num_classes else None)
 

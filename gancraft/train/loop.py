@@ -93,6 +93,7 @@ class Method:
 
     name = "scratch"
     data: Any = None
+    update_w_avg = True  # False keeps G's running w_avg fixed (when G itself is frozen)
 
     def networks(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module | None]:
         """(G, D, G_ema or None to start G_ema as a copy of G), on the CPU."""
@@ -277,7 +278,7 @@ class Trainer:
             z = torch.randn([self.local_batch, self.G.z_dim], generator=gen).to(self.device)
             labels = self._labels(gen)
             with self._autocast():
-                logits = self._d(self._generate(z, labels, update_w_avg=True), labels)
+                logits = self._d(self._generate(z, labels, update_w_avg=self.method.update_w_avg), labels)
             loss_g = F.softplus(-logits).mean()
             stats["loss_G"] = loss_g.item()
             penalty = self.method.g_penalty(self.G)
@@ -288,7 +289,7 @@ class Trainer:
             loss_g.backward()
             dist_util.average_gradients(self.g_params, info)
             self.opt_g.step()
-            if self.G.mapping.w_avg_beta is not None and info.enabled:
+            if self.method.update_w_avg and self.G.mapping.w_avg_beta is not None and info.enabled:
                 dist_util.average_tensor(self.G.mapping.w_avg.data, info)
 
         # D: logistic loss on generated and real images
