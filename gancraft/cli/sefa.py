@@ -82,7 +82,9 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
     closed_form_factorization.py (every modulation weight except the toRGB ones after 4x4,
     no normalisation); `--layers first` is the first layer only, as Domain Expansion uses;
     `--normalize` is genforce's per-row normalisation. The last directions are the dormant
-    ones: --measure shows how little each changes the images.
+    ones: --measure shows how little each changes the images. Edits along directions of
+    `all` or `first` move the whole w (as rosinality's apply_factor and Domain Expansion do);
+    directions of a chosen layer subset are stored as editing those layers only (genforce).
 
     \b
     Examples:
