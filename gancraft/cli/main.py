@@ -26,6 +26,7 @@ COMMANDS = {
     "root": "root",
     "finetune": "finetune",
     "expand": "expand",
+    "hyper": "hyper",
     "fid": "fid",
 }
 
