@@ -9,7 +9,7 @@ from conftest import make_tiny_checkpoint
 
 from gancraft.errors import GancraftError
 from gancraft.latent import domains as dom
-from gancraft.latent.files import Edit, Latents, load_direction, load_directions, load_latents, parse_edit, save_latents
+from gancraft.latent.files import Latents, load_direction, load_directions, load_latents, parse_edit, save_latents
 from gancraft.latent.generate import (apply_edits, frame_times, generate, layer_indices, map_latents,
                                       resolution_indices, slerp, style_mix, synthesize)
 from gancraft.latent.sefa import save_directions

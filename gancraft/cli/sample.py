@@ -115,7 +115,7 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     G = model.generator(device=dev)
     stored = load_latents(from_latents) if from_latents is not None else None
     if stored is not None:
-        jobs = _jobs_from_latents(model, G, stored)
+        jobs = _jobs_from_latents(model, G, stored, from_latents)
         batch = batch_size or stored.batch or 8
     else:
         jobs = [(spec, seed_list, None) for spec in dom.resolve_domains(model, domain, G)]
@@ -173,7 +173,7 @@ def _stack_z(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([p if p.shape[1] == width else np.zeros((p.shape[0], width), np.float32) for p in parts])
 
 
-def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents) -> list:
+def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents, source: str) -> list:
     """Group stored rows by domain, keeping file order within each group."""
     groups: dict[str, list[tuple[int, int]]] = {}
     for i, (seed, name) in enumerate(zip(stored.seeds.tolist(), stored.domains)):
@@ -181,7 +181,7 @@ def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents) -> list:
     jobs = []
     for name, rows in groups.items():
         if name:
-            spec = dom.resolve_domain(model, name, G, option=f"domain in latents file")
+            spec = dom.resolve_domain(model, name, G, option=f"{source}: domain")
         else:
             spec = dom.DomainSpec(name="")
         ws = torch.from_numpy(stored.w[[i for _, i in rows]])

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 
 from ..errors import GancraftError
