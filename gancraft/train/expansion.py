@@ -1,0 +1,473 @@
+"""Domain expansion (Nitzan et al., CVPR 2023): one generator, new domains on dormant directions.
+
+Each task owns one dormant SeFA direction d_k. Its adaptation loss only ever sees latents on its
+repurposed subspace (the base subspace moved by s along d_k); the base subspace is held to the
+frozen source generator by replay alignment (L2 + LPIPS) and, when the checkpoint has a
+discriminator, the generator's original non-saturating loss against it. Task kinds:
+
+- ``clip``: StyleGAN-NADA's directional CLIP loss; the source images are the expanded model's own
+  base-subspace images for the same latents (paper App. D.2), not a frozen copy's.
+- ``images``: MyStyle-style few-shot personalisation: the images are inverted into W of the
+  source generator once, then the generator learns to reconstruct them (L1 + LPIPS) from the
+  inversions moved onto the task's subspace.
+- ``model``: a fine-tuned child of the same parent (or any model of the same resolution): for
+  the same z, the repurposed subspace learns to give the child's image. No data is needed.
+
+The mapping network is frozen, so W, w_avg and the subspaces mean the same before and after.
+Expansion has no discriminator step, so `ExpansionTrainer` replaces the loop's `train_step`
+and `run_expansion` drives it (snapshots, resume, EMA and logging come from `loop.Trainer`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import Checkpoint, load, save
+from ..errors import GancraftError
+from ..io_util import atomic_write
+from ..latent.subspace import subspaces_from_table
+from . import distributed as dist_util
+from .clip_losses import DirectionalClipLoss
+from .data import step_seed
+from .loop import Method, Trainer, TrainingDiverged, TrainOptions, _jsonable, _truncate_log, latest_snapshot
+
+TASK_KINDS = ("clip", "images", "model")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_RESERVED = {"base", "all"}
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    kind: str
+    arg: str
+
+
+def parse_task(text: str) -> TaskSpec:
+    """'NAME:KIND:ARG' (ARG may itself hold ':', e.g. a Windows path or a prompt)."""
+    parts = text.split(":", 2)
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        raise GancraftError(f"--task {text!r}: expected NAME:KIND:ARG with KIND one of {', '.join(TASK_KINDS)} "
+                            "(e.g. sketch:clip:a pencil sketch, me:images:photos/, toon:model:toon.pkl)")
+    name, kind, arg = parts[0].strip(), parts[1].strip(), parts[2].strip()
+    if not _NAME.match(name) or name in _RESERVED:
+        raise GancraftError(f"--task {text!r}: domain name {name!r} must be letters, digits, '_', '-' or '.', "
+                            f"and not {' or '.join(sorted(_RESERVED))}")
+    if kind not in TASK_KINDS:
+        raise GancraftError(f"--task {text!r}: unknown kind {kind!r} (expected {', '.join(TASK_KINDS)})")
+    return TaskSpec(name, kind, arg)
+
+
+def check_tasks(tasks: Sequence[TaskSpec]) -> None:
+    names = [t.name for t in tasks]
+    if not names:
+        raise GancraftError("give at least one --task NAME:KIND:ARG")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise GancraftError(f"--task: domain name {dup[0]!r} is used twice")
+
+
+@dataclass
+class ExpansionSettings:
+    distance: float = 20.0
+    replay_l2: float = 10.0
+    replay_lpips: float = 10.0
+    source_weight: float = 1.0       # the generator's original (adversarial) loss on the base subspace
+    expansion_weight: float = 1.0
+    source_text: str = "a photo"     # CLIP tasks whose ARG has no 'SOURCE->TARGET'
+    invert_steps: int = 300
+    invert_lr: float = 0.05
+
+    def validate(self) -> "ExpansionSettings":
+        if not self.distance > 0:
+            raise GancraftError(f"--distance must be positive, got {self.distance}")
+        for opt, v in (("--replay-l2", self.replay_l2), ("--replay-lpips", self.replay_lpips),
+                       ("--source-weight", self.source_weight), ("--expansion-weight", self.expansion_weight)):
+            if not (v >= 0 and math.isfinite(v)):
+                raise GancraftError(f"{opt} must be a finite number >= 0, got {v}")
+        if self.invert_steps < 1:
+            raise GancraftError(f"--invert-steps must be at least 1, got {self.invert_steps}")
+        return self
+
+
+def _recon(lpips, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L1 + LPIPS (L1 alone without an LPIPS model), one value per image."""
+    loss = (a - b).abs().flatten(1).mean(dim=1)
+    if lpips is not None:
+        loss = loss + lpips(a, b).flatten()
+    return loss
+
+
+def _broadcast(w: torch.Tensor, num_ws: int) -> torch.Tensor:
+    return w.unsqueeze(1).expand(-1, num_ws, -1)
+
+
+def invert_images(G: torch.nn.Module, images: torch.Tensor, steps: int = 300, lr: float = 0.05,
+                  lpips=None, progress: bool = False) -> torch.Tensor:
+    """One w per image ([N, w_dim]) found by Adam from w_avg, minimising L2 + LPIPS to the image."""
+    import sys
+
+    from tqdm import tqdm
+
+    G = G.eval().requires_grad_(False)
+    w = G.mapping.w_avg.detach().clone().unsqueeze(0).repeat(images.shape[0], 1).requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
+    for _ in tqdm(range(steps), desc="invert", disable=not progress, file=sys.stderr, leave=False):
+        img = G.synthesis(_broadcast(w, G.num_ws), noise_mode="const")
+        loss = (img - images).square().flatten(1).mean(dim=1)
+        if lpips is not None:
+            loss = loss + lpips(img, images).flatten()
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+    return w.detach()
+
+
+def _read_images(folder: str, resolution: int) -> torch.Tensor:
+    from ..media.images import read_image_folder
+
+    arrays = [arr for _, arr in read_image_folder(folder, resolution=resolution)]
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1
+
+
+def _split_prompt(arg: str, default_source: str) -> tuple[str, str]:
+    if "->" in arg:
+        src, tgt = (p.strip() for p in arg.split("->", 1))
+        if not src or not tgt:
+            raise GancraftError(f"CLIP task text {arg!r}: expected 'TARGET' or 'SOURCE->TARGET'")
+        return src, tgt
+    return default_source, arg
+
+
+def _placeholder_discriminator(resolution: int) -> torch.nn.Module:
+    """The loop's Trainer wants a D; a checkpoint without one gets this tiny one, never trained or saved."""
+    from ..nets.config import DiscriminatorConfig
+    from ..nets.stylegan2 import Discriminator
+
+    return Discriminator(DiscriminatorConfig(img_resolution=resolution, channel_base=4 * resolution, channel_max=4))
+
+
+class ExpansionMethod(Method):
+    """Networks, subspaces and task losses of one expansion run (plugged into `ExpansionTrainer`)."""
+
+    name = "expand"
+
+    def __init__(self, parent: Checkpoint, tasks: Sequence[TaskSpec], table: dict[str, dict],
+                 settings: ExpansionSettings | None = None, lpips=None, clips: Sequence | None = None,
+                 directions_source: str | None = None):
+        check_tasks(tasks)
+        self.settings = (settings or ExpansionSettings()).validate()
+        if parent.g_config.c_dim:
+            raise GancraftError(f"{parent.path or 'checkpoint'}: class-conditional generators cannot be expanded "
+                                "(their latents depend on the class)")
+        if any(isinstance(e, dict) and e.get("kind") == "repurposed" for e in (parent.domains or {}).values()):
+            raise GancraftError(f"{parent.path or 'checkpoint'}: already an expanded model; expanding it again "
+                                "is not supported (expand its parent with all tasks at once)")
+        self.parent, self.tasks, self.table = parent, list(tasks), table
+        self.lpips, self.clips = lpips, list(clips or [])
+        self.directions_source = directions_source
+        self.has_d = "D" in parent.nets and parent.d_config is not None
+        self.source = parent.generator()
+        self.resolution = self.source.img_resolution
+        self.subspaces = subspaces_from_table(table, self.source.mapping.w_avg)
+        missing = [t.name for t in self.tasks if t.name not in self.subspaces.shifts]
+        if missing:
+            raise GancraftError(f"task {missing[0]!r} has no repurposed direction in the domain table")
+        self.children: dict[str, torch.nn.Module] = {}
+        self.images: dict[str, torch.Tensor] = {}
+        self.clip_losses: dict[str, DirectionalClipLoss] = {}
+        for t in self.tasks:
+            if t.kind == "model":
+                self.children[t.name] = self._load_child(t)
+            elif t.kind == "images":
+                self.images[t.name] = _read_images(t.arg, self.resolution)
+            elif t.kind == "clip":
+                if not self.clips:
+                    raise GancraftError(f"--task {t.name}:clip needs CLIP weights (see --clip-model/--clip-weights)")
+                src, tgt = _split_prompt(t.arg, self.settings.source_text)
+                self.clip_losses[t.name] = DirectionalClipLoss(self.clips, src, tgt)
+        self.inverted: dict[str, torch.Tensor] = {}
+
+    def _load_child(self, t: TaskSpec) -> torch.nn.Module:
+        child = load(t.arg)
+        cfg, own = child.g_config, self.source.cfg
+        if cfg.img_resolution != own.img_resolution or cfg.z_dim != own.z_dim or cfg.c_dim:
+            raise GancraftError(f"--task {t.name}:model:{t.arg}: the model must be unconditional with resolution "
+                                f"{own.img_resolution} and z_dim {own.z_dim} like the parent "
+                                f"(it has {cfg.img_resolution}, {cfg.z_dim}, c_dim {cfg.c_dim})")
+        return child.generator()
+
+    # -- Method hooks -------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        return 0
+
+    def networks(self):
+        G = copy.deepcopy(self.source).requires_grad_(True)
+        D = self.parent.discriminator() if self.has_d else _placeholder_discriminator(self.resolution)
+        return G, D, None
+
+    def setup(self, G: torch.nn.Module, D: torch.nn.Module, device: torch.device) -> None:
+        self.source = self.source.to(device)
+        self.subspaces = self.subspaces.to(device)
+        self.children = {k: g.to(device) for k, g in self.children.items()}
+        if self.lpips is not None:
+            self.lpips = self.lpips.to(device)
+        for name, imgs in self.images.items():
+            self.images[name] = imgs.to(device)
+            if name not in self.inverted:
+                self.inverted[name] = invert_images(self.source, self.images[name], self.settings.invert_steps,
+                                                    self.settings.invert_lr, self.lpips)
+
+    def g_params(self, G: torch.nn.Module) -> list[torch.nn.Parameter]:
+        # the mapping stays frozen: W, w_avg and hence every subspace keep their meaning
+        return list(G.synthesis.parameters())
+
+    def domains(self) -> dict[str, dict]:
+        return self.table
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "tasks": [dataclasses.asdict(t) for t in self.tasks],
+                "directions": {n: e["index"] for n, e in self.table.items() if e.get("kind") == "repurposed"},
+                "directions_source": self.directions_source,
+                "settings": dataclasses.asdict(self.settings),
+                "lpips": self.lpips is not None, "clip": [c.name for c in self.clips]}
+
+    # -- losses -------------------------------------------------------------------------------
+
+    def task_loss(self, G: torch.nn.Module, task: TaskSpec, z: torch.Tensor, ws: torch.Tensor,
+                  base_img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The task's adaptation loss (mean over the batch) on latents of its repurposed subspace."""
+        if task.kind == "model":
+            with torch.no_grad():
+                target = self.children[task.name](z, None, noise_mode="const")
+            img = G.synthesis(self.subspaces.domain(ws, task.name), noise_mode="const")
+            return _recon(self.lpips, img, target).mean()
+        if task.kind == "images":
+            w_inv = self.inverted[task.name]
+            k = min(z.shape[0], w_inv.shape[0])
+            idx = torch.randperm(w_inv.shape[0], generator=gen)[:k].to(w_inv.device)
+            img = G.synthesis(self.subspaces.domain(_broadcast(w_inv[idx], G.num_ws), task.name),
+                              noise_mode="const")
+            return _recon(self.lpips, img, self.images[task.name][idx]).mean()
+        img = G.synthesis(self.subspaces.domain(ws, task.name), noise_mode="const")
+        return self.clip_losses[task.name](base_img.detach(), img).mean()
+
+    @torch.no_grad()
+    def measure(self, G: torch.nn.Module, n: int = 16, seed: int = 1234, batch: int = 8) -> dict[str, dict]:
+        """Per domain: how close G is to what it should give there (lower is better).
+
+        base: pixel L1 ([0,1] scale) to the source generator on base latents; model: to the
+        child's image for the same z; images: to the target images from their inversions;
+        clip: the directional CLIP loss against G's own base images. Run it on the parent
+        (before) and on the expanded model (after) with the same n and seed.
+        """
+        G = G.eval()
+        dev = next(G.parameters()).device
+        z_all = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(dev)
+        sums: dict[str, list[float]] = {}
+
+        def add(key: str, values: torch.Tensor) -> None:
+            sums.setdefault(key, []).extend(values.float().cpu().tolist())
+
+        for i in range(0, n, batch):
+            z = z_all[i:i + batch]
+            ws = G.mapping(z)
+            wb = self.subspaces.base(ws)
+            base = G.synthesis(wb, noise_mode="const")
+            ref = self.source.synthesis(wb, noise_mode="const")
+            add("base", (base - ref).abs().flatten(1).mean(1) / 2)
+            for t in self.tasks:
+                if t.kind == "model":
+                    img = G.synthesis(self.subspaces.domain(ws, t.name), noise_mode="const")
+                    target = self.children[t.name](z, None, noise_mode="const")
+                    add(t.name, (img - target).abs().flatten(1).mean(1) / 2)
+                elif t.kind == "clip":
+                    img = G.synthesis(self.subspaces.domain(ws, t.name), noise_mode="const")
+                    add(t.name, self.clip_losses[t.name](base, img))
+        for t in self.tasks:
+            if t.kind == "images":
+                w_inv = self.inverted[t.name]
+                img = G.synthesis(self.subspaces.domain(_broadcast(w_inv, G.num_ws), t.name), noise_mode="const")
+                add(t.name, (img - self.images[t.name]).abs().flatten(1).mean(1) / 2)
+        what = {"base": "pixel L1 to the source generator, base subspace", "model": "pixel L1 to the child model",
+                "images": "pixel L1 to the target images", "clip": "directional CLIP loss (1 - cos)"}
+        kinds = {"base": "base", **{t.name: t.kind for t in self.tasks}}
+        return {k: {"kind": kinds[k], "what": what[kinds[k]], "value": float(np.mean(v))} for k, v in sums.items()}
+
+
+def format_report(before: dict[str, dict], after: dict[str, dict]) -> str:
+    """A plain-text before/after table of `ExpansionMethod.measure` results."""
+    lines = [f"{'domain':<16} {'kind':<7} {'before':>9} {'after':>9}  measure (lower is better)"]
+    for name, b in before.items():
+        lines.append(f"{name:<16} {b['kind']:<7} {b['value']:>9.4f} {after[name]['value']:>9.4f}  {b['what']}")
+    return "\n".join(lines) + "\n"
+
+
+class ExpansionTrainer(Trainer):
+    """The loop's Trainer with the expansion step in place of the adversarial G/D step."""
+
+    method: ExpansionMethod
+
+    def train_step(self) -> dict[str, float]:
+        o, info, s, m = self.opts, self.info, self.step, self.method
+        st = m.settings
+        torch.manual_seed(step_seed(o.seed, s, info.rank, 1))
+        gen = torch.Generator().manual_seed(step_seed(o.seed, s, info.rank, 5))
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(False)
+        for p in self.g_params:
+            p.requires_grad_(True)
+            p.grad = None
+        stats: dict[str, float] = {}
+
+        z = torch.randn([self.local_batch, self.G.z_dim], generator=gen).to(self.device)
+        with torch.no_grad():
+            ws = self.G.mapping(z)
+            wb = m.subspaces.base(ws)
+            ref = m.source.synthesis(wb, noise_mode="const")
+        with self._autocast():
+            base_img = self.G.synthesis(wb, noise_mode="const")
+        base_img = base_img.float()
+        replay_l2 = (base_img - ref).square().mean()
+        reg = st.replay_l2 * replay_l2
+        stats["replay_l2"] = replay_l2.item()
+        if m.lpips is not None and st.replay_lpips > 0:
+            replay_lp = m.lpips(base_img, ref).mean()
+            reg = reg + st.replay_lpips * replay_lp
+            stats["replay_lpips"] = replay_lp.item()
+        if m.has_d and st.source_weight > 0:
+            adv = F.softplus(-self.D(base_img)).mean()
+            reg = reg + st.source_weight * adv
+            stats["source_G"] = adv.item()
+        # one backward per term keeps a single generator graph alive at a time
+        reg.backward()
+        for task in m.tasks:
+            with self._autocast():
+                loss = m.task_loss(self.G, task, z, ws, base_img, gen).float()
+            stats[f"loss_{task.name}"] = loss.item()
+            if st.expansion_weight > 0:
+                (st.expansion_weight * loss).backward()
+        dist_util.average_gradients(self.g_params, info)
+        self.opt_g.step()
+        self._update_ema()
+        self.step += 1
+        return stats
+
+    @torch.no_grad()
+    def save_grid(self) -> None:
+        """One row per domain (base first), the same latents in every row."""
+        from ..media.images import make_grid, save_png, to_uint8
+
+        cols = self.opts.grid_cols
+        gen = torch.Generator().manual_seed(self.opts.seed)
+        z = torch.randn([cols, self.G.z_dim], generator=gen).to(self.device)
+        ws = self.G_ema.mapping(z)
+        rows = [self.method.subspaces.base(ws)] + [self.method.subspaces.domain(ws, t.name)
+                                                    for t in self.method.tasks]
+        img = torch.cat([self.G_ema.synthesis(w, noise_mode="const") for w in rows])
+        save_png(make_grid(to_uint8(img), len(rows), cols), self.run_dir / f"grid-{self.step:06d}.png", force=True)
+
+
+def run_expansion(method: ExpansionMethod, opts: TrainOptions, run_dir: str | os.PathLike,
+                  device: torch.device | str = "cpu", resume: bool = False, progress: bool = True,
+                  max_steps: int | None = None) -> ExpansionTrainer:
+    """Expand in `run_dir` (as `loop.run_training`: run.json, snapshots, log.jsonl, resume), one process."""
+    device = torch.device(device)
+    if dist_util.from_env().enabled:
+        raise GancraftError("expand runs in a single process; start it without torchrun")
+    info = dist_util.init(device)
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    found = None
+    if resume:
+        if not run_json.exists():
+            raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
+        stored = json.loads(run_json.read_text())
+        if stored["method"] != _jsonable(method.describe()):
+            raise GancraftError(f"--resume {run_dir}: the run was started with other tasks or settings "
+                                f"({stored['method']})")
+        opts = TrainOptions(**stored["options"])
+        found = latest_snapshot(run_dir)
+    elif run_dir.exists() and (run_json.exists() or latest_snapshot(run_dir) is not None):
+        raise GancraftError(f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
+                            "or choose another folder)")
+    opts.validate(1)
+    trainer = ExpansionTrainer(method, opts, run_dir, device, info)
+    method.setup(trainer.G, trainer.D, device)
+    if found is not None:
+        trainer.load_snapshot(found[1], found[2])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        with atomic_write(run_json, force=True) as tmp:
+            Path(tmp).write_text(json.dumps({"options": dataclasses.asdict(opts),
+                                             "method": _jsonable(method.describe())}, indent=1))
+    else:
+        _truncate_log(run_dir / "log.jsonl", trainer.step)
+    if found is None:
+        trainer.save_snapshot()
+
+    total = opts.total_steps() if max_steps is None else min(opts.total_steps(), max_steps)
+    snap_every = opts.snap_steps()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=opts.total_steps(), initial=trainer.step, unit="step", dynamic_ncols=True, leave=False)
+    t0 = time.time()
+    try:
+        with open(run_dir / "log.jsonl", "a") as log_fh:
+            while trainer.step < total:
+                stats = trainer.train_step()
+                bad = [k for k, v in stats.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingDiverged(f"expansion diverged at step {trainer.step}: {bad[0]} is not finite; "
+                                           "lower --lr or the loss weights")
+                log_fh.write(json.dumps({"step": trainer.step, "kimg": round(trainer.step * opts.batch / 1000, 4),
+                                         "sec": round(time.time() - t0, 2), **stats}) + "\n")
+                log_fh.flush()
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
+                    bar.update(1)
+                if trainer.step % snap_every == 0 or trainer.step == total:
+                    trainer.save_snapshot()
+    finally:
+        if bar is not None:
+            bar.close()
+    return trainer
+
+
+def expanded_checkpoint(trainer: ExpansionTrainer, params: dict[str, Any],
+                        inputs: Sequence[str | os.PathLike] = ()) -> Checkpoint:
+    """The output model: trained G/G_ema, the parent's D (never the placeholder), the domain table, history."""
+    m = trainer.method
+    ckpt = trainer.checkpoint()
+    if not m.has_d:
+        ckpt.tensors = {k: v for k, v in ckpt.tensors.items() if not k.startswith("D.")}
+        ckpt.d_config = None
+    ckpt.history = list(m.parent.history)
+    ckpt.extra = {"training": ckpt.extra["training"], "run_dir": str(trainer.run_dir),
+                  "expansion": {"distance": m.settings.distance, "directions_source": m.directions_source,
+                                "tasks": [dataclasses.asdict(t) for t in m.tasks]}}
+    return ckpt.with_operation("expand", {**params, **m.describe(), "options": dataclasses.asdict(trainer.opts)},
+                               list(inputs))
+
+
+def finish_expansion(trainer: ExpansionTrainer, out: str | os.PathLike, params: dict[str, Any],
+                     inputs: Sequence[str | os.PathLike] = (), force: bool = False) -> Path:
+    return save(expanded_checkpoint(trainer, params, inputs), out, force=force, inputs=tuple(inputs))
