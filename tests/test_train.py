@@ -1,0 +1,116 @@
+"""The training loop: learning signal, exact resume, divergence handling, and the `train` CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from conftest import tiny_configs
+
+from gancraft import load
+from gancraft.cli.main import cli
+from gancraft.toy import write_dataset
+from gancraft.train.data import ImageFolderData
+from gancraft.train.loop import TrainingDiverged, TrainOptions, latest_snapshot, run_training
+from gancraft.train.methods import ScratchMethod
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return write_dataset("face", 16, seed=0, resolution=16, out_dir=tmp_path_factory.mktemp("faces") / "face")
+
+
+def _opts(steps: int, snap_steps: int, **kw) -> TrainOptions:
+    batch = kw.pop("batch", 4)
+    return TrainOptions(kimg=steps * batch / 1000, batch=batch, snap_kimg=snap_steps * batch / 1000, seed=3, **kw)
+
+
+def _method(faces: Path) -> ScratchMethod:
+    g, d = tiny_configs(16)
+    return ScratchMethod(ImageFolderData(faces, 16), g, d)
+
+
+def _d_loss(D, real, fake) -> float:
+    with torch.no_grad():
+        return (F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()).item()
+
+
+def test_steps_lower_discriminator_loss(faces: Path, tmp_path: Path):
+    method = _method(faces)
+    trainer = run_training(method, _opts(0 + 1, 100, lr_g=1e-6, lr_d=0.01), tmp_path / "run",
+                           progress=False, max_steps=0)
+    real, _ = method.data.batch(16, 0, 0, 0, 1, torch.device("cpu"))
+    with torch.no_grad():
+        fake = trainer.G(torch.randn(16, trainer.G.z_dim), noise_mode="const")
+    before = _d_loss(trainer.D, real, fake)
+    for _ in range(6):
+        trainer.train_step()
+    after = _d_loss(trainer.D, real, fake)
+    assert after < before - 0.05, (before, after)
+
+
+def test_resume_matches_uninterrupted_run(faces: Path, tmp_path: Path):
+    kw = dict(r1_interval=2, diffaug="color,translation,cutout")
+    full = run_training(_method(faces), _opts(4, 2, **kw), tmp_path / "a", progress=False)
+    run_training(_method(faces), _opts(4, 2, **kw), tmp_path / "b", progress=False, max_steps=3)
+    # killed while snapshotting step 3 (its state file never written), leaving a torn file too
+    (tmp_path / "b" / "state-000003.pt").unlink()
+    (tmp_path / "b" / "snapshot-000004.st").write_bytes(b"torn")
+    assert latest_snapshot(tmp_path / "b")[0] == 2
+    resumed = run_training(_method(faces), TrainOptions(), tmp_path / "b", progress=False, resume=True)
+    assert resumed.step == full.step == 4
+    a = full.checkpoint().tensors
+    b = resumed.checkpoint().tensors
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_snapshot(faces: Path, tmp_path: Path):
+    method = _method(faces)
+    real_batch = method.data.batch
+
+    def poisoned(n, seed, step, rank, world, device):
+        imgs, labels = real_batch(n, seed, step, rank, world, device)
+        return (imgs * float("nan") if step >= 3 else imgs), labels
+
+    method.data.batch = poisoned
+    with pytest.raises(TrainingDiverged, match=r"step 4: .* not finite.*snapshot-000002\.st"):
+        run_training(method, _opts(8, 2), tmp_path / "run", progress=False)
+    assert latest_snapshot(tmp_path / "run")[0] == 2
+    assert not load(tmp_path / "run" / "snapshot-000002.st").non_finite()
+
+
+def test_existing_run_folder_is_refused(faces: Path, tmp_path: Path):
+    run_training(_method(faces), _opts(1, 1), tmp_path / "run", progress=False)
+    with pytest.raises(Exception, match="already holds a training run"):
+        run_training(_method(faces), _opts(1, 1), tmp_path / "run", progress=False)
+
+
+def test_train_cli(faces: Path, tmp_path: Path):
+    out = tmp_path / "m.st"
+    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--kimg", "0.008",
+            "--batch", "4", "--quiet"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == str(out)
+    ckpt = load(out)
+    assert ckpt.history[-1]["command"] == "train"
+    assert ckpt.g_config.img_resolution == 16 and ckpt.g_config.w_dim == 64
+    run = tmp_path / "m-run"
+    assert (run / "grid-000002.png").exists() and (run / "state-000002.pt").exists()
+
+    res = CliRunner().invoke(cli, args + ["--force"])
+    assert res.exit_code == 2 and "already holds a training run" in res.stderr
+
+    res = CliRunner().invoke(cli, ["train", str(faces), "-o", str(tmp_path / "x.st"), "--resolution", "16",
+                                   "--config", "nope"])
+    assert res.exit_code == 2 and "--config: unknown config 'nope'" in res.stderr
+    res = CliRunner().invoke(cli, ["train", str(tmp_path / "missing"), "-o", str(tmp_path / "x.st"),
+                                   "--resolution", "16"])
+    assert res.exit_code == 2 and "does not exist" in res.stderr
