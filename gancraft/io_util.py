@@ -66,6 +66,12 @@ def atomic_write(path: str | os.PathLike, force: bool = False, inputs: tuple = (
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise GancraftError(f"{out}: cannot write ({exc.strerror})") from None
         raise
+    except Exception as exc:
+        _unlink_quietly(tmp_path)
+        # some writers (safetensors) wrap the OS error in their own exception type
+        if "No space left on device" in str(exc) or "os error 28" in str(exc):
+            raise GancraftError(f"{out}: no space left on device; nothing was written") from None
+        raise
     except BaseException:
         _unlink_quietly(tmp_path)
         raise

@@ -71,3 +71,37 @@ def test_stale_temporaries_of_live_processes_are_kept(tmp_path):
     dead.write_bytes(b"")
     removed = remove_stale_temporaries(tmp_path, "x.bin")
     assert removed == [dead] and live.exists()
+
+
+def test_disk_full_is_a_clear_error_and_leaves_nothing(tmp_path, tiny_ckpt_path):
+    """A real full file system where we may mount one (root on Linux), else a simulated ENOSPC."""
+    import errno
+
+    from click.testing import CliRunner
+
+    from gancraft.cli.main import cli
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                             capture_output=True).returncode == 0
+    try:
+        if mounted:
+            r = CliRunner().invoke(cli, ["convert", str(tiny_ckpt_path), "-o", str(mnt / "out.st")])
+        else:
+            import gancraft.checkpoint.native as native
+
+            def full(*a, **k):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            orig, native.save_file = native.save_file, full
+            try:
+                r = CliRunner().invoke(cli, ["convert", str(tiny_ckpt_path), "-o", str(mnt / "out.st")])
+            finally:
+                native.save_file = orig
+        assert r.exit_code == 2, r.output
+        assert "no space left" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert os.listdir(mnt) == []
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mnt)])
