@@ -405,6 +405,7 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
             raise GancraftError(f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
                                 "or choose another folder)")
     opts.validate(info.world)
+    dist_util.barrier(info)  # every rank has checked the folder before rank 0 starts writing to it
     trainer = Trainer(method, opts, run_dir, device, info)
     method.setup(trainer.G, trainer.D, device)
     if found is not None:
