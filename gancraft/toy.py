@@ -240,3 +240,27 @@ def write_dataset(domain: str, n: int, seed: int, resolution: int, out_dir: str 
             for i in range(n):
                 writer.writerow([names[i], domain, *(f"{factors[k][i]:.6f}" for k in FACTORS)])
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gancraft.toy DOMAIN N -o DIR`: write a toy dataset (used by the recipes)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m gancraft.toy", description="Write a procedural toy-domain dataset.")
+    ap.add_argument("domain", choices=DOMAINS)
+    ap.add_argument("n", type=int, help="number of images")
+    ap.add_argument("-o", "--output", required=True, help="folder to write (img00000.png ..., factors.csv)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        print(write_dataset(args.domain, args.n, args.seed, args.resolution, args.output, force=args.force))
+    except GancraftError as exc:
+        print(f"gancraft.toy: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
