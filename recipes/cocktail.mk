@@ -1,0 +1,46 @@
+# GAN Cocktail on the bundled example models: rooting, averaging, union fine-tune, per-domain FID.
+#
+#   make -f recipes/cocktail.mk cocktail EXAMPLES=examples OUT=out/cocktail
+#
+# Every step is a file target, so a second `make` does nothing and an interrupted one picks up
+# where it stopped (training steps continue from their run folders' last snapshots).
+# Variables: EXAMPLES (folder with face.st, cat.st, dog.st), OUT (output folder), GANCRAFT
+# (the command), COCKTAIL_ROOT / COCKTAIL_SOURCES (domain names), COCKTAIL_KIMG and
+# COCKTAIL_FLAGS (training length and options), FID_FLAGS (e.g. --weights pt_inception.pth).
+
+EXAMPLES ?= examples
+OUT ?= out/cocktail
+GANCRAFT ?= gancraft
+COCKTAIL_ROOT ?= face
+COCKTAIL_SOURCES ?= cat dog
+COCKTAIL_KIMG ?= 20
+COCKTAIL_FLAGS ?= --batch 16 --quiet
+FID_FLAGS ?= --n 2000
+
+COCKTAIL_DOMAINS := $(COCKTAIL_ROOT) $(COCKTAIL_SOURCES)
+COCKTAIL_ROOTED := $(foreach s,$(COCKTAIL_SOURCES),$(OUT)/rooted/$(s).st)
+COCKTAIL_FID := $(foreach d,$(COCKTAIL_DOMAINS),$(OUT)/fid-$(d).json)
+
+.PHONY: cocktail
+cocktail: $(COCKTAIL_FID)
+
+# Stage 1: a copy of the root trained toward each source, on the source's generated images only.
+$(OUT)/rooted/%.st: $(EXAMPLES)/%.st $(EXAMPLES)/$(COCKTAIL_ROOT).st
+	mkdir -p $(OUT)/rooted
+	$(GANCRAFT) root --root $(EXAMPLES)/$(COCKTAIL_ROOT).st --source $< -o $(OUT)/rooted \
+	  --kimg $(COCKTAIL_KIMG) $(COCKTAIL_FLAGS) $(if $(wildcard $(OUT)/rooted/$*-run/run.json),--resume $(OUT)/rooted)
+
+# Stage 2a: the root and the rooted models now share one weight space; average them.
+$(OUT)/avg.st: $(EXAMPLES)/$(COCKTAIL_ROOT).st $(COCKTAIL_ROOTED)
+	$(GANCRAFT) average $^ -o $@
+
+# Stage 2b: one class-conditional union GAN, trained on every source model's images.
+$(OUT)/union.st: $(OUT)/avg.st $(foreach d,$(COCKTAIL_DOMAINS),$(EXAMPLES)/$(d).st)
+	$(GANCRAFT) finetune $< $(foreach d,$(COCKTAIL_DOMAINS),--domain $(d)=$(EXAMPLES)/$(d).st) -o $@ \
+	  --run-dir $(OUT)/union-run --kimg $(COCKTAIL_KIMG) $(COCKTAIL_FLAGS) \
+	  $(if $(wildcard $(OUT)/union-run/run.json),--resume $(OUT)/union-run)
+
+# Per-domain FID of the union model against the source model it learnt that domain from.
+$(OUT)/fid-%.json: $(OUT)/union.st $(EXAMPLES)/%.st
+	$(GANCRAFT) fid $(OUT)/union.st $(EXAMPLES)/$*.st --domain $* --json $(FID_FLAGS) > $@.tmp
+	mv $@.tmp $@
