@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
 
@@ -237,7 +238,11 @@ class TorchScriptExtractor:
         if not self.path.is_file():
             raise GancraftError(f"{self.path}: TorchScript feature extractor not found")
         try:
-            self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
+            with warnings.catch_warnings():
+                # TorchScript is the documented format for user extractors; torch's deprecation
+                # notice would only clutter every run's output.
+                warnings.simplefilter("ignore", FutureWarning)
+                self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
         except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a bad file
             raise GancraftError(f"{self.path}: not a TorchScript feature extractor ({_first_line(exc)})") from None
         digest = sha256_file(self.path)[:16]
@@ -315,10 +320,19 @@ def iter_folder_batches(folder: str | os.PathLike, batch: int = 50) -> Iterator[
     A batch is cut early where the image size changes, so folders of mixed sizes work with
     extractors that take images at their own size.
     """
+    return iter_image_batches(list_images(folder), batch)
+
+
+def iter_image_batches(paths: Iterable[str | os.PathLike], batch: int = 50) -> Iterator[torch.Tensor]:
+    """Decode image files, in the order given, to float32 N x 3 x H x W in [0, 1] batches.
+
+    A batch is cut early where the image size changes.
+    """
     if batch < 1:
         raise GancraftError(f"batch size must be at least 1, got {batch}")
     pending: list[np.ndarray] = []
-    for path in list_images(folder):
+    for path in paths:
+        path = Path(path)
         img = _read_rgb(path)
         if pending and (len(pending) == batch or img.shape != pending[0].shape):
             yield _to_tensor(pending)

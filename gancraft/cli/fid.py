@@ -1,0 +1,179 @@
+"""gancraft fid: FID/KID (or FD with CLIP or a TorchScript network) between folders, statistics and checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import GancraftError
+from ..latent.generate import NOISE_MODES
+from .common import device_option, emit_path, force_option, resolve_device
+
+EPILOG = """\b
+Examples:
+  gancraft fid real/ fake/                               # two image folders
+  gancraft fid ffhq.pkl ffhq-stats.npz --trunc 1 --n 50000
+  gancraft fid stats real/ -o real-stats.npz             # cache reference statistics
+  gancraft fid union.st refs/ --domain all --kid         # one row per domain: refs/<domain>/ or refs/<domain>.npz
+  gancraft fid union.st --domain cat cat.npz --json
+  gancraft fid a/ b/ --extractor clip --weights open_clip_pytorch_model.bin   # FD with CLIP
+  gancraft fid a/ b/ --extractor examples/toy-features.pt                    # a TorchScript network
+  torchrun --nproc-per-node 4 -m gancraft fid ffhq.pkl ffhq-stats.npz      # split over processes
+
+\b
+A source is an image folder, a statistics .npz (mu and sigma: gancraft, pytorch-fid or clean-fid
+files) or a checkpoint, whose images are generated from seeds SEED-OFFSET .. SEED-OFFSET+N-1 in
+batches and quantised to 8 bits exactly as 'gancraft sample' saves them. Scores only compare
+under the same extractor and resize convention; both are printed and stored in statistics files.
+The Inception weights (pt_inception-2015-12-05-6726825d.pth) are downloaded by pytorch-fid on
+first use; offline, pass --weights PATH.
+"""
+
+
+def _source_options(f):
+    options = [
+        click.option("--extractor", default="inception", show_default=True, metavar="NAME|PATH",
+                     help="inception (FID), clip or clip:MODEL (FD with CLIP), or a TorchScript file taking "
+                          "float32 N x 3 x H x W in [0, 1] and returning N x D."),
+        click.option("--weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+                     help="Local weights for inception or clip instead of the usual download/cache."),
+        click.option("--download/--no-download", default=True, show_default=True,
+                     help="Let pytorch-fid/open_clip download missing weights."),
+        click.option("--n", "n", type=click.IntRange(min=2), default=50000, show_default=True,
+                     help="Images to generate from a checkpoint source."),
+        click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="Images per batch (generation and feature extraction)."),
+        click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI",
+                     help="Truncation psi for checkpoint sources (1: none)."),
+        click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="Truncate only the first N ws."),
+        click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="First seed for checkpoint sources."),
+        click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
+                     help="Noise inputs of checkpoint sources."),
+        click.option("--domain", "--class", "domain", default=None, metavar="NAME|all",
+                     help="Domain of a multi-domain checkpoint: a name, 'a+b', a comma list or 'all' "
+                          "(one row per domain)."),
+        device_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _setup(extractor: str, weights: str | None, download: bool, device: str | None, needs_extractor: bool):
+    from ..metrics.evaluate import init_distributed
+    from ..metrics.features import load_extractor
+
+    info, dev = init_distributed(resolve_device(device))
+    ex = load_extractor(extractor, weights=weights, device=dev, download=download) if needs_extractor else None
+    return info, dev, ex
+
+
+def _options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info) -> dict:
+    return dict(n=n, batch=batch, trunc=psi, trunc_cutoff=trunc_cutoff, seed_offset=seed_offset,
+                noise_mode=noise_mode, device=dev, progress=True, dist=info)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows as the paper's tables: domain, FID, KID, image counts; extractor and resize below."""
+    kid = any(r["kid"] is not None for r in rows)
+    header = ["domain", "FID"] + (["KID"] if kid else []) + ["n_A", "n_B"]
+    lines = []
+    for r in rows:
+        cells = [r["domain"] or "-", f"{r['fid']:.4f}"]
+        if kid:
+            cells.append(f"{r['kid']:.6f} ± {r['kid_std']:.6f}")
+        cells += [str(r["n_a"] if r["n_a"] is not None else "?"), str(r["n_b"] if r["n_b"] is not None else "?")]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
+    out.append(f"extractor: {rows[0]['extractor'] or 'unknown (statistics files without metadata)'}")
+    out.append(f"resize: {rows[0]['resize'] or 'unknown (statistics files without metadata)'}")
+    return "\n".join(out)
+
+
+class FidGroup(click.Group):
+    """`fid A B` compares; `fid stats SRC -o OUT` caches statistics. The first word picks the form."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["compare", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "A B [OPTIONS]  |  stats SRC -o STATS.npz [OPTIONS]")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The comparing form is the default one, so its options are the ones to show here.
+        compare = self.commands["compare"]
+        with click.Context(compare, info_name="compare", parent=ctx) as sub:
+            compare.format_options(sub, formatter)
+        self.format_commands(ctx, formatter)
+
+
+@click.group("fid", cls=FidGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+def command() -> None:
+    """Frechet distance (FID, FD-CLIP, FD with your own network) and KID between two sources.
+
+    \b
+    gancraft fid A B [OPTIONS]            score A against B (options below)
+    gancraft fid stats SRC -o OUT.npz     write the statistics of SRC (gancraft fid stats --help)
+    """
+
+
+@command.command("compare", hidden=True, epilog=EPILOG)
+@click.argument("a")
+@click.argument("b")
+@_source_options
+@click.option("--kid", is_flag=True, help="Also compute KID (mean ± std over 100 subsets of up to 1000).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def compare(a: str, b: str, extractor: str, weights: str | None, download: bool, n: int, batch: int,
+            psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
+            device: str | None, kid: bool, as_json: bool) -> None:
+    """Score A against B; each is an image folder, a statistics .npz or a checkpoint."""
+    from ..metrics.evaluate import fid_domains, open_source, shutdown_distributed
+
+    sa, sb = open_source(a), open_source(b)
+    needs = sa.kind != "stats" or sb.kind != "stats"
+    info, dev, ex = _setup(extractor, weights, download, device, needs)
+    try:
+        rows = fid_domains(sa, sb, ex, domain=domain, kid=kid,
+                           **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
+    finally:
+        shutdown_distributed(info)
+    if not info.is_main:
+        return
+    if as_json:
+        click.echo(json.dumps({"a": a, "b": b, "extractor": rows[0]["extractor"], "resize": rows[0]["resize"],
+                               "rows": rows}, indent=2))
+    else:
+        click.echo(format_table(rows))
+
+
+@command.command("stats", epilog=EPILOG)
+@click.argument("src")
+@click.option("-o", "--output", required=True, type=click.Path(), metavar="STATS.npz",
+              help="Statistics file to write (a folder of <domain>.npz files with several domains).")
+@_source_options
+@click.option("--kid", is_flag=True, help="Also store the features, which KID needs (N x D float32).")
+@force_option
+def stats(src: str, output: str, extractor: str, weights: str | None, download: bool, n: int, batch: int,
+          psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
+          device: str | None, kid: bool, force: bool) -> None:
+    """Write the feature statistics (mu, sigma; pytorch-fid layout plus metadata) of SRC."""
+    from ..metrics.evaluate import open_source, shutdown_distributed, write_domain_stats
+
+    source = open_source(src)
+    if source.kind == "stats":
+        raise GancraftError(f"{src}: is already a statistics file")
+    info, dev, ex = _setup(extractor, weights, download, device, True)
+    try:
+        written = write_domain_stats(source, ex, output, domain=domain, force=force, keep_features=kid,
+                                     **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
+    finally:
+        shutdown_distributed(info)
+    for path in written:
+        emit_path(path)

@@ -1,0 +1,239 @@
+"""gancraft fid: sources (folders, statistics, checkpoints), domains, KID, JSON, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import make_tiny_checkpoint
+
+from gancraft import save
+from gancraft.cli.main import cli
+from gancraft.metrics import TorchScriptExtractor, load_stats
+from gancraft.metrics.evaluate import compute_stats, fid, fid_domains
+
+
+class _TinyFeatures(torch.nn.Module):
+    """Pooled conv responses: a cheap extractor that still separates image distributions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x * 4 - 2))
+        return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fid")
+
+
+@pytest.fixture(scope="module")
+def features(work) -> Path:
+    torch.manual_seed(0)
+    path = work / "feat.pt"
+    torch.jit.script(_TinyFeatures()).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def plain(work) -> Path:
+    path = work / "plain.st"
+    save(make_tiny_checkpoint(seed=1), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def union(work) -> Path:
+    path = work / "union.st"
+    domains = {"cat": {"kind": "class", "class": 0}, "dog": {"kind": "class", "class": 1}}
+    save(make_tiny_checkpoint(seed=2, c_dim=2, domains=domains), path)
+    return path
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["fid", *map(str, args)])
+
+
+def sample(ckpt: Path, out: Path, seeds: str, *extra: str) -> Path:
+    res = CliRunner().invoke(cli, ["sample", str(ckpt), "--seeds", seeds, "--batch", "8", "-o", str(out), *extra])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain_samples(work, plain) -> Path:
+    return sample(plain, work / "plain_samples", "0-23")
+
+
+def table_fid(output: str, domain: str = "-") -> float:
+    for line in output.splitlines():
+        cells = line.split()
+        if cells and cells[0] == domain:
+            return float(cells[1])
+    raise AssertionError(f"no row {domain!r} in:\n{output}")
+
+
+def test_folder_against_itself_is_zero_and_names_extractor(plain_samples, features, work):
+    res = run(plain_samples, plain_samples, "--extractor", features, "--batch", "5")
+    assert res.exit_code == 0, res.output
+    assert table_fid(res.stdout) < 1e-6
+    assert "extractor: torchscript:sha256=" in res.output and "resize: none" in res.stdout
+
+    rng = np.random.default_rng(0)
+    noise = work / "noise"
+    noise.mkdir()
+    from PIL import Image
+
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(noise / f"{i:03d}.png")
+    res = run(plain_samples, noise, "--extractor", features)
+    assert res.exit_code == 0, res.output
+    assert table_fid(res.stdout) > 1e-2
+
+
+def test_checkpoint_against_its_saved_samples(plain, plain_samples, features):
+    res = run(plain, plain_samples, "--extractor", features, "--n", "24", "--batch", "8", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    row = out["rows"][0]
+    assert row["fid"] < 1e-6 and row["n_a"] == 24 and row["n_b"] == 24
+    assert out["extractor"].startswith("torchscript:sha256=")
+    # Other seeds are other images: the score moves off zero.
+    res = run(plain, plain_samples, "--extractor", features, "--n", "24", "--batch", "8", "--seed-offset", "100")
+    assert res.exit_code == 0, res.output
+    assert table_fid(res.stdout) > 1e-4
+
+
+def test_stats_round_trip_and_kid(plain, plain_samples, features, work):
+    out = work / "ref.npz"
+    res = run("stats", plain_samples, "-o", out, "--extractor", features, "--kid")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(out)
+    stats = load_stats(out)
+    assert stats.n == 24 and stats.features.shape == (24, 16) and stats.extractor.startswith("torchscript:")
+    # Refuses to overwrite without --force.
+    assert run("stats", plain_samples, "-o", out, "--extractor", features).exit_code == 2
+
+    direct = run(plain, plain_samples, "--extractor", features, "--n", "24", "--batch", "8", "--kid", "--json")
+    cached = run(plain, out, "--extractor", features, "--n", "24", "--batch", "8", "--kid", "--json")
+    assert direct.exit_code == 0 and cached.exit_code == 0, direct.output + cached.output
+    d, c = json.loads(direct.stdout)["rows"][0], json.loads(cached.stdout)["rows"][0]
+    assert c["fid"] == pytest.approx(d["fid"], abs=1e-9) and c["kid"] == pytest.approx(d["kid"], abs=1e-9)
+    assert c["kid_std"] >= 0
+
+    # Statistics against statistics need no extractor at all.
+    res = run(out, out, "--extractor", "inception", "--no-download")
+    assert res.exit_code == 0, res.output
+    assert table_fid(res.stdout) < 1e-6
+
+    # A file without stored features cannot give KID; the message says how to make one.
+    plain_stats = work / "plain_ref.npz"
+    assert run("stats", plain_samples, "-o", plain_stats, "--extractor", features).exit_code == 0
+    res = run(plain, plain_stats, "--extractor", features, "--n", "24", "--kid")
+    assert res.exit_code == 2 and "--kid" in res.output and "plain_ref.npz" in res.output
+
+
+def test_pytorch_fid_layout_and_mismatched_extractor(plain_samples, features, work):
+    src = work / "ref_layout.npz"
+    assert run("stats", plain_samples, "-o", src, "--extractor", features).exit_code == 0
+    own = load_stats(src)
+    bare = work / "bare.npz"
+    np.savez(bare, mu=own.mu, sigma=own.sigma)
+    res = run(plain_samples, bare, "--extractor", features)
+    assert res.exit_code == 0, res.output
+    assert table_fid(res.stdout) < 1e-6
+
+    other = work / "other.pt"
+    torch.manual_seed(5)
+    torch.jit.script(_TinyFeatures()).save(str(other))
+    res = run(plain_samples, src, "--extractor", other)
+    assert res.exit_code == 2 and "extractor" in res.output and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_domain_all_rows(union, features, work):
+    refs = sample(union, work / "union_samples", "0-15")
+    assert sorted(p.name for p in refs.iterdir()) == ["cat", "dog"]
+    res = run(union, refs, "--domain", "all", "--extractor", features, "--n", "16", "--batch", "8", "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["rows"]
+    assert [r["domain"] for r in rows] == ["cat", "dog"]
+    assert all(r["fid"] < 1e-6 for r in rows)
+
+    # Statistics per domain in a folder play the same role as the image subfolders.
+    stats_dir = work / "union_stats"
+    res = run("stats", union, "-o", stats_dir, "--domain", "all", "--extractor", features, "--n", "16", "--batch", "8")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.split() == [str(stats_dir / "cat.npz"), str(stats_dir / "dog.npz")]
+    # Each domain against the other's reference: the class really changes the images.
+    swapped = work / "swapped"
+    swapped.mkdir()
+    (swapped / "cat.npz").write_bytes((stats_dir / "dog.npz").read_bytes())
+    (swapped / "dog.npz").write_bytes((stats_dir / "cat.npz").read_bytes())
+    res = run(union, swapped, "--domain", "all", "--extractor", features, "--n", "16", "--batch", "8")
+    assert res.exit_code == 0, res.output
+    assert table_fid(res.stdout, "cat") > 1e-4 and table_fid(res.stdout, "dog") > 1e-4
+    assert res.stdout.splitlines()[0].split() == ["domain", "FID", "n_A", "n_B"]
+
+    # A multi-domain model without --domain, and a missing reference, are one-line errors.
+    res = run(union, refs / "cat", "--extractor", features, "--n", "16")
+    assert res.exit_code == 2 and "--domain" in res.output
+    res = run(union, work / "plain_samples", "--domain", "all", "--extractor", features, "--n", "16")
+    assert res.exit_code == 2 and "cat" in res.output and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_library_api_matches_cli(plain, plain_samples, features):
+    ex = TorchScriptExtractor(features, device="cpu")
+    a = compute_stats(plain, ex, n=24, batch=8)
+    b = compute_stats(plain_samples, ex)
+    assert a.n == b.n == 24
+    np.testing.assert_allclose(a.mu, b.mu, atol=1e-6)
+    row = fid(plain, plain_samples, ex, n=24, batch=8)
+    assert row["fid"] < 1e-6 and row["domain"] is None
+    assert fid_domains(plain_samples, plain_samples, ex)[0]["fid"] < 1e-6
+
+
+def test_missing_inception_weights_names_file_and_option(plain_samples, tmp_path, monkeypatch):
+    from pytorch_fid import inception as pf_inception
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(pf_inception, "load_state_dict_from_url", offline)
+    for extra in ([], ["--no-download"]):
+        res = run(plain_samples, plain_samples, *extra)
+        assert res.exit_code == 2
+        assert "pt_inception-2015-12-05-6726825d.pth" in res.output and "--weights" in res.output
+        assert len(res.stderr.strip().splitlines()) == 1
+    res = run(plain_samples, plain_samples, "--weights", tmp_path / "nope.pth")
+    assert res.exit_code == 2 and "nope.pth" in res.output
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "junk_ckpt", "junk_npz", "empty_dir"])
+def test_bad_sources_are_one_line_errors(make_bad, plain_samples, features, tmp_path):
+    bad = {"missing": tmp_path / "nothing", "junk_ckpt": tmp_path / "junk.pt",
+           "junk_npz": tmp_path / "junk.npz", "empty_dir": tmp_path / "empty"}[make_bad]
+    if make_bad in ("junk_ckpt", "junk_npz"):
+        bad.write_bytes(b"not a model")
+    elif make_bad == "empty_dir":
+        bad.mkdir()
+    res = run(bad, plain_samples, "--extractor", features)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gancraft fid: error:") and bad.name in lines[0]
+    assert "Traceback" not in res.output
+
+
+def test_stats_refuses_statistics_source(tmp_path, features):
+    src = tmp_path / "bare.npz"
+    np.savez(src, mu=np.zeros(2), sigma=np.eye(2))
+    res = run("stats", src, "-o", tmp_path / "again.npz", "--extractor", features)
+    assert res.exit_code == 2 and "already a statistics file" in res.output
