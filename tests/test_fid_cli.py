@@ -237,3 +237,25 @@ def test_stats_refuses_statistics_source(tmp_path, features):
     np.savez(src, mu=np.zeros(2), sigma=np.eye(2))
     res = run("stats", src, "-o", tmp_path / "again.npz", "--extractor", features)
     assert res.exit_code == 2 and "already a statistics file" in res.output
+
+
+def test_ranks_split_the_seeds_and_gathered_stats_equal_one_process(plain, features, monkeypatch):
+    """Two ranks' shards, gathered as torchrun would, give one process's statistics."""
+    import torch.distributed as dist
+
+    from gancraft.train.distributed import DistInfo
+
+    ex = TorchScriptExtractor(features, device="cpu")
+    whole = compute_stats(plain, ex, n=20, batch=8)
+    shards: dict[int, object] = {}
+
+    def fake_all_gather(parts, obj):
+        shards[len(shards)] = obj
+        parts[:] = [shards.get(0, obj), shards.get(1, obj)]
+
+    monkeypatch.setattr(dist, "all_gather_object", fake_all_gather)
+    compute_stats(plain, ex, n=20, batch=8, dist=DistInfo(rank=0, world=2))
+    merged = compute_stats(plain, ex, n=20, batch=8, dist=DistInfo(rank=1, world=2))
+    assert shards[0].n == shards[1].n == 10 and merged.n == 20
+    np.testing.assert_allclose(merged.mu, whole.mu, atol=1e-6)
+    np.testing.assert_allclose(merged.sigma, whole.sigma, atol=1e-6)

@@ -40,8 +40,9 @@ def _source_options(f):
                      help="Local weights for inception or clip instead of the usual download/cache."),
         click.option("--download/--no-download", default=True, show_default=True,
                      help="Let pytorch-fid/open_clip download missing weights."),
-        click.option("--n", "n", type=click.IntRange(min=2), default=50000, show_default=True,
-                     help="Images to generate from a checkpoint source."),
+        click.option("-n", "--n", "--num-images", "n", type=click.IntRange(min=2), default=50000, show_default=True,
+                     help="Images to generate from a checkpoint source (under torchrun write -n or "
+                          "--num-images: torchrun takes --n for its own options)."),
         click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
                      help="Images per batch (generation and feature extraction)."),
         click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI",

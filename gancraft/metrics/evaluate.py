@@ -291,8 +291,8 @@ def write_domain_stats(
     else:
         if out.exists() and not out.is_dir():
             raise GancraftError(f"{out}: with several domains, -o must be a folder (for <domain>.npz files)")
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
+        # Every rank creates it, so that no rank's output check fails while rank 0 is behind.
+        out.mkdir(parents=True, exist_ok=True)
         targets = [(name, out / f"{name}.npz") for name in names]
     inputs = (src.path,) if src.path is not None else ()
     for _, path in targets:
