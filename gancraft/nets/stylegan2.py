@@ -124,7 +124,8 @@ class SynthesisLayer(nn.Module):
         x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                                  resample_filter=self.resample_filter, fused=fused)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, act="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp)
+        return ops.bias_act(x, self.bias, act="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp,
+                            inplace=ops.can_write_inplace(x, self.bias))
 
 
 class ToRGBLayer(nn.Module):
@@ -141,7 +142,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp)
+        return ops.bias_act(x, self.bias, clamp=self.conv_clamp, inplace=ops.can_write_inplace(x, self.bias))
 
 
 class SynthesisBlock(nn.Module):
@@ -168,18 +169,25 @@ class SynthesisBlock(nn.Module):
         return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
-                fused: bool = True, style_scales: list[torch.Tensor | None] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                fused: bool = True, style_scales: list[torch.Tensor | None] | None = None,
+                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         layers = self.conv_layers()
         scales = style_scales or [None] * len(layers)
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
         for i, (layer, scale) in enumerate(zip(layers, scales)):
             x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         y = self.torgb(x, ws[:, len(layers)], fused=fused)
-        img = y if img is None else img + y
+        if img is None:
+            img = y
+        elif ops.can_write_inplace(img, y):
+            img = img.add_(y)
+        else:
+            img = img + y
         return x, img
 
 
@@ -238,9 +246,12 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused: bool | None = None,
                 style_scale: torch.Tensor | None = None) -> torch.Tensor:
         if fused is None:
-            # grouped (fused) modulation wins on GPU; on CPU one shared-weight conv over the batch is
-            # faster (measured 1.3-1.4x at 256 px), and training always uses the shared weight, as NVIDIA does
-            fused = (not self.training) and ws.is_cuda
+            # grouped (fused) modulation wins on GPU and for single images; for CPU batches one
+            # shared-weight conv over the batch is faster (benchmarks/bench_generator.py), and
+            # training always uses the shared weight, as NVIDIA does
+            fused = (not self.training) and (ws.is_cuda or ws.shape[0] == 1)
+        # oneDNN's convolutions are 1.3-1.7x faster on NHWC activations; CUDA keeps NCHW (fp32 cuDNN)
+        channels_last = not ws.is_cuda and not self.training
         x = img = None
         w_idx = 0
         s_idx = 0
@@ -252,9 +263,9 @@ class SynthesisNetwork(nn.Module):
                     scales.append(style_scale[..., s_idx:s_idx + layer.in_channels])
                     s_idx += layer.in_channels
             x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode,
-                           fused=fused, style_scales=scales)
+                           fused=fused, style_scales=scales, channels_last=channels_last)
             w_idx += block.num_conv
-        return img
+        return img.contiguous()
 
 
 class Generator(nn.Module):
