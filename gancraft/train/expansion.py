@@ -103,11 +103,29 @@ class ExpansionSettings:
         return self
 
 
+class _SizedLpips:
+    """LPIPS on images upsampled to at least 64 px: AlexNet's pooling leaves nothing of smaller ones."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def to(self, device: torch.device | str) -> "_SizedLpips":
+        self.model = self.model.to(device)
+        return self
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if min(a.shape[-2:]) < 64:
+            scale = math.ceil(64 / min(a.shape[-2:]))
+            a = F.interpolate(a, scale_factor=scale, mode="bilinear", align_corners=False)
+            b = F.interpolate(b, scale_factor=scale, mode="bilinear", align_corners=False)
+        return self.model(a, b).flatten()
+
+
 def _recon(lpips, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L1 + LPIPS (L1 alone without an LPIPS model), one value per image."""
     loss = (a - b).abs().flatten(1).mean(dim=1)
     if lpips is not None:
-        loss = loss + lpips(a, b).flatten()
+        loss = loss + lpips(a, b)
     return loss
 
 
@@ -122,6 +140,8 @@ def invert_images(G: torch.nn.Module, images: torch.Tensor, steps: int = 300, lr
 
     from tqdm import tqdm
 
+    if lpips is not None and not isinstance(lpips, _SizedLpips):
+        lpips = _SizedLpips(lpips)
     G = G.eval().requires_grad_(False)
     w = G.mapping.w_avg.detach().clone().unsqueeze(0).repeat(images.shape[0], 1).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
@@ -129,7 +149,7 @@ def invert_images(G: torch.nn.Module, images: torch.Tensor, steps: int = 300, lr
         img = G.synthesis(_broadcast(w, G.num_ws), noise_mode="const")
         loss = (img - images).square().flatten(1).mean(dim=1)
         if lpips is not None:
-            loss = loss + lpips(img, images).flatten()
+            loss = loss + lpips(img, images)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
@@ -178,7 +198,8 @@ class ExpansionMethod(Method):
             raise GancraftError(f"{parent.path or 'checkpoint'}: already an expanded model; expanding it again "
                                 "is not supported (expand its parent with all tasks at once)")
         self.parent, self.tasks, self.table = parent, list(tasks), table
-        self.lpips, self.clips = lpips, list(clips or [])
+        self.lpips = None if lpips is None else _SizedLpips(lpips)
+        self.clips = list(clips or [])
         self.directions_source = directions_source
         self.has_d = "D" in parent.nets and parent.d_config is not None
         self.source = parent.generator()

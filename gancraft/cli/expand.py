@@ -1,0 +1,156 @@
+"""gancraft expand: add new domains to a generator along its dormant SeFA directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import GancraftError
+from ..io_util import check_output_path
+from .common import device_option, emit_path, force_option, log, resolve_device
+
+EPILOG = """\b
+Examples:
+  gancraft sefa face.st -o face-sefa.st
+  gancraft expand face.st --sefa face-sefa.st --task cat:model:cat.st --task dog:model:dog.st -o face-x.st
+  gancraft expand ffhq.pkl --task sketch:clip:"a pencil sketch" --task me:images:photos/ \\
+      --clip-weights b32.bin --clip-weights b16.bin -o ffhq-x.st --report report.txt
+  gancraft sample face-x.st --domain cat --seeds 0-7 -o samples/
+  gancraft sample face-x.st --domain cat+dog --seeds 0-7 -o mix/
+
+\b
+Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
+  clip    ARG is a target prompt, or 'SOURCE->TARGET' (StyleGAN-NADA directional loss)
+  images  ARG is a folder of a few images (MyStyle: inverted, then reconstructed)
+  model   ARG is a model of the same resolution, e.g. a fine-tuned child of CKPT:
+          for the same z the new domain learns to give that model's image
+"""
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise GancraftError(f"--directions {text!r}: expected a comma list of indices, e.g. 511,510") from None
+
+
+@click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("--task", "tasks", multiple=True, required=True, metavar="NAME:KIND:ARG",
+              help="A new domain (repeat for several). KIND: clip, images or model (see below).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Expanded model (.st).")
+@click.option("--sefa", "sefa_path", type=click.Path(dir_okay=False), default=None, metavar="DIRS",
+              help="Directions file from 'gancraft sefa' (default: factorise the first layer now, as the paper).")
+@click.option("--directions", default=None, metavar="I,J,...",
+              help="Direction indices to repurpose, one per task in order (default: the last, most dormant).")
+@click.option("--distance", type=float, default=20.0, show_default=True,
+              help="s: how far each repurposed subspace lies from the base one (paper: 10-30 useful).")
+@click.option("--replay-l2", type=float, default=10.0, show_default=True, help="Weight of base-subspace replay L2.")
+@click.option("--replay-lpips", type=float, default=10.0, show_default=True,
+              help="Weight of base-subspace replay LPIPS.")
+@click.option("--source-weight", type=float, default=1.0, show_default=True,
+              help="Weight of the original adversarial G loss on the base subspace (needs D in CKPT).")
+@click.option("--expansion-weight", type=float, default=1.0, show_default=True, help="Weight of the task losses.")
+@click.option("--source-text", default="a photo", show_default=True,
+              help="Source prompt of clip tasks that give only a target.")
+@click.option("--clip-model", "clip_models", multiple=True, default=("ViT-B-32", "ViT-B-16"), show_default=True,
+              help="CLIP models for clip tasks (repeat; NADA uses both defaults).")
+@click.option("--clip-weights", multiple=True, type=click.Path(dir_okay=False), metavar="PATH",
+              help="Weights for each --clip-model, in order (default: local open_clip caches).")
+@click.option("--clip-download", is_flag=True, help="Let open_clip download missing CLIP weights.")
+@click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="LPIPS backbone (torchvision alexnet) weights; default: torch hub cache, else pixel losses only.")
+@click.option("--invert-steps", type=int, default=300, show_default=True, help="Inversion steps for images tasks.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Write a before/after table (base vs parent, each domain vs its target) to FILE.")
+@click.option("--kimg", type=float, default=4.0, show_default=True, help="Training length in thousands of images.")
+@click.option("--batch", type=int, default=8, show_default=True, help="Latents per step (each task sees all).")
+@click.option("--lr", type=float, default=0.002, show_default=True, help="Adam learning rate.")
+@click.option("--ema", "ema_kimg", type=float, default=0.0, show_default=True, metavar="KIMG",
+              help="EMA half-life in kimg (0: the output is the trained generator itself).")
+@click.option("--snap", "snap_kimg", type=float, default=1.0, show_default=True, metavar="KIMG",
+              help="Snapshot (weights, optimiser state, per-domain grid) every KIMG.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible).")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run').")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its newest snapshot.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@device_option
+@force_option
+def command(ckpt: str, tasks: tuple[str, ...], output: str, sefa_path: str | None, directions: str | None,
+            distance: float, replay_l2: float, replay_lpips: float, source_weight: float, expansion_weight: float,
+            source_text: str, clip_models: tuple[str, ...], clip_weights: tuple[str, ...], clip_download: bool,
+            lpips_weights: str | None, invert_steps: int, report: str | None, kimg: float, batch: int, lr: float,
+            ema_kimg: float, snap_kimg: float, seed: int, run_dir: str | None, resume: bool, quiet: bool,
+            device: str | None, force: bool) -> None:
+    """Expand CKPT with new domains, each on a repurposed dormant direction (Domain Expansion).
+
+    The base subspace keeps CKPT's domain (replay against a frozen copy); every task trains only
+    on latents moved by --distance along its own direction. The output's domain table lets
+    'sample --domain NAME', 'render --domains base,NAME' and compositions 'a+b' pick domains.
+    """
+    from ..checkpoint import load
+    from ..latent.files import load_directions
+    from ..latent.sefa import sefa
+    from ..latent.subspace import choose_directions, expansion_table
+    from ..metrics.perceptual import load_lpips, missing_lpips_message
+    from ..train.expansion import (ExpansionMethod, ExpansionSettings, check_tasks, finish_expansion, format_report,
+                                   parse_task, run_expansion)
+    from ..train.loop import TrainOptions
+
+    dev = resolve_device(device)
+    specs = [parse_task(t) for t in tasks]
+    check_tasks(specs)
+    out = check_output_path(output, force, inputs=(ckpt,))
+    if report is not None:
+        check_output_path(report, force)
+    settings = ExpansionSettings(distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text,
+                                 invert_steps).validate()
+    parent = load(ckpt)
+    G = parent.generator()
+    if sefa_path is not None:
+        dirs = load_directions(sefa_path).directions
+        if dirs.shape[1] != G.w_dim:
+            raise GancraftError(f"{sefa_path}: directions have {dirs.shape[1]} dimensions, {ckpt} has w_dim {G.w_dim}")
+        source = str(sefa_path)
+    else:
+        dirs = sefa(G, "first").directions
+        source = "sefa --layers first (computed by expand)"
+        log(f"no --sefa given: factorised {ckpt}'s first layer")
+    indices = choose_directions(dirs.shape[0], len(specs), _int_list(directions))
+    table = expansion_table([t.name for t in specs], dirs, indices, distance)
+    log("repurposing " + ", ".join(f"{t.name}: direction {k}" for t, k in zip(specs, indices)))
+
+    lpips = load_lpips(lpips_weights, device=dev)
+    if lpips is None:
+        log("LPIPS unavailable: replay and reconstruction use pixel losses only (" + missing_lpips_message() + ")")
+    clips = []
+    if any(t.kind == "clip" for t in specs):
+        from ..metrics.clip import load_clip
+
+        if clip_weights and len(clip_weights) != len(clip_models):
+            raise GancraftError(f"--clip-weights: {len(clip_weights)} files for {len(clip_models)} --clip-model; "
+                                "give one per model, in order")
+        for i, name in enumerate(clip_models):
+            clips.append(load_clip(name, weights=clip_weights[i] if clip_weights else None, device=dev,
+                                   download=clip_download))
+            log(f"CLIP: {clips[-1].description}")
+
+    method = ExpansionMethod(parent, specs, table, settings, lpips=lpips, clips=clips, directions_source=source)
+    opts = TrainOptions(kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg)
+    rdir = Path(run_dir) if run_dir is not None else out.with_name(out.stem + "-run")
+    trainer = run_expansion(method, opts, rdir, dev, resume=resume, progress=not quiet)
+    inputs = [ckpt] + ([sefa_path] if sefa_path else []) + [t.arg for t in specs if t.kind == "model"]
+    written = finish_expansion(trainer, out, {"tasks": list(tasks)}, inputs, force=force)
+    emit_path(written)
+    if report is not None:
+        from ..io_util import atomic_write
+
+        text = format_report(method.measure(method.source), method.measure(trainer.G_ema))
+        with atomic_write(report, force=force) as tmp:
+            Path(tmp).write_text(text)
+        log(text.rstrip())
+        emit_path(report)

@@ -1,0 +1,240 @@
+"""Domain expansion on tiny models: subspace maths, measured effect of training, CLIP/images paths, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_tiny_checkpoint
+
+from gancraft import load, save
+from gancraft.errors import GancraftError
+from gancraft.latent.domains import apply_domain, resolve_domain
+from gancraft.latent.sefa import sefa
+from gancraft.latent.subspace import choose_directions, expansion_table, subspaces_from_table
+from gancraft.train.expansion import (ExpansionMethod, ExpansionSettings, expanded_checkpoint, invert_images,
+                                      parse_task, run_expansion)
+from gancraft.train.loop import TrainOptions
+
+TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+
+
+def _child(channel: int, offset: float = 1.5, seed: int = 0):
+    """A 'fine-tuned child' of the seed-0 parent: its last toRGB bias tints the image in one colour channel."""
+    ckpt = make_tiny_checkpoint(seed)
+    for net in ("G", "G_ema"):
+        ckpt.tensors[f"{net}.synthesis.b16.torgb.bias"][channel] += offset
+    return ckpt
+
+
+def _table(G, names, distance=20.0):
+    dirs = sefa(G, "first").directions
+    return expansion_table(names, dirs, choose_directions(dirs.shape[0], len(names)), distance)
+
+
+def test_subspaces_match_sampling_side():
+    parent = make_tiny_checkpoint(0)
+    G = parent.generator()
+    table = _table(G, ["a", "b"])
+    assert [table[n]["index"] for n in ("a", "b")] == [31, 30]
+    expanded = make_tiny_checkpoint(0, domains=table)
+    sub = subspaces_from_table(table, G.mapping.w_avg)
+    ws = G.mapping(torch.randn(5, G.z_dim, generator=torch.Generator().manual_seed(3)))
+    for name, ours in (("base", sub.base(ws)), ("a", sub.domain(ws, "a")), ("a+b", sub.domain(ws, "a+b"))):
+        theirs = apply_domain(ws, resolve_domain(expanded, name, G))
+        assert torch.allclose(ours, theirs, atol=1e-5), name
+    d_a = torch.tensor(table["a"]["direction"])
+    # a repurposed latent sits exactly s along d_a from its base projection, and nowhere else differs
+    diff = sub.domain(ws, "a") - sub.base(ws)
+    assert torch.allclose(diff, 20.0 * d_a.expand_as(diff), atol=1e-4)
+    # the base keeps w_avg's coordinate along d_a whatever w's coordinate was
+    assert torch.allclose(sub.base(ws) @ d_a, (G.mapping.w_avg @ d_a).expand(5, G.num_ws), atol=1e-4)
+
+
+def test_choose_directions_and_task_parsing():
+    assert choose_directions(8, 3) == [7, 6, 5]
+    assert choose_directions(8, 2, [1, 4]) == [1, 4]
+    for args, msg in (((8, 2, [1]), "one per task"), ((8, 2, [1, 1]), "twice"), ((8, 1, [8]), "out of range"),
+                      ((2, 3), "directions")):
+        with pytest.raises(GancraftError, match=msg):
+            choose_directions(*args)
+    t = parse_task("sketch:clip:photo->a sketch: pencil")
+    assert (t.name, t.kind, t.arg) == ("sketch", "clip", "photo->a sketch: pencil")
+    for bad in ("sketch", "base:model:x.st", "a:gan:x", "a b:model:x"):
+        with pytest.raises(GancraftError, match="--task"):
+            parse_task(bad)
+
+
+def _measure_pair(G, method, child_gens, n=16):
+    """Pixel L2 of each domain's images to each child's images for the same z; base to the parent."""
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        ws = G.mapping(z)
+        out = {"base": (G.synthesis(method.subspaces.base(ws), noise_mode="const")
+                        - method.source.synthesis(method.subspaces.base(ws), noise_mode="const")).square().mean().item()}
+        for dom in child_gens:
+            img = G.synthesis(method.subspaces.domain(ws, dom), noise_mode="const")
+            for target, child in child_gens.items():
+                out[dom, target] = (img - child(z, None, noise_mode="const")).square().mean().item()
+    return out
+
+
+def test_model_tasks_move_toward_children_and_keep_base(tmp_path):
+    parent = make_tiny_checkpoint(0)
+    paths = {}
+    for name, channel in (("a", 0), ("b", 2)):
+        paths[name] = tmp_path / f"{name}.st"
+        save(_child(channel), paths[name])
+    G0 = parent.generator()
+    table = _table(G0, ["a", "b"])
+    tasks = [parse_task(f"{n}:model:{p}") for n, p in paths.items()]
+    method = ExpansionMethod(parent, tasks, table, ExpansionSettings(source_weight=0.0))
+    children = {n: load(p).generator() for n, p in paths.items()}
+    before = _measure_pair(G0, method, children)
+    base_change_untrained = _measure_pair(make_tiny_checkpoint(5).generator(), method, {})["base"]
+    opts = TrainOptions(kimg=0.08, batch=4, snap_kimg=1, ema_kimg=0, lr_g=0.004)
+    trainer = run_expansion(method, opts, tmp_path / "run", progress=False)
+    after = _measure_pair(trainer.G_ema, method, children)
+    # the base subspace stays with the parent: a small fraction of how far an unrelated model is
+    assert after["base"] < 0.05 * base_change_untrained
+    for dom, other in (("a", "b"), ("b", "a")):
+        assert after[dom, dom] < 0.5 * before[dom, dom], (dom, before, after)
+        # domain a learned a, not b: b's target is still far from what a's subspace gives
+        assert after[dom, dom] < 0.8 * after[dom, other], (dom, after)
+    # measured by the library too, on the [0,1] pixel-L1 scale
+    rep_before, rep_after = method.measure(method.source), method.measure(trainer.G_ema)
+    assert rep_before["base"]["value"] == 0.0
+    assert rep_after["a"]["value"] < 0.7 * rep_before["a"]["value"]
+    assert (tmp_path / "run" / f"grid-{trainer.step:06d}.png").exists()
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert len(log) == trainer.step == 20
+
+
+def test_second_domain_does_not_leak_into_first(tmp_path):
+    """Training b next to a leaves a's subspace where training a alone puts it."""
+    parent = make_tiny_checkpoint(0)
+    for name, channel in (("a", 0), ("b", 2)):
+        save(_child(channel), tmp_path / f"{name}.st")
+    G0 = parent.generator()
+    full = _table(G0, ["a", "b"])
+    z = torch.randn(8, G0.z_dim, generator=torch.Generator().manual_seed(7))
+    results = {}
+    for names in (["a"], ["a", "b"]):
+        table = {"base": full["base"], **{n: full[n] for n in names}}
+        tasks = [parse_task(f"{n}:model:{tmp_path / (n + '.st')}") for n in names]
+        method = ExpansionMethod(parent, tasks, table, ExpansionSettings(source_weight=0.0))
+        tr = run_expansion(method, TrainOptions(kimg=0.06, batch=4, snap_kimg=1, ema_kimg=0, lr_g=0.004),
+                           tmp_path / f"run{len(names)}", progress=False)
+        with torch.no_grad():
+            # project with the one-direction subspaces, so both runs are compared on the same latents
+            sub = subspaces_from_table({"a": full["a"]}, G0.mapping.w_avg)
+            results[len(names)] = tr.G_ema.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
+    child_a = load(tmp_path / "a.st").generator()(z, None, noise_mode="const")
+    start = G0.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
+    moved = (results[1] - start).square().mean()
+    drift = (results[2] - results[1]).square().mean()
+    assert (results[1] - child_a).square().mean() < (start - child_a).square().mean()
+    assert drift < 0.2 * moved
+
+
+def test_clip_and_images_tasks_run_end_to_end(tmp_path):
+    from gancraft.media.images import save_png, to_uint8
+    from gancraft.metrics.clip import load_clip
+    from gancraft.metrics.perceptual import load_lpips
+
+    parent = make_tiny_checkpoint(0)
+    G0 = parent.generator()
+    folder = tmp_path / "me"
+    folder.mkdir()
+    with torch.no_grad():
+        targets = make_tiny_checkpoint(3).generator()(torch.randn(3, G0.z_dim), None).clamp(-1, 1)
+    for i, arr in enumerate(to_uint8(targets)):
+        save_png(arr, folder / f"{i}.png")
+    clip = load_clip("ViT-B-32", random_init=True, seed=0, **TINY_CLIP)
+    lpips = load_lpips(random_init=True)
+    table = _table(G0, ["sketch", "me"])
+    tasks = [parse_task("sketch:clip:a pencil sketch"), parse_task(f"me:images:{folder}")]
+    method = ExpansionMethod(parent, tasks, table, ExpansionSettings(invert_steps=4), lpips=lpips, clips=[clip])
+    before_clip = method.clip_losses["sketch"]
+    tr = run_expansion(method, TrainOptions(kimg=0.006, batch=2, snap_kimg=1, ema_kimg=0), tmp_path / "run",
+                       progress=False)
+    assert tr.step == 3 and before_clip.source_text == "a photo"
+    rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss_sketch"]) and 0 <= r["loss_sketch"] <= 2 for r in rows)
+    assert all(r["replay_lpips"] >= 0 for r in rows)
+    ckpt = expanded_checkpoint(tr, {"tasks": ["x"]})
+    assert ckpt.domains["sketch"]["index"] == 31 and ckpt.domains["me"]["index"] == 30
+    assert ckpt.history[-1]["params"]["clip"] == [clip.name]
+    # the inversion itself fits the images better than the mean latent does
+    imgs = method.images["me"]
+    w_avg = G0.mapping.w_avg.expand(3, -1)
+    w_inv = invert_images(G0, imgs, steps=15)
+    err = lambda w: (G0.synthesis(w.unsqueeze(1).expand(-1, G0.num_ws, -1)) - imgs).square().mean()  # noqa: E731
+    assert err(w_inv) < 0.9 * err(w_avg)
+
+
+def test_cli_expand_writes_model_report_and_domains(tmp_path):
+    from gancraft.cli.main import cli
+
+    parent, child = tmp_path / "p.st", tmp_path / "c.st"
+    save(make_tiny_checkpoint(0), parent)
+    save(make_tiny_checkpoint(1), child)
+    out, report = tmp_path / "x.st", tmp_path / "report.txt"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["expand", str(parent), "--task", f"kid:model:{child}", "-o", str(out), "--kimg",
+                              "0.008", "--batch", "4", "--directions", "5", "--distance", "15", "--report",
+                              str(report), "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == [str(out), str(report)]
+    ckpt = load(out)
+    assert ckpt.domains["base"] == {"kind": "base"}
+    kid = ckpt.domains["kid"]
+    assert kid["kind"] == "repurposed" and kid["index"] == 5 and kid["distance"] == 15.0
+    assert torch.allclose(torch.tensor(kid["direction"]), sefa(load(parent).generator(), "first").directions[5])
+    assert ckpt.history[-1]["command"] == "expand" and "D" in ckpt.nets
+    assert resolve_domain(ckpt, "kid", ckpt.generator()).shift is not None
+    text = report.read_text()
+    assert "base" in text and "kid" in text and "before" in text
+    assert (tmp_path / "x-run" / "run.json").exists()
+    # again without --force: refused before any training, one line
+    res = runner.invoke(cli, ["expand", str(parent), "--task", f"kid:model:{child}", "-o", str(out)])
+    assert res.exit_code == 2 and "exists" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--task", "kid:model"], "NAME:KIND:ARG"),
+    (["--task", "a:model:{c}", "--task", "a:model:{c}"], "used twice"),
+    (["--task", "a:model:{c}", "--directions", "1,2"], "one per task"),
+    (["--task", "a:model:{c}", "--distance", "0"], "--distance"),
+    (["--task", "a:images:{d}/nowhere"], "does not exist"),
+])
+def test_cli_expand_refuses_bad_input(tmp_path, args, msg):
+    from gancraft.cli.main import cli
+
+    parent, child = tmp_path / "p.st", tmp_path / "c.st"
+    save(make_tiny_checkpoint(0, with_d=False), parent)
+    save(make_tiny_checkpoint(1), child)
+    args = [a.format(c=child, d=tmp_path) for a in args]
+    res = CliRunner().invoke(cli, ["expand", str(parent), "-o", str(tmp_path / "x.st"), "--quiet", *args])
+    assert res.exit_code == 2, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("gancraft expand: error:") and msg in last and "Traceback" not in res.stderr
+    assert not (tmp_path / "x.st").exists()
+
+
+def test_expanded_model_without_discriminator_keeps_none(tmp_path):
+    parent = make_tiny_checkpoint(0, with_d=False)
+    child = tmp_path / "c.st"
+    save(make_tiny_checkpoint(1), child)
+    table = _table(parent.generator(), ["kid"])
+    method = ExpansionMethod(parent, [parse_task(f"kid:model:{child}")], table)
+    tr = run_expansion(method, TrainOptions(kimg=0.004, batch=4, snap_kimg=1), tmp_path / "run", progress=False)
+    ckpt = expanded_checkpoint(tr, {})
+    assert ckpt.nets == ["G_ema", "G"] and ckpt.d_config is None
+    with pytest.raises(GancraftError, match="already an expanded model"):
+        ExpansionMethod(ckpt, [parse_task(f"kid2:model:{child}")], table)
+    assert Path(tmp_path / "run" / "run.json").exists()
