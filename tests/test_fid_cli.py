@@ -201,18 +201,12 @@ def test_library_api_matches_cli(plain, plain_samples, features):
 
 
 def test_missing_inception_weights_names_file_and_option(plain_samples, tmp_path, monkeypatch):
-    from pytorch_fid import inception as pf_inception
-
-    def offline(*args, **kwargs):
-        raise OSError("Temporary failure in name resolution")
-
+    # A failed download gives the same advice; test_metrics covers that path of the extractor.
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(pf_inception, "load_state_dict_from_url", offline)
-    for extra in ([], ["--no-download"]):
-        res = run(plain_samples, plain_samples, *extra)
-        assert res.exit_code == 2
-        assert "pt_inception-2015-12-05-6726825d.pth" in res.output and "--weights" in res.output
-        assert len(res.stderr.strip().splitlines()) == 1
+    res = run(plain_samples, plain_samples, "--no-download")
+    assert res.exit_code == 2
+    assert "pt_inception-2015-12-05-6726825d.pth" in res.stderr and "--weights" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     res = run(plain_samples, plain_samples, "--weights", tmp_path / "nope.pth")
     assert res.exit_code == 2 and "nope.pth" in res.output
 
@@ -259,3 +253,18 @@ def test_ranks_split_the_seeds_and_gathered_stats_equal_one_process(plain, featu
     assert shards[0].n == shards[1].n == 10 and merged.n == 20
     np.testing.assert_allclose(merged.mu, whole.mu, atol=1e-6)
     np.testing.assert_allclose(merged.sigma, whole.sigma, atol=1e-6)
+
+
+def test_fd_clip_path_and_missing_clip_weights(plain_samples, work, monkeypatch):
+    from gancraft.metrics import ClipExtractor
+    from gancraft.metrics import clip as clip_module
+
+    tiny = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+                text_cfg=dict(context_length=8, vocab_size=64, width=16, heads=2, layers=1))
+    ex = ClipExtractor.random("ViT-B-32", seed=0, device="cpu", **tiny)
+    row = fid(plain_samples, plain_samples, ex, batch=8)
+    assert row["fid"] < 1e-6 and row["resize"].startswith("clip: bicubic") and row["n_a"] == 24
+
+    monkeypatch.setattr(clip_module, "cached_weights", lambda *args, **kwargs: None)
+    res = run(plain_samples, plain_samples, "--extractor", "clip", "--no-download")
+    assert res.exit_code == 2 and "--weights" in res.stderr and len(res.stderr.strip().splitlines()) == 1
