@@ -1,0 +1,224 @@
+"""gancraft's StyleGAN2 generator side by side with NVIDIA's stylegan2-ada-pytorch code.
+
+NVIDIA's code is not part of gancraft and is never copied into it: point --nvidia-src at a
+folder holding its ``training/networks_stylegan2.py``, ``torch_utils/`` and ``dnnlib/`` (a
+stylegan2-ada-pytorch or stylegan3 checkout; see benchmarks/nvidia_reference/README.md).
+
+    python benchmarks/bench_vs_nvidia.py --nvidia-src ~/src/stylegan2-ada-pytorch --threads 2
+
+The script builds NVIDIA's Generator, gives every parameter and buffer random values, loads the
+same state dict into gancraft's Generator (the names are identical) and
+
+1. checks the images agree in fp32 (max abs difference, limit 1e-4) on small configurations,
+   unconditional and conditional with conv_clamp=256 and truncation psi 0.7, and at the timed
+   configuration itself;
+2. times both at the timed configuration (default 256 px, batch 8), interleaving the runs so that
+   load from other processes hits both alike, and reports the median images/s and the ratio.
+
+On CPU NVIDIA's custom ops take their portable reference path; the script checks afterwards that
+no CUDA plugin was built. On a GPU NVIDIA's CUDA kernels are used when they compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gancraft.nets import Generator, GeneratorConfig
+
+TOLERANCE = 1e-4
+
+
+def load_nvidia(src: str | Path) -> dict[str, Any]:
+    """Import NVIDIA's generator modules from a checkout folder (added to sys.path)."""
+    src = Path(src).expanduser().resolve()
+    if not (src / "training" / "networks_stylegan2.py").is_file():
+        raise SystemExit(f"--nvidia-src {src}: no training/networks_stylegan2.py there "
+                         "(see benchmarks/nvidia_reference/README.md)")
+    if str(src) not in sys.path:
+        sys.path.insert(0, str(src))
+    return {
+        "networks": importlib.import_module("training.networks_stylegan2"),
+        "upfirdn2d": importlib.import_module("torch_utils.ops.upfirdn2d"),
+        "bias_act": importlib.import_module("torch_utils.ops.bias_act"),
+    }
+
+
+def plugins_built(nv: dict[str, Any]) -> bool:
+    return nv["upfirdn2d"]._plugin is not None or nv["bias_act"]._plugin is not None
+
+
+def build_nvidia(nv: dict[str, Any], cfg: GeneratorConfig) -> torch.nn.Module:
+    """NVIDIA's Generator for a gancraft config (both repositories' constructor styles)."""
+    mapping = dict(num_layers=cfg.mapping_layers, embed_features=cfg.embed_features,
+                   layer_features=cfg.layer_features, lr_multiplier=cfg.mapping_lr_multiplier,
+                   w_avg_beta=cfg.w_avg_beta)
+    synthesis = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
+                     conv_clamp=cfg.conv_clamp, architecture=cfg.architecture,
+                     resample_filter=list(cfg.resample_filter), use_noise=cfg.use_noise)
+    cls = nv["networks"].Generator
+    args = (cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.img_resolution, cfg.img_channels)
+    params = inspect.signature(cls.__init__).parameters
+    if "synthesis_kwargs" in params and params["synthesis_kwargs"].kind != inspect.Parameter.VAR_KEYWORD:
+        return cls(*args, mapping_kwargs=mapping, synthesis_kwargs=synthesis)  # stylegan2-ada-pytorch
+    return cls(*args, mapping_kwargs=mapping, **synthesis)  # stylegan3 repository
+
+
+def randomize_(G: torch.nn.Module, seed: int) -> None:
+    """Give every tensor a random value, so that no zero-initialised part (biases, noise strengths,
+    w_avg) goes untested."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in list(G.named_parameters()) + list(G.named_buffers()):
+            if name.endswith("resample_filter"):
+                continue
+            r = torch.randn(t.shape, generator=gen)
+            if name.endswith("noise_strength"):
+                r = 0.3 * r
+            elif name.endswith("affine.bias"):
+                r = 1 + 0.2 * r
+            elif name.endswith(".bias") or name.endswith("w_avg"):
+                r = 0.5 * r
+            t.copy_(r)
+
+
+def make_pair(nv: dict[str, Any], cfg: GeneratorConfig, seed: int = 0,
+              device: str = "cpu") -> tuple[torch.nn.Module, Generator]:
+    """NVIDIA's and gancraft's generators holding the same random weights, both in eval mode."""
+    ref = build_nvidia(nv, cfg)
+    randomize_(ref, seed)
+    ours = Generator(cfg)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ref.eval().requires_grad_(False).to(device), ours.eval().requires_grad_(False).to(device)
+
+
+def max_abs_diff(ref: torch.nn.Module, ours: Generator, z: torch.Tensor, c: torch.Tensor | None,
+                 psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const") -> dict[str, float]:
+    """Largest |NVIDIA - gancraft| over w (mapping) and the images, with the image scale for context."""
+    with torch.no_grad():
+        w_ref = ref.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+        w_ours = ours.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+        img_ref = ref.synthesis(w_ref, noise_mode=noise_mode)
+        img_ours = ours.synthesis(w_ours, noise_mode=noise_mode)
+    return {"w": (w_ref - w_ours).abs().max().item(), "image": (img_ref - img_ours).abs().max().item(),
+            "image_absmax": img_ref.abs().max().item()}
+
+
+CHECKS = [
+    ("16px unconditional", dict(img_resolution=16, channel_base=512, channel_max=64, z_dim=32, w_dim=32), {}),
+    ("32px c_dim=4 conv_clamp=256 psi=0.7", dict(img_resolution=32, channel_base=1024, channel_max=64, z_dim=32,
+                                                 w_dim=32, c_dim=4, conv_clamp=256), dict(psi=0.7)),
+    ("32px c_dim=4 conv_clamp=256 psi=0.7 cutoff=4 noise=none",
+     dict(img_resolution=32, channel_base=1024, channel_max=64, z_dim=32, w_dim=32, c_dim=4, conv_clamp=256),
+     dict(psi=0.7, cutoff=4, noise_mode="none")),
+]
+
+
+def run_checks(nv: dict[str, Any], timed_cfg: GeneratorConfig, batch: int, device: str) -> list[dict]:
+    out = []
+    cases = CHECKS + [(f"{timed_cfg.img_resolution}px timed config", dict(img_resolution=timed_cfg.img_resolution),
+                       {})]
+    for name, cfg_kw, call_kw in cases:
+        cfg = GeneratorConfig(**cfg_kw)
+        ref, ours = make_pair(nv, cfg, seed=1, device=device)
+        gen = torch.Generator().manual_seed(2)
+        for n in sorted({1, batch}):
+            z = torch.randn([n, cfg.z_dim], generator=gen).to(device)
+            c = None
+            if cfg.c_dim:
+                c = torch.nn.functional.one_hot(torch.arange(n) % cfg.c_dim, cfg.c_dim).float().to(device)
+            d = max_abs_diff(ref, ours, z, c, **call_kw)
+            row = {"case": name, "batch": n, **d, "ok": d["image"] <= TOLERANCE and d["w"] <= TOLERANCE}
+            print(f"  {name:58s} batch {n}: max|dw| {d['w']:.2e}  max|dimg| {d['image']:.2e} "
+                  f"(|img| up to {d['image_absmax']:.2f})  {'ok' if row['ok'] else 'FAIL'}", flush=True)
+            out.append(row)
+    return out
+
+
+def time_side_by_side(nv: dict[str, Any], cfg: GeneratorConfig, batch: int, repeats: int,
+                      device: str) -> dict[str, Any]:
+    ref, ours = make_pair(nv, cfg, seed=3, device=device)
+    z = torch.randn([batch, cfg.z_dim], generator=torch.Generator().manual_seed(4)).to(device)
+    runs = {
+        "nvidia (default: fused modconv)": lambda: ref(z, None, noise_mode="const"),
+        "nvidia (fused_modconv=False)": lambda: ref(z, None, noise_mode="const", fused_modconv=False),
+        "gancraft": lambda: ours(z, None, noise_mode="const"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.inference_mode():
+        for fn in runs.values():
+            fn()  # warm-up: oneDNN primitive caches, allocator
+        for _ in range(repeats):
+            for name, fn in runs.items():
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                fn()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+    result = {}
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        result[name] = {"median_s": med, "images_per_s": batch / med, "all_s": ts}
+    best_ref = min(result[k]["median_s"] for k in result if k.startswith("nvidia"))
+    result["speedup_vs_fastest_nvidia"] = best_ref / result["gancraft"]["median_s"]
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nvidia-src", required=True, help="folder with NVIDIA's training/, torch_utils/, dnnlib/")
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each, interleaved (median reported)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--skip-timing", action="store_true", help="only run the exactness checks")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        # fp32 means fp32: TF32 would make both sides differ from true fp32 by ~1e-3
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    nv = load_nvidia(args.nvidia_src)
+    cfg = GeneratorConfig(img_resolution=args.resolution)
+    print(f"gancraft vs NVIDIA ({args.nvidia_src}) on {args.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print("exactness (fp32, same weights, same w):")
+    checks = run_checks(nv, cfg, args.batch, args.device)
+    results: dict[str, Any] = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                               "config": {"img_resolution": args.resolution, "batch": args.batch},
+                               "tolerance": TOLERANCE, "checks": checks}
+    if not args.skip_timing:
+        print(f"timing {args.resolution}px batch {args.batch}, {args.repeats} interleaved runs each:")
+        timing = time_side_by_side(nv, cfg, args.batch, args.repeats, args.device)
+        for name, r in timing.items():
+            if isinstance(r, dict):
+                runs = ", ".join(f"{t:.2f}" for t in r["all_s"])
+                print(f"  {name:34s} {r['images_per_s']:8.3f} images/s  (runs: {runs} s)")
+        print(f"  gancraft speed-up over the faster NVIDIA mode: {timing['speedup_vs_fastest_nvidia']:.2f}x")
+        results["timing"] = timing
+    results["nvidia_cuda_plugins_built"] = plugins_built(nv)
+    if args.device == "cpu" and results["nvidia_cuda_plugins_built"]:
+        raise SystemExit("NVIDIA's CUDA plugin was built on a CPU run: the comparison is not the portable path")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    if not all(r["ok"] for r in checks):
+        raise SystemExit(f"images differ by more than {TOLERANCE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""gancraft's generator against NVIDIA's own stylegan2-ada-pytorch code, same weights, fp32.
+
+NVIDIA's code is not shipped with gancraft: set GANCRAFT_NVIDIA_SRC to a folder holding its
+training/networks_stylegan2.py, torch_utils/ and dnnlib/ (benchmarks/nvidia_reference/README.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gancraft.nets import Generator, GeneratorConfig
+
+SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
+pytestmark = pytest.mark.skipif(
+    not SRC or not (Path(SRC) / "training" / "networks_stylegan2.py").is_file(),
+    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch checkout "
+           "(see benchmarks/nvidia_reference/README.md)")
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_nvidia.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_nvidia", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def nv(bench):
+    return bench.load_nvidia(SRC)
+
+
+def tiny(**kw) -> GeneratorConfig:
+    base = dict(img_resolution=16, channel_base=256, channel_max=32, z_dim=16, w_dim=16, mapping_layers=2)
+    base.update(kw)
+    return GeneratorConfig(**base)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_unconditional_images_match(bench, nv, batch):
+    ref, ours = bench.make_pair(nv, tiny(img_resolution=32), seed=0)
+    z = torch.randn([batch, 16], generator=torch.Generator().manual_seed(1))
+    for mode in ("const", "none"):
+        d = bench.max_abs_diff(ref, ours, z, None, noise_mode=mode)
+        assert d["w"] <= TOL and d["image"] <= TOL, (mode, d)
+        assert d["image_absmax"] > 0.1  # the comparison is not between two blank images
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_conditional_clamped_truncated_images_match(bench, nv, batch):
+    cfg = tiny(c_dim=3, conv_clamp=256)
+    ref, ours = bench.make_pair(nv, cfg, seed=2)
+    # push one layer past the clamp so that conv_clamp actually shapes the image
+    with torch.no_grad():
+        ref.synthesis.b8.conv1.bias += 400
+        ours.synthesis.b8.conv1.bias += 400
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn([batch, 16], generator=gen)
+    c = torch.nn.functional.one_hot(torch.arange(batch) % 3, 3).float()
+    for psi, cutoff in ((0.7, None), (0.7, 2), (1.0, None)):
+        d = bench.max_abs_diff(ref, ours, z, c, psi=psi, cutoff=cutoff)
+        # values reach the clamp (hundreds), where one float32 ulp is already ~3e-5: compare relative to scale
+        assert d["w"] <= TOL and d["image"] <= TOL * max(1.0, d["image_absmax"] / 10), (psi, cutoff, d)
+    unclamped = Generator(dataclasses.replace(cfg, conv_clamp=None)).eval()
+    unclamped.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(unclamped(z, c), ours(z, c), atol=1e-2)
+
+
+def test_random_noise_mode_matches_with_same_seed(bench, nv):
+    ref, ours = bench.make_pair(nv, tiny(), seed=4)
+    z = torch.randn([2, 16], generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ws = ref.mapping(z, None)
+        torch.manual_seed(6)
+        a = ref.synthesis(ws, noise_mode="random")
+        torch.manual_seed(6)
+        b = ours.synthesis(ws, noise_mode="random")
+    assert (a - b).abs().max().item() <= TOL
+
+
+def test_portable_path_builds_no_cuda_plugin(bench, nv):
+    ref, _ = bench.make_pair(nv, tiny(), seed=7)
+    with torch.no_grad():
+        ref(torch.randn([1, 16]), None)
+    assert not bench.plugins_built(nv)
