@@ -27,7 +27,7 @@ files) or a checkpoint, whose images are generated from seeds SEED-OFFSET .. SEE
 batches and quantised to 8 bits exactly as 'gancraft sample' saves them. Scores only compare
 under the same extractor and resize convention; both are printed and stored in statistics files.
 The Inception weights (pt_inception-2015-12-05-6726825d.pth) are downloaded by pytorch-fid on
-first use; offline, pass --weights PATH.
+first use; offline, pass --weights PATH. A source folder named 'stats' is written ./stats.
 """
 
 
@@ -104,8 +104,8 @@ class FidGroup(click.Group):
             args = ["compare", *args]
         return super().parse_args(ctx, args)
 
-    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "A B [OPTIONS]  |  stats SRC -o STATS.npz [OPTIONS]")
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return ["A B [OPTIONS]  |  stats SRC -o STATS.npz [OPTIONS]"]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # The comparing form is the default one, so its options are the ones to show here.
@@ -115,14 +115,17 @@ class FidGroup(click.Group):
         self.format_commands(ctx, formatter)
 
 
-@click.group("fid", cls=FidGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-def command() -> None:
-    """Frechet distance (FID, FD-CLIP, FD with your own network) and KID between two sources.
+HELP = """Frechet distance (FID, FD-CLIP, FD with your own network) and KID between two sources.
 
-    \b
-    gancraft fid A B [OPTIONS]            score A against B (options below)
-    gancraft fid stats SRC -o OUT.npz     write the statistics of SRC (gancraft fid stats --help)
-    """
+\b
+gancraft fid A B [OPTIONS]            score A against B (options below)
+gancraft fid stats SRC -o OUT.npz     write the statistics of SRC (gancraft fid stats --help)
+"""
+
+
+@click.group("fid", cls=FidGroup, help=HELP, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+def command() -> None:
+    pass
 
 
 @command.command("compare", hidden=True, epilog=EPILOG)
