@@ -27,7 +27,7 @@ from ..train import distributed as tdist
 from .features import FeatureExtractor, features_from_batches, iter_image_batches, list_images
 from .fid import FeatureStats, RunningStats, check_comparable, fid_from_stats, kernel_inception_distance, load_stats
 
-SourceLike = str | os.PathLike | Checkpoint | FeatureStats
+SourceLike = "str | os.PathLike | Checkpoint | FeatureStats | Source"
 
 
 @dataclass
@@ -286,7 +286,7 @@ def write_domain_stats(
     info = options.get("dist") or tdist.DistInfo()
     names = domain_list(src, domain)
     out = Path(output)
-    if names == [domain] and (domain is None or domain != "all"):
+    if domain is None or (domain != "all" and "," not in domain):
         targets = [(domain, out)]
     else:
         if out.exists() and not out.is_dir():
