@@ -27,9 +27,6 @@ from ..train import distributed as tdist
 from .features import FeatureExtractor, features_from_batches, iter_image_batches, list_images
 from .fid import FeatureStats, RunningStats, check_comparable, fid_from_stats, kernel_inception_distance, load_stats
 
-SourceLike = "str | os.PathLike | Checkpoint | FeatureStats | Source"
-
-
 @dataclass
 class Source:
     """What a command-line source turned out to be. `label` names it in messages ('A', a path)."""
@@ -39,6 +36,9 @@ class Source:
     path: Path | None = None
     checkpoint: Checkpoint | None = None
     stats: FeatureStats | None = None
+
+
+SourceLike = str | os.PathLike | Checkpoint | FeatureStats | Source
 
 
 def open_source(source: SourceLike, label: str | None = None) -> Source:
