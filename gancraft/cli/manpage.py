@@ -39,9 +39,10 @@ def _options(cmd: click.Command, ctx: click.Context) -> list[str]:
     return out
 
 
-def render(cmd: click.Command, name: str, ctx: click.Context) -> str:
+def render(cmd: click.Command, name: str, ctx: click.Context, options_from: click.Command | None = None) -> str:
+    """One page; `options_from` supplies the options when a group routes to a hidden default command."""
     full = "gancraft" if name == "gancraft" else f"gancraft {name}"
-    page = "gancraft" if name == "gancraft" else f"gancraft-{name}"
+    page = "gancraft" if name == "gancraft" else "gancraft-" + name.replace(" ", "-")
     usage = " ".join(cmd.collect_usage_pieces(ctx))
     help_text = (cmd.help or "").strip()
     short = help_text.splitlines()[0] if help_text else ""
@@ -59,10 +60,15 @@ def render(cmd: click.Command, name: str, ctx: click.Context) -> str:
             lines += [".PP", ".nf", _esc(para[2:]), ".fi"]
         else:
             lines += [".PP", _esc(" ".join(line.strip() for line in para.splitlines()))]
-    opts = _options(cmd, ctx)
+    opts = _options(options_from or cmd, ctx)
     if opts:
         lines += [".SH OPTIONS", *opts]
-    if isinstance(cmd, click.Group):
+    if cmd.epilog:
+        lines += [".SH EXAMPLES", ".nf", _esc(click.unstyle(cmd.epilog.replace("\b\n", "")).strip()), ".fi"]
+    if isinstance(cmd, click.Group) and name != "gancraft":
+        subs = [s for s in cmd.list_commands(ctx) if not cmd.get_command(ctx, s).hidden]
+        lines += [".SH SEE ALSO", ", ".join(f"\\fBgancraft\\-{name}\\-{s}\\fR(1)" for s in subs) + ", \\fBgancraft\\fR(1)"]
+    elif isinstance(cmd, click.Group):
         lines += [".SH COMMANDS"]
         for sub in cmd.list_commands(ctx):
             subcmd = cmd.get_command(ctx, sub)
@@ -84,7 +90,16 @@ def pages() -> dict[str, str]:
     for name in cli.list_commands(root_ctx):
         cmd = cli.get_command(root_ctx, name)
         ctx = click.Context(cmd, info_name=name, parent=root_ctx)
-        out[f"gancraft-{name}.1"] = render(cmd, name, ctx)
+        default = None
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(ctx):
+                subcmd = cmd.get_command(ctx, sub)
+                sub_ctx = click.Context(subcmd, info_name=sub, parent=ctx)
+                if subcmd.hidden:
+                    default = subcmd  # the group's own form (e.g. `fid A B`)
+                else:
+                    out[f"gancraft-{name}-{sub}.1"] = render(subcmd, f"{name} {sub}", sub_ctx)
+        out[f"gancraft-{name}.1"] = render(cmd, name, ctx, options_from=default)
     return out
 
 
