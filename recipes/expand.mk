@@ -1,0 +1,50 @@
+# Domain expansion on the bundled example models: the face model absorbs the cat and dog models.
+#
+#   make -f recipes/expand.mk expand EXAMPLES=examples OUT=out/expand
+#
+# The example models were trained from scratch, so cat and dog are not fine-tuned children of
+# face; a `model` task only needs "same z -> that model's image", so they serve as targets as
+# they are (a harder job than a true child, which differs from the parent only in style).
+# Every step is a file target: a second `make` does nothing, an interrupted expansion resumes
+# from its run folder's last snapshot.
+# Variables: EXAMPLES (folder with face.st, cat.st, dog.st), OUT, GANCRAFT, EXPAND_PARENT,
+# EXPAND_TARGETS, EXPAND_KIMG, EXPAND_FLAGS.
+
+EXAMPLES ?= examples
+OUT ?= out/expand
+GANCRAFT ?= gancraft
+EXPAND_PARENT ?= face
+EXPAND_TARGETS ?= cat dog
+EXPAND_KIMG ?= 8
+EXPAND_FLAGS ?= --batch 8 --distance 20 --quiet
+
+EXPAND_MODEL := $(OUT)/$(EXPAND_PARENT)-expanded.st
+EXPAND_DOMAINS := base $(EXPAND_TARGETS)
+EXPAND_TASKS := $(foreach t,$(EXPAND_TARGETS),--task $(t):model:$(EXAMPLES)/$(t).st)
+EXPAND_GRIDS := $(foreach d,$(EXPAND_DOMAINS),$(OUT)/samples-$(d).png)
+EXPAND_EMPTY :=
+EXPAND_SPACE := $(EXPAND_EMPTY) $(EXPAND_EMPTY)
+EXPAND_COMMA := ,
+
+.PHONY: expand
+expand: $(OUT)/report.txt $(EXPAND_GRIDS) $(OUT)/samples-$(subst $(EXPAND_SPACE),+,$(EXPAND_TARGETS)).png \
+        $(OUT)/traversal.mp4
+
+$(OUT)/$(EXPAND_PARENT)-sefa.st: $(EXAMPLES)/$(EXPAND_PARENT).st
+	mkdir -p $(OUT)
+	$(GANCRAFT) sefa $< --layers first -o $@ --force
+
+# the report (before/after table) is written by the same run as the model
+$(EXPAND_MODEL) $(OUT)/report.txt &: $(EXAMPLES)/$(EXPAND_PARENT).st $(OUT)/$(EXPAND_PARENT)-sefa.st \
+        $(foreach t,$(EXPAND_TARGETS),$(EXAMPLES)/$(t).st)
+	$(GANCRAFT) expand $< --sefa $(OUT)/$(EXPAND_PARENT)-sefa.st $(EXPAND_TASKS) --kimg $(EXPAND_KIMG) \
+	  $(EXPAND_FLAGS) --run-dir $(OUT)/expand-run $(if $(wildcard $(OUT)/expand-run/run.json),--resume) \
+	  --report $(OUT)/report.txt -o $(EXPAND_MODEL) --force
+
+$(OUT)/samples-%.png: $(EXPAND_MODEL)
+	$(GANCRAFT) sample $< --domain $* --seeds 0-15 -o $(OUT)/samples-$* --grid $@ --force >/dev/null
+
+# one cell per seed, morphing base -> each new domain
+$(OUT)/traversal.mp4: $(EXPAND_MODEL)
+	$(GANCRAFT) render $< --domains $(subst $(EXPAND_SPACE),$(EXPAND_COMMA),$(EXPAND_DOMAINS)) --seeds 0-3 \
+	  --frames 60 -o $@ --force >/dev/null
