@@ -10,6 +10,8 @@ from ..nets.config import config_to_dict
 from .core import Checkpoint
 
 _RES = re.compile(r"(?:^|\.)b(\d+)\.")
+# tensors outside G/D that are networks or parameters of their own (hyper-network, per-domain vectors)
+_EXTRA_NETS = ("hyper", "domain_vectors")
 
 
 def tensor_resolution(name: str) -> int | None:
@@ -44,6 +46,10 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
         sd = ckpt.state_dict(net)
         params = sum(v.numel() for k, v in sd.items() if not _is_buffer(k))
         out["networks"][net] = {"tensors": len(sd), "parameters": params}
+    for net in _EXTRA_NETS:
+        own = [v for k, v in ckpt.tensors.items() if k.startswith(net + ".")]
+        if own:
+            out["networks"][net] = {"tensors": len(own), "parameters": sum(v.numel() for v in own)}
     bad = ckpt.non_finite()
     if bad:
         out["warnings"].append(f"{len(bad)} tensors hold NaN or Inf (first: {bad[0]})")
@@ -51,6 +57,9 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
         out["warnings"].append("w_avg was not in the file; it was estimated from 10,000 samples")
     style_dim = sum(ch for r in res for ch in _conv_inputs(g, r))
     out["domain_vector_dim"] = style_dim
+    out["domain_parameters"] = _domain_parameters(ckpt)
+    if isinstance(ckpt.extra.get("hyper"), dict):
+        out["hyper"] = _hyper_summary(ckpt, out["networks"].get("hyper"))
     if layers:
         out["layers"] = [
             {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
@@ -58,6 +67,31 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
             for k, v in ckpt.tensors.items()
         ]
     return out
+
+
+def _domain_parameters(ckpt: Checkpoint) -> dict[str, int]:
+    """What each stored domain costs in parameters of its own: a domain vector's size; 0 for hyper
+    domains (predicted from text by the shared hyper-network), classes and subspaces."""
+    out: dict[str, int] = {}
+    for name, d in (ckpt.domains or {}).items():
+        tensor = ckpt.tensors.get(d.get("tensor")) if isinstance(d, dict) and d.get("kind") == "vector" else None
+        out[name] = tensor.numel() if tensor is not None else 0
+    return out
+
+
+def _hyper_summary(ckpt: Checkpoint, net: dict | None) -> dict[str, Any]:
+    info = ckpt.extra["hyper"]
+    prompts = info.get("prompts") or []
+    return {
+        "parameters": net["parameters"] if net else 0,
+        "architecture": info.get("architecture"),
+        "clip_model": info.get("clip_model"),
+        "clip": info.get("clip"),
+        "prompts": len(prompts),
+        "prompt_list": list(prompts),
+        "source_prompt": info.get("source_prompt"),
+        "steps": info.get("steps"),
+    }
 
 
 def _conv_inputs(g, res: int) -> list[int]:

@@ -34,10 +34,19 @@ def command(checkpoint: str, layers: bool, as_json: bool) -> None:
     for net, n in info["networks"].items():
         click.echo(f"{net:<14}{n['parameters']:,} parameters in {n['tensors']} tensors")
     click.echo(f"domain vector {info['domain_vector_dim']:,} parameters per domain (one scale per conv input channel)")
+    if "hyper" in info:
+        h = info["hyper"]
+        arch = h["architecture"] or {}
+        click.echo(f"hyper-network {h['parameters']:,} parameters: CLIP text {arch.get('embed_dim', '?')} -> "
+                   f"{arch.get('depth', '?')} x {arch.get('width', '?')} -> {len(arch.get('style_dims', []))} "
+                   f"heads ({sum(arch.get('style_dims', [])):,} values)")
+        click.echo(f"  CLIP {h['clip_model']} ({h['clip']}); {h['prompts']} training prompts, "
+                   f"source prompt {h['source_prompt']!r}; any text works with --prompt")
     if info["domains"]:
         click.echo("domains")
         for name, d in info["domains"].items():
-            click.echo(f"  {name:<12}{_describe_domain(d)}")
+            cost = info["domain_parameters"].get(name, 0)
+            click.echo(f"  {name:<12}{_describe_domain(d)}" + (f" ({cost:,} parameters)" if cost else ""))
     if info["history"]:
         click.echo("history")
         for i, h in enumerate(info["history"], 1):
@@ -65,4 +74,6 @@ def _describe_domain(d: dict) -> str:
         return f"repurposed subspace: SeFA direction {d.get('index', '?')}, distance {d.get('distance')}"
     if kind == "vector":
         return f"domain vector {d['tensor']}"
+    if kind == "hyper":
+        return "hyper-network prompt (vector predicted from the text)"
     return json.dumps(d)

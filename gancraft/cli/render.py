@@ -15,10 +15,11 @@ from ..io_util import check_output_path
 from ..latent import domains as dom
 from ..latent.files import load_direction
 from ..latent.generate import (NOISE_MODES, domain_morph_plan, interpolation_plan, render_frames,
-                               traversal_plan)
+                               style_scale_plan, traversal_plan)
 from ..latent.seeds import parse_seeds
 from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
+from ..train.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, resolve_device
 
 EPILOG = """\b
@@ -28,12 +29,16 @@ Examples:
   gancraft render ffhq.pkl --direction ffhq.sefa.st:0 --range -3:3 --seeds 1-4 -o pose.mp4
   gancraft render union.st --domains ffhq,cat,dog --seeds 1,2,3 --loop -o morph.mp4
   gancraft render union.st --seeds 5,6 --domain cat -o frames/                    # PNG frames
+  gancraft render ffhq-hyper.st --prompts "a photo,a pencil sketch,a bronze statue" \
+      --clip-weights ViT-B-32.pt --seeds 1,2 -o styles.mp4                       # morph between texts
 
 \b
 Modes: interpolation (default): each --seeds option is one cell walking through its seeds;
 --direction: each seed is a cell moving along the direction over --range; --domains: each
 seed is a cell morphing through the domains (class embeddings, repurposed shifts or domain
-vectors are interpolated). Several cells make a grid video (--cols to arrange it).
+vectors are interpolated); --prompts (hyper-network models): each seed is a cell morphing
+through the domains of the texts. One --prompt picks the domain of the other modes.
+Several cells make a grid video (--cols to arrange it).
 """
 
 
@@ -69,6 +74,17 @@ def _parse_range(text: str) -> tuple[float, float]:
 @click.option("--domains", default=None, metavar="A,B,...", help="Morph through these domains ('all' for every one).")
 @click.option("--domain", "--class", "domain", default=None, metavar="NAME",
               help="Domain for interpolation/traversal in a multi-domain model [default: its first domain].")
+@click.option("--prompts", "prompt_csv", default=None, metavar="A,B,...",
+              help="Hyper-network models: morph through the domains of these texts (comma separated).")
+@click.option("--prompt", "prompt_items", multiple=True, metavar="TEXT",
+              help="One text domain for interpolation/traversal; repeated, a morph like --prompts "
+                   "(texts may then hold commas).")
+@click.option("--prompt-space", type=click.Choice(["vector", "text"]), default="vector", show_default=True,
+              help="Morph by blending the prompts' domain vectors, or by walking between their CLIP text "
+                   "embeddings (every frame a domain of its own).")
+@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].")
+@click.option("--download-clip", is_flag=True, help="Allow open_clip to download the CLIP weights.")
 @click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI", help="Truncation psi.")
 @click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
               help="Truncate only the first N ws.")
@@ -81,7 +97,9 @@ def _parse_range(text: str) -> tuple[float, float]:
 @device_option
 @force_option
 def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, frames: int, fps: float, loop: bool,
-            direction: str | None, alpha_range: str, domains: str | None, domain: str | None, psi: float,
+            direction: str | None, alpha_range: str, domains: str | None, domain: str | None,
+            prompt_csv: str | None, prompt_items: tuple[str, ...], prompt_space: str, clip_weights: str | None,
+            download_clip: bool, psi: float,
             trunc_cutoff: int | None, noise_mode: str, batch_size: int, cols: int | None, quality: float,
             device: str | None, force: bool) -> None:
     """Render a video from CKPT: latent interpolation, a direction traversal, or a cross-domain morph."""
@@ -89,6 +107,14 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
         raise GancraftError("--direction and --domains exclude each other")
     if domains is not None and domain is not None:
         raise GancraftError("--domain and --domains exclude each other (a morph runs through --domains)")
+    prompts = _prompt_list(prompt_csv, prompt_items)
+    morph_prompts = len(prompts) > 1 or prompt_csv is not None
+    if prompts and (domain is not None or domains is not None):
+        raise GancraftError("--prompt/--prompts and --domain/--domains exclude each other")
+    if morph_prompts and direction is not None:
+        raise GancraftError("--direction and a prompt morph exclude each other (give one --prompt to traverse)")
+    if morph_prompts and len(prompts) < 2:
+        raise GancraftError("--prompts: a morph needs at least two prompts")
     out = Path(output)
     if out.suffix and out.suffix.lower() not in (".mp4", ".gif"):
         raise GancraftError(f"{out}: unsupported video extension {out.suffix!r}; use .mp4, .gif or a folder")
@@ -98,7 +124,7 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
         raise GancraftError(f"{out}: is a file, expected a folder for the frames")
     elif not out.exists() and not out.parent.is_dir():
         raise GancraftError(f"{out}: folder {out.parent} does not exist")
-    multiple = direction is None and domains is None
+    multiple = direction is None and domains is None and not morph_prompts
     lists = [parse_seeds(s, "--seeds", allow_duplicates=multiple) for s in (seed_lists or ("0,1",))]
     lo, hi = _parse_range(alpha_range) if direction is not None else (0.0, 0.0)
     picked = load_direction(direction) if direction is not None else None
@@ -106,12 +132,21 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
     model = load(ckpt)
     dev = resolve_device(device)
     G = model.generator(device=dev)
-    if domains is not None:
-        specs = dom.resolve_domains(model, domains, G, option="--domains")
+    get_prompts = dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip)
+    if prompts and not has_hyper(model):
+        dom.prompt_domain(model, prompts[0], G, prompts=get_prompts)  # raises: the model has no hyper-network
+    if morph_prompts:
+        vectors = dom.prompt_morph_vectors(get_prompts(), prompts, frames, loop, prompt_space)
+        plan = style_scale_plan(G, [s for lst in lists for s in lst], vectors, psi, trunc_cutoff)
+    elif domains is not None:
+        specs = dom.resolve_domains(model, domains, G, option="--domains", prompts=get_prompts)
         seeds = [s for lst in lists for s in lst]
         plan = domain_morph_plan(G, seeds, specs, frames, loop, psi, trunc_cutoff)
     else:
-        spec = _single_domain(model, domain, G)
+        if prompts:
+            spec = dom.prompt_domain(model, prompts[0], G, prompts=get_prompts)
+        else:
+            spec = _single_domain(model, domain, G, get_prompts)
         if picked is not None:
             plan = traversal_plan(G, [s for lst in lists for s in lst], picked, lo, hi, frames, loop, spec,
                                   psi, trunc_cutoff)
@@ -130,7 +165,16 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
     emit_path(write_video(video_frames(), out, fps=fps, quality=quality, force=force, progress=True, total=frames))
 
 
-def _single_domain(model, name: str | None, G) -> dom.DomainSpec | None:
+def _prompt_list(csv: str | None, items: tuple[str, ...]) -> list[str]:
+    if csv is not None and items:
+        raise GancraftError("give --prompts A,B,... or repeated --prompt, not both")
+    prompts = [p.strip() for p in csv.split(",")] if csv is not None else [p.strip() for p in items]
+    if any(not p for p in prompts):
+        raise GancraftError("--prompt/--prompts: empty prompt text")
+    return prompts
+
+
+def _single_domain(model, name: str | None, G, get_prompts: dom.PromptSource) -> dom.DomainSpec | None:
     if not dom.is_multi_domain(model):
         if name is not None:
             dom.resolve_domain(model, name, G)  # raises: the model has no domains
@@ -140,4 +184,4 @@ def _single_domain(model, name: str | None, G) -> dom.DomainSpec | None:
         log(f"domain: {name} (choose another with --domain)")
     if name == "all" or "," in name:
         raise GancraftError(f"--domain {name!r}: give one domain here; use --domains a,b,... for a morph")
-    return dom.resolve_domain(model, name, G)
+    return dom.resolve_domain(model, name, G, prompts=get_prompts)

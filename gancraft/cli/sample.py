@@ -20,6 +20,7 @@ from ..latent.files import Latents, load_latents, parse_edit, save_latents
 from ..latent.generate import NOISE_MODES, generate, layer_indices, resolution_indices, style_mix
 from ..latent.seeds import parse_seeds
 from ..media.images import ImageWriter, make_grid, save_png, seed_filename, to_uint8
+from ..train.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, resolve_device
 
 EPILOG = """\b
@@ -28,12 +29,15 @@ Examples:
   gancraft sample ffhq.pkl --seeds 0-15 --trunc 0.7 --grid sheet.png --latents z.npz -o out/
   gancraft sample union.st --domain all --seeds 0-7 --grid domains.png   # one row per domain
   gancraft sample union.st --domain cat+dog --seeds 1,5,9 -o out/        # composed domains
+  gancraft sample ffhq-hyper.st --prompt "a pencil sketch" --prompt "a bronze statue" \
+      --clip-weights ViT-B-32.pt --seeds 0-7 -o out/                        # any text, one folder each
   gancraft sample ffhq.pkl --from-latents z.npz -o again/                # the same pixels again
   gancraft sample ffhq.pkl --from-latents z.npz --edit ffhq.sefa.st:3:2.5 -o edited/
   gancraft sample ffhq.pkl --mix-rows 85,100,75 --mix-cols 55,821,1789 --mix-res 4-32 -o mix.png
 
 \b
-Files: DIR/seed0042.png; models with domains write DIR/<domain>/seed0042.png.
+Files: DIR/seed0042.png; models with domains write DIR/<domain>/seed0042.png; a prompt's
+folder is its text with spaces and other unsafe characters replaced by '_'.
 Latents (.npz): z, w (exactly what was synthesised, float32), seeds, domain, batch.
 Same latents at the same --batch give identical pixels; across batch sizes, equal to ~1e-5.
 """
@@ -60,6 +64,12 @@ def _image_name(seed: int, row: int) -> str:
 @device_option
 @click.option("--domain", "--class", "domain", default=None, metavar="NAME|all",
               help="Domain(s) of a multi-domain model: a name, 'a+b', a comma list or 'all' [default: all].")
+@click.option("--prompt", "prompts", multiple=True, metavar="TEXT",
+              help="Hyper-network models (gancraft hyper): a domain described by any text, seen in training "
+                   "or not. Repeatable; with --domain, adds to those domains [default: --domain's default].")
+@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].")
+@click.option("--download-clip", is_flag=True, help="Allow open_clip to download the CLIP weights.")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
               help="Also write one contact sheet (one row per domain for multi-domain models).")
 @click.option("--grid-cols", type=click.IntRange(min=1), default=None,
@@ -78,7 +88,8 @@ def _image_name(seed: int, row: int) -> str:
 @force_option
 def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str | None, psi: float | None,
             trunc_cutoff: int | None, noise_mode: str, batch_size: int | None, device: str | None,
-            domain: str | None, grid: str | None, grid_cols: int | None, latents_out: str | None,
+            domain: str | None, prompts: tuple[str, ...], clip_weights: str | None, download_clip: bool,
+            grid: str | None, grid_cols: int | None, latents_out: str | None,
             edits: tuple[str, ...], mix_rows: str | None, mix_cols: str | None, mix_layers: str | None,
             mix_res: str | None, force: bool) -> None:
     """Generate images from CKPT for seeds or stored latents.
@@ -90,10 +101,13 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     other cell the row seed with the column seed's styles at the mixed layers.
     """
     dev = resolve_device(device)
+    _check_prompts(prompts)
+    prompt_args = (prompts, clip_weights, download_clip)
     mixing = mix_rows is not None or mix_cols is not None
     if mixing:
         _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid,
-                      latents_out, psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force)
+                      latents_out, psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force,
+                      prompt_args)
         return
     if mix_layers is not None or mix_res is not None:
         raise GancraftError("--mix-layers/--mix-res need --mix-rows and --mix-cols")
@@ -102,8 +116,8 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     if from_latents is not None:
         if seeds is not None:
             raise GancraftError("--seeds and --from-latents exclude each other")
-        if domain is not None or psi is not None or trunc_cutoff is not None:
-            raise GancraftError("--domain/--trunc/--trunc-cutoff do not apply to --from-latents "
+        if domain is not None or prompts or psi is not None or trunc_cutoff is not None:
+            raise GancraftError("--domain/--prompt/--trunc/--trunc-cutoff do not apply to --from-latents "
                                 "(the stored w already carries them)")
     seed_list = parse_seeds(seeds if seeds is not None else "0-7")
     parsed_edits = [parse_edit(e) for e in edits]
@@ -113,12 +127,13 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
 
     model = load(ckpt)
     G = model.generator(device=dev)
+    get_prompts = dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip)
     stored = load_latents(from_latents) if from_latents is not None else None
     if stored is not None:
-        jobs = _jobs_from_latents(model, G, stored, from_latents)
+        jobs = _jobs_from_latents(model, G, stored, from_latents, get_prompts)
         batch = batch_size or stored.batch or 8
     else:
-        jobs = [(spec, seed_list, None) for spec in dom.resolve_domains(model, domain, G)]
+        jobs = [(spec, seed_list, None) for spec in _specs(model, G, domain, prompts, get_prompts)]
         batch = batch_size or 8
     multi = dom.is_multi_domain(model)
     out_dir = Path(output) if output is not None else None
@@ -173,15 +188,45 @@ def _stack_z(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([p if p.shape[1] == width else np.zeros((p.shape[0], width), np.float32) for p in parts])
 
 
-def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents, source: str) -> list:
-    """Group stored rows by domain, keeping file order within each group."""
+def _check_prompts(prompts: tuple[str, ...]) -> None:
+    if any(not p.strip() for p in prompts):
+        raise GancraftError("--prompt: expected non-empty text")
+    folders: dict[str, str] = {}
+    for p in prompts:
+        folder = dom.prompt_folder_name(p)
+        if folder in folders:
+            what = "is given twice" if folders[folder] == p else f"and {folders[folder]!r} share one folder name"
+            raise GancraftError(f"--prompt {p!r} {what} ({folder}); reword one")
+        folders[folder] = p
+
+
+def _specs(model, G: torch.nn.Module, domain: str | None, prompts: tuple[str, ...],
+           get_prompts: dom.PromptSource) -> list[dom.DomainSpec]:
+    """--domain's specs (all of them by default, unless only prompts are asked for), then one per --prompt."""
+    specs = dom.resolve_domains(model, domain, G, prompts=get_prompts) if domain is not None or not prompts else []
+    specs += [dom.prompt_domain(model, p, G, prompts=get_prompts) for p in prompts]
+    folders = [dom.check_folder_name(s) for s in specs if s.name]
+    if len(set(folders)) != len(folders):
+        clash = next(f for f in folders if folders.count(f) > 1)
+        raise GancraftError(f"two domains would write to the same folder {clash!r}; reword the --prompt")
+    return specs
+
+
+def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents, source: str,
+                       get_prompts: dom.PromptSource) -> list:
+    """Group stored rows by domain, keeping file order within each group.
+
+    A name outside the domain table of a hyper-network model is a prompt that was given with --prompt.
+    """
     groups: dict[str, list[tuple[int, int]]] = {}
     for i, (seed, name) in enumerate(zip(stored.seeds.tolist(), stored.domains)):
         groups.setdefault(name, []).append((int(seed), i))
     jobs = []
     for name, rows in groups.items():
-        if name:
-            spec = dom.resolve_domain(model, name, G, option=f"{source}: domain")
+        if name and has_hyper(model) and name not in (model.domains or {}):
+            spec = dom.prompt_domain(model, name, G, prompts=get_prompts, option=f"{source}: domain")
+        elif name:
+            spec = dom.resolve_domain(model, name, G, option=f"{source}: domain", prompts=get_prompts)
         else:
             spec = dom.DomainSpec(name="")
         ws = torch.from_numpy(stored.w[[i for _, i in rows]])
@@ -240,7 +285,7 @@ def _contact_sheet(images: list[np.ndarray], jobs: list, multi: bool, cols: int 
 
 
 def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid, latents_out,
-                  psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force) -> None:
+                  psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force, prompt_args) -> None:
     if mix_rows is None or mix_cols is None:
         raise GancraftError("style mixing needs both --mix-rows and --mix-cols")
     for name, value in (("--seeds", seeds), ("--from-latents", from_latents), ("--grid", grid),
@@ -258,9 +303,10 @@ def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, 
     check_output_path(output, force=force, inputs=(ckpt,))
     model = load(ckpt)
     G = model.generator(device=dev)
-    specs = dom.resolve_domains(model, domain, G)
+    prompts, clip_weights, download_clip = prompt_args
+    specs = _specs(model, G, domain, prompts, dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip))
     if len(specs) != 1:
-        raise GancraftError(f"style mixing uses one domain; choose one with --domain "
+        raise GancraftError(f"style mixing uses one domain; choose one with --domain or --prompt "
                             f"(known: {', '.join(dom.domain_names(model))})")
     layers = (layer_indices(G, mix_layers) if mix_layers is not None
               else resolution_indices(G, mix_res if mix_res is not None else "4-32"))

@@ -8,6 +8,9 @@ A domain table (``ckpt.domains``) maps a name to one of:
   (onto the base subspace, which passes through w_avg), then moved by s along its own direction.
 - ``{"kind": "vector", "tensor": "domain_vectors.<name>"}``: domain-vector model; the tensor
   scales every conv style by (1 + d).
+- ``{"kind": "hyper", "prompt": "<text>"}``: a training prompt of a `gancraft hyper` model; its
+  domain vector is predicted from the CLIP embedding of the text, so resolving it needs CLIP
+  weights. Any other text becomes a domain of such a model through `prompt_domain`.
 
 Names may be composed with '+' ('sketch+sumo'): class vectors, shifts and style scales add.
 A conditional model without a table takes class indices as names ('3' or 'class3').
@@ -15,16 +18,25 @@ A conditional model without a table takes class indices as names ('3' or 'class3
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 import torch
 
 from ..errors import GancraftError
 
+if TYPE_CHECKING:
+    from .prompts import PromptVectors
+
+# a PromptVectors, or a zero-argument function building one: CLIP then loads only if a prompt is resolved
+PromptSource = Union["PromptVectors", Callable[[], "PromptVectors"]]
+
 _CLASS_NAME = re.compile(r"^(?:class)?(\d+)$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_.\-]+")
+_FOLDER_MAX = 80
 
 
 @dataclass
@@ -41,6 +53,7 @@ class DomainSpec:
     basis: torch.Tensor | None = None
     mean_component: torch.Tensor | None = None
     shift: torch.Tensor | None = None
+    folder: str | None = None  # set where `name` is free text (prompts) that is not itself a folder name
 
     @property
     def transforms_w(self) -> bool:
@@ -63,24 +76,54 @@ def is_multi_domain(ckpt: Any) -> bool:
     return bool(ckpt.domains) or ckpt.g_config.c_dim > 0
 
 
-def resolve_domains(ckpt: Any, names: str | None, G: torch.nn.Module, option: str = "--domain") -> list[DomainSpec]:
+def lazy_prompt_vectors(ckpt: Any, clip_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                        download: bool = False, clip: Any = None) -> Callable[[], "PromptVectors"]:
+    """A function returning the checkpoint's PromptVectors, built (CLIP loaded) on the first call only."""
+    built: list = []
+
+    def get() -> "PromptVectors":
+        if not built:
+            from .prompts import PromptVectors
+
+            built.append(PromptVectors(ckpt, clip_weights, device=device, clip=clip, download=download))
+        return built[0]
+    return get
+
+
+def _prompt_getter(ckpt: Any, prompts: PromptSource | None,
+                   clip_weights: str | os.PathLike | None) -> Callable[[], "PromptVectors"]:
+    if prompts is None:
+        return lazy_prompt_vectors(ckpt, clip_weights)
+    if hasattr(prompts, "vectors"):
+        return lambda: prompts
+    return prompts
+
+
+def resolve_domains(ckpt: Any, names: str | None, G: torch.nn.Module, option: str = "--domain",
+                    clip_weights: str | os.PathLike | None = None,
+                    prompts: PromptSource | None = None) -> list[DomainSpec]:
     """Resolve 'all', one name, 'a+b' or a comma list into specs; None picks the model's default.
 
     The default for a multi-domain model is every domain; for a plain model, one unnamed spec.
+    Hyper-network domains need CLIP: `prompts` (a PromptVectors or a function making one) or
+    `clip_weights`; CLIP is loaded once for all of them, and only if one is asked for.
     """
+    get = _prompt_getter(ckpt, prompts, clip_weights)
     if names is None or names == "all":
         if not is_multi_domain(ckpt):
             return [DomainSpec(name="")]
-        return [resolve_domain(ckpt, n, G, option) for n in domain_names(ckpt)]
+        return [resolve_domain(ckpt, n, G, option, prompts=get) for n in domain_names(ckpt)]
     items = [n.strip() for n in names.split(",")]
     if any(not n for n in items):
         raise GancraftError(f"{option} {names!r}: empty domain name in the list")
     if len(set(items)) != len(items):
         raise GancraftError(f"{option} {names!r}: a domain appears more than once")
-    return [resolve_domain(ckpt, n, G, option) for n in items]
+    return [resolve_domain(ckpt, n, G, option, prompts=get) for n in items]
 
 
-def resolve_domain(ckpt: Any, name: str, G: torch.nn.Module, option: str = "--domain") -> DomainSpec:
+def resolve_domain(ckpt: Any, name: str, G: torch.nn.Module, option: str = "--domain",
+                   clip_weights: str | os.PathLike | None = None,
+                   prompts: PromptSource | None = None) -> DomainSpec:
     """One domain (or an 'a+b' composition) of `ckpt` as a DomainSpec for generator `G`."""
     where = f"{ckpt.path}: " if getattr(ckpt, "path", None) else ""
     if not is_multi_domain(ckpt):
@@ -88,14 +131,71 @@ def resolve_domain(ckpt: Any, name: str, G: torch.nn.Module, option: str = "--do
     parts = [p.strip() for p in name.split("+")]
     if any(not p for p in parts):
         raise GancraftError(f"{option} {name!r}: empty part in a '+' composition")
-    specs = [_resolve_one(ckpt, p, G, option, where) for p in parts]
+    get = _prompt_getter(ckpt, prompts, clip_weights)
+    specs = [_resolve_one(ckpt, p, G, option, where, get) for p in parts]
     out = specs[0]
     for s in specs[1:]:
         out = _compose(out, s)
-    return replace(out, name=name)
+    return replace(out, name=name, folder=prompt_folder_name(name) if any(s.folder for s in specs) else None)
 
 
-def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: str) -> DomainSpec:
+def prompt_folder_name(text: str) -> str:
+    """A folder name for free text: runs of other characters become '_', at most 80 characters."""
+    name = _UNSAFE_RUN.sub("_", text.strip()).strip("._")[:_FOLDER_MAX].rstrip("._")
+    return name or "prompt"
+
+
+def prompt_domain(ckpt: Any, prompt: str, G: torch.nn.Module, clip_weights: str | os.PathLike | None = None,
+                  prompts: PromptSource | None = None, option: str = "--prompt") -> DomainSpec:
+    """The domain a hyper-network model predicts for any text, seen in training or not."""
+    from ..train.hyper import has_hyper
+
+    if not has_hyper(ckpt):
+        where = f"{ckpt.path}: " if getattr(ckpt, "path", None) else ""
+        raise GancraftError(f"{option} {prompt!r}: {where}model holds no hyper-network "
+                            "(train one with `gancraft hyper`)")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise GancraftError(f"{option}: expected non-empty text")
+    vec = _prompt_vector(_prompt_getter(ckpt, prompts, clip_weights)(), prompt, G)
+    return DomainSpec(name=prompt, style_scale=vec, folder=prompt_folder_name(prompt))
+
+
+def _prompt_vector(pv: "PromptVectors", prompt: str, G: torch.nn.Module) -> torch.Tensor:
+    vec = pv.vector(prompt).detach().to("cpu", torch.float32).reshape(-1)
+    if vec.numel() != G.synthesis.style_dim:
+        raise GancraftError(f"hyper-network predicts {vec.numel()} values, the generator's style width is "
+                            f"{G.synthesis.style_dim}")
+    return vec
+
+
+def prompt_morph_vectors(pv: "PromptVectors", prompts: Sequence[str], frames: int, loop: bool = False,
+                         space: str = "vector") -> torch.Tensor:
+    """[frames, style_dim] domain vectors moving through `prompts` in order (see PromptVectors.interpolate).
+
+    Frames are timed like every other morph (`frame_times`): without loop the first and last
+    frames are exactly the first and last prompts' vectors.
+    """
+    from .generate import frame_times
+
+    if len(prompts) < 2:
+        raise GancraftError("--prompts: a morph needs at least two prompts")
+    times = frame_times(len(prompts), frames, loop)
+    out = []
+    # one hyper-network call per keyframe pair, with all of that pair's frames
+    start = 0
+    while start < len(times):
+        i, j, _ = times[start]
+        end = start
+        while end < len(times) and times[end][:2] == (i, j):
+            end += 1
+        ts = [t for _, _, t in times[start:end]]
+        out.append(pv.interpolate(prompts[i], prompts[j], ts, space=space).detach().to("cpu", torch.float32))
+        start = end
+    return torch.cat(out)
+
+
+def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: str,
+                 prompts: Callable[[], "PromptVectors"]) -> DomainSpec:
     table = ckpt.domains or {}
     c_dim = ckpt.g_config.c_dim
     if not table:
@@ -132,8 +232,13 @@ def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: s
             raise GancraftError(f"{where}domain {name!r}: tensor {key} has {vec.numel()} values, "
                                 f"the generator's style width is {G.synthesis.style_dim}")
         return DomainSpec(name=name, style_scale=vec)
+    if kind == "hyper":
+        text = entry.get("prompt")
+        if not isinstance(text, str) or not text.strip():
+            raise GancraftError(f"{where}domain {name!r} (hyper) has no prompt text")
+        return DomainSpec(name=name, style_scale=_prompt_vector(prompts(), text, G), folder=prompt_folder_name(name))
     raise GancraftError(f"{where}domain {name!r} has unknown kind {kind!r} "
-                        "(expected class, base, repurposed or vector)")
+                        "(expected class, base, repurposed, vector or hyper)")
 
 
 def _one_hot(k: int, c_dim: int) -> torch.Tensor:
@@ -228,7 +333,12 @@ def interpolate_domains(a: DomainSpec, b: DomainSpec, t: float) -> DomainSpec:
 
 
 def check_folder_name(spec: DomainSpec) -> str:
-    """The folder name images of this domain go to; refuses names that are not safe as one path part."""
+    """The folder name images of this domain go to; refuses names that are not safe as one path part.
+
+    Prompt domains carry a sanitised folder name, since their names are free text.
+    """
+    if spec.folder:
+        return spec.folder
     if not _SAFE_NAME.match(spec.name.replace("+", "_")) or spec.name in (".", ".."):
         raise GancraftError(f"domain name {spec.name!r} cannot be used as a folder name")
     return spec.name

@@ -257,6 +257,17 @@ def domain_morph_plan(G: torch.nn.Module, seeds: Sequence[int], domains: Sequenc
     return out
 
 
+def style_scale_plan(G: torch.nn.Module, seeds: Sequence[int], scales: torch.Tensor, psi: float = 1.0,
+                     cutoff: int | None = None) -> list[Frame]:
+    """Each seed is a cell with fixed ws; frame f scales every cell's styles by scales[f] ([frames, style_dim]),
+    e.g. domain vectors moving between text prompts (`domains.prompt_morph_vectors`)."""
+    if scales.ndim != 2 or scales.shape[1] != G.synthesis.style_dim:
+        raise GancraftError(f"style scales have shape {tuple(scales.shape)}, expected [frames, "
+                            f"{G.synthesis.style_dim}]")
+    ws = map_latents(G, z_from_seeds(seeds, G.z_dim), None, psi, cutoff).cpu()
+    return [Frame(ws=ws, style_scale=s.reshape(1, -1).expand(len(seeds), -1).cpu()) for s in scales]
+
+
 def _rows(spec: DomainSpec | None, n: int) -> torch.Tensor | None:
     if spec is None or spec.style_scale is None:
         return None
