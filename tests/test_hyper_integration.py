@@ -174,6 +174,7 @@ def test_misuse_exits_2_with_one_line(hyper_path, plain_path, tmp_path, monkeypa
     assert "share one folder" in fails("sample", hyper_path, "--prompt", "a b", "--prompt", "a  b", "-o", out)
     assert "at least two prompts" in fails("render", hyper_path, "--prompts", "a cartoon", "-o", out)
     assert "exclude" in fails("render", hyper_path, "--prompt", "x", "--domain", "toon", "-o", out)
+    assert "--prompt" in fails("sample", hyper_path, "--from-latents", tmp_path / "z.npz", "--prompt", "x", "-o", out)
     assert "not both" in fails("render", hyper_path, "--prompts", "a,b", "--prompt", "c", "-o", out)
     assert "missing.pt" in fails("sample", hyper_path, "--prompt", "x", "--clip-weights", tmp_path / "missing.pt",
                                  "-o", out)

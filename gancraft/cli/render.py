@@ -29,7 +29,7 @@ Examples:
   gancraft render ffhq.pkl --direction ffhq.sefa.st:0 --range -3:3 --seeds 1-4 -o pose.mp4
   gancraft render union.st --domains ffhq,cat,dog --seeds 1,2,3 --loop -o morph.mp4
   gancraft render union.st --seeds 5,6 --domain cat -o frames/                    # PNG frames
-  gancraft render ffhq-hyper.st --prompts "a photo,a pencil sketch,a bronze statue" \
+  gancraft render ffhq-hyper.st --prompts "a pencil sketch,an oil painting,a bronze statue" \\
       --clip-weights ViT-B-32.pt --seeds 1,2 -o styles.mp4                       # morph between texts
 
 \b

@@ -29,7 +29,7 @@ Examples:
   gancraft sample ffhq.pkl --seeds 0-15 --trunc 0.7 --grid sheet.png --latents z.npz -o out/
   gancraft sample union.st --domain all --seeds 0-7 --grid domains.png   # one row per domain
   gancraft sample union.st --domain cat+dog --seeds 1,5,9 -o out/        # composed domains
-  gancraft sample ffhq-hyper.st --prompt "a pencil sketch" --prompt "a bronze statue" \
+  gancraft sample ffhq-hyper.st --prompt "a pencil sketch" --prompt "a bronze statue" \\
       --clip-weights ViT-B-32.pt --seeds 0-7 -o out/                        # any text, one folder each
   gancraft sample ffhq.pkl --from-latents z.npz -o again/                # the same pixels again
   gancraft sample ffhq.pkl --from-latents z.npz --edit ffhq.sefa.st:3:2.5 -o edited/

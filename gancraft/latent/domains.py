@@ -175,7 +175,7 @@ def prompt_morph_vectors(pv: "PromptVectors", prompts: Sequence[str], frames: in
     Frames are timed like every other morph (`frame_times`): without loop the first and last
     frames are exactly the first and last prompts' vectors.
     """
-    from .generate import frame_times
+    from .generate import frame_times  # generate imports this module
 
     if len(prompts) < 2:
         raise GancraftError("--prompts: a morph needs at least two prompts")
