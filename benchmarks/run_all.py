@@ -33,7 +33,10 @@ def machine() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, help="write all results here")
-    ap.add_argument("--only", default="", help="comma-separated names (sample, merge, fid, train, ...)")
+    ap.add_argument("--only", default="", help="comma-separated names (generator, sample, merge, fid, ...)")
+    ap.add_argument("--nvidia-src", default=None,
+                    help="folder with NVIDIA's reference code for bench_vs_nvidia (see nvidia_reference/README.md); "
+                         "without it that comparison is skipped")
     args = ap.parse_args()
     only = {x for x in args.only.split(",") if x}
     results = {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "benchmarks": {}}
@@ -42,10 +45,16 @@ def main() -> None:
         name = script.stem[len("bench_"):]
         if only and name not in only:
             continue
-        print(f"\n== {name}: python benchmarks/{script.name}", flush=True)
+        extra = []
+        if name == "vs_nvidia":
+            if not args.nvidia_src:
+                print("\n== vs_nvidia: skipped (pass --nvidia-src DIR)", flush=True)
+                continue
+            extra = ["--nvidia-src", args.nvidia_src]
+        print(f"\n== {name}: python benchmarks/{script.name} {' '.join(extra)}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
-            rc = subprocess.call([sys.executable, str(script), "--json", str(out)])
+            rc = subprocess.call([sys.executable, str(script), "--json", str(out), *extra])
             entry = json.loads(out.read_text()) if out.exists() else {}
             results["benchmarks"][name] = {"exit_code": rc, "results": entry}
     if args.json:
