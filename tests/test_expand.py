@@ -83,21 +83,34 @@ def _measure_pair(G, method, child_gens, n=16):
     return out
 
 
-def test_model_tasks_move_toward_children_and_keep_base(tmp_path):
+@pytest.fixture(scope="module")
+def model_runs(tmp_path_factory) -> dict:
+    """Children a (red tint) and b (blue tint), and two expansions of the seed-0 parent toward them:
+    one with task a only and one with both tasks (15 steps each, shared by the tests below)."""
+    d = tmp_path_factory.mktemp("model_tasks")
     parent = make_tiny_checkpoint(0)
     paths = {}
     for name, channel in (("a", 0), ("b", 2)):
-        paths[name] = tmp_path / f"{name}.st"
+        paths[name] = d / f"{name}.st"
         save(_child(channel), paths[name])
-    G0 = parent.generator()
-    table = _table(G0, ["a", "b"])
-    tasks = [parse_task(f"{n}:model:{p}") for n, p in paths.items()]
-    method = ExpansionMethod(parent, tasks, table, ExpansionSettings(source_weight=0.0))
-    children = {n: load(p).generator() for n, p in paths.items()}
+    full = _table(parent.generator(), ["a", "b"])
+    runs = {}
+    for names in (("a",), ("a", "b")):
+        table = {"base": full["base"], **{n: full[n] for n in names}}
+        tasks = [parse_task(f"{n}:model:{paths[n]}") for n in names]
+        method = ExpansionMethod(parent, tasks, table, ExpansionSettings(source_weight=0.0))
+        opts = TrainOptions(kimg=0.06, batch=4, snap_kimg=1, ema_kimg=0, lr_g=0.004)
+        runs[names] = run_expansion(method, opts, d / f"run{len(names)}", progress=False)
+    return {"parent": parent, "paths": paths, "table": full, "runs": runs}
+
+
+def test_model_tasks_move_toward_children_and_keep_base(model_runs):
+    trainer = model_runs["runs"]["a", "b"]
+    method = trainer.method
+    G0 = model_runs["parent"].generator()
+    children = {n: load(p).generator() for n, p in model_runs["paths"].items()}
     before = _measure_pair(G0, method, children)
     base_change_untrained = _measure_pair(make_tiny_checkpoint(5).generator(), method, {})["base"]
-    opts = TrainOptions(kimg=0.08, batch=4, snap_kimg=1, ema_kimg=0, lr_g=0.004)
-    trainer = run_expansion(method, opts, tmp_path / "run", progress=False)
     after = _measure_pair(trainer.G_ema, method, children)
     # the base subspace stays with the parent: a small fraction of how far an unrelated model is
     assert after["base"] < 0.05 * base_change_untrained
@@ -109,32 +122,22 @@ def test_model_tasks_move_toward_children_and_keep_base(tmp_path):
     rep_before, rep_after = method.measure(method.source), method.measure(trainer.G_ema)
     assert rep_before["base"]["value"] == 0.0
     assert rep_after["a"]["value"] < 0.7 * rep_before["a"]["value"]
-    assert (tmp_path / "run" / f"grid-{trainer.step:06d}.png").exists()
-    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
-    assert len(log) == trainer.step == 20
+    assert (trainer.run_dir / f"grid-{trainer.step:06d}.png").exists()
+    log = (trainer.run_dir / "log.jsonl").read_text().splitlines()
+    assert len(log) == trainer.step == 15
 
 
-def test_second_domain_does_not_leak_into_first(tmp_path):
+def test_second_domain_does_not_leak_into_first(model_runs):
     """Training b next to a leaves a's subspace where training a alone puts it."""
-    parent = make_tiny_checkpoint(0)
-    for name, channel in (("a", 0), ("b", 2)):
-        save(_child(channel), tmp_path / f"{name}.st")
-    G0 = parent.generator()
-    full = _table(G0, ["a", "b"])
+    G0 = model_runs["parent"].generator()
     z = torch.randn(8, G0.z_dim, generator=torch.Generator().manual_seed(7))
-    results = {}
-    for names in (["a"], ["a", "b"]):
-        table = {"base": full["base"], **{n: full[n] for n in names}}
-        tasks = [parse_task(f"{n}:model:{tmp_path / (n + '.st')}") for n in names]
-        method = ExpansionMethod(parent, tasks, table, ExpansionSettings(source_weight=0.0))
-        tr = run_expansion(method, TrainOptions(kimg=0.06, batch=4, snap_kimg=1, ema_kimg=0, lr_g=0.004),
-                           tmp_path / f"run{len(names)}", progress=False)
-        with torch.no_grad():
-            # project with the one-direction subspaces, so both runs are compared on the same latents
-            sub = subspaces_from_table({"a": full["a"]}, G0.mapping.w_avg)
-            results[len(names)] = tr.G_ema.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
-    child_a = load(tmp_path / "a.st").generator()(z, None, noise_mode="const")
-    start = G0.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
+    # project with the one-direction subspaces, so both runs are compared on the same latents
+    sub = subspaces_from_table({"a": model_runs["table"]["a"]}, G0.mapping.w_avg)
+    with torch.no_grad():
+        results = {len(names): tr.G_ema.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
+                   for names, tr in model_runs["runs"].items()}
+        child_a = load(model_runs["paths"]["a"]).generator()(z, None, noise_mode="const")
+        start = G0.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
     moved = (results[1] - start).square().mean()
     drift = (results[2] - results[1]).square().mean()
     assert (results[1] - child_a).square().mean() < (start - child_a).square().mean()

@@ -15,18 +15,16 @@ discriminator, the generator's original non-saturating loss against it. Task kin
 
 The mapping network is frozen, so W, w_avg and the subspaces mean the same before and after.
 Expansion has no discriminator step, so `ExpansionTrainer` replaces the loop's `train_step`
-and `run_expansion` drives it (snapshots, resume, EMA and logging come from `loop.Trainer`).
+and `run_expansion` hands it to `loop.run_training` (snapshots, resume, EMA and logging are the loop's).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,12 +35,11 @@ import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
-from ..io_util import atomic_write
 from ..latent.subspace import subspaces_from_table
 from . import distributed as dist_util
 from .clip_losses import DirectionalClipLoss
 from .data import step_seed
-from .loop import Method, Trainer, TrainingDiverged, TrainOptions, _jsonable, _truncate_log, latest_snapshot
+from .loop import Method, Trainer, TrainOptions, run_training
 
 TASK_KINDS = ("clip", "images", "model")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -408,69 +405,12 @@ class ExpansionTrainer(Trainer):
 def run_expansion(method: ExpansionMethod, opts: TrainOptions, run_dir: str | os.PathLike,
                   device: torch.device | str = "cpu", resume: bool = False, progress: bool = True,
                   max_steps: int | None = None) -> ExpansionTrainer:
-    """Expand in `run_dir` (as `loop.run_training`: run.json, snapshots, log.jsonl, resume), one process."""
-    device = torch.device(device)
+    """Expand in `run_dir` with `loop.run_training` (run.json, snapshots, log.jsonl, resume), one process."""
+    # ExpansionTrainer's step logs per-rank losses and was never checked across processes
     if dist_util.from_env().enabled:
         raise GancraftError("expand runs in a single process; start it without torchrun")
-    info = dist_util.init(device)
-    run_dir = Path(run_dir)
-    run_json = run_dir / "run.json"
-    found = None
-    if resume:
-        if not run_json.exists():
-            raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
-        stored = json.loads(run_json.read_text())
-        if stored["method"] != _jsonable(method.describe()):
-            raise GancraftError(f"--resume {run_dir}: the run was started with other tasks or settings "
-                                f"({stored['method']})")
-        opts = TrainOptions(**stored["options"])
-        found = latest_snapshot(run_dir)
-    elif run_dir.exists() and (run_json.exists() or latest_snapshot(run_dir) is not None):
-        raise GancraftError(f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
-                            "or choose another folder)")
-    opts.validate(1)
-    trainer = ExpansionTrainer(method, opts, run_dir, device, info)
-    method.setup(trainer.G, trainer.D, device)
-    if found is not None:
-        trainer.load_snapshot(found[1], found[2])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        with atomic_write(run_json, force=True) as tmp:
-            Path(tmp).write_text(json.dumps({"options": dataclasses.asdict(opts),
-                                             "method": _jsonable(method.describe())}, indent=1))
-    else:
-        _truncate_log(run_dir / "log.jsonl", trainer.step)
-    if found is None:
-        trainer.save_snapshot()
-
-    total = opts.total_steps() if max_steps is None else min(opts.total_steps(), max_steps)
-    snap_every = opts.snap_steps()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=opts.total_steps(), initial=trainer.step, unit="step", dynamic_ncols=True, leave=False)
-    t0 = time.time()
-    try:
-        with open(run_dir / "log.jsonl", "a") as log_fh:
-            while trainer.step < total:
-                stats = trainer.train_step()
-                bad = [k for k, v in stats.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingDiverged(f"expansion diverged at step {trainer.step}: {bad[0]} is not finite; "
-                                           "lower --lr or the loss weights")
-                log_fh.write(json.dumps({"step": trainer.step, "kimg": round(trainer.step * opts.batch / 1000, 4),
-                                         "sec": round(time.time() - t0, 2), **stats}) + "\n")
-                log_fh.flush()
-                if bar is not None:
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-                    bar.update(1)
-                if trainer.step % snap_every == 0 or trainer.step == total:
-                    trainer.save_snapshot()
-    finally:
-        if bar is not None:
-            bar.close()
-    return trainer
+    return run_training(method, opts, run_dir, device, resume=resume, progress=progress, max_steps=max_steps,
+                        trainer_cls=ExpansionTrainer)
 
 
 def expanded_checkpoint(trainer: ExpansionTrainer, params: dict[str, Any],

@@ -375,12 +375,15 @@ def _truncate_log(log_path: Path, step: int) -> None:
 
 
 def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike, device: torch.device | str = "cpu",
-                 resume: bool = False, progress: bool = True, max_steps: int | None = None) -> Trainer:
+                 resume: bool = False, progress: bool = True, max_steps: int | None = None,
+                 trainer_cls: type[Trainer] = Trainer) -> Trainer:
     """Train `method` in `run_dir` (created; must hold no run unless `resume`). Returns the Trainer.
 
     With `resume`, the newest complete snapshot in run_dir is loaded and the options stored with
     the run are used (the method's settings must match). `max_steps` stops early after that many
     steps in total (tests and time-boxed jobs); the run can be resumed later.
+    `trainer_cls` swaps in a Trainer subclass whose `train_step` (and grid) differ, e.g. a method
+    without a discriminator step; snapshots, resume, logging and divergence checks stay these.
     Under torchrun every rank calls this; only rank 0 writes files.
     """
     device = torch.device(device)
@@ -406,7 +409,7 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
                                 "or choose another folder)")
     opts.validate(info.world)
     dist_util.barrier(info)  # every rank has checked the folder before rank 0 starts writing to it
-    trainer = Trainer(method, opts, run_dir, device, info)
+    trainer = trainer_cls(method, opts, run_dir, device, info)
     method.setup(trainer.G, trainer.D, device)
     if found is not None:
         trainer.load_snapshot(found[1], found[2])
@@ -445,12 +448,14 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
                                        f"{_last_good_hint(run_dir)}")
             kimg = trainer.step * opts.batch / 1000
             if log_fh is not None:
-                log_fh.write(json.dumps({"step": trainer.step, "kimg": round(kimg, 4), **stats}) + "\n")
+                log_fh.write(json.dumps({"step": trainer.step, "kimg": round(kimg, 4),
+                                         "sec": round(time.time() - t0, 2), **stats}) + "\n")
                 log_fh.flush()
             if bar is not None:
                 rate = (trainer.step - s0) * opts.batch / 1000 / max(time.time() - t0, 1e-9)
-                bar.set_postfix(kimg=f"{kimg:.2f}", kimg_s=f"{rate:.3f}", G=f"{stats.get('loss_G', 0):.3f}",
-                                D=f"{stats['loss_D']:.3f}", refresh=False)
+                # whatever the step reports: the adversarial losses, or a method's own terms
+                bar.set_postfix({"kimg": f"{kimg:.2f}", "kimg_s": f"{rate:.3f}",
+                                 **{k: f"{v:.3f}" for k, v in stats.items()}}, refresh=False)
                 bar.update(1)
             if trainer.step % snap_every == 0 or trainer.step == total:
                 if info.is_main:
