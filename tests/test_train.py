@@ -94,8 +94,8 @@ def test_existing_run_folder_is_refused(faces: Path, tmp_path: Path):
 
 def test_train_cli(faces: Path, tmp_path: Path):
     out = tmp_path / "m.st"
-    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--kimg", "0.008",
-            "--batch", "4", "--quiet"]
+    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--kimg", "0.004",
+            "--batch", "2", "--quiet"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().splitlines()[-1] == str(out)

@@ -1,8 +1,11 @@
-"""The one StyleGAN2 training loop behind `train`, `root` and `finetune`.
+"""The one StyleGAN2 training loop behind `train`, `root`, `finetune` and `expand`.
 
 What differs between those commands lives in a `Method` (gancraft.train.methods): the starting
 networks, which parameters train, where the real images come from, extra penalties, and what
-the output checkpoint records. The loop itself is NVIDIA's StyleGAN2 recipe:
+the output checkpoint records. A method whose update is not the adversarial G/D step (domain
+expansion) also brings a `Trainer` subclass with its own `train_step`, passed to `run_training`
+as `trainer_cls`; the driver (run folder, snapshots, resume, log, divergence checks) is shared.
+The default step is NVIDIA's StyleGAN2 recipe:
 
 - non-saturating logistic loss for G and D;
 - lazy R1 on real images every `r1_interval` steps, as its own D update, the penalty
