@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,11 @@ import torch
 
 from gancraft import Checkpoint, save
 from gancraft.nets import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+# Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
+# process cost up to 4x in spin-waiting; subprocesses started by tests inherit this too.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def tiny_configs(resolution: int = 16, c_dim: int = 0, w_dim: int = 32) -> tuple[GeneratorConfig, DiscriminatorConfig]:
