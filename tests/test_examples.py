@@ -1,0 +1,64 @@
+"""The bundled example models and networks load, generate and measure what they claim."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import gancraft
+from gancraft import toy
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("name", toy.DOMAINS)
+def test_example_models_load_and_generate(name):
+    ckpt = gancraft.load(EXAMPLES / f"{name}.st")
+    assert ckpt.g_config.img_resolution == 32 and ckpt.d_config is not None
+    assert set(ckpt.nets) == {"G_ema", "G", "D"}
+    assert ckpt.non_finite() == []
+    G = ckpt.generator()
+    img = G(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0)))
+    assert img.shape == (2, 3, 32, 32) and torch.isfinite(img).all()
+    assert ckpt.history and ckpt.history[0]["command"] == "train"
+    D = ckpt.discriminator()
+    assert D(img).shape == (2, 1)
+
+
+def test_feature_extractor_separates_the_toy_domains():
+    net = torch.jit.load(str(EXAMPLES / "toy-features.pt")).eval()
+    feats = {}
+    for d in toy.DOMAINS:
+        imgs, _ = toy.render_batch(d, 16, 123, 32)
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            feats[d] = net(x)
+        assert feats[d].shape == (16, 128)
+    # every image is nearer its own domain's mean feature than any other domain's
+    means = {d: f.mean(0) for d, f in feats.items()}
+    for d, f in feats.items():
+        dists = torch.stack([(f - means[e]).norm(dim=1) for e in toy.DOMAINS], 1)
+        assert (dists.argmin(1) == toy.DOMAINS.index(d)).all()
+
+
+def test_factor_regressor_reads_yaw():
+    net = torch.jit.load(str(EXAMPLES / "toy-factors.pt")).eval()
+    imgs, factors = toy.render_batch("cat", 64, 321, 32)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        pred = net(x)
+    assert pred.shape == (64, len(toy.FACTORS))
+    yaw = torch.from_numpy(factors["yaw"]).float()
+    assert torch.corrcoef(torch.stack([pred[:, 0], yaw]))[0, 1] > 0.95
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_recipes_parse():
+    for target in ("demo", "cocktail-table", "blend", "directions", "videos", "cocktail", "expand"):
+        r = subprocess.run(["make", "-n", "-C", str(EXAMPLES.parent / "recipes"), target, "OUT=/nonexistent/out"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, (target, r.stderr)
