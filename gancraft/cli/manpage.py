@@ -85,16 +85,18 @@ def render(cmd: click.Command, name: str, ctx: click.Context, options_from: clic
 
 def pages() -> dict[str, str]:
     """File name -> man page text for gancraft(1) and every subcommand."""
-    root_ctx = click.Context(cli, info_name="gancraft")
+    # make_context applies each command's context_settings (e.g. -h as a help option) the way a
+    # real invocation does; a bare Context would not, and click caches the help option per command
+    root_ctx = cli.make_context("gancraft", [], resilient_parsing=True)
     out = {"gancraft.1": render(cli, "gancraft", root_ctx)}
     for name in cli.list_commands(root_ctx):
         cmd = cli.get_command(root_ctx, name)
-        ctx = click.Context(cmd, info_name=name, parent=root_ctx)
+        ctx = cmd.make_context(name, [], parent=root_ctx, resilient_parsing=True)
         default = None
         if isinstance(cmd, click.Group):
             for sub in cmd.list_commands(ctx):
                 subcmd = cmd.get_command(ctx, sub)
-                sub_ctx = click.Context(subcmd, info_name=sub, parent=ctx)
+                sub_ctx = subcmd.make_context(sub, [], parent=ctx, resilient_parsing=True)
                 if subcmd.hidden:
                     default = subcmd  # the group's own form (e.g. `fid A B`)
                 else:
