@@ -50,3 +50,20 @@ def tiny_ckpt_path(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.st"
     save(make_tiny_checkpoint(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A tiny unconditional checkpoint file shared by a test module."""
+    path = tmp_path_factory.mktemp("ck") / "tiny.st"
+    save(make_tiny_checkpoint(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def union(tmp_path_factory) -> Path:
+    """A tiny two-domain (cat, dog) class-conditional checkpoint file shared by a test module."""
+    path = tmp_path_factory.mktemp("ck") / "union.st"
+    save(make_tiny_checkpoint(c_dim=2, domains={"cat": {"kind": "class", "class": 0},
+                                                "dog": {"kind": "class", "class": 1}}), path)
+    return path

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_tiny_checkpoint
 from PIL import Image
 
-from gancraft import save
 from gancraft.cli.main import cli
 from gancraft.latent.sefa import save_directions
 from gancraft.media.video import read_video_info
@@ -35,21 +32,6 @@ def fails(*args) -> str:
 
 def frame(folder, i) -> np.ndarray:
     return np.asarray(Image.open(folder / f"frame{i:05d}.png")).astype(int)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ck") / "tiny.st"
-    save(make_tiny_checkpoint(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def union(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ck") / "union.st"
-    save(make_tiny_checkpoint(c_dim=2, domains={"cat": {"kind": "class", "class": 0},
-                                                "dog": {"kind": "class", "class": 1}}), path)
-    return path
 
 
 def test_mp4_has_requested_frames_and_size(ckpt, tmp_path):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_tiny_checkpoint
 from PIL import Image
 
-from gancraft import save
 from gancraft.cli.main import cli
 from gancraft.latent.files import load_latents
 from gancraft.latent.sefa import save_directions
@@ -36,21 +33,6 @@ def fails(*args) -> str:
 
 def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path))
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ck") / "tiny.st"
-    save(make_tiny_checkpoint(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def union(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ck") / "union.st"
-    save(make_tiny_checkpoint(c_dim=2, domains={"cat": {"kind": "class", "class": 0},
-                                                "dog": {"kind": "class", "class": 1}}), path)
-    return path
 
 
 def test_names_paths_grid_and_latents(ckpt, tmp_path):
