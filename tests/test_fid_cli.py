@@ -268,3 +268,16 @@ def test_fd_clip_path_and_missing_clip_weights(plain_samples, work, monkeypatch)
     monkeypatch.setattr(clip_module, "cached_weights", lambda *args, **kwargs: None)
     res = run(plain_samples, plain_samples, "--extractor", "clip", "--no-download")
     assert res.exit_code == 2 and "--weights" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_domain_of_a_union_model_against_a_single_domain_checkpoint(union, ckpt, features):
+    """`fid union.st cat.st --domain cat`: the domain picks the union model's part; the
+    single-domain checkpoint on the other side is that domain's reference, used whole."""
+    opts = ("--extractor", features, "--n", "8", "--batch", "8", "--json")
+    res = run(union, ckpt, "--domain", "cat", *opts)
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.stdout)["rows"][0]
+    assert row["domain"] == "cat" and row["fid"] > 0
+    # two single-domain checkpoints: --domain names nothing, still a one-line error
+    res = run(ckpt, ckpt, "--domain", "cat", *opts)
+    assert res.exit_code == 2 and "single domain" in res.stderr

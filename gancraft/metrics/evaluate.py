@@ -211,7 +211,8 @@ def fid(
     for s in (sa, sb):
         if s.kind == "stats":
             _check_stats(s, extractor, kid)
-    stats = [compute_stats(s, extractor, keep_features=kid, domain=domain, **options) for s in (sa, sb)]
+    stats = [compute_stats(s, extractor, keep_features=kid, domain=_side_domain(s, o, domain), **options)
+             for s, o in ((sa, sb), (sb, sa))]
     value = fid_from_stats(stats[0], stats[1], sa.label, sb.label)
     row = {"domain": domain, "fid": value, "kid": None, "kid_std": None,
            "n_a": stats[0].n, "n_b": stats[1].n,
@@ -222,6 +223,19 @@ def fid(
         row["kid"], row["kid_std"] = kernel_inception_distance(
             stats[0].features, stats[1].features, num_subsets=kid_subsets, max_subset_size=kid_subset_size)
     return row
+
+
+def _side_domain(src: Source, other: Source, domain: str | None) -> str | None:
+    """The domain for one side: a single-domain checkpoint compared with a multi-domain one
+    (`fid union.st cat.st --domain cat`) is that domain's reference and is used whole."""
+    if domain is None or src.kind != "checkpoint":
+        return domain
+    from ..latent import domains as dom
+
+    if (not dom.is_multi_domain(src.checkpoint) and other.kind == "checkpoint"
+            and dom.is_multi_domain(other.checkpoint)):
+        return None
+    return domain
 
 
 def domain_list(source: SourceLike, domain: str | None) -> list[str | None]:
