@@ -251,3 +251,29 @@ def tf_discriminator(D: torch.nn.Module) -> Any:
     kwargs = dict(num_channels=cfg.img_channels, resolution=cfg.img_resolution, label_size=cfg.c_dim,
                   fmap_base=cfg.channel_base // 2, fmap_max=cfg.channel_max, mbstd_group_size=cfg.mbstd_group_size)
     return tf_network("D", "D_stylegan2", kwargs, tf_discriminator_variables(D.state_dict(), cfg))
+
+
+def perturbed(module: torch.nn.Module, seed: int, bias_grid: int | None = None) -> torch.nn.Module:
+    """Perturb every tensor (filters aside) so that a key mixed up in conversion cannot go unnoticed.
+
+    With `bias_grid`, style biases are put on a 1/bias_grid grid so that formats storing
+    ``bias - 1`` (TF) round-trip them exactly.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in module.state_dict().items():
+            if name.endswith("resample_filter"):
+                continue
+            t.add_(0.1 * torch.randn(t.shape, generator=gen))
+            if bias_grid is not None and name.endswith("affine.bias"):
+                t.copy_(1 + torch.round((t - 1) * bias_grid) / bias_grid)
+    return module.eval().requires_grad_(False)
+
+
+def assert_same_tensors(ckpt: Any, net: str, module: torch.nn.Module) -> None:
+    """The checkpoint's `net` holds exactly the module's tensors: names, order, dtypes, values."""
+    sd, ref = ckpt.state_dict(net), module.state_dict()
+    assert list(sd) == list(ref)
+    for k, v in ref.items():
+        assert sd[k].dtype == v.dtype, k
+        assert torch.equal(sd[k], v), k

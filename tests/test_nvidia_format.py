@@ -11,8 +11,8 @@ from gancraft.errors import CheckpointError
 from gancraft.nets.config import DiscriminatorConfig, GeneratorConfig
 from gancraft.nets.stylegan2 import Discriminator, Generator
 
-from pickle_fixtures import (STYLEGAN3_MODULE_SRC, EasyDict, Persistent, dump, nvidia_snapshot,
-                             persistent_tree, tf_generator)
+from pickle_fixtures import (STYLEGAN3_MODULE_SRC, EasyDict, Persistent, assert_same_tensors, dump,
+                             nvidia_snapshot, perturbed, persistent_tree, tf_generator)
 
 
 def _configs(c_dim: int = 0) -> tuple[GeneratorConfig, DiscriminatorConfig]:
@@ -22,31 +22,11 @@ def _configs(c_dim: int = 0) -> tuple[GeneratorConfig, DiscriminatorConfig]:
     return g, d
 
 
-def _randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Perturb every tensor so that a key mixed up in conversion cannot go unnoticed."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if name.endswith("resample_filter"):
-                continue
-            t.add_(0.1 * torch.randn(t.shape, generator=gen))
-    return module.eval().requires_grad_(False)
-
-
 def _networks(c_dim: int = 0, seed: int = 0) -> tuple[Generator, Generator, Discriminator]:
     torch.manual_seed(seed)
     g_cfg, d_cfg = _configs(c_dim)
-    return (_randomised(Generator(g_cfg), seed + 1), _randomised(Generator(g_cfg), seed + 2),
-            _randomised(Discriminator(d_cfg), seed + 3))
-
-
-def _assert_same_tensors(ckpt, net: str, module: torch.nn.Module) -> None:
-    sd = ckpt.state_dict(net)
-    ref = module.state_dict()
-    assert list(sd) == list(ref)
-    for k, v in ref.items():
-        assert sd[k].dtype == v.dtype, k
-        assert torch.equal(sd[k], v), k
+    return (perturbed(Generator(g_cfg), seed + 1), perturbed(Generator(g_cfg), seed + 2),
+            perturbed(Discriminator(d_cfg), seed + 3))
 
 
 @pytest.mark.parametrize("c_dim", [0, 5])
@@ -59,9 +39,9 @@ def test_snapshot_round_trip_is_exact(tmp_path, c_dim):
     assert ckpt.nets == ["G_ema", "G", "D"]
     assert ckpt.g_config == G_ema.cfg
     assert ckpt.d_config == D.cfg
-    _assert_same_tensors(ckpt, "G_ema", G_ema)
-    _assert_same_tensors(ckpt, "G", G)
-    _assert_same_tensors(ckpt, "D", D)
+    assert_same_tensors(ckpt, "G_ema", G_ema)
+    assert_same_tensors(ckpt, "G", G)
+    assert_same_tensors(ckpt, "D", D)
 
     z = torch.randn(3, 32, generator=torch.Generator().manual_seed(7))
     c = torch.nn.functional.one_hot(torch.tensor([0, 2, 4]), 5).float() if c_dim else None
@@ -79,7 +59,7 @@ def test_generic_loader_detects_nvidia_pickles(tmp_path):
     ckpt = load(path)
     assert ckpt.nets == ["G_ema"] and ckpt.source_format == "nvidia"
     assert ckpt.d_config is None
-    _assert_same_tensors(ckpt, "G_ema", G_ema)
+    assert_same_tensors(ckpt, "G_ema", G_ema)
     assert read_pickle(path).nets == ["G_ema"]
 
 
@@ -88,8 +68,8 @@ def test_all_pickle_protocols(tmp_path, protocol):
     G_ema, _, D = _networks(seed=3)
     path = dump(nvidia_snapshot(G_ema=G_ema, D=D), tmp_path / "p.pkl", protocol=protocol)
     ckpt = read_nvidia_pickle(path)
-    _assert_same_tensors(ckpt, "G_ema", G_ema)
-    _assert_same_tensors(ckpt, "D", D)
+    assert_same_tensors(ckpt, "G_ema", G_ema)
+    assert_same_tensors(ckpt, "D", D)
 
 
 def test_non_persistent_buffers_are_skipped(tmp_path):
@@ -101,7 +81,7 @@ def test_non_persistent_buffers_are_skipped(tmp_path):
     mapping["_non_persistent_buffers_set"] = {"scratch"}
     ckpt = read_nvidia_pickle(dump({"G_ema": tree}, tmp_path / "np.pkl"))
     assert "G_ema.mapping.scratch" not in ckpt.tensors
-    _assert_same_tensors(ckpt, "G_ema", G_ema)
+    assert_same_tensors(ckpt, "G_ema", G_ema)
 
 
 def test_stylegan3_repository_flat_synthesis_kwargs(tmp_path):

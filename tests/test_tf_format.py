@@ -13,20 +13,8 @@ from gancraft.errors import CheckpointError
 from gancraft.nets.config import DiscriminatorConfig, GeneratorConfig
 from gancraft.nets.stylegan2 import Discriminator, Generator
 
-from pickle_fixtures import dump, nvidia_snapshot, tf_discriminator, tf_generator, tf_network
-
-
-def _tf_exact(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random weights; style biases on a 1/64 grid so TF's stored ``bias - 1`` round-trips exactly."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in module.state_dict().items():
-            if name.endswith("resample_filter"):
-                continue
-            t.add_(0.1 * torch.randn(t.shape, generator=gen))
-            if name.endswith("affine.bias"):
-                t.copy_(1 + torch.round((t - 1) * 64) / 64)
-    return module.eval().requires_grad_(False)
+from pickle_fixtures import (assert_same_tensors, dump, nvidia_snapshot, perturbed, tf_discriminator,
+                             tf_generator, tf_network)
 
 
 def _nets(c_dim: int = 0) -> tuple[Generator, Generator, Discriminator]:
@@ -34,14 +22,7 @@ def _nets(c_dim: int = 0) -> tuple[Generator, Generator, Discriminator]:
     g_cfg = GeneratorConfig(z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32,
                             mapping_layers=2)
     d_cfg = DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=32)
-    return _tf_exact(Generator(g_cfg), 1), _tf_exact(Generator(g_cfg), 2), _tf_exact(Discriminator(d_cfg), 3)
-
-
-def _assert_same(ckpt, net: str, module: torch.nn.Module) -> None:
-    sd, ref = ckpt.state_dict(net), module.state_dict()
-    assert list(sd) == list(ref)
-    for k, v in ref.items():
-        assert torch.equal(sd[k], v), k
+    return perturbed(Generator(g_cfg), 1, 64), perturbed(Generator(g_cfg), 2, 64), perturbed(Discriminator(d_cfg), 3, 64)
 
 
 def test_g_d_gs_round_trip_is_exact(tmp_path):
@@ -52,9 +33,9 @@ def test_g_d_gs_round_trip_is_exact(tmp_path):
     assert ckpt.source_format == "tf"
     assert ckpt.nets == ["G_ema", "G", "D"]
     assert ckpt.g_config == Gs.cfg
-    _assert_same(ckpt, "G_ema", Gs)
-    _assert_same(ckpt, "G", G)
-    _assert_same(ckpt, "D", D)
+    assert_same_tensors(ckpt, "G_ema", Gs)
+    assert_same_tensors(ckpt, "G", G)
+    assert_same_tensors(ckpt, "D", D)
     z = torch.randn(4, 32, generator=torch.Generator().manual_seed(5))
     img = ckpt.generator("G_ema")(z)
     assert torch.equal(img, Gs(z))
@@ -67,13 +48,13 @@ def test_lone_gs_and_generic_loader(tmp_path):
     path = dump(tf_generator(Gs, "Gs"), tmp_path / "gs.pkl")
     for ckpt in (load(path), read_pickle(path)):
         assert ckpt.nets == ["G_ema"] and ckpt.source_format == "tf"
-        _assert_same(ckpt, "G_ema", Gs)
+        assert_same_tensors(ckpt, "G_ema", Gs)
 
 
 def test_conditional_generator_with_label_embedding(tmp_path):
     Gs, _, _ = _nets(c_dim=4)
     ckpt = read_tf_pickle(dump(tf_generator(Gs, "Gs"), tmp_path / "cond.pkl"))
-    _assert_same(ckpt, "G_ema", Gs)
+    assert_same_tensors(ckpt, "G_ema", Gs)
     z = torch.randn(2, 32, generator=torch.Generator().manual_seed(1))
     c = torch.eye(4)[:2]
     assert torch.equal(ckpt.generator()(z, c), Gs(z, c))

@@ -244,12 +244,16 @@ def generator_config(rec: PersistentRecord, where: str) -> GeneratorConfig:
     _leftovers(synthesis, _G_INERT, f"{where} synthesis")
     if cfg.get("w_avg_beta") is None:
         cfg.pop("w_avg_beta", None)
+    return _build_config(GeneratorConfig, cfg, "generator", where)
+
+
+def _build_config(cls: type, cfg: dict[str, Any], what: str, where: str) -> Any:
     try:
-        return GeneratorConfig(**cfg).validate()
+        return cls(**cfg).validate()
     except CheckpointError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: invalid generator configuration ({exc})") from None
+        raise CheckpointError(f"{where}: invalid {what} configuration ({exc})") from None
 
 
 def discriminator_config(rec: PersistentRecord, where: str) -> DiscriminatorConfig:
@@ -292,12 +296,7 @@ def discriminator_config(rec: PersistentRecord, where: str) -> DiscriminatorConf
     _check_same(epilogue.pop("activation", None), "lrelu", "epilogue activation", where)
     _check_same(epilogue.pop("architecture", None), cfg.get("architecture", "resnet"), "epilogue architecture", where)
     _leftovers(epilogue, set(), f"{where} epilogue")
-    try:
-        return DiscriminatorConfig(**cfg).validate()
-    except CheckpointError as exc:
-        raise CheckpointError(f"{where}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: invalid discriminator configuration ({exc})") from None
+    return _build_config(DiscriminatorConfig, cfg, "discriminator", where)
 
 
 __all__ = ["sniff_pickle", "read_nvidia_pickle", "read_pickle", "nvidia_to_checkpoint", "generator_config",
