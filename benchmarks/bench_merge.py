@@ -1,15 +1,19 @@
-"""Benchmark `average`: time and peak memory against the plain I/O floor.
+"""Benchmark `average` and `blend-layers`: time and peak memory against the plain I/O floor.
 
-    python benchmarks/bench_merge.py [--res 1024] [--repeats 3] [--json out.json]
+    python benchmarks/bench_merge.py --res 1024 --repeats 3 [--json out.json]
 
-Writes 4 random G_ema-only generators of the given resolution (1024: ~30M parameters,
-~120 MB each), then, each case in a fresh subprocess so that peak RSS (getrusage) belongs to
-that case alone:
-  floor-N: read N input files in 16 MB chunks and write one model-sized file (fsynced) - the
-           least any merge must do;
-  avg-N:   gancraft.merge.average of N inputs (includes hashing the inputs for the history).
-Inputs were just written, so both read from the page cache. Peak memory is reported as the
-process's maximum RSS and as the increase over the RSS after importing torch and gancraft.
+Writes 4 random G_ema-only generators of the given resolution (1024: ~33M parameters,
+~133 MB each) and fsyncs them, then runs each case in a fresh subprocess so that peak RSS
+(getrusage) belongs to that case alone:
+  floor-N:      read N input files in 16 MB chunks and write one model-sized file, fsynced as
+                the merge's output is - the least any merge of N models must do;
+  avg-N:        gancraft.merge.average of N inputs (hashing the inputs for the history included);
+  blend-2:      blend_layers(low, [high], switch=32): every tensor copied from one input;
+  blend-soft-2: the same with blend_width=1, so every synthesis tensor mixes both inputs.
+Inputs sit in the page cache, so reads cost a memory copy, not disk time. Per case it prints
+the median seconds, its floor's seconds and the ratio, GB/s (input bytes + output bytes over
+seconds), and the peak RSS increase over the RSS after importing torch and gancraft, also as a
+multiple of one model's size. Targets (issue #11): within 2x of the floor, memory under 2x one model.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def rss_mb() -> float:
 
 
 def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
-    import gancraft.merge  # noqa: F401  imported before the baseline so both cases pay it
+    import gancraft.merge  # noqa: F401  imported before the baseline so every case pays it
 
     base = rss_mb()
     t0 = time.perf_counter()
@@ -47,10 +51,15 @@ def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
                             dst.write(view[:n])
             dst.flush()
             os.fsync(dst.fileno())
-    else:
+    elif kind == "avg":
         from gancraft.merge import average
 
         average(inputs, out)
+    else:
+        from gancraft.merge import blend_layers
+
+        # the switch toonification recipes use; the soft one mixes every synthesis layer
+        blend_layers(inputs[0], inputs[1:], out, switch=32, blend_width=1.0 if kind == "blend-soft" else None)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "peak_rss_mb": rss_mb(), "baseline_rss_mb": base}
 
@@ -97,16 +106,22 @@ def main() -> None:
         # stays small (it never imports torch) and each case measures only itself
         subprocess.run([sys.executable, __file__, "--res", str(args.res), "--make", tmp], check=True)
         inputs = [folder / f"g{i}.st" for i in range(4)]
+        for p in inputs:
+            # written back now, not while the first cases run
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
         model_mb = inputs[0].stat().st_size / 1e6
         results["model_mb"] = model_mb
         print(f"made 4 random {args.res}px G_ema models of {model_mb:.0f} MB in {time.perf_counter() - t0:.0f} s",
               flush=True)
-        print(f"{'case':<9} {'seconds':>8} {'GB/s':>6} {'peak RSS MB':>12} {'over import MB':>15} {'vs floor':>9}")
-        for n in (2, 4):
-            runs: dict[str, list[dict]] = {"floor": [], "avg": []}
+        print(f"{'case':<13} {'seconds':>8} {'floor s':>8} {'x floor':>8} {'GB/s':>6} {'peak RSS MB':>12} "
+              f"{'over import MB':>15} {'x model':>8}")
+        groups = {2: ("floor", "avg", "blend", "blend-soft"), 4: ("floor", "avg")}
+        for n, kinds in groups.items():
+            runs: dict[str, list[dict]] = {k: [] for k in kinds}
             for _ in range(args.repeats):
-                # interleaved, so drifting disk write-back and machine load hit both alike
-                for kind in ("floor", "avg"):
+                # interleaved, so drifting disk write-back and machine load hit every case alike
+                for kind in kinds:
                     out = folder / f"out-{kind}-{n}.st"
                     proc = subprocess.run([sys.executable, __file__, "--case", kind, str(out),
                                            os.pathsep.join(map(str, inputs[:n]))],
@@ -115,22 +130,24 @@ def main() -> None:
                     r["bytes_moved"] = sum(p.stat().st_size for p in inputs[:n]) + out.stat().st_size
                     out.unlink()
                     runs[kind].append(r)
-            for kind in ("floor", "avg"):
+            for kind in kinds:
                 rs = sorted(runs[kind], key=lambda r: r["seconds"])
                 r = dict(rs[len(rs) // 2])  # the median run
                 r["all_seconds"] = [x["seconds"] for x in runs[kind]]
                 r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs[kind])
                 r["gb_per_s"] = r["bytes_moved"] / r["seconds"] / 1e9
                 r["rss_over_import_mb"] = max(x["peak_rss_mb"] - x["baseline_rss_mb"] for x in runs[kind])
+                r["rss_over_import_x_model"] = r["rss_over_import_mb"] / model_mb
                 name = f"{kind}-{n}"
-                if kind == "avg":
-                    r["x_floor"] = r["seconds"] / results["cases"][f"floor-{n}"]["seconds"]
-                    r["rss_over_import_x_model"] = r["rss_over_import_mb"] / model_mb
+                if kind != "floor":
+                    r["floor_seconds"] = results["cases"][f"floor-{n}"]["seconds"]
+                    r["x_floor"] = r["seconds"] / r["floor_seconds"]
                 results["cases"][name] = r
-                ratio = f"{r['x_floor']:.2f}x" if "x_floor" in r else ""
-                print(f"{name:<9} {r['seconds']:>8.2f} {r['gb_per_s']:>6.2f} {r['peak_rss_mb']:>12.0f} "
-                      f"{r['rss_over_import_mb']:>15.0f} {ratio:>9}", flush=True)
-    print(f"target: avg within 2x of the floor; memory over import under 2x one model ({2 * model_mb:.0f} MB)")
+                floor_s, ratio = (f"{r['floor_seconds']:.2f}", f"{r['x_floor']:.2f}x") if "x_floor" in r else ("", "")
+                print(f"{name:<13} {r['seconds']:>8.2f} {floor_s:>8} {ratio:>8} {r['gb_per_s']:>6.2f} "
+                      f"{r['peak_rss_mb']:>12.0f} {r['rss_over_import_mb']:>15.0f} "
+                      f"{r['rss_over_import_x_model']:>7.2f}x", flush=True)
+    print(f"target: within 2x of the floor; memory over import under 2x one model ({2 * model_mb:.0f} MB)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from pathlib import Path
@@ -192,6 +193,24 @@ def test_cluster_channels_partition_and_determinism(models):
         a.channels([3])
     with pytest.raises(GancraftError, match="no conv layer 'b64.conv1'"):
         cluster_channels(models[0], "b64.conv1", k=3, samples=2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(switch=16), dict(switch=8, blend_width=0.7),
+                                    dict(switch=32, channel_swap=ChannelSwap("b16.conv1", [0, 5, 9]))])
+def test_streamed_blend_file_equals_the_in_memory_blend(files, models, tmp_path, monkeypatch, kwargs):
+    # tiny chunks, so the file is streamed in many pieces per tensor
+    monkeypatch.setattr(importlib.import_module("gancraft.merge.average"), "CHUNK", 64)
+    out = load(blend_layers(files[0], [files[1]], tmp_path / "o.st", **kwargs)).tensors
+    want = blend_checkpoints(models[0], [models[1]], **kwargs).tensors
+    assert set(out) == set(want)
+    for k in want:
+        assert out[k].dtype == want[k].dtype and torch.equal(out[k].view(-1).view(torch.int32),
+                                                             want[k].reshape(-1).view(torch.int32)), k
+    if "blend_width" not in kwargs and "channel_swap" not in kwargs:
+        for k, v in out.items():
+            w = where(k)
+            src = models[1] if w and w[0] >= kwargs["switch"] and not k.endswith("resample_filter") else models[0]
+            assert torch.equal(v, src.tensors[k]), k
 
 
 def test_blend_file_history_and_refusals(files, tmp_path):
