@@ -82,7 +82,8 @@ def test_untrained_hyper_network_gives_the_original_generator(parent, clip):
     net = hy.HyperNetwork(hy.HyperConfig(embed_dim=16, style_dims=hy.style_dims(G), width=8))
     d = net(clip.encode_text(["anything at all"]))
     assert torch.equal(d, torch.zeros_like(d))
-    assert torch.equal(G(_z(), style_scale=d[0]), G(_z()))
+    # compared outside autograd: the inference path rounds differently from the autograd one
+    assert torch.equal(G(_z(), style_scale=d[0].detach()), G(_z()))
 
 
 def test_training_leaves_the_generator_bit_identical(trained, parent, hyper_ckpt):

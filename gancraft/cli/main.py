@@ -30,6 +30,10 @@ COMMANDS = {
     "fid": "fid",
 }
 
+# commands that only move tensors between files keep glibc's allocator defaults, so that freed
+# memory goes back to the system during long streaming merges
+_FILE_ONLY = {"inspect", "convert", "average", "blend-layers"}
+
 
 def _available() -> dict[str, str]:
     return {n: m for n, m in COMMANDS.items() if importlib.util.find_spec(f"gancraft.cli.{m}") is not None}
@@ -61,14 +65,23 @@ class GancraftGroup(click.Group):
 
 @click.group(cls=GancraftGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gancraft")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Read, merge, edit and evaluate pretrained GAN generators (StyleGAN2 family).
 
     Every command reads checkpoint, latent and image files and writes new ones, printing the
     paths it wrote on stdout (logs and progress go to stderr), so pipelines are plain shell
     scripts and Makefiles. Checkpoints may be gancraft safetensors, rosinality .pt or NVIDIA
     .pkl files; the format is detected from the content, and nothing in a file is executed.
+
+    Commands that run networks keep large freed memory blocks for reuse instead of returning
+    them to the system after every layer (glibc; faster CPU generation and training).
+    GANCRAFT_MALLOC=system keeps the C library's defaults.
     """
+    if ctx.invoked_subcommand not in _FILE_ONLY:
+        from ..runtime import keep_freed_memory
+
+        keep_freed_memory()
 
 
 def _terminate(signum, frame):

@@ -134,37 +134,99 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
                      up: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
-                     demodulate: bool = True, fused: bool = True) -> torch.Tensor:
-    """StyleGAN2 modulated convolution.
+                     demodulate: bool = True, fused: bool = True, bias: torch.Tensor | None = None,
+                     act: str = "linear", gain: float | None = None, clamp: float | None = None,
+                     consume_input: bool = False) -> torch.Tensor:
+    """StyleGAN2 modulated convolution, optionally followed by the layer's bias_act.
 
     fused=True folds styles into per-sample weights and runs one grouped convolution (NVIDIA's
     inference path); fused=False scales activations instead and shares one weight across the
     batch (NVIDIA's training path): same maths, different rounding, and faster for large batches.
+
+    bias/act/gain/clamp apply ``bias_act`` after the noise, as NVIDIA's SynthesisLayer does.
+    consume_input=True lets the unfused path scale x in place when autograd does not need it:
+    at 256 px a fresh activation-sized buffer costs more in page faults than the multiply.
     """
     b = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
+    dcoefs = None
     if demodulate:
         # (W * s)^2 summed over (in, kh, kw) without materialising the per-sample weights
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
-    if not fused:
-        x = x * styles.reshape(b, -1, 1, 1).to(x.dtype)
+    inference = can_write_inplace(x, weight, styles)
+    if kh == kw == 1 and up == 1 and inference and _memory_format(x) == torch.channels_last:
+        # 1x1 (toRGB): one batched matmul over NHWC pixels with per-sample weights, which
+        # neither scales a copy of x nor reshapes it into groups (a copy for NHWC)
+        w = weight[:, :, 0, 0].unsqueeze(0) * styles.reshape(b, 1, -1)
+        if dcoefs is not None:
+            w = w * dcoefs.reshape(b, -1, 1)
+        h, wd = x.shape[2:]
+        y = torch.bmm(x.permute(0, 2, 3, 1).reshape(b, h * wd, in_ch), w.transpose(1, 2).to(x.dtype))
+        x, scale = y.reshape(b, h, wd, out_ch).permute(0, 3, 1, 2), None
+    elif fused:
+        w = weight.unsqueeze(0) * styles.reshape(b, 1, -1, 1, 1)
+        if dcoefs is not None:
+            w = w * dcoefs.reshape(b, -1, 1, 1, 1)
+        x = x.reshape(1, -1, *x.shape[2:])
+        w = w.reshape(-1, in_ch, kh, kw)
+        x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=b)
+        x, scale = x.reshape(b, -1, *x.shape[2:]), None
+    else:
+        s = styles.reshape(b, -1, 1, 1).to(x.dtype)
+        x = x.mul_(s) if consume_input and inference else x * s
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
-        inplace = can_write_inplace(x)
-        if demodulate:
-            d = dcoefs.reshape(b, -1, 1, 1).to(x.dtype)
-            x = x.mul_(d) if inplace else x * d
+        scale = dcoefs
+    return _layer_tail(x, scale, noise, bias, act, gain, clamp)
+
+
+def _layer_tail(x: torch.Tensor, scale: torch.Tensor | None, noise: torch.Tensor | None, bias: torch.Tensor | None,
+                act: str, gain: float | None, clamp: float | None) -> torch.Tensor:
+    """x * scale (per sample and channel) + noise, then bias_act."""
+    if act == "lrelu" and gain is None:
+        gain = LRELU_GAIN
+    g = 1.0 if gain is None else float(gain)
+    if not can_write_inplace(x, scale, noise, bias) or g <= 0:
+        # autograd's path, in NVIDIA's order
+        if scale is not None:
+            x = x * scale.reshape(x.shape[0], -1, 1, 1).to(x.dtype)
         if noise is not None:
-            x = x.add_(noise.to(x.dtype)) if inplace else x + noise.to(x.dtype)
-        return x
-    w = weight.unsqueeze(0) * styles.reshape(b, 1, -1, 1, 1)
-    if demodulate:
-        w = w * dcoefs.reshape(b, -1, 1, 1, 1)
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_ch, kh, kw)
-    x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding, groups=b)
-    x = x.reshape(b, -1, *x.shape[2:])
-    if noise is not None:
-        x = x.add_(noise.to(x.dtype)) if can_write_inplace(x) else x + noise.to(x.dtype)
+            x = x + noise.to(x.dtype)
+        return bias_act(x, bias, act=act, gain=gain, clamp=clamp)
+    # Outside autograd the tail is at most two passes over x: a positive gain commutes with leaky
+    # ReLU, so it folds into the scale and into the additive term (noise + bias), and one addcmul
+    # applies both (rounding differs from NVIDIA's five separate steps by about one ulp).
+    mul = None
+    if scale is not None:
+        mul = scale.reshape(x.shape[0], -1, 1, 1).to(x.dtype) * g
+    elif g != 1:
+        mul = x.new_full([1, 1, 1, 1], g)
+    b = None if bias is None else bias.to(x.dtype).reshape(1, -1, 1, 1) * g
+    n = None if noise is None else noise.to(x.dtype) * g
+    if n is not None and n.dim() == 4 and n.shape[0] > 1:
+        # per-sample noise has no batch-free sum with the bias to precompute
+        if mul is not None:
+            x = x.mul_(mul)
+        x = x.add_(n)
+        mul = None
+        n = None
+    if n is not None:
+        add = torch.empty([1, *x.shape[1:]], dtype=x.dtype, device=x.device, memory_format=_memory_format(x))
+        if b is None:
+            add.copy_(n.expand_as(add))
+        else:
+            torch.add(b, n, out=add)
+        x = torch.addcmul(add, x, mul, out=x) if mul is not None else x.add_(add)
+    else:
+        if mul is not None:
+            x = x.mul_(mul)
+        if b is not None:
+            x = x.add_(b)
+    if act == "lrelu":
+        x = F.leaky_relu_(x, 0.2)
+    elif act != "linear":
+        raise ValueError(f"unknown activation {act}")
+    if clamp is not None:
+        x = x.clamp_(-clamp, clamp)
     return x
 
 

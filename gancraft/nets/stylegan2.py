@@ -112,7 +112,8 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True,
-                style_scale: torch.Tensor | None = None, gain: float = 1.0) -> torch.Tensor:
+                style_scale: torch.Tensor | None = None, gain: float = 1.0,
+                consume_input: bool = False) -> torch.Tensor:
         styles = self.affine(w)
         if style_scale is not None:
             styles = styles * (1 + style_scale)
@@ -121,11 +122,10 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                 resample_filter=self.resample_filter, fused=fused)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, act="lrelu", gain=ops.LRELU_GAIN * gain, clamp=clamp,
-                            inplace=ops.can_write_inplace(x, self.bias))
+        return ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                                    resample_filter=self.resample_filter, fused=fused, bias=self.bias, act="lrelu",
+                                    gain=ops.LRELU_GAIN * gain, clamp=clamp, consume_input=consume_input)
 
 
 class ToRGBLayer(nn.Module):
@@ -141,8 +141,8 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return ops.bias_act(x, self.bias, clamp=self.conv_clamp, inplace=ops.can_write_inplace(x, self.bias))
+        return ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias,
+                                    clamp=self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -178,7 +178,8 @@ class SynthesisBlock(nn.Module):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
         for i, (layer, scale) in enumerate(zip(layers, scales)):
-            x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale)
+            # the block's input has served the previous toRGB and nothing else reads it
+            x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale, consume_input=True)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         y = self.torgb(x, ws[:, len(layers)], fused=fused)
