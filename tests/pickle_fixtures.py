@@ -72,14 +72,16 @@ _reconstruct = _MODS["torch_utils.persistence"]._reconstruct_persistent_obj
 
 @contextlib.contextmanager
 def stand_in_modules() -> Iterator[None]:
-    clash = [n for n in _MODS if n in sys.modules and sys.modules[n] is not _MODS[n]]
-    assert not clash, f"real modules {clash} are importable; fixtures would shadow them"
+    # NVIDIA's real modules may be loaded already (tests run with GANCRAFT_NVIDIA_SRC): set them
+    # aside while the stand-ins are in place, and put them back afterwards
+    real = {n: sys.modules[n] for n in _MODS if n in sys.modules and sys.modules[n] is not _MODS[n]}
     sys.modules.update(_MODS)
     try:
         yield
     finally:
         for name in _MODS:
             sys.modules.pop(name, None)
+        sys.modules.update(real)
 
 
 def dump(obj: Any, path: Path, protocol: int = 4) -> Path:
