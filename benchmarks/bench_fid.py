@@ -12,6 +12,7 @@ into float64 running statistics, and compute the Fréchet distance to a referenc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft.metrics import (
     InceptionExtractor,
@@ -96,14 +98,20 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64, help="generator output size (power of two)")
     parser.add_argument("--repeats", type=int, default=2, help="timed batches per extractor")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    add_malloc_option(parser)
     args = parser.parse_args()
+    malloc = apply_malloc_option(args)
     device = torch.device(args.device)
+    results: dict = {"device": str(device), "threads": torch.get_num_threads(), "malloc": malloc,
+                     "resolution": args.resolution, "batch": args.batch}
 
     print(f"machine: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     inception = InceptionExtractor.random(seed=0, device=device)
     images = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(0))
     ips = images_per_second(inception, images, args.repeats)
+    results["inception_images_per_s"] = ips
     print(f"inception (pytorch-fid architecture, random weights): {ips:.1f} images/s "
           f"at {args.resolution}x{args.resolution} input, batch {args.batch}; resize: {inception.resize}")
 
@@ -113,6 +121,7 @@ def main() -> None:
         torch.jit.script(SmallFeatures()).save(str(path))
         small = TorchScriptExtractor(path, device=device)
         ips = images_per_second(small, images, max(args.repeats, 10))
+    results["torchscript_small_images_per_s"] = ips
     print(f"torchscript small extractor (3 convs, 64-d): {ips:.1f} images/s at {args.resolution}x{args.resolution}")
 
     torch.manual_seed(0)
@@ -127,7 +136,14 @@ def main() -> None:
           f"Fréchet distance {fd_s:.2f} s; value {fid:.4g}, meaningless with random weights)")
     per_image = total / args.n
     print(f"extrapolated to 50000 images at this rate: {50000 * per_image / 60:.0f} min")
-    print("reproduce: python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:]))
+    results["end_to_end"] = {"images": args.n, "seconds": total, "images_per_s": args.n / total,
+                             "generation_s": gen_s, "frechet_distance_s": fd_s}
+    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:])
+    results["command"] = command
+    print("reproduce: " + command)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

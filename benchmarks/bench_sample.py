@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft.latent.generate import generate
 from gancraft.media.images import ImageWriter, seed_filename, to_uint8
@@ -61,11 +62,15 @@ def main() -> None:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None)
+    add_malloc_option(ap)
     args = ap.parse_args()
+    malloc = apply_malloc_option(args)
+    print(f"allocator: {malloc}", flush=True)
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     command = "python benchmarks/bench_sample.py " + shlex.join(sys.argv[1:])
-    results = {"command": command.strip(), "device": str(device), "threads": torch.get_num_threads(), "runs": []}
+    results = {"command": command.strip(), "device": str(device), "threads": torch.get_num_threads(), "malloc": malloc,
+               "runs": []}
     torch.manual_seed(0)
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for name, cfg in CONFIGS.items():

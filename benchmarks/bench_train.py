@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft import toy
 from gancraft.train.configs import architecture, get_preset
@@ -50,11 +51,14 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path)
+    add_malloc_option(ap)
     args = ap.parse_args()
+    malloc = apply_malloc_option(args)
+    print(f"allocator: {malloc}", flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"command: python benchmarks/bench_train.py --resolution {args.resolution} --steps {args.steps} "
-          f"--configs {args.configs} --device {args.device}")
+          f"--configs {args.configs} --device {args.device} --malloc {args.malloc}")
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     results = []
@@ -67,7 +71,7 @@ def main() -> None:
             print(f"{config:>6} {args.resolution}px batch {r['batch']}: {r['sec_per_step']:.3f} s/step, "
                   f"{r['kimg_per_s']:.4f} kimg/s ({r['steps']} steps in {r['seconds']:.1f} s)", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"train": results, "threads": torch.get_num_threads()}, indent=2))
+        args.json.write_text(json.dumps({"train": results, "threads": torch.get_num_threads(), "malloc": malloc}, indent=2))
 
 
 if __name__ == "__main__":
