@@ -146,9 +146,18 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     bias/act/gain/clamp apply ``bias_act`` after the noise, as NVIDIA's SynthesisLayer does.
     consume_input=True lets the unfused path scale x in place when autograd does not need it:
     at 256 px a fresh activation-sized buffer costs more in page faults than the multiply.
+
+    The convolution and the tail run in x's dtype (float16/bfloat16 in mixed precision); weights,
+    styles and demodulation coefficients are computed in float32 and cast, as in NVIDIA's code.
     """
     b = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
+    if demodulate and x.dtype == torch.float16:
+        # float16 tops out at 65504: bring weights and styles to at most 1 before they meet the
+        # activations, as NVIDIA does; demodulation cancels the scale exactly. bfloat16 has
+        # float32's exponent range and needs no guard.
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.abs().amax(dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)
     dcoefs = None
     if demodulate:
         # (W * s)^2 summed over (in, kh, kw) without materialising the per-sample weights

@@ -16,6 +16,8 @@ from torch import nn
 from . import ops
 from .config import DiscriminatorConfig, GeneratorConfig
 
+PRECISIONS = ("fp32", "mixed", "bf16")
+
 
 class FullyConnectedLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
@@ -164,25 +166,29 @@ class SynthesisBlock(nn.Module):
         self.num_conv += 1
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
         self.num_torgb = 1
+        self.use_fp16 = False  # set by SynthesisNetwork from num_fp16_res
 
     def conv_layers(self) -> list[SynthesisLayer]:
         return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
                 fused: bool = True, style_scales: list[torch.Tensor | None] | None = None,
-                channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                channels_last: bool = False, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Activations x run in `dtype` (cast on entry); the skip image img stays float32."""
         layers = self.conv_layers()
         scales = style_scales or [None] * len(layers)
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = x.to(dtype)
         for i, (layer, scale) in enumerate(zip(layers, scales)):
             # the block's input has served the previous toRGB and nothing else reads it
             x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale, consume_input=True)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
-        y = self.torgb(x, ws[:, len(layers)], fused=fused)
+        y = self.torgb(x, ws[:, len(layers)], fused=fused).to(torch.float32)
         if img is None:
             img = y
         elif ops.can_write_inplace(img, y):
@@ -205,17 +211,21 @@ class LayerInfo:
 class SynthesisNetwork(nn.Module):
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, use_noise: bool = True, resample_filter: list[int] | None = None,
-                 conv_clamp: float | None = None):
+                 conv_clamp: float | None = None, num_fp16_res: int = 0):
         super().__init__()
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.num_fp16_res = num_fp16_res
         self.block_resolutions = [2**i for i in range(2, int(np.log2(img_resolution)) + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        # NVIDIA's rule: the num_fp16_res highest resolutions, but never the 4x4 block
+        fp16_resolution = max(2 ** (int(np.log2(img_resolution)) + 1 - num_fp16_res), 8)
         self.num_ws = 0
         for res in self.block_resolutions:
             in_ch = channels[res // 2] if res > 4 else 0
             block = SynthesisBlock(in_ch, channels[res], w_dim=w_dim, resolution=res, img_channels=img_channels,
                                    is_last=(res == img_resolution), use_noise=use_noise,
                                    resample_filter=resample_filter, conv_clamp=conv_clamp)
+            block.use_fp16 = res >= fp16_resolution
             self.num_ws += block.num_conv
             if block.is_last:
                 self.num_ws += block.num_torgb
@@ -244,8 +254,33 @@ class SynthesisNetwork(nn.Module):
         """Width of a domain vector: one scale per input channel of every conv layer (not toRGB)."""
         return sum(info.in_channels for info in self.layers() if info.kind == "conv")
 
+    def block_dtypes(self, precision: str = "fp32") -> list[torch.dtype]:
+        """The activation dtype of each block (in blocks() order) under `precision` (see forward)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        blocks = self.blocks()
+        if precision == "fp32":
+            return [torch.float32] * len(blocks)
+        if precision == "mixed":
+            return [torch.float16 if b.use_fp16 else torch.float32 for b in blocks]
+        any_fp16 = any(b.use_fp16 for b in blocks)
+        return [torch.bfloat16 if b.use_fp16 or not any_fp16 else torch.float32 for b in blocks]
+
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused: bool | None = None,
-                style_scale: torch.Tensor | None = None) -> torch.Tensor:
+                style_scale: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> float32 images [N, C, H, W].
+
+        precision picks the dtype of each block's activations (the RGB skip image is accumulated
+        and returned in float32 in every mode):
+
+        - "fp32": every block in float32, NVIDIA's reference numerics (the default).
+        - "mixed": NVIDIA's mixed precision: blocks at the num_fp16_res highest resolutions (never
+          the 4x4 block) run in float16, the others in float32; with num_fp16_res 0 this is fp32.
+          Unlike NVIDIA's code, which falls back to float32 off CUDA, this also holds on CPU.
+        - "bf16": the same blocks in bfloat16; when num_fp16_res is 0, every block in bfloat16.
+        """
+        dtypes = self.block_dtypes(precision)
+        auto_fused = fused is None
         if fused is None:
             # grouped (fused) modulation wins on GPU and for single images; for CPU batches one
             # shared-weight conv over the batch is faster (benchmarks/bench_generator.py), and
@@ -256,15 +291,17 @@ class SynthesisNetwork(nn.Module):
         x = img = None
         w_idx = 0
         s_idx = 0
-        for block in self.blocks():
+        for block, dtype in zip(self.blocks(), dtypes):
             scales = None
             if style_scale is not None:
                 scales = []
                 for layer in block.conv_layers():
                     scales.append(style_scale[..., s_idx:s_idx + layer.in_channels])
                     s_idx += layer.in_channels
+            # NVIDIA's default fuses reduced-precision blocks only for single images
+            block_fused = fused and (dtype == torch.float32 or not auto_fused or ws.shape[0] == 1)
             x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode,
-                           fused=fused, style_scales=scales, channels_last=channels_last)
+                           fused=block_fused, style_scales=scales, channels_last=channels_last, dtype=dtype)
             w_idx += block.num_conv
         return img.contiguous()
 
@@ -277,7 +314,8 @@ class Generator(nn.Module):
         self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.img_resolution, cfg.img_channels, cfg.channel_base,
-                                          cfg.channel_max, cfg.use_noise, cfg.resample_filter, cfg.conv_clamp)
+                                          cfg.channel_max, cfg.use_noise, cfg.resample_filter, cfg.conv_clamp,
+                                          cfg.num_fp16_res)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
                                       cfg.embed_features, cfg.layer_features, cfg.mapping_lr_multiplier,
@@ -285,9 +323,12 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: str = "const",
-                style_scale: torch.Tensor | None = None, fused: bool | None = None) -> torch.Tensor:
+                style_scale: torch.Tensor | None = None, fused: bool | None = None,
+                precision: str = "fp32") -> torch.Tensor:
+        """z -> float32 images; mapping always runs in float32, precision applies to synthesis
+        (SynthesisNetwork.forward)."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused)
+        return self.synthesis(ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused, precision=precision)
 
 
 class Conv2dLayer(nn.Module):

@@ -1,0 +1,203 @@
+"""Mixed precision in the generator: NVIDIA's num_fp16_res blocks in float16 (or bfloat16), fp32 untouched.
+
+The NVIDIA comparison runs when GANCRAFT_NVIDIA_SRC points at its code (see test_nvidia_reference.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import inspect
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from gancraft.nets import Generator, GeneratorConfig
+
+# channels 64/64/32/16 at 4/8/16/32 px; num_fp16_res=2 puts b16 and b32 in half precision
+CFG = GeneratorConfig(img_resolution=32, channel_base=512, channel_max=64, z_dim=32, w_dim=32, mapping_layers=2,
+                      conv_clamp=256, num_fp16_res=2)
+HALF_BLOCKS = {16, 32}
+
+# Measured max |mixed - fp32| / max |fp32| over three weight seeds, batch 1 and 3, fused or not:
+# 6.4e-4 to 1.5e-3 (one or two float16 ulps); bfloat16, with 8 mantissa bits to float16's 11:
+# 5.8e-3 to 1.4e-2. Against NVIDIA's float16 blocks: 5.2e-4 to 1.9e-3. Limits leave about 3x room.
+MIXED_REL_TOL = 5e-3
+BF16_REL_TOL = 4e-2
+
+
+def randomized(cfg: GeneratorConfig, seed: int = 0) -> Generator:
+    """Every bias, noise strength and w_avg non-zero, so no term of a layer goes unchecked."""
+    G = Generator(cfg).eval().requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in list(G.named_parameters()) + list(G.named_buffers()):
+            if name.endswith("resample_filter"):
+                continue
+            r = torch.randn(t.shape, generator=gen)
+            if name.endswith("noise_strength"):
+                r = 0.3 * r
+            elif name.endswith("affine.bias"):
+                r = 1 + 0.2 * r
+            elif name.endswith(".bias") or name.endswith("w_avg"):
+                r = 0.5 * r
+            t.copy_(r)
+    return G
+
+
+def latents(batch: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn([batch, CFG.z_dim], generator=torch.Generator().manual_seed(seed))
+
+
+def conv_dtypes(G: torch.nn.Module, run) -> dict[int, set[torch.dtype]]:
+    """Output dtypes of every modulated conv and toRGB layer, by block resolution, during run()."""
+    seen: dict[int, set[torch.dtype]] = {}
+    hooks = []
+    for block in G.synthesis.blocks():
+        for layer in block.conv_layers() + [block.torgb]:
+            hooks.append(layer.register_forward_hook(
+                lambda m, i, o, r=block.resolution: seen.setdefault(r, set()).add(o.dtype)))
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def rel_diff(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((a - ref).abs().max() / ref.abs().max()).item()
+
+
+def test_fp32_is_the_default_and_ignores_num_fp16_res():
+    G = randomized(CFG)
+    plain = randomized(dataclasses.replace(CFG, num_fp16_res=0))
+    z = latents(3)
+    with torch.no_grad():
+        out = G(z)
+        assert torch.equal(out, G(z, precision="fp32"))
+        # the same weights without fp16 blocks, and "mixed" where there are none: bit for bit
+        assert torch.equal(out, plain(z))
+        assert torch.equal(out, plain(z, precision="mixed"))
+    assert set().union(*conv_dtypes(G, lambda: G(z)).values()) == {torch.float32}
+
+
+@pytest.mark.parametrize("batch, fused", [(1, None), (3, None), (3, True)])
+def test_mixed_runs_high_res_blocks_in_float16(batch, fused):
+    G = randomized(CFG)
+    z = latents(batch)
+    with torch.no_grad():
+        ref = G(z, fused=fused)
+        out = None
+
+        def run():
+            nonlocal out
+            out = G(z, fused=fused, precision="mixed")
+        dtypes = conv_dtypes(G, run)
+    assert dtypes == {r: {torch.float16} if r in HALF_BLOCKS else {torch.float32} for r in (4, 8, 16, 32)}
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert 0 < rel_diff(out, ref) <= MIXED_REL_TOL
+
+
+def test_mixed_survives_styles_that_overflow_float16():
+    """Styles in the thousands push un-normalised float16 convolutions past 65504 (inf, then NaN);
+    NVIDIA's pre-normalisation keeps them finite and the image unchanged, demodulation cancelling it."""
+    G = randomized(dataclasses.replace(CFG, conv_clamp=None))
+    with torch.no_grad():
+        G.synthesis.b32.conv0.affine.bias += 4000
+        ref = G(latents(2))
+        out = G(latents(2), precision="mixed")
+    assert torch.isfinite(out).all()
+    assert rel_diff(out, ref) <= MIXED_REL_TOL
+
+
+def test_mixed_keeps_gradients_finite():
+    G = randomized(CFG).requires_grad_(True)
+    G(latents(2), precision="mixed").square().mean().backward()
+    grad = G.synthesis.b32.conv1.weight.grad
+    assert grad is not None and grad.dtype == torch.float32
+    assert torch.isfinite(grad).all() and grad.abs().max() > 0
+
+
+def test_bf16_uses_the_fp16_blocks_or_all_blocks():
+    z = latents(3)
+    for cfg, half in ((CFG, HALF_BLOCKS), (dataclasses.replace(CFG, num_fp16_res=0), {4, 8, 16, 32})):
+        G = randomized(cfg)
+        with torch.no_grad():
+            ref = G(z)
+            out = None
+
+            def run():
+                nonlocal out
+                out = G(z, precision="bf16")
+            dtypes = conv_dtypes(G, run)
+        assert dtypes == {r: {torch.bfloat16} if r in half else {torch.float32} for r in (4, 8, 16, 32)}
+        assert out.dtype == torch.float32
+        assert 0 < rel_diff(out, ref) <= BF16_REL_TOL
+
+
+def test_unknown_precision_is_refused():
+    G = randomized(CFG)
+    with pytest.raises(ValueError, match="fp16"):
+        G(latents(1), precision="fp16")
+
+
+# ---- against NVIDIA's own float16 blocks ---------------------------------------------------------
+
+SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
+needs_nvidia = pytest.mark.skipif(
+    not SRC or not (Path(SRC) / "training" / "networks_stylegan2.py").is_file(),
+    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC (see test_nvidia_reference.py)")
+
+
+def _load_bench():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_nvidia.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_nvidia", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fp16_on_cpu(monkeypatch, networks) -> None:
+    """NVIDIA's SynthesisBlock forces float32 off CUDA; drop that one condition so that its float16
+    path, unchanged otherwise, runs here on the CPU."""
+    cls = networks.SynthesisBlock
+    source = textwrap.dedent(inspect.getsource(cls.forward))
+    patched, count = re.subn(r"ws\.device\.type\s*!=\s*['\"]cuda['\"]", "False", source)
+    assert count == 1, "NVIDIA's SynthesisBlock.forward no longer has the CUDA-only float16 check"
+    namespace: dict = {}
+    exec(compile(patched, inspect.getsourcefile(cls.forward), "exec"), vars(networks), namespace)
+    monkeypatch.setattr(cls, "forward", namespace["forward"])
+
+
+@needs_nvidia
+@pytest.mark.parametrize("batch, fused, clamped", [(1, True, False), (3, False, False), (3, True, True),
+                                                   (3, False, True)])
+def test_mixed_matches_nvidia_float16_blocks(monkeypatch, batch, fused, clamped):
+    bench = _load_bench()
+    nv = bench.load_nvidia(SRC)
+    _fp16_on_cpu(monkeypatch, nv["networks"])
+    ref, ours = bench.make_pair(nv, CFG, seed=0)
+    if clamped:
+        # drive a float16 layer into conv_clamp, so that the clamp shapes the image
+        with torch.no_grad():
+            for G in (ref, ours):
+                G.synthesis.b16.conv1.bias += 400
+    seen: list[torch.dtype] = []
+    hook = ref.synthesis.b32.conv1.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    z = latents(batch, seed=3)
+    with torch.no_grad():
+        ws = ref.mapping(z, None)
+        expected = ref.synthesis(ws, noise_mode="const", fused_modconv=fused)
+        out = ours.synthesis(ws, noise_mode="const", fused=fused, precision="mixed")
+    hook.remove()
+    assert seen == [torch.float16]  # NVIDIA's block really ran in float16
+    assert expected.dtype == out.dtype == torch.float32
+    assert expected.abs().max() > (CFG.conv_clamp if clamped else 1)
+    # both sides round to float16 at slightly different points (NVIDIA adds noise, bias and gain
+    # in separate steps), so they agree to float16 precision at the image's scale, not bit for bit
+    assert rel_diff(out, expected) <= MIXED_REL_TOL
