@@ -21,6 +21,7 @@ from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
 from ..train.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .sample import precision_option
 
 EPILOG = """\b
 Examples:
@@ -94,6 +95,7 @@ def _parse_range(text: str) -> tuple[float, float]:
 @click.option("--cols", type=click.IntRange(min=1), default=None, help="Grid columns [default: about square].")
 @click.option("--quality", type=click.FloatRange(1, 10), default=7, show_default=True,
               help="mp4 quality, 1 (small) to 10 (near lossless).")
+@precision_option
 @device_option
 @force_option
 def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, frames: int, fps: float, loop: bool,
@@ -101,7 +103,7 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
             prompt_csv: str | None, prompt_items: tuple[str, ...], prompt_space: str, clip_weights: str | None,
             download_clip: bool, psi: float,
             trunc_cutoff: int | None, noise_mode: str, batch_size: int, cols: int | None, quality: float,
-            device: str | None, force: bool) -> None:
+            precision: str, device: str | None, force: bool) -> None:
     """Render a video from CKPT: latent interpolation, a direction traversal, or a cross-domain morph."""
     if direction is not None and domains is not None:
         raise GancraftError("--direction and --domains exclude each other")
@@ -157,7 +159,7 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
     n_rows = math.ceil(cells / n_cols)
 
     def video_frames() -> Iterator[np.ndarray]:
-        for images in render_frames(G, plan, noise_mode=noise_mode, batch_size=batch_size):
+        for images in render_frames(G, plan, noise_mode=noise_mode, batch_size=batch_size, precision=precision):
             pixels = to_uint8(images)
             yield pixels[0] if cells == 1 else make_grid(pixels, n_rows, n_cols)
 

@@ -18,11 +18,17 @@ from typing import Iterator, Sequence
 import torch
 
 from ..errors import GancraftError
+from ..nets.stylegan2 import PRECISIONS
 from .domains import DomainSpec, apply_domain, interpolate_domains
 from .files import Direction, Edit
 from .seeds import z_from_seeds
 
 NOISE_MODES = ("const", "random", "none")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise GancraftError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -56,16 +62,23 @@ def map_latents(G: torch.nn.Module, z: torch.Tensor, spec: DomainSpec | None = N
 
 
 def synthesize(G: torch.nn.Module, ws: torch.Tensor, spec: DomainSpec | None = None,
-               noise_mode: str = "const", style_scale: torch.Tensor | None = None) -> torch.Tensor:
-    """ws -> NCHW images on G's device, with the domain's style scales (or explicit per-row ones)."""
+               noise_mode: str = "const", style_scale: torch.Tensor | None = None,
+               precision: str = "fp32") -> torch.Tensor:
+    """ws -> NCHW float32 images on G's device, with the domain's style scales (or explicit per-row ones).
+
+    precision: "fp32" (exact, the default), "mixed" (the model's num_fp16_res blocks in float16,
+    as NVIDIA runs them on GPU) or "bf16" (those blocks, or all when there are none, in bfloat16);
+    see SynthesisNetwork.forward.
+    """
     if noise_mode not in NOISE_MODES:
         raise GancraftError(f"--noise-mode {noise_mode!r}: expected one of {', '.join(NOISE_MODES)}")
+    check_precision(precision)
     dev = _device_of(G)
     if style_scale is None and spec is not None and spec.style_scale is not None:
         style_scale = spec.style_scale
     with torch.no_grad():
         return G.synthesis(ws.to(dev, torch.float32), noise_mode=noise_mode,
-                           style_scale=None if style_scale is None else style_scale.to(dev))
+                           style_scale=None if style_scale is None else style_scale.to(dev), precision=precision)
 
 
 def edit_layer_mask(G: torch.nn.Module, layers: Sequence[int | str] | None, what: str = "direction") -> torch.Tensor:
@@ -118,8 +131,10 @@ def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
 def generate(G: torch.nn.Module, seeds: Sequence[int] | None = None, *, ws: torch.Tensor | None = None,
              z: torch.Tensor | None = None, domain: DomainSpec | None = None, psi: float = 1.0,
              cutoff: int | None = None, noise_mode: str = "const", edits: Sequence[Edit] = (),
-             batch_size: int = 8) -> Iterator[Batch]:
+             batch_size: int = 8, precision: str = "fp32") -> Iterator[Batch]:
     """Yield Batches for `seeds` (z from NVIDIA's seed convention) or for given `ws` (then z is only carried).
+
+    precision applies to synthesis only (see `synthesize`); mapping and the stored ws stay float32.
 
     From seeds: mapping with the domain's class, truncation, domain transform, edits, synthesis.
     From ws: edits and synthesis only (the domain contributes its style scales), so stored ws
@@ -129,6 +144,7 @@ def generate(G: torch.nn.Module, seeds: Sequence[int] | None = None, *, ws: torc
         raise GancraftError(f"--batch must be >= 1, got {batch_size}")
     if noise_mode not in NOISE_MODES:
         raise GancraftError(f"--noise-mode {noise_mode!r}: expected one of {', '.join(NOISE_MODES)}")
+    check_precision(precision)
     for edit in edits:
         check_direction(G, edit.direction)
     if ws is None:
@@ -153,7 +169,7 @@ def generate(G: torch.nn.Module, seeds: Sequence[int] | None = None, *, ws: torc
             zb = z[sl] if z is not None else torch.zeros([count, 0])
             wb = _pad(ws[sl], batch_size).to(_device_of(G), torch.float32)
         wb = apply_edits(G, wb, edits)
-        images = synthesize(G, wb, domain, noise_mode)
+        images = synthesize(G, wb, domain, noise_mode, precision=precision)
         yield Batch(seeds=batch_seeds, z=zb.cpu(), ws=wb[:count].cpu(), images=images[:count].cpu(), domain=name)
 
 
@@ -281,8 +297,12 @@ def _frames_from_cells(per_cell: list[torch.Tensor], domain: DomainSpec | None) 
 
 
 def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "const",
-                  batch_size: int = 8) -> Iterator[torch.Tensor]:
-    """Synthesise a plan batch by batch across frame boundaries; yield each frame's cells [cells, C, H, W]."""
+                  batch_size: int = 8, precision: str = "fp32") -> Iterator[torch.Tensor]:
+    """Synthesise a plan batch by batch across frame boundaries; yield each frame's cells [cells, C, H, W].
+
+    precision as in `synthesize`.
+    """
+    check_precision(precision)
     if not plan:
         return
     ws = torch.cat([f.ws for f in plan])
@@ -296,7 +316,8 @@ def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "
     for sl in _batches(ws.shape[0], batch_size):
         count = sl.stop - sl.start
         scale = None if scales is None else _pad(scales[sl], batch_size)
-        imgs = synthesize(G, _pad(ws[sl], batch_size), noise_mode=noise_mode, style_scale=scale)[:count].cpu()
+        imgs = synthesize(G, _pad(ws[sl], batch_size), noise_mode=noise_mode, style_scale=scale,
+                          precision=precision)[:count].cpu()
         pending.extend(imgs)
         while len(pending) - done >= cells:
             yield torch.stack(pending[done:done + cells])
@@ -348,10 +369,10 @@ def resolution_indices(G: torch.nn.Module, text: str, option: str = "--mix-res")
 
 def style_mix(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int], layers: Sequence[int],
               domain: DomainSpec | None = None, psi: float = 1.0, cutoff: int | None = None,
-              noise_mode: str = "const", batch_size: int = 8) -> torch.Tensor:
+              noise_mode: str = "const", batch_size: int = 8, precision: str = "fp32") -> torch.Tensor:
     """Images [(R+1)*(C+1), C, H, W] row-major for a mixing grid: cell (r, c) takes the row seed's ws
     with the column seed's ws at `layers`; the first row holds the column seeds' own images, the
-    first column the row seeds', and the corner is blank (-1, black)."""
+    first column the row seeds', and the corner is blank (-1, black). precision as in `synthesize`."""
     layers = list(layers)
     if not layers:
         raise GancraftError("style mixing needs at least one layer to take from the column seeds")
@@ -368,6 +389,6 @@ def style_mix(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[
             cells.append(mixed)
     ws = torch.stack(cells)
     images = torch.cat([b.images for b in generate(G, ws=ws, domain=domain, noise_mode=noise_mode,
-                                                   batch_size=batch_size)])
+                                                   batch_size=batch_size, precision=precision)])
     images[0] = -1
     return images
