@@ -3,7 +3,12 @@
     python benchmarks/bench_generator.py                       # 256 and 1024 px, batch 1 and 8
     python benchmarks/bench_generator.py --resolutions 256 --batches 8 --repeats 5 --json out/gen.json
     python benchmarks/bench_generator.py --compile             # also time torch.compile'd synthesis
-    python benchmarks/bench_generator.py --amp bf16            # also time autocast, checked against fp32
+    python benchmarks/bench_generator.py --precision mixed,bf16  # also time G(..., precision=...) vs fp32
+
+--precision times the generator's own reduced-precision modes (SynthesisNetwork.forward): "mixed"
+runs the num_fp16_res highest-resolution blocks in float16 as NVIDIA does on GPU, "bf16" the same
+blocks in bfloat16 (every block with --num-fp16-res 0). Each is checked against eager fp32 on the
+same latents: max |diff|, printed with the largest |pixel| of the fp32 image for scale.
 
 Weights are random (GeneratorConfig(img_resolution=R) defaults: 512-d z/w, channel_base 32768,
 channel_max 512); speed does not depend on their values. FLOPs are counted once per configuration
@@ -37,6 +42,11 @@ def machine() -> dict[str, Any]:
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def half_block_resolutions(G: Generator, precision: str) -> list[int]:
+    return [b.resolution for b, dtype in zip(G.synthesis.blocks(), G.synthesis.block_dtypes(precision))
+            if dtype != torch.float32]
 
 
 def counted_flops(cfg: GeneratorConfig, batch: int) -> int:
@@ -73,46 +83,57 @@ def time_forward(fn: Callable[[], torch.Tensor], device: torch.device, repeats: 
 
 
 def bench_config(resolution: int, batch: int, device: torch.device, args: argparse.Namespace) -> list[dict]:
-    cfg = GeneratorConfig(img_resolution=resolution)
+    cfg = GeneratorConfig(img_resolution=resolution, num_fp16_res=args.num_fp16_res)
     torch.manual_seed(0)
     G = Generator(cfg).eval().requires_grad_(False).to(device)
     z = torch.randn([batch, cfg.z_dim], generator=torch.Generator().manual_seed(1)).to(device)
     flops = counted_flops(cfg, batch)
-    variants: list[tuple[str, Callable[[], torch.Tensor]]] = [("eager fp32", lambda: G(z, None))]
+    variants: list[tuple[str, str, Callable[[], torch.Tensor]]] = [("eager fp32", "fp32", lambda: G(z, None))]
     if args.compile:
         synth = torch.compile(G.synthesis)
-        variants.append(("torch.compile fp32", lambda: synth(G.mapping(z, None))))
-    if args.amp:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-
-        def amp_forward() -> torch.Tensor:
-            with torch.autocast(device.type, dtype=dtype):
-                return G(z, None).float()
-        variants.append((f"autocast {args.amp}", amp_forward))
+        variants.append(("torch.compile fp32", "fp32", lambda: synth(G.mapping(z, None))))
+    for precision in args.precision:
+        variants.append((f"eager {precision}", precision, lambda p=precision: G(z, None, precision=p)))
     rows = []
     reference = None
-    for name, fn in variants:
+    scale = None
+    for name, precision, fn in variants:
         diff = None
         with torch.inference_mode():
             t = time_forward(fn, device, args.repeats, args.single_run_above)
             if len(variants) > 1:
-                out = fn().float()
+                out = fn()
                 if reference is None:
                     reference = out
+                    scale = out.abs().max().item()
                 else:
                     diff = (out - reference).abs().max().item()
         row = {"resolution": resolution, "batch": batch, "variant": name, "seconds_per_batch": t["seconds"],
                "images_per_s": batch / t["seconds"], "gflop_per_forward": flops / 1e9,
                "achieved_gflop_per_s": flops / t["seconds"] / 1e9, "runs_s": t["runs"],
                "cold_single_run": t["cold_single_run"], "max_abs_diff_vs_eager_fp32": diff,
-               "fused_modulation": device.type == "cuda" or batch == 1,
+               "fp32_image_absmax": scale,
+               "precision": precision, "num_fp16_res": cfg.num_fp16_res,
+               "reduced_precision_blocks": half_block_resolutions(G, precision),
+               # reduced-precision blocks fuse only single images (NVIDIA's default)
+               "fused_modulation": batch == 1 or (device.type == "cuda" and precision == "fp32"),
                "channels_last": device.type == "cpu"}
         note = " (one cold run)" if t["cold_single_run"] else f" (median of {len(t['runs'])})"
         print(f"  {resolution:5d}px batch {batch:2d} {name:20s} {row['images_per_s']:9.3f} images/s "
               f"{row['achieved_gflop_per_s']:8.1f} GFLOP/s of {flops / batch / 1e9:7.1f} GFLOP/image{note}"
-              + (f"  max|diff| vs eager fp32 {diff:.2e}" if diff is not None else ""), flush=True)
+              + (f"  max|diff| vs eager fp32 {diff:.2e} (|img| up to {scale:.2f}, reduced precision at "
+                 f"{','.join(map(str, row['reduced_precision_blocks'])) or 'no'} px)" if diff is not None else ""),
+              flush=True)
         rows.append(row)
     return rows
+
+
+def _precisions(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in ("mixed", "bf16")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown precision {bad[0]!r} (expected mixed or bf16)")
+    return items
 
 
 def main() -> None:
@@ -124,7 +145,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--single-run-above", type=float, default=15.0, metavar="SECONDS")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(G.synthesis)")
-    ap.add_argument("--amp", choices=["bf16", "fp16"], help="also time autocast at this precision")
+    ap.add_argument("--precision", default="", type=_precisions, metavar="LIST",
+                    help="also time these generator precisions, comma-separated from mixed,bf16")
+    ap.add_argument("--num-fp16-res", type=int, default=4, metavar="N",
+                    help="blocks NVIDIA runs in float16 (default 4, as in its FFHQ pickles); fp32 ignores it")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     if args.threads:
