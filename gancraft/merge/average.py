@@ -321,24 +321,25 @@ def linear_chunks(weights: Sequence[float], key: str, sources: Sequence[Source],
     if not copy and any(not sources[i].dtypes[key].is_floating_point for i, _ in active):
         raise GancraftError(f"cannot mix a non-floating tensor ({key}); copy it from one input instead")
     numel = math.prod(sources[0].shapes[key])
+    reads = [(sources[i].read_into, buffers.get("in", sources[i].dtypes[key], CHUNK), w) for i, w in active]
+    out = buffers.get("out", dtype, CHUNK)
+    acc = buffers.get("acc", torch.float64, CHUNK)
+    wide = buffers.get("wide", torch.float64, CHUNK)
     for start in range(0, numel, CHUNK):
         n = min(CHUNK, numel - start)
+        if n < CHUNK:  # the last, partial chunk
+            reads = [(read, x[:n], w) for read, x, w in reads]
+            out, acc, wide = out[:n], acc[:n], wide[:n]
         if copy:
-            yield sources[active[0][0]].read_into(key, start, buffers.get("out", dtype, n))
-            continue
-        out = buffers.get("out", dtype, n)
-        if not active:
+            yield reads[0][0](key, start, out)
+        elif not reads:
             yield out.zero_()
-            continue
-        acc = buffers.get("acc", torch.float64, n)
-        wide = buffers.get("wide", torch.float64, n)
-        for j, (i, w) in enumerate(active):
-            x = sources[i].read_into(key, start, buffers.get("in", sources[i].dtypes[key], n))
-            if j == 0:
-                acc.copy_(x).mul_(w)
-            else:
-                acc.add_(wide.copy_(x), alpha=w)
-        yield out.copy_(acc)
+        else:
+            read, x, w = reads[0]
+            acc.copy_(read(key, start, x)).mul_(w)
+            for read, x, w in reads[1:]:
+                acc.add_(wide.copy_(read(key, start, x)), alpha=w)
+            yield out.copy_(acc)
 
 
 def iter_merged(sources: Sequence[Source], recipes: dict[str, Recipe],
@@ -426,6 +427,10 @@ def write_streaming(path: str | os.PathLike, specs: dict[str, tuple[tuple[int, .
             if next(order, None) is not None:
                 raise RuntimeError("merge ended before every declared tensor was written")
             if final_metadata is not None:
+                # the data goes to disk while final_metadata() may still be waiting (for the
+                # inputs' hashes); the closing fsync then has only the header page left
+                fh.flush()
+                os.fsync(fh.fileno())
                 final = _header_bytes(final_metadata(), entries)
                 if len(final) > len(raw):
                     raise RuntimeError("final safetensors header is longer than the space reserved for it")
