@@ -16,7 +16,8 @@ Inputs sit in the page cache, so reads cost a memory copy, not disk time. Cases 
 and each prints the fastest of its repeats (on a shared machine other work only ever adds
 time; page-cache writes here stall now and then for 0.2-0.4 s), its floor's seconds and the
 ratio, GB/s (input bytes + output bytes over seconds), and the peak RSS increase over the RSS
-after importing torch and gancraft, also as a multiple of one model's size. Targets (issue #11): within 2x of the floor, memory under 2x one model.
+after importing torch and gancraft, also as a multiple of one model's size.
+Targets (issue #11): within 2x of the floor, memory under 2x one model.
 """
 
 from __future__ import annotations
