@@ -20,8 +20,7 @@ from ..latent.seeds import parse_seeds
 from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
 from ..train.hyper import has_hyper
-from .common import device_option, emit_path, force_option, log, resolve_device
-from .sample import precision_option
+from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
 
 EPILOG = """\b
 Examples:

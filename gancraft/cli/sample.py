@@ -18,11 +18,10 @@ from ..io_util import check_output_path
 from ..latent import domains as dom
 from ..latent.files import Latents, load_latents, parse_edit, save_latents
 from ..latent.generate import NOISE_MODES, generate, layer_indices, resolution_indices, style_mix
-from ..nets.stylegan2 import PRECISIONS
 from ..latent.seeds import parse_seeds
 from ..media.images import ImageWriter, make_grid, save_png, seed_filename, to_uint8
 from ..train.hyper import has_hyper
-from .common import device_option, emit_path, force_option, log, resolve_device
+from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
 
 EPILOG = """\b
 Examples:
@@ -42,15 +41,6 @@ folder is its text with spaces and other unsafe characters replaced by '_'.
 Latents (.npz): z, w (exactly what was synthesised, float32), seeds, domain, batch.
 Same latents at the same --batch give identical pixels; across batch sizes, equal to ~1e-5.
 """
-
-
-precision_option = click.option(
-    "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-    help="Synthesis arithmetic. fp32 is exact (NVIDIA's reference numerics). mixed runs the model's "
-         "num_fp16_res highest-resolution blocks in float16 (none if it is 0), as NVIDIA runs them on GPU; "
-         "bf16 runs those blocks (every block if there are none) in bfloat16. Both can be faster where the "
-         "hardware has half-precision units and move pixels slightly (up to ~0.2% and ~1.5% of the peak "
-         "value in tests).")
 
 
 def _image_name(seed: int, row: int) -> str:
