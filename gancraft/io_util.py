@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -108,6 +111,87 @@ def _unlink_quietly(p: Path) -> None:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's contents, remembered across runs so that an unchanged file is read once.
+
+    Digests are kept in one small JSON file, `hash_cache_path()`: sha256.json in
+    $GANCRAFT_CACHE_DIR, else in $XDG_CACHE_HOME/gancraft/, else in ~/.cache/gancraft/. An entry
+    is keyed by the file's resolved path and used only while the file's size, mtime_ns,
+    ctime_ns, inode and device are all unchanged, so a file rewritten or replaced in any way
+    (even at the same size with its mtime set back: that still moves ctime) is read again. A
+    digest is remembered only when the file did not change while it was read and its last
+    change is older than the filesystem's timestamp resolution. The newest 4096 files are
+    kept. The cache is best effort: an unreadable or corrupt cache file counts as empty and is
+    rewritten, an unwritable folder means nothing is remembered, and concurrent processes
+    replace the file atomically (the last writer wins). GANCRAFT_HASH_CACHE=off neither reads
+    nor writes it.
+    """
+    cache = hash_cache_path()
+    if cache is None:
+        return _hash_contents(path, chunk)
+    try:
+        key = os.path.realpath(path)
+        before = _signature(os.stat(key))
+    except OSError:
+        # reading reports a missing or unreadable file the usual way
+        return _hash_contents(path, chunk)
+    known = _lookup(cache, key, before)
+    if known is not None:
+        return known
+    digest = _hash_contents(path, chunk)
+    try:
+        after = os.stat(key)
+    except OSError:
+        return digest
+    if _signature(after) == before and time.time() - after.st_ctime_ns / 1e9 >= _RACY_SECONDS:
+        _store(cache, key, before, digest)
+    return digest
+
+
+def cached_sha256(path: str | os.PathLike) -> str | None:
+    """The digest `sha256_file` remembers for `path` as it is now, or None (the file is not read)."""
+    cache = hash_cache_path()
+    if cache is None:
+        return None
+    try:
+        key = os.path.realpath(path)
+        return _lookup(cache, key, _signature(os.stat(key)))
+    except OSError:
+        return None
+
+
+def hash_cache_path() -> Path | None:
+    """The file where `sha256_file` remembers digests; None when GANCRAFT_HASH_CACHE=off."""
+    if os.environ.get("GANCRAFT_HASH_CACHE", "").strip().lower() in ("off", "0", "no", "false"):
+        return None
+    root = os.environ.get("GANCRAFT_CACHE_DIR")
+    if root:
+        return Path(root) / _CACHE_NAME
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # the XDG spec says a relative value is invalid and must be ignored
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "gancraft" / _CACHE_NAME
+    try:
+        return Path.home() / ".cache" / "gancraft" / _CACHE_NAME
+    except RuntimeError:  # no HOME and no password entry: nowhere to keep it
+        return None
+
+
+_CACHE_NAME = "sha256.json"
+_CACHE_VERSION = 1
+_CACHE_ENTRIES = 4096
+# a cache this large was not written by us; reading it could cost more than hashing
+_CACHE_MAX_BYTES = 64 << 20
+# Timestamps only move once per filesystem clock tick (a few ms on ext4, 2 s on FAT): a file
+# rewritten at the same size within the tick of its previous change keeps every stat field,
+# so its digest is remembered only once that tick is surely over.
+_RACY_SECONDS = 2.0
+# one load-merge-write at a time within a process: merges hash their inputs on threads
+_cache_lock = threading.RLock()
+# the parsed cache and the stat of the file it came from, so threads and repeated calls skip the parse
+_parsed: tuple[tuple, dict[str, dict]] | None = None
+
+
+def _hash_contents(path: str | os.PathLike, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while True:
@@ -116,3 +200,68 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
                 break
             h.update(block)
     return h.hexdigest()
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _lookup(cache: Path, key: str, signature: list[int]) -> str | None:
+    entry = _load(cache).get(key)
+    if not isinstance(entry, dict) or entry.get("stat") != signature:
+        return None
+    digest = entry.get("sha256")
+    if isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+        return digest
+    return None
+
+
+def _cache_file_id(cache: Path) -> tuple:
+    st = os.stat(cache)
+    return (str(cache), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def _load(cache: Path) -> dict[str, dict]:
+    """The cache's entries, oldest first; {} for a missing, unreadable or malformed file."""
+    global _parsed
+    with _cache_lock:
+        try:
+            ident = _cache_file_id(cache)
+            if _parsed is not None and _parsed[0] == ident:
+                return _parsed[1]
+            if ident[1] > _CACHE_MAX_BYTES:
+                return {}
+            with open(cache, "rb") as fh:
+                data = json.loads(fh.read())
+        except (OSError, ValueError, RecursionError):
+            return {}
+        entries = data.get("entries") if isinstance(data, dict) and data.get("version") == _CACHE_VERSION else None
+        if not isinstance(entries, dict):
+            return {}
+        _parsed = (ident, entries)
+        return entries
+
+
+def _store(cache: Path, key: str, signature: list[int], digest: str) -> None:
+    global _parsed
+    with _cache_lock:
+        # re-read first, so entries that other processes added since our lookup are kept
+        entries = {k: v for k, v in _load(cache).items() if k != key}
+        entries[key] = {"stat": signature, "sha256": digest}
+        if len(entries) > _CACHE_ENTRIES:
+            entries = dict(list(entries.items())[-_CACHE_ENTRIES:])
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(cache.parent, cache.name)
+            fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.{os.getpid()}.", suffix=".tmp", dir=cache.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"version": _CACHE_VERSION, "entries": entries}, fh, separators=(",", ":"))
+                os.replace(tmp, cache)
+            except BaseException:
+                _unlink_quietly(Path(tmp))
+                raise
+            _parsed = (_cache_file_id(cache), entries)
+        except OSError:
+            # a cache that cannot be written only costs the next run a re-hash
+            return

@@ -17,6 +17,17 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_hash_cache(tmp_path_factory):
+    """Point sha256_file's digest cache at a temporary folder, so tests never touch ~/.cache.
+
+    Session-scoped so it is in place before any module fixture runs; subprocesses inherit it.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANCRAFT_CACHE_DIR", str(tmp_path_factory.mktemp("gancraft-cache")))
+        yield
+
+
 def tiny_configs(resolution: int = 16, c_dim: int = 0, w_dim: int = 32) -> tuple[GeneratorConfig, DiscriminatorConfig]:
     g = GeneratorConfig(z_dim=w_dim, w_dim=w_dim, c_dim=c_dim, img_resolution=resolution,
                         channel_base=16 * resolution, channel_max=32, mapping_layers=2)
