@@ -452,7 +452,8 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
     """Stream the merge into `out`, appending a history entry with the inputs' sha256.
 
     The inputs are hashed on background threads while the merge runs (hashlib releases the
-    GIL), and the header is patched with the digests at the end.
+    GIL), and the header is patched with the digests at the end. sha256_file remembers the
+    digests of unchanged files across runs, so merging the same sources again skips the reads.
     """
     specs = {k: (sources[0].shapes[k], sources[_dtype_source(r)].dtypes[k]) for k, r in recipes.items()}
     stream: Iterable[tuple[str, torch.Tensor | Iterator[torch.Tensor]]] = _iter_streamed(
