@@ -12,6 +12,11 @@ Writes 4 random G_ema-only generators of the given resolution (1024: ~33M parame
   avg-N:        gancraft.merge.average of N inputs (hashing the inputs for the history included);
   blend-2:      blend_layers(low, [high], switch=32): every tensor copied from one input;
   blend-soft-2: the same with blend_width=1, so every synthesis tensor mixes both inputs.
+These run cold, with sha256_file's digest cache off (GANCRAFT_HASH_CACHE=off), so every input
+is hashed. The warm cases repeat a merge of inputs whose digests the cache already holds, as
+when a recipe merges the same sources again:
+  avg-warm-N, blend-warm-2: avg-N and blend-2 with the inputs hashed once beforehand.
+Every case keeps its cache in the benchmark's temporary folder, never in ~/.cache.
 Inputs sit in the page cache, so reads cost a memory copy, not disk time. Cases interleave,
 and each prints the fastest of its repeats (on a shared machine other work only ever adds
 time), its floor's seconds and the ratio, GB/s (input bytes + output bytes over seconds),
@@ -61,7 +66,7 @@ def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
 
         for p in inputs:
             sha256_file(p)
-    elif kind == "avg":
+    elif kind in ("avg", "avg-warm"):
         from gancraft.merge import average
 
         average(inputs, out)
@@ -72,6 +77,22 @@ def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
         blend_layers(inputs[0], inputs[1:], out, switch=32, blend_width=1.0 if kind == "blend-soft" else None)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "peak_rss_mb": rss_mb(), "baseline_rss_mb": base}
+
+
+def prime_cache(inputs: list[Path]) -> None:
+    """Hash the inputs into the digest cache, so the warm cases find every digest there."""
+    from gancraft.io_util import cached_sha256, sha256_file
+
+    for p in inputs:
+        # a file changed within the last couple of seconds is not remembered yet (its
+        # timestamps could still repeat), and the newest input was only just written
+        deadline = time.monotonic() + 10
+        sha256_file(p)
+        while cached_sha256(p) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{p}: sha256_file did not remember the digest; is the cache folder writable?")
+            time.sleep(0.5)
+            sha256_file(p)
 
 
 def make_inputs(folder: Path, res: int, n: int) -> list[Path]:
@@ -97,9 +118,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--case", nargs=3, metavar=("KIND", "OUT", "INPUTS"), help=argparse.SUPPRESS)
     ap.add_argument("--make", metavar="DIR", help=argparse.SUPPRESS)
+    ap.add_argument("--prime", metavar="INPUTS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
         make_inputs(Path(args.make), args.res, 4)
+        return
+    if args.prime:
+        prime_cache([Path(p) for p in args.prime.split(os.pathsep)])
         return
     if args.case:
         kind, out, inputs = args.case
@@ -120,13 +145,19 @@ def main() -> None:
             # written back now, not while the first cases run
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
+        cache_env = {**os.environ, "GANCRAFT_CACHE_DIR": str(folder / "hash-cache")}
+        cold_env = {**cache_env, "GANCRAFT_HASH_CACHE": "off"}
+        warm_env = {k: v for k, v in cache_env.items() if k != "GANCRAFT_HASH_CACHE"}
+        subprocess.run([sys.executable, __file__, "--prime", os.pathsep.join(map(str, inputs))], check=True,
+                       env=warm_env)
         model_mb = inputs[0].stat().st_size / 1e6
         results["model_mb"] = model_mb
         print(f"made 4 random {args.res}px G_ema models of {model_mb:.0f} MB in {time.perf_counter() - t0:.0f} s",
               flush=True)
         print(f"{'case':<13} {'seconds':>8} {'floor s':>8} {'x floor':>8} {'GB/s':>6} {'peak RSS MB':>12} "
               f"{'over import MB':>15} {'x model':>8}")
-        groups = {2: ("floor", "sha256", "avg", "blend", "blend-soft"), 4: ("floor", "sha256", "avg")}
+        groups = {2: ("floor", "sha256", "avg", "avg-warm", "blend", "blend-warm", "blend-soft"),
+                  4: ("floor", "sha256", "avg", "avg-warm")}
         for n, kinds in groups.items():
             runs: dict[str, list[dict]] = {k: [] for k in kinds}
             for rep in range(args.repeats):
@@ -136,7 +167,8 @@ def main() -> None:
                     out = folder / f"out-{kind}-{n}.st"
                     proc = subprocess.run([sys.executable, __file__, "--case", kind, str(out),
                                            os.pathsep.join(map(str, inputs[:n]))],
-                                          capture_output=True, text=True, check=True)
+                                          capture_output=True, text=True, check=True,
+                                          env=warm_env if kind.endswith("-warm") else cold_env)
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
                     written = out.stat().st_size if out.exists() else 0  # sha256 writes nothing
                     r["bytes_moved"] = sum(p.stat().st_size for p in inputs[:n]) + written
@@ -150,6 +182,7 @@ def main() -> None:
                 r["gb_per_s"] = r["bytes_moved"] / r["seconds"] / 1e9
                 r["rss_over_import_mb"] = max(x["peak_rss_mb"] - x["baseline_rss_mb"] for x in runs[kind])
                 r["rss_over_import_x_model"] = r["rss_over_import_mb"] / model_mb
+                r["hash_cache"] = "warm" if kind.endswith("-warm") else "off"
                 name = f"{kind}-{n}"
                 if kind not in ("floor", "sha256"):
                     r["floor_seconds"] = results["cases"][f"floor-{n}"]["seconds"]
