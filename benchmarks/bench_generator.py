@@ -116,7 +116,7 @@ def bench_config(resolution: int, batch: int, device: torch.device, args: argpar
                "precision": precision, "num_fp16_res": cfg.num_fp16_res,
                "reduced_precision_blocks": half_block_resolutions(G, precision),
                # reduced-precision blocks fuse only single images (NVIDIA's default)
-               "fused_modulation": batch == 1 or (device.type == "cuda" and precision == "fp32"),
+               "fused_modulation": device.type == "cuda" and (precision == "fp32" or batch == 1),
                "channels_last": device.type == "cpu"}
         note = " (one cold run)" if t["cold_single_run"] else f" (median of {len(t['runs'])})"
         print(f"  {resolution:5d}px batch {batch:2d} {name:20s} {row['images_per_s']:9.3f} images/s "
