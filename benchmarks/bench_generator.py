@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from malloc_option import add_malloc_option, apply_malloc_option
 from torch.utils.flop_counter import FlopCounterMode
 
 from gancraft.nets import Generator, GeneratorConfig
@@ -91,6 +92,10 @@ def bench_config(resolution: int, batch: int, device: torch.device, args: argpar
     variants: list[tuple[str, str, Callable[[], torch.Tensor]]] = [("eager fp32", "fp32", lambda: G(z, None))]
     if args.compile:
         synth = torch.compile(G.synthesis)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            synth(G.mapping(z, None))  # compilation is not what is being timed
+        print(f"  {resolution:5d}px batch {batch:2d} torch.compile took {time.perf_counter() - t0:.0f} s", flush=True)
         variants.append(("torch.compile fp32", "fp32", lambda: synth(G.mapping(z, None))))
     for precision in args.precision:
         variants.append((f"eager {precision}", precision, lambda p=precision: G(z, None, precision=p)))
@@ -150,15 +155,17 @@ def main() -> None:
     ap.add_argument("--num-fp16-res", type=int, default=4, metavar="N",
                     help="blocks NVIDIA runs in float16 (default 4, as in its FFHQ pickles); fp32 ignores it")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    add_malloc_option(ap)
     args = ap.parse_args()
+    malloc = apply_malloc_option(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    info = machine()
+    info = {**machine(), "malloc": malloc}
     print(f"generator benchmark on {device} ({info['cuda'] or info['cpu']}), torch {info['torch']}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, allocator {malloc}")
     rows = []
     for res in (int(r) for r in args.resolutions.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):
