@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -15,6 +17,23 @@ from gancraft.nets import Discriminator, DiscriminatorConfig, Generator, Generat
 # process cost up to 4x in spin-waiting; subprocesses started by tests inherit this too.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+NVIDIA_SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
+needs_nvidia = pytest.mark.skipif(
+    not NVIDIA_SRC or not (Path(NVIDIA_SRC) / "training" / "networks_stylegan2.py").is_file(),
+    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch checkout "
+           "(see benchmarks/nvidia_reference/README.md)")
+
+
+def load_bench_vs_nvidia() -> ModuleType:
+    """benchmarks/bench_vs_nvidia.py as a module: its pairing and weight randomising serve the tests
+    (importing it needs only gancraft; NVIDIA's code loads when asked for)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_nvidia.py"
+    spec = importlib.util.spec_from_file_location("bench_vs_nvidia", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,36 +7,26 @@ training/networks_stylegan2.py, torch_utils/ and dnnlib/ (benchmarks/nvidia_refe
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import NVIDIA_SRC, load_bench_vs_nvidia, needs_nvidia
 from gancraft.nets import Generator, GeneratorConfig
 
-SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
-pytestmark = pytest.mark.skipif(
-    not SRC or not (Path(SRC) / "training" / "networks_stylegan2.py").is_file(),
-    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch checkout "
-           "(see benchmarks/nvidia_reference/README.md)")
+pytestmark = needs_nvidia
 
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_nvidia.py"
-    spec = importlib.util.spec_from_file_location("bench_vs_nvidia", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_vs_nvidia()
 
 
 @pytest.fixture(scope="module")
 def nv(bench):
-    return bench.load_nvidia(SRC)
+    return bench.load_nvidia(NVIDIA_SRC)
 
 
 def tiny(**kw) -> GeneratorConfig:

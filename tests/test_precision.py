@@ -6,9 +6,7 @@ The NVIDIA comparison runs when GANCRAFT_NVIDIA_SRC points at its code (see test
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
-import os
 import re
 import textwrap
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import NVIDIA_SRC, load_bench_vs_nvidia, needs_nvidia
 from gancraft import Checkpoint, save
 from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
@@ -40,19 +39,7 @@ BF16_REL_TOL = 4e-2
 def randomized(cfg: GeneratorConfig, seed: int = 0) -> Generator:
     """Every bias, noise strength and w_avg non-zero, so no term of a layer goes unchecked."""
     G = Generator(cfg).eval().requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in list(G.named_parameters()) + list(G.named_buffers()):
-            if name.endswith("resample_filter"):
-                continue
-            r = torch.randn(t.shape, generator=gen)
-            if name.endswith("noise_strength"):
-                r = 0.3 * r
-            elif name.endswith("affine.bias"):
-                r = 1 + 0.2 * r
-            elif name.endswith(".bias") or name.endswith("w_avg"):
-                r = 0.5 * r
-            t.copy_(r)
+    load_bench_vs_nvidia().randomize_(G, seed)
     return G
 
 
@@ -203,20 +190,6 @@ def test_render_cli_with_bf16_writes_near_fp32_frames(half_ckpt, tmp_path):
 
 # ---- against NVIDIA's own float16 blocks ---------------------------------------------------------
 
-SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
-needs_nvidia = pytest.mark.skipif(
-    not SRC or not (Path(SRC) / "training" / "networks_stylegan2.py").is_file(),
-    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC (see test_nvidia_reference.py)")
-
-
-def _load_bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_nvidia.py"
-    spec = importlib.util.spec_from_file_location("bench_vs_nvidia", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _fp16_on_cpu(monkeypatch, networks) -> None:
     """NVIDIA's SynthesisBlock forces float32 off CUDA; drop that one condition so that its float16
     path, unchanged otherwise, runs here on the CPU."""
@@ -233,8 +206,8 @@ def _fp16_on_cpu(monkeypatch, networks) -> None:
 @pytest.mark.parametrize("batch, fused, clamped", [(1, True, False), (3, False, False), (3, True, True),
                                                    (3, False, True)])
 def test_mixed_matches_nvidia_float16_blocks(monkeypatch, batch, fused, clamped):
-    bench = _load_bench()
-    nv = bench.load_nvidia(SRC)
+    bench = load_bench_vs_nvidia()
+    nv = bench.load_nvidia(NVIDIA_SRC)
     _fp16_on_cpu(monkeypatch, nv["networks"])
     ref, ours = bench.make_pair(nv, CFG, seed=0)
     if clamped:
