@@ -67,11 +67,11 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
 
 
 def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float | None = None,
-             clamp: float | None = None, inplace: bool = False) -> torch.Tensor:
+             clamp: float | None = None) -> torch.Tensor:
     """Bias, activation (linear or leaky ReLU 0.2), gain, then optional clamp, as NVIDIA's bias_act.
 
-    inplace=True overwrites x (same operations in the same order, so the same rounding) and saves
-    one full-size allocation per step; only for tensors autograd does not need.
+    Out of place, in NVIDIA's order: the autograd path. Synthesis layers outside autograd use
+    modulated_conv2d's two-pass tail instead.
     """
     if act not in ("linear", "lrelu"):
         raise ValueError(f"unknown activation {act}")
@@ -79,16 +79,6 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain:
         gain = LRELU_GAIN
     if b is not None:
         b = b.reshape([1, -1] + [1] * (x.ndim - 2)).to(x.dtype)
-    if inplace:
-        if b is not None:
-            x.add_(b)
-        if act == "lrelu":
-            F.leaky_relu_(x, 0.2)
-        if gain is not None and gain != 1:
-            x.mul_(gain)
-        if clamp is not None:
-            x.clamp_(-clamp, clamp)
-        return x
     if b is not None:
         x = x + b
     if act == "lrelu":
