@@ -9,14 +9,37 @@ from types import ModuleType
 
 import pytest
 import torch
+from click.testing import CliRunner, Result
 
 from gancraft import Checkpoint, save
+from gancraft.cli.main import cli
 from gancraft.nets import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 # Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
 # process cost up to 4x in spin-waiting; subprocesses started by tests inherit this too.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def cli_invoke(*args) -> Result:
+    """Run `gancraft ARGS...` in-process (arguments turned into strings)."""
+    return CliRunner().invoke(cli, list(map(str, args)))
+
+
+def cli_ok(*args) -> list[str]:
+    """Run a command that must succeed; the words it printed on stdout (the paths it wrote)."""
+    result = cli_invoke(*args)
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+def cli_fails(*args) -> str:
+    """Run a command that must fail as a user mistake: exit code 2 and one line naming the command."""
+    result = cli_invoke(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"gancraft {args[0]}: error: "), result.stderr
+    return lines[0]
 
 
 NVIDIA_SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")

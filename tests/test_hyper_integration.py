@@ -7,13 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import make_tiny_checkpoint
+from conftest import cli_fails, cli_invoke, cli_ok, make_tiny_checkpoint
 from PIL import Image
 
 from gancraft import load, save
 from gancraft.checkpoint.summary import summarize
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent import domains as dom
 from gancraft.latent.prompts import PromptVectors
@@ -65,22 +63,7 @@ def tiny_clip_loaded(monkeypatch, clip):
     return calls
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, list(map(str, args)))
-
-
-def ok(*args) -> list[str]:
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    return result.stdout.split()
-
-
-def fails(*args) -> str:
-    result = invoke(*args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"gancraft {args[0]}: error: "), result.stderr
-    return lines[0]
+invoke, ok, fails = cli_invoke, cli_ok, cli_fails
 
 
 def png(path) -> np.ndarray:

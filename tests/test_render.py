@@ -7,27 +7,18 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import cli_fails, cli_ok
 from gancraft.cli.main import cli
 from gancraft.latent.sefa import save_directions
 from gancraft.media.video import read_video_info
 
 
-def invoke(cmd, *args):
-    return CliRunner().invoke(cli, [cmd, *map(str, args)])
-
-
 def ok(*args) -> list[str]:
-    result = invoke("render", *args)
-    assert result.exit_code == 0, result.output
-    return result.stdout.split()
+    return cli_ok("render", *args)
 
 
 def fails(*args) -> str:
-    result = invoke("render", *args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gancraft render: error: "), result.stderr
-    return lines[0]
+    return cli_fails("render", *args)
 
 
 def frame(folder, i) -> np.ndarray:

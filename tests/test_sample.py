@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from gancraft.cli.main import cli
+from conftest import cli_fails, cli_invoke, cli_ok
 from gancraft.latent.files import load_latents
 from gancraft.latent.sefa import save_directions
 
 
 def run(*args):
-    result = CliRunner().invoke(cli, ["sample", *map(str, args)])
-    return result
+    return cli_invoke("sample", *args)
 
 
 def ok(*args) -> list[str]:
-    result = run(*args)
-    assert result.exit_code == 0, result.output
-    return result.stdout.split()
+    return cli_ok("sample", *args)
 
 
 def fails(*args) -> str:
-    result = run(*args)
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gancraft sample: error: "), result.stderr
-    return lines[0]
+    return cli_fails("sample", *args)
 
 
 def pixels(path) -> np.ndarray:
