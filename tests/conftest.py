@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -49,6 +50,7 @@ needs_nvidia = pytest.mark.skipif(
            "(see benchmarks/nvidia_reference/README.md)")
 
 
+@functools.cache
 def load_bench_vs_nvidia() -> ModuleType:
     """benchmarks/bench_vs_nvidia.py as a module: its pairing and weight randomising serve the tests
     (importing it needs only gancraft; NVIDIA's code loads when asked for)."""
