@@ -1,7 +1,17 @@
 # The two set-up commands of the README:
 #   make demo   install gancraft and run the main job on the bundled example models -> out/demo/
 #   make test   install gancraft and run the test suite
+#
+# Everything installs into a virtual environment, never into the base interpreter (Debian and
+# Ubuntu mark theirs externally managed): the one already active ($VIRTUAL_ENV) if there is one,
+# else .venv/ here, created from $(PYTHON) when missing. Debian/Ubuntu need python3-venv for that.
 PYTHON ?= python3
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := $(abspath .venv)
+endif
+PY := $(VENV)/bin/python
 ARCH := $(shell uname -m)
 # torch and torchvision must come as a matching pair (lpips and open_clip import torchvision)
 ifeq ($(ARCH),aarch64)
@@ -9,25 +19,30 @@ TORCH_PINS ?= torch==2.9.1 torchvision==0.24.1
 else
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
-STAMP := .installed
+# inside the environment, so a new environment (or another interpreter) installs again
+STAMP := $(VENV)/.gancraft-installed
 
-.PHONY: install demo test bench man clean-demo
+.PHONY: install demo test bench man
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PYTHON) -m pip install -q $(TORCH_PINS)
-	$(PYTHON) -m pip install -q -e '.[test]'
+$(PY):
+	$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV): install your distribution's venv package (Debian/Ubuntu: apt install python3-venv), or activate a virtual environment first" >&2; exit 1; }
+
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c "import sys; sys.exit(0 if sys.prefix != sys.base_prefix else 'make: $(PY) is not a virtual environment; refusing to install into it')"
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
 demo: install
-	$(MAKE) -C recipes demo PYTHON=$(PYTHON)
+	$(MAKE) -C recipes demo PYTHON=$(PY)
 
 test: install
-	$(PYTHON) -m pytest -q
+	$(PY) -m pytest -q
 
 bench: install
-	$(PYTHON) benchmarks/run_all.py --json out/bench.json
+	$(PY) benchmarks/run_all.py --json out/bench.json
 
 man: install
-	$(PYTHON) -m gancraft.cli.manpage man/
+	$(PY) -m gancraft.cli.manpage man/

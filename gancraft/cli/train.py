@@ -16,7 +16,7 @@ from .common import device_option, emit_path, force_option, log, resolve_device
 
 
 def training_options(f):
-    """--kimg/--batch/--snap/--seed/--lr/--gamma/--ema/--diffaug/--run-dir/--resume/--device/--force."""
+    """--kimg/--batch/--snap/--seed/--lr/--gamma/--pl-weight/--ema/--diffaug/--run-dir/--resume/--device/--force."""
     opts = [
         click.option("--kimg", type=float, default=None, help="Training length in thousands of images shown to D."),
         click.option("--batch", type=int, default=None,
@@ -27,6 +27,9 @@ def training_options(f):
         click.option("--lr", type=float, default=None, help="Adam learning rate for G and D."),
         click.option("--gamma", type=float, default=None,
                      help="R1 weight. Default: the config's, else 0.0002 * resolution^2 / batch."),
+        click.option("--pl-weight", type=float, default=None,
+                     help="Path-length regularisation weight, lazy every 4 steps as NVIDIA's "
+                          "StyleGAN2 (default 2; 0 turns it off)."),
         click.option("--ema", "ema_kimg", type=float, default=None, metavar="KIMG",
                      help="Half-life of the EMA generator in kimg (default: batch * 10 / 32)."),
         click.option("--diffaug", default="", metavar="POLICY",
@@ -35,7 +38,8 @@ def training_options(f):
         click.option("--run-dir", type=click.Path(file_okay=False), default=None,
                      help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run')."),
         click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None, metavar="RUN_DIR",
-                     help="Continue the run in RUN_DIR from its newest snapshot (same options as it started with)."),
+                     help="Continue the run in RUN_DIR from its newest snapshot (same options as it started with; "
+                          "--kimg there sets a new total length)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         device_option,
         force_option,
@@ -57,7 +61,8 @@ def build_options(kw: dict[str, Any], batch: int, kimg: float, snap_kimg: float,
                         seed=kw["seed"], lr_g=lr, lr_d=lr,
                         gamma=kw["gamma"] if kw["gamma"] is not None else gamma,
                         ema_kimg=kw["ema_kimg"] if kw["ema_kimg"] is not None else ema_kimg,
-                        diffaug=kw["diffaug"], amp=not kw["no_amp"])
+                        diffaug=kw["diffaug"], amp=not kw["no_amp"],
+                        **({"pl_weight": kw["pl_weight"]} if kw["pl_weight"] is not None else {}))
 
 
 def run_dir_for(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
@@ -82,7 +87,8 @@ def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, 
         check_output_path(output, force=kw["force"], inputs=tuple(inputs))
     run_dir, resume = run_dir_for(output, kw)
     device = resolve_device(kw["device"])
-    trainer = run_training(method, opts, run_dir, device=device, resume=resume, progress=not kw["quiet"])
+    trainer = run_training(method, opts, run_dir, device=device, resume=resume, progress=not kw["quiet"],
+                           resume_kimg=kw["kimg"] if resume else None)
     written = finish(trainer, output, command, params, inputs=inputs, force=kw["force"])
     distributed.shutdown(info)
     if written is not None:
@@ -95,7 +101,8 @@ def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, 
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
 @click.option("--resolution", type=int, required=True, help="Image and model resolution (power of two).")
 @click.option("--config", "config_name", default="tiny", show_default=True,
-              help="Architecture and hyper-parameters: tiny, small (CPU-sized), paper256, stylegan2 (NVIDIA's).")
+              help="Architecture and hyper-parameters: tiny, small (CPU-sized), toy (the bundled examples: "
+                   "512-d z and w, 8 mapping layers, 64 channels), paper256, stylegan2 (NVIDIA's).")
 @click.option("--mirror", is_flag=True, help="Also train on horizontally flipped images.")
 @training_options
 def command(images: str, output: str, resolution: int, config_name: str, mirror: bool, **kw: Any) -> None:

@@ -1,8 +1,11 @@
 """Named training configurations: architecture plus the hyper-parameters that go with it.
 
 `stylegan2` and `paper256` follow NVIDIA's stylegan2-ada-pytorch presets of the same names.
-`tiny` and `small` are for 16-64 px models trained on a CPU (the bundled toy-domain examples):
-narrow, shallow mapping, and a batch that keeps a step well under a second.
+`tiny` and `small` are for 16-64 px models trained on a CPU: narrow, shallow mapping, and a
+batch that keeps a step well under a second. `toy` is the bundled examples' shape: the latent
+side of a real StyleGAN2 (z and w of 512, 8 mapping layers at lr multiplier 0.01), because
+dormant SeFA directions and meaningful merges need a W much wider than the data's factors,
+and a synthesis network narrow enough for a CPU.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64, batch=16, lr=0.002, gamma=None,
                    ema_kimg=2.0, snap_kimg=10.0),
+    "toy": Preset(w_dim=512, mapping_layers=8, channel_base=2048, channel_max=64, batch=16, lr=0.002, gamma=None,
+                  ema_kimg=5.0, snap_kimg=20.0),
     "small": Preset(w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128, batch=16, lr=0.002, gamma=None,
                     ema_kimg=5.0, snap_kimg=25.0),
     "paper256": Preset(w_dim=512, mapping_layers=8, channel_base=16384, channel_max=512, batch=64, lr=0.0025,

@@ -182,6 +182,7 @@ class ExpansionMethod(Method):
     """Networks, subspaces and task losses of one expansion run (plugged into `ExpansionTrainer`)."""
 
     name = "expand"
+    path_length_reg = False  # the expansion step is its own (ExpansionTrainer.train_step)
 
     def __init__(self, parent: Checkpoint, tasks: Sequence[TaskSpec], table: dict[str, dict],
                  settings: ExpansionSettings | None = None, lpips=None, clips: Sequence | None = None,

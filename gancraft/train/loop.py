@@ -11,9 +11,11 @@ The default step is NVIDIA's StyleGAN2 recipe:
 - lazy R1 on real images every `r1_interval` steps, as its own D update, the penalty
   multiplied by the interval; D's Adam lr and betas corrected by c = interval / (interval + 1);
 - Adam betas (0, 0.99), eps 1e-8; style mixing; EMA generator with a half-life in kimg;
+- lazy path-length regularisation every `pl_interval` steps, as its own G update on a batch
+  shrunk by `pl_batch_shrink`: the penalty (|J_w^T y| - a)^2 with y image-sized noise scaled by
+  1/sqrt(H*W), a the running mean of the lengths (decay `pl_decay`), weight `pl_weight`,
+  multiplied by the interval; G's Adam lr and betas corrected like D's;
 - G's running w_avg updated during G steps.
-
-Path-length regularisation is not implemented, so G's optimiser has no lazy correction.
 
 Every random draw of step s on rank r comes from generators seeded with (seed, s, r), so a run
 resumed from the snapshot at step s continues bit for bit (on CPU) as if never stopped.
@@ -60,6 +62,10 @@ class TrainOptions:
     lr_d: float = 0.002
     gamma: float | None = None   # None: 0.0002 * res^2 / batch
     r1_interval: int = 16
+    pl_weight: float = 2.0       # NVIDIA's stylegan2 default; 0 turns path-length regularisation off
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
     ema_kimg: float | None = None  # None: batch * 10 / 32 (NVIDIA's default)
     style_mixing: float = 0.9
     diffaug: str = ""            # e.g. "color,translation,cutout"
@@ -82,8 +88,13 @@ class TrainOptions:
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 raise GancraftError(f"--lr must be positive, got {getattr(self, name)}")
-        if self.gamma is not None and self.gamma < 0:
+        if self.gamma is not None and not self.gamma >= 0:
             raise GancraftError(f"--gamma must be >= 0, got {self.gamma}")
+        if not (self.pl_weight >= 0 and math.isfinite(self.pl_weight)):
+            raise GancraftError(f"--pl-weight must be a finite number >= 0, got {self.pl_weight}")
+        if self.pl_interval < 1 or self.pl_batch_shrink < 1 or not 0 < self.pl_decay <= 1:
+            raise GancraftError("path-length regularisation: interval and batch shrink must be >= 1, "
+                                f"decay in (0, 1] (got {self.pl_interval}, {self.pl_batch_shrink}, {self.pl_decay})")
         parse_policy(self.diffaug)
         return self
 
@@ -97,6 +108,7 @@ class Method:
     name = "scratch"
     data: Any = None
     update_w_avg = True  # False keeps G's running w_avg fixed (when G itself is frozen)
+    path_length_reg = True  # False: this method's G step never takes NVIDIA's path-length term
 
     def networks(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module | None]:
         """(G, D, G_ema or None to start G_ema as a copy of G), on the CPU."""
@@ -175,10 +187,21 @@ class Trainer:
         ema_kimg = opts.ema_kimg if opts.ema_kimg is not None else opts.batch * 10 / 32
         self.ema_beta = 0.5 ** (opts.batch / (ema_kimg * 1000)) if ema_kimg > 0 else 0.0
         c = opts.r1_interval / (opts.r1_interval + 1)
-        self.opt_g = torch.optim.Adam(self.g_params, lr=opts.lr_g, betas=(0.0, 0.99), eps=1e-8) if self.g_params else None
+        self.use_pl = self.pl_enabled()
+        cg = opts.pl_interval / (opts.pl_interval + 1) if self.use_pl else 1.0
+        self.opt_g = (torch.optim.Adam(self.g_params, lr=opts.lr_g * cg, betas=(0.0, 0.99**cg), eps=1e-8)
+                      if self.g_params else None)
+        self.pl_mean = torch.zeros([], device=device)
         self.opt_d = torch.optim.Adam(self.d_params, lr=opts.lr_d * c, betas=(0.0, 0.99**c), eps=1e-8)
         self.amp = opts.amp and device.type == "cuda"
         self.step = 0
+
+    def pl_enabled(self) -> bool:
+        """Path-length regularisation runs only where G's synthesis trains (a frozen or
+        modulation-only G keeps NVIDIA's plain G step)."""
+        synthesis = {id(p) for p in self.G.synthesis.parameters()}
+        return (self.opts.pl_weight > 0 and self.method.path_length_reg
+                and any(id(p) in synthesis for p in self.g_params))
 
     # -- state --------------------------------------------------------------------------------
 
@@ -207,6 +230,7 @@ class Trainer:
         if self.opt_g is not None:
             self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self.pl_mean.fill_(float(state.get("pl_mean", 0.0)))
         self.step = int(state["step"])
 
     def save_snapshot(self) -> Path:
@@ -219,7 +243,7 @@ class Trainer:
         snap = self.run_dir / f"snapshot-{self.step:06d}.st"
         save(ckpt, snap, force=True)
         state = {"step": self.step, "opt_g": self.opt_g.state_dict() if self.opt_g else {},
-                 "opt_d": self.opt_d.state_dict()}
+                 "opt_d": self.opt_d.state_dict(), "pl_mean": float(self.pl_mean)}
         with atomic_write(self.run_dir / f"state-{self.step:06d}.pt", force=True) as tmp:
             torch.save(state, tmp)
         self.save_grid()
@@ -254,14 +278,43 @@ class Trainer:
 
         return balanced_labels(self.local_batch, k, gen).to(self.device)
 
-    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, update_w_avg: bool) -> torch.Tensor:
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, update_w_avg: bool,
+                  return_ws: bool = False):
         c, scale = self.method.g_conditioning(labels, self.G)
         ws = self.G.mapping(z, c, update_w_avg=update_w_avg)
         if self.opts.style_mixing > 0 and torch.rand([]).item() < self.opts.style_mixing:
             cutoff = int(torch.randint(1, ws.shape[1], []).item())
             ws2 = self.G.mapping(torch.randn_like(z), c, update_w_avg=False)
             ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-        return self.G.synthesis(ws, noise_mode="random", style_scale=scale)
+        img = self.G.synthesis(ws, noise_mode="random", style_scale=scale)
+        return (img, ws) if return_ws else img
+
+    def path_length_step(self, gen: torch.Generator, stats: dict[str, float]) -> None:
+        """NVIDIA's lazy path-length regulariser as its own G update (phase 'Greg')."""
+        o = self.opts
+        n = max(1, self.local_batch // o.pl_batch_shrink)
+        z = torch.randn([n, self.G.z_dim], generator=gen).to(self.device)
+        labels = self._labels(gen)
+        labels = labels[:n] if labels is not None else None
+        img, ws = self._generate(z, labels, update_w_avg=self.method.update_w_avg, return_ws=True)
+        noise = torch.randn(img.shape, generator=gen).to(self.device)
+        loss = self.path_length_loss(img, ws, noise)
+        stats["pl_penalty"] = loss.item() / o.pl_weight
+        _zero_grad(self.g_params)
+        loss.mul(o.pl_interval).backward()
+        dist_util.average_gradients(self.g_params, self.info)
+        self.opt_g.step()
+
+    def path_length_loss(self, img: torch.Tensor, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """pl_weight * mean over the batch of (|J_w^T y| - a)^2, y = noise / sqrt(H*W); updates a."""
+        o = self.opts
+        y = noise / math.sqrt(img.shape[2] * img.shape[3])
+        (grad,) = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(2).mean(1).sqrt()
+        # not detached: as in NVIDIA's loss, the running mean's own gradient is part of the update
+        pl_mean = self.pl_mean.lerp(lengths.mean(), o.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
+        return (lengths - pl_mean).square().mean() * o.pl_weight
 
     def _d(self, img: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.policy:
@@ -292,6 +345,8 @@ class Trainer:
             loss_g.backward()
             dist_util.average_gradients(self.g_params, info)
             self.opt_g.step()
+            if self.use_pl and s % o.pl_interval == 0:
+                self.path_length_step(gen, stats)
             if self.method.update_w_avg and self.G.mapping.w_avg_beta is not None and info.enabled:
                 dist_util.average_tensor(self.G.mapping.w_avg.data, info)
 
@@ -379,11 +434,13 @@ def _truncate_log(log_path: Path, step: int) -> None:
 
 def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike, device: torch.device | str = "cpu",
                  resume: bool = False, progress: bool = True, max_steps: int | None = None,
-                 trainer_cls: type[Trainer] = Trainer) -> Trainer:
+                 trainer_cls: type[Trainer] = Trainer, resume_kimg: float | None = None) -> Trainer:
     """Train `method` in `run_dir` (created; must hold no run unless `resume`). Returns the Trainer.
 
     With `resume`, the newest complete snapshot in run_dir is loaded and the options stored with
-    the run are used (the method's settings must match). `max_steps` stops early after that many
+    the run are used (the method's settings must match), except that `resume_kimg` sets a new
+    total length (to train a finished run longer, or end a long one sooner); the new length is
+    stored in run.json. `max_steps` stops early after that many
     steps in total (tests and time-boxed jobs); the run can be resumed later.
     `trainer_cls` swaps in a Trainer subclass whose `train_step` (and grid) differ, e.g. a method
     without a discriminator step; snapshots, resume, logging and divergence checks stay these.
@@ -406,6 +463,11 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
                                 f"not {_jsonable(method.describe())}")
         opts = TrainOptions(**stored["options"])
         found = latest_snapshot(run_dir)
+        if resume_kimg is not None:
+            done = (found[0] if found else 0) * opts.batch / 1000
+            if not resume_kimg >= done:
+                raise GancraftError(f"--kimg {resume_kimg}: the run in {run_dir} is already at {done:g} kimg")
+            opts = dataclasses.replace(opts, kimg=resume_kimg)
     else:
         if run_dir.exists() and (run_json.exists() or latest_snapshot(run_dir) is not None):
             raise GancraftError(f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
@@ -422,7 +484,7 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
     log_path = run_dir / "log.jsonl"
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
+        if not resume or resume_kimg is not None:
             with atomic_write(run_json, force=True) as tmp:
                 Path(tmp).write_text(json.dumps({"options": dataclasses.asdict(opts),
                                                  "method": _jsonable(method.describe())}, indent=1))
