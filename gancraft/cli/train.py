@@ -13,6 +13,7 @@ import click
 from ..errors import GancraftError
 from ..io_util import check_output_path
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .paths import NamedOutput
 
 
 def training_options(f):
@@ -98,14 +99,19 @@ def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, 
 
 @click.command("train")
 @click.argument("images", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
+@click.option("-o", "--output", type=NamedOutput(),
+              help="Checkpoint to write [default: IMAGES' folder name + .st in the current folder]. Not '-': the "
+                   "run folder is named after it.")
 @click.option("--resolution", type=int, required=True, help="Image and model resolution (power of two).")
 @click.option("--config", "config_name", default="tiny", show_default=True,
               help="Architecture and hyper-parameters: tiny, small (CPU-sized), toy (the bundled examples: "
                    "512-d z and w, 8 mapping layers, 64 channels), paper256, stylegan2 (NVIDIA's).")
 @click.option("--mirror", is_flag=True, help="Also train on horizontally flipped images.")
+@click.option("--subset", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train on the first N images only (in sorted path order).")
 @training_options
-def command(images: str, output: str, resolution: int, config_name: str, mirror: bool, **kw: Any) -> None:
+def command(images: str, output: str | None, resolution: int, config_name: str, mirror: bool, subset: int | None,
+            **kw: Any) -> None:
     """Train a StyleGAN2 from scratch on the images in IMAGES (a folder, searched recursively).
 
     Images of another size are centre-cropped and resized to RESOLUTION. Snapshots go to the
@@ -122,12 +128,14 @@ def command(images: str, output: str, resolution: int, config_name: str, mirror:
     from ..train.data import ImageFolderData
     from ..train.methods import ScratchMethod
 
+    if output is None:
+        output = (Path(images).resolve().name or "model") + ".st"
     preset = get_preset(config_name)
     g_cfg, d_cfg = architecture(config_name, resolution)
     opts = build_options(kw, batch=preset.batch, kimg=1000.0, snap_kimg=preset.snap_kimg, lr=preset.lr,
                          gamma=preset.gamma, ema_kimg=preset.ema_kimg)
-    data = ImageFolderData(images, resolution, xflip=mirror)
+    data = ImageFolderData(images, resolution, xflip=mirror, subset=subset)
     method = ScratchMethod(data, g_cfg, d_cfg)
     train_and_save(method, opts, output, kw, "train",
                    {"images": str(images), "resolution": resolution, "config": config_name, "mirror": mirror,
-                    "num_images": len(data)}, inputs=[])
+                    "subset": subset, "num_images": len(data)}, inputs=[])

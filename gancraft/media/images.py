@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -171,6 +173,10 @@ class ImageFolder:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def subset(self, n: int) -> "ImageFolder":
+        """The first `n` images in sorted order."""
+        return dataclasses.replace(self, files=self.files[:n], sizes=self.sizes[:n], skipped=list(self.skipped))
 
     def __iter__(self) -> Iterator[tuple[Path, np.ndarray]]:
         """Yield (path, H x W x 3 uint8) for every image that decodes."""

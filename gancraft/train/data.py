@@ -40,10 +40,14 @@ class ImageFolderData:
     Horizontal flips (`xflip`) double the data as in NVIDIA's --mirror.
     """
 
-    def __init__(self, path: str | os.PathLike, resolution: int, xflip: bool = False):
+    def __init__(self, path: str | os.PathLike, resolution: int, xflip: bool = False, subset: int | None = None):
         from ..media.images import read_image_folder
 
         folder = read_image_folder(path, resolution=resolution)
+        if subset is not None:
+            if subset < 1 or subset > len(folder):
+                raise GancraftError(f"--subset {subset}: {path} holds {len(folder)} images")
+            folder = folder.subset(subset)
         arrays = [arr for _, arr in folder]
         self.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
         self.resolution = resolution
@@ -94,10 +98,14 @@ class GeneratedData:
         self.resolution = resolution
         self.num_classes = len(generators) if labelled else 0
         self.truncation_psi = truncation_psi
+        self._device: torch.device | None = None
 
     @torch.no_grad()
     def batch(self, n: int, seed: int, step: int, rank: int, world: int,
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._device != device:  # the sources follow the training device, moved once
+            self.generators = [G.to(device) for G in self.generators]
+            self._device = device
         gen = torch.Generator().manual_seed(step_seed(seed, step, rank, 3))
         labels = balanced_labels(n, len(self.generators), gen)
         out = torch.empty([n, 3, self.resolution, self.resolution], device=device)

@@ -1,0 +1,132 @@
+"""Do the bundled example models show what the papers need? The figures of issue #16, measured.
+
+For each model (one toy domain each: face, cat, dog) against held-out renders of its own domain
+(seeds the training data never used), with the bundled toy-domain networks:
+
+- FID on `toy-features.pt` features, N vs N samples (and a larger N), next to the floor: two
+  independent sets of real renders scored against each other;
+- collapse: per toy factor, the standard deviation of `toy-factors.pt` predictions over the
+  model's samples divided by the same figure on real renders (1.0 = as varied as the data);
+- domain probe: a logistic-regression probe on `toy-features.pt` features, trained on real
+  renders of the three domains, classifies every sample; the share labelled as the model's own;
+- dormant SeFA directions: read from the CSV that `gancraft sefa MODEL --measure N` wrote
+  (the recipe runs it), the count marked dormant.
+
+    python examples/report.py examples/face.st examples/cat.st examples/dog.st \\
+        --measure-csv out/examples-report/face.measure.csv ... -o out/examples-report/report.md
+
+`make -C recipes examples-report` runs the whole measurement and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+import gancraft
+from gancraft import toy
+from gancraft.latent.generate import generate
+from gancraft.metrics.fid import fid_from_stats, stats_from_features
+
+HERE = Path(__file__).resolve().parent
+# Held-out seeds: the example models were trained on seeds 0, 1, 2 (face, cat, dog).
+SEED_REF, SEED_FLOOR, SEED_PROBE = 777, 778, 779
+
+
+def real_images(domain: str, n: int, seed: int) -> torch.Tensor:
+    """N x 3 x 32 x 32 renders in [-1, 1]."""
+    arr, _ = toy.render_batch(domain, n, seed, resolution=32)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def fake_images(model: str, n: int) -> torch.Tensor:
+    """N samples of the model's G_ema (seeds 0..N-1, psi 1, random noise as NVIDIA's FID), quantised to
+    8 bits as a PNG would be, in [-1, 1]."""
+    G = gancraft.load(model).generator()
+    out = []
+    for batch in generate(G, range(n), batch_size=100, noise_mode="random"):
+        out.append(((batch.images.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def apply(net: torch.jit.ScriptModule, images: torch.Tensor, unit_range: bool) -> np.ndarray:
+    outs = []
+    for chunk in images.split(250):
+        outs.append(net((chunk + 1) / 2 if unit_range else chunk))
+    return torch.cat(outs).double().numpy()
+
+
+def dormant_count(csv_path: Path) -> tuple[int, int, str]:
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    metric = next(k for k in rows[0] if k.startswith("mean_"))[len("mean_"):]
+    return sum(r["dormant"] in ("1", "True", "true") for r in rows), len(rows), metric
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="checkpoints named DOMAIN.st (face, cat, dog)")
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--n-large", type=int, default=2000)
+    ap.add_argument("--n-collapse", type=int, default=1000)
+    ap.add_argument("--measure-csv", nargs="*", default=[], help="sefa --measure CSVs, one per model, same order")
+    ap.add_argument("--features", default=str(HERE / "toy-features.pt"))
+    ap.add_argument("--factors", default=str(HERE / "toy-factors.pt"))
+    ap.add_argument("-o", "--output", required=True, help="markdown table to write")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    feats = torch.jit.load(args.features).eval()
+    factors = torch.jit.load(args.factors).eval()
+    domains = [Path(m).stem for m in args.models]
+    for d in domains:
+        if d not in toy.DOMAINS:
+            raise SystemExit(f"{d}: model files must be named after a toy domain ({', '.join(toy.DOMAINS)})")
+
+    # domain probe: trained on real renders of every toy domain
+    probe_x = np.concatenate([apply(feats, real_images(d, 1000, SEED_PROBE), True) for d in toy.DOMAINS])
+    probe_y = np.repeat(np.arange(len(toy.DOMAINS)), 1000)
+    probe = LogisticRegression(max_iter=2000).fit(probe_x, probe_y)
+
+    n_max = max(args.n, args.n_large, args.n_collapse)
+    rows = []
+    for i, (model, domain) in enumerate(zip(args.models, domains)):
+        fake = fake_images(model, n_max)
+        real = real_images(domain, n_max, SEED_REF)
+        floor_real = real_images(domain, n_max, SEED_FLOOR)
+        f_fake, f_real, f_floor = (apply(feats, x, True) for x in (fake, real, floor_real))
+        fid = {}
+        for n in (args.n, args.n_large):
+            fid[n] = fid_from_stats(stats_from_features(f_fake[:n]), stats_from_features(f_real[:n]))
+            fid[f"floor{n}"] = fid_from_stats(stats_from_features(f_floor[:n]), stats_from_features(f_real[:n]))
+        k = args.n_collapse
+        std_ratio = apply(factors, fake[:k], False).std(0) / apply(factors, real[:k], False).std(0)
+        own = float((probe.predict(f_fake[:k]) == toy.DOMAINS.index(domain)).mean())
+        dormant = dormant_count(Path(args.measure_csv[i])) if i < len(args.measure_csv) else None
+        rows.append((domain, fid, std_ratio, own, dormant))
+
+    n, nl = args.n, args.n_large
+    lines = [f"| model | FID {n} vs {n} (floor) | FID {nl} vs {nl} (floor) | factor spread, model / real "
+             f"({', '.join(toy.FACTORS)}; {args.n_collapse} samples) | own domain ({args.n_collapse} samples) "
+             "| dormant SeFA directions |",
+             "|---|---|---|---|---|---|"]
+    for domain, fid, ratio, own, dormant in rows:
+        dorm = f"{dormant[0]} of {dormant[1]} ({dormant[2]})" if dormant else "not measured"
+        lines.append(f"| {domain} | {fid[n]:.2f} ({fid[f'floor{n}']:.2f}) | {fid[nl]:.2f} ({fid[f'floor{nl}']:.2f}) | "
+                     + ", ".join(f"{r:.2f}" for r in ratio) + f" | {100 * own:.1f}% | {dorm} |")
+    text = "\n".join(lines) + "\n"
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
