@@ -1,8 +1,8 @@
 """gancraft's StyleGAN2 generator side by side with NVIDIA's stylegan2-ada-pytorch code.
 
 NVIDIA's code is not part of gancraft and is never copied into it: point --nvidia-src at a
-folder holding its ``training/networks_stylegan2.py``, ``torch_utils/`` and ``dnnlib/`` (a
-stylegan2-ada-pytorch or stylegan3 checkout; see benchmarks/nvidia_reference/README.md).
+stylegan2-ada-pytorch or stylegan3 checkout (its ``training/networks.py`` or
+``training/networks_stylegan2.py``, ``torch_utils/`` and ``dnnlib/``; see benchmarks/nvidia_reference/README.md).
 
     python benchmarks/bench_vs_nvidia.py --nvidia-src ~/src/stylegan2-ada-pytorch --threads 2
 
@@ -58,16 +58,29 @@ TOLERANCE = 1e-4
 MIXED_REL_TOLERANCE = 5e-3
 
 
+# the StyleGAN2 networks module in each NVIDIA repository
+NVIDIA_NETWORK_MODULES = {"stylegan3": "training.networks_stylegan2", "stylegan2-ada-pytorch": "training.networks"}
+
+
+def nvidia_networks_module(src: str | Path) -> str | None:
+    """The import path of the StyleGAN2 networks in an NVIDIA checkout, or None when it is neither kind."""
+    for module in NVIDIA_NETWORK_MODULES.values():
+        if (Path(src).expanduser() / (module.replace(".", "/") + ".py")).is_file():
+            return module
+    return None
+
+
 def load_nvidia(src: str | Path) -> dict[str, Any]:
     """Import NVIDIA's generator modules from a checkout folder (added to sys.path)."""
     src = Path(src).expanduser().resolve()
-    if not (src / "training" / "networks_stylegan2.py").is_file():
-        raise SystemExit(f"--nvidia-src {src}: no training/networks_stylegan2.py there "
-                         "(see benchmarks/nvidia_reference/README.md)")
+    module = nvidia_networks_module(src)
+    if module is None:
+        raise SystemExit(f"--nvidia-src {src}: neither training/networks_stylegan2.py (stylegan3) nor "
+                         "training/networks.py (stylegan2-ada-pytorch) there (see benchmarks/nvidia_reference/README.md)")
     if str(src) not in sys.path:
         sys.path.insert(0, str(src))
     return {
-        "networks": importlib.import_module("training.networks_stylegan2"),
+        "networks": importlib.import_module(module),
         "upfirdn2d": importlib.import_module("torch_utils.ops.upfirdn2d"),
         "bias_act": importlib.import_module("torch_utils.ops.bias_act"),
     }
@@ -75,8 +88,13 @@ def load_nvidia(src: str | Path) -> dict[str, Any]:
 
 def nvidia_forward_with_fp16_off_cuda(networks: Any) -> Callable:
     """NVIDIA's SynthesisBlock.forward with its "float16 only on CUDA" condition removed and nothing
-    else changed, so that its float16 blocks can be compared with gancraft's on a CPU."""
+    else changed, so that its float16 blocks can be compared with gancraft's on a CPU.
+
+    stylegan3's code has that condition; stylegan2-ada-pytorch's runs float16 on any device, so
+    its forward is returned unchanged."""
     cls = networks.SynthesisBlock
+    if networks.__name__ == NVIDIA_NETWORK_MODULES["stylegan2-ada-pytorch"]:
+        return cls.forward
     source = textwrap.dedent(inspect.getsource(cls.forward))
     patched, count = re.subn(r"ws\.device\.type\s*!=\s*['\"]cuda['\"]", "False", source)
     if count != 1:
@@ -100,10 +118,16 @@ def build_nvidia(nv: dict[str, Any], cfg: GeneratorConfig) -> torch.nn.Module:
                      resample_filter=list(cfg.resample_filter), use_noise=cfg.use_noise)
     cls = nv["networks"].Generator
     args = (cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.img_resolution, cfg.img_channels)
-    params = inspect.signature(cls.__init__).parameters
+    # the persistence decorator's __init__ takes (*args, **kwargs): read the decorated class's own
+    params = inspect.signature(_undecorated(cls).__init__).parameters
     if "synthesis_kwargs" in params and params["synthesis_kwargs"].kind != inspect.Parameter.VAR_KEYWORD:
         return cls(*args, mapping_kwargs=mapping, synthesis_kwargs=synthesis)  # stylegan2-ada-pytorch
     return cls(*args, mapping_kwargs=mapping, **synthesis)  # stylegan3 repository
+
+
+def _undecorated(cls: type) -> type:
+    """The class that torch_utils.persistence.persistent_class wrapped (its only base), or cls itself."""
+    return cls.__bases__[0] if hasattr(cls, "_orig_class_name") else cls
 
 
 def randomize_(G: torch.nn.Module, seed: int) -> None:

@@ -44,10 +44,6 @@ def cli_fails(*args) -> str:
 
 
 NVIDIA_SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
-needs_nvidia = pytest.mark.skipif(
-    not NVIDIA_SRC or not (Path(NVIDIA_SRC) / "training" / "networks_stylegan2.py").is_file(),
-    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch checkout "
-           "(see benchmarks/nvidia_reference/README.md)")
 
 
 @functools.cache
@@ -59,6 +55,12 @@ def load_bench_vs_nvidia() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+needs_nvidia = pytest.mark.skipif(
+    not NVIDIA_SRC or load_bench_vs_nvidia().nvidia_networks_module(NVIDIA_SRC) is None,
+    reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch or stylegan3 "
+           "checkout (see benchmarks/nvidia_reference/README.md)")
 
 
 @pytest.fixture(autouse=True, scope="session")

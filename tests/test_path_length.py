@@ -133,6 +133,8 @@ def test_loss_and_gradients_match_nvidia(faces, tmp_path):
     ours = {n: p.grad for n, p in G.named_parameters() if p.grad is not None}
 
     assert torch.allclose(trainer.pl_mean, nv_mean, rtol=1e-6)
+    # stylegan2-ada-pytorch adds `gen_img * 0` to the penalty, giving every toRGB bias a zero gradient
+    nv_grads = {n: g for n, g in nv_grads.items() if n in ours or g.any()}
     assert set(ours) == set(nv_grads) and len(ours) > 10
     for n in ours:
         assert torch.allclose(ours[n], nv_grads[n], rtol=1e-4, atol=1e-7), n
