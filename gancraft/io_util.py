@@ -11,9 +11,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+import zipfile
+from typing import BinaryIO, Iterator
 
 from .errors import GancraftError
+
+# what the command line takes for standard input or output in place of a file name
+STDIO = "-"
 
 
 def check_output_path(path: str | os.PathLike, force: bool = False, inputs: tuple = ()) -> Path:
@@ -78,6 +82,76 @@ def atomic_write(path: str | os.PathLike, force: bool = False, inputs: tuple = (
     except BaseException:
         _unlink_quietly(tmp_path)
         raise
+
+
+def spool_stream(stream: BinaryIO, folder: Path, chunk: int = 1 << 20) -> Path:
+    """Copy a whole binary stream (standard input) into a file in `folder` and return its path.
+
+    Readers memory-map, seek and hash their inputs, which a pipe allows none of, so the bytes
+    are kept in a file first. The file's extension names the format found in its first bytes
+    (.st, .pt, .pkl or .npz; none when unknown), because statistics and checkpoints share no
+    other sign in a path. Messages about the file call it '-' (see `display_name`).
+    """
+    tmp = folder / "stdin"
+    size = 0
+    with open(tmp, "wb") as fh:
+        while True:
+            block = stream.read(chunk)
+            if not block:
+                break
+            fh.write(block)
+            size += len(block)
+    if size == 0:
+        tmp.unlink()
+        raise GancraftError(f"{STDIO}: standard input is empty (did the command before the pipe fail?)")
+    path = tmp.with_name(tmp.name + _stream_suffix(tmp))
+    os.replace(tmp, path)
+    _display_names[str(path)] = STDIO
+    return path
+
+
+def _stream_suffix(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except zipfile.BadZipFile:
+            return ""  # a cut-off zip: the reader reports it
+        return ".npz" if names and all(n.endswith(".npy") for n in names) else ".pt"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return ".st"
+    if head[:1] == b"\x80":
+        return ".pkl"
+    return ""
+
+
+# temporary files standing for '-' -> the name the user gave
+_display_names: dict[str, str] = {}
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """The name to record or show for `path`: '-' for standard input kept in a file, else the path."""
+    return _display_names.get(str(path), str(path))
+
+
+def with_display_names(obj):
+    """`obj` (JSON-like: dicts, lists, strings) with every string that is such a temporary file named '-'."""
+    if isinstance(obj, str):
+        return display_name(obj)
+    if isinstance(obj, dict):
+        return {k: with_display_names(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [with_display_names(v) for v in obj]
+    return obj
+
+
+def display_text(text: str) -> str:
+    """`text` with the temporary files that stand for '-' named '-' again (for error messages)."""
+    for tmp, name in _display_names.items():
+        text = text.replace(tmp, name)
+    return text
 
 
 def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:

@@ -18,6 +18,7 @@ from gancraft.latent.prompts import PromptVectors, interpolate_prompts, style_sc
 from gancraft.metrics import clip as clip_mod
 from gancraft.nets import Generator, GeneratorConfig
 from gancraft.train import hyper as hy
+from gancraft.train import text_domain as td
 from gancraft.train.clip_losses import DirectionalClipLoss
 
 TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
@@ -77,13 +78,22 @@ def test_domain_vector_width_is_the_sum_of_style_channels(parent):
     assert 25e6 < sum(p.numel() for p in big.parameters()) < 35e6
 
 
-def test_untrained_hyper_network_gives_the_original_generator(parent, clip):
-    G = parent.generator()
-    net = hy.HyperNetwork(hy.HyperConfig(embed_dim=16, style_dims=hy.style_dims(G), width=8))
-    d = net(clip.encode_text(["anything at all"]))
-    assert torch.equal(d, torch.zeros_like(d))
-    # compared outside autograd: the inference path rounds differently from the autograd one
-    assert torch.equal(G(_z(), style_scale=d[0].detach()), G(_z()))
+def test_untrained_hyper_network_is_the_official_residual_mapper():
+    # td_multiple.yaml at 1024 px (config F): ~14M parameters, 17 heads of 6048 values in all
+    cfg = GeneratorConfig(img_resolution=1024, channel_base=32768, channel_max=512)
+    net = hy.HyperNetwork(hy.HyperConfig(embed_dim=512, style_dims=hy.style_dims(Generator(cfg))))
+    assert len(net.heads) == 17 and net.cfg.out_dim == 6048
+    assert 13.5e6 < sum(p.numel() for p in net.parameters()) < 14.5e6
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in net.backbone.modules()) == 1 + 2 * 3
+    for m in net.modules():
+        if isinstance(m, torch.nn.Linear):  # Xavier-uniform x 0.01, zero bias
+            bound = 0.01 * (6 / (m.in_features + m.out_features)) ** 0.5
+            assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.5 * bound
+            assert torch.equal(m.bias, torch.zeros_like(m.bias))
+    # small but not zero: the official mapper never starts at exactly the source generator
+    emb = torch.nn.functional.normalize(torch.randn(8, 512, generator=torch.Generator().manual_seed(0)), dim=-1)
+    rms = net.train()(emb).square().mean().sqrt().item()
+    assert 1e-3 < rms < 3e-2, rms
 
 
 def test_training_leaves_the_generator_bit_identical(trained, parent, hyper_ckpt):
@@ -103,7 +113,7 @@ def test_directional_loss_decreases(trained, parent, clip):
     before = hy.evaluate(parent, None, clip, PROMPTS, n=6)
     after = hy.evaluate(parent, result.hyper, clip, PROMPTS, n=6)
     assert before["direction"] == pytest.approx(1.0, abs=1e-3)  # d = 0: no image change at all
-    assert after["direction"] < before["direction"] - 0.1, (before, after)
+    assert after["direction"] < before["direction"] - 0.05, (before, after)
     assert after["domain_norm"] > 0
 
 
@@ -139,7 +149,7 @@ def test_save_load_round_trip(trained, hyper_ckpt, clip):
     emb = clip.encode_text(PROMPTS + ["never seen"])
     assert torch.equal(loaded(emb), result.hyper(emb))
     info = hyper_ckpt.extra["hyper"]
-    assert info["prompts"] == PROMPTS and info["source_prompt"] == "a photo" and info["clip"] == clip.name
+    assert info["prompts"] == PROMPTS and info["source_prompt"] == "Photo" and info["clip"] == clip.name
     assert info["architecture"]["style_dims"] == hy.style_dims(hyper_ckpt.generator())
     assert all(hyper_ckpt.domains[p] == {"kind": "hyper", "prompt": p} for p in PROMPTS)
     assert hyper_ckpt.history[-1]["command"] == "hyper"
@@ -152,27 +162,26 @@ def test_save_load_round_trip(trained, hyper_ckpt, clip):
 def test_batched_directional_loss_matches_the_nada_loss(clip):
     gen = torch.Generator().manual_seed(0)
     src = torch.rand(3, 3, 16, 16, generator=gen) * 2 - 1
-    adapted = torch.rand(2, 3, 3, 16, 16, generator=gen) * 2 - 1
-    targets = ["a pencil sketch", "a cartoon"]
-    ours = hy.directional_loss(clip.encode_images(src), clip.encode_images(adapted.flatten(0, 1)).view(2, 3, -1),
-                               clip.encode_text(["a photo"])[0], clip.encode_text(targets))
-    for k, target in enumerate(targets):
-        nada = DirectionalClipLoss([clip], "a photo", target)(src, adapted[k])
-        assert torch.allclose(ours[k], nada, atol=1e-5)
+    adapted = torch.rand(3, 3, 16, 16, generator=gen) * 2 - 1
+    for target in ("a pencil sketch", "a cartoon"):
+        text = td.templated_text(clip, ["a photo", target], None)
+        ours = td.directional_loss(clip.encode_images(src), clip.encode_images(adapted),
+                                   td.text_directions(text[0], text[1]))
+        nada = DirectionalClipLoss([clip], "a photo", target)(src, adapted)
+        assert torch.allclose(ours, nada, atol=1e-5)
 
 
 def test_regularisers_vanish_exactly_when_their_property_holds():
     gen = torch.Generator().manual_seed(1)
     src = torch.nn.functional.normalize(torch.randn(4, 8, generator=gen), dim=-1)
-    text = torch.randn(3, 8, generator=gen)
-    # the same images in every domain keep every pairwise angle
-    assert hy.in_domain_angle_loss(src, src.expand(3, 4, 8)).item() == pytest.approx(0, abs=1e-6)
-    assert hy.in_domain_angle_loss(src, torch.randn(3, 4, 8, generator=gen)).item() > 1e-3
-    # image changes between domains that equal the text changes (any per-latent offset)
-    aligned = text.unsqueeze(1) + torch.randn(1, 4, 8, generator=gen)
-    assert hy.target_target_loss(aligned, text).item() == pytest.approx(0, abs=1e-5)
-    opposed = -text.unsqueeze(1) + torch.randn(1, 4, 8, generator=gen)
-    assert hy.target_target_loss(opposed, text).item() == pytest.approx(2, abs=1e-5)
+    # scaled copies of the source images keep every pairwise angle
+    assert td.in_domain_angle_loss(src, 3 * src).item() == pytest.approx(0, abs=1e-6)
+    assert td.in_domain_angle_loss(src, torch.randn(4, 8, generator=gen)).item() > 1e-3
+    # pairs differ in latent and domain: image changes equal to the text changes (plus a common offset)
+    text = torch.randn(4, 5, 8, generator=gen)
+    aligned = text.mean(1) + torch.randn(1, 8, generator=gen)
+    assert td.target_target_loss(aligned, text).item() == pytest.approx(0, abs=1e-5)
+    assert td.target_target_loss(-aligned, text).item() == pytest.approx(2, abs=1e-5)
 
 
 def test_prompt_interpolation_end_points(hyper_ckpt, clip):
@@ -198,7 +207,7 @@ def test_misuse_is_a_clear_error(hyper_ckpt, parent, clip, tmp_path):
     with pytest.raises(GancraftError, match="unconditional"):
         hy.train_hyper(make_tiny_checkpoint(c_dim=3), ["a robot"], clip, hy.HyperSettings(steps=1, batch=2))
     with pytest.raises(GancraftError, match="source prompt"):
-        hy.train_hyper(parent, ["a photo", "a robot"], clip, hy.HyperSettings(steps=1, batch=2))
+        hy.train_hyper(parent, ["Photo", "a robot"], clip, hy.HyperSettings(steps=1, batch=2))
     with pytest.raises(GancraftError, match="already a domain name"):
         result = hy.train_hyper(parent, ["toon"], clip, hy.HyperSettings(steps=1, batch=2, width=4))
         hy.hyper_checkpoint(parent, result)
@@ -218,7 +227,7 @@ def _one_line_error(result, what: str) -> None:
     (None, "not found"),
     ("\n# only a comment\n\n", "no prompts"),
     ("a sketch\na cartoon\na sketch\n", "appears twice"),
-    ("a sketch\na photo\n", "source prompt"),
+    ("a sketch\nPhoto\n", "source prompt"),
     (b"\xff\xfe\x00bad", "not UTF-8"),
 ])
 def test_cli_bad_prompts_file(tiny_ckpt_path, tmp_path, content, what):

@@ -179,13 +179,13 @@ def test_inspect_shows_the_hyper_network(hyper_path):
     assert info["networks"]["domain_vectors"] == {"tensors": 1, "parameters": style_dim}
     assert info["domain_parameters"] == {"toon": style_dim, "a pencil sketch": 0, "a cartoon": 0}
     h = info["hyper"]
-    assert (h["parameters"], h["prompts"], h["source_prompt"]) == (hyper_params, 2, "a photo")
+    assert (h["parameters"], h["prompts"], h["source_prompt"]) == (hyper_params, 2, "Photo")
     assert h["architecture"]["style_dims"] == hy.style_dims(ckpt.generator()) and "RANDOM" in h["clip"]
     as_json = json.loads(invoke("inspect", hyper_path, "--json").stdout)
     assert as_json["hyper"] == h and as_json["networks"]["hyper"]["parameters"] == hyper_params
     text = invoke("inspect", hyper_path).stdout
     assert f"hyper-network {hyper_params:,} parameters" in text
-    assert "2 training prompts" in text and "'a photo'" in text
+    assert "2 training prompts" in text and "'Photo'" in text
     assert f"domain_vectors.toon ({style_dim:,} parameters)" in text
     assert "hyper" not in summarize(make_tiny_checkpoint())
     assert "hyper" not in summarize(make_tiny_checkpoint())["networks"]

@@ -93,12 +93,12 @@ class Checkpoint:
 
     def with_operation(self, command: str, params: dict[str, Any], inputs: list[str | Path]) -> "Checkpoint":
         """Return a copy whose history ends with this operation (inputs recorded with their sha256)."""
-        from ..io_util import sha256_file
+        from ..io_util import display_name, sha256_file, with_display_names
 
         entry = {
             "command": command,
-            "params": _jsonable(params),
-            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
+            "params": with_display_names(_jsonable(params)),
+            "inputs": [{"path": display_name(p), "sha256": sha256_file(p)} for p in inputs],
             "gancraft": __version__,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..io_util import sha256_file
+from ..io_util import display_name, sha256_file
 from ..nets.config import config_to_dict
 from .core import Checkpoint
 
@@ -24,7 +24,7 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
     g = ckpt.g_config
     res = g.block_resolutions
     out: dict[str, Any] = {
-        "file": str(ckpt.path) if ckpt.path else None,
+        "file": display_name(ckpt.path) if ckpt.path else None,
         "format": ckpt.source_format,
         "sha256": sha256_file(ckpt.path) if ckpt.path else None,
         "family": "stylegan2",

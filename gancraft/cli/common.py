@@ -42,8 +42,17 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def emit_path(path: str | Path) -> None:
-    """Print a written path on stdout: the one thing scripts capture."""
-    click.echo(str(path))
+    """Print a written path on stdout: the one thing scripts capture.
+
+    The file written for '-o -' goes to stdout as bytes instead; while stdout carries such a
+    file, other written paths are printed on stderr so they cannot corrupt it.
+    """
+    from .paths import is_stdout, send_to_stdout, stdout_taken
+
+    if is_stdout(path):
+        send_to_stdout(path)
+    else:
+        click.echo(str(path), err=stdout_taken())
 
 
 def log(msg: str) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from .. import load
 from ..errors import GancraftError
-from ..io_util import check_output_path, sha256_file
+from ..io_util import check_output_path, display_name, sha256_file
 from ..latent import svm
 from ..latent.domains import resolve_domain
 from ..latent.files import load_direction, load_latents
@@ -18,6 +18,7 @@ from ..latent.generate import map_latents
 from ..latent.seeds import parse_seeds, z_from_seeds
 from ..latent.sefa import save_directions
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .paths import InputFile, OutputFile, spec_with_stdin, stem
 
 
 def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarray:
@@ -33,10 +34,12 @@ def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarra
 
 
 @click.command("direction")
-@click.argument("ckpt", required=False, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Directions file to write (one unit row, usable by sample --edit and render --direction).")
-@click.option("--latents", type=click.Path(dir_okay=False), default=None,
+@click.argument("ckpt", required=False, type=InputFile())
+@click.option("-o", "--output", type=OutputFile(".st"),
+              help="Directions file to write (one unit row, usable by sample --edit and render --direction); "
+                   "'-' writes it to standard output [default: CKPT's (else --latents') name + "
+                   ".direction.st in the current folder].")
+@click.option("--latents", type=InputFile(), default=None,
               help="Latents file from `sample --latents` (w is used; w[:, 0] when stored per layer).")
 @click.option("--labels", type=click.Path(dir_okay=False), default=None,
               help="CSV of scores or 0/1 labels, matched by a 'seed' column or by row order. Default with "
@@ -70,7 +73,7 @@ def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarra
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @device_option
 @force_option
-def command(ckpt: str | None, output: str, latents: str | None, labels: str | None, label_column: str | None,
+def command(ckpt: str | None, output: str | None, latents: str | None, labels: str | None, label_column: str | None,
             seeds: str | None, clip_prompts: tuple[str, str] | None, clip_model: str, clip_weights: str | None,
             clip_download: bool, classifier: str | None, class_index: int | None, domain: str | None,
             fraction: float, val_split: float, svm_c: float, orthogonal_to: tuple[str, ...], name: str | None,
@@ -105,6 +108,7 @@ def command(ckpt: str | None, output: str, latents: str | None, labels: str | No
     if (clip_prompts or classifier or seeds) and ckpt is None:
         raise GancraftError("CKPT is needed to generate images (for --seeds, --clip or --classifier)")
     inputs = tuple(x for x in (ckpt, latents, labels) if x)
+    output = output if output is not None else stem(ckpt or latents) + ".direction.st"
     check_output_path(output, force=force, inputs=inputs)
     dev = resolve_device(device)
 
@@ -154,7 +158,7 @@ def command(ckpt: str | None, output: str, latents: str | None, labels: str | No
 
     ortho = None
     if orthogonal_to:
-        vectors = [load_direction(spec_text, "--orthogonal-to").vector.double().numpy() for spec_text in orthogonal_to]
+        vectors = [load_direction(spec_with_stdin(spec_text), "--orthogonal-to").vector.double().numpy() for spec_text in orthogonal_to]
         if any(v.size != w_train.shape[1] for v in vectors):
             raise GancraftError(f"--orthogonal-to: directions must have {w_train.shape[1]} dimensions like the latents")
         ortho = np.stack(vectors)
@@ -183,11 +187,11 @@ def command(ckpt: str | None, output: str, latents: str | None, labels: str | No
         "val_split": val_split,
         "svm_c": svm_c,
         "orthogonal_to": list(orthogonal_to),
-        "latents": None if latents is None else {"path": str(latents), "sha256": sha256_file(latents)},
+        "latents": None if latents is None else {"path": display_name(latents), "sha256": sha256_file(latents)},
         "seeds": None if seeds is None else seeds,
         **boundary.summary(),
     }
     if ckpt is not None:
-        meta["source"] = {"path": str(ckpt), "sha256": sha256_file(ckpt)}
+        meta["source"] = {"path": display_name(ckpt), "sha256": sha256_file(ckpt)}
     direction = torch.from_numpy(boundary.direction).float().unsqueeze(0)
     emit_path(save_directions(output, direction, meta, force=force, inputs=inputs))

@@ -9,6 +9,7 @@ import click
 from ..errors import GancraftError
 from ..io_util import check_output_path
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .paths import InputFile, NamedOutput, derived_name, stem
 
 EPILOG = """\b
 Examples:
@@ -38,10 +39,12 @@ def _int_list(text: str | None) -> list[int] | None:
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
-@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.argument("ckpt", type=InputFile())
 @click.option("--task", "tasks", multiple=True, required=True, metavar="NAME:KIND:ARG",
               help="A new domain (repeat for several). KIND: clip, images or model (see below).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Expanded model (.st).")
+@click.option("-o", "--output", type=NamedOutput(),
+              help="Expanded model (.st) [default: CKPT's name and the task names joined by '+' with .expand.st, "
+                   "e.g. face+cat+dog.expand.st, in the current folder]. Not '-': the run folder is named after it.")
 @click.option("--sefa", "sefa_path", type=click.Path(dir_okay=False), default=None, metavar="DIRS",
               help="Directions file from 'gancraft sefa' (default: factorise the first layer now, as the paper).")
 @click.option("--directions", default=None, metavar="I,J,...",
@@ -80,7 +83,7 @@ def _int_list(text: str | None) -> list[int] | None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
 @force_option
-def command(ckpt: str, tasks: tuple[str, ...], output: str, sefa_path: str | None, directions: str | None,
+def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: str | None, directions: str | None,
             distance: float, replay_l2: float, replay_lpips: float, source_weight: float, expansion_weight: float,
             source_text: str, clip_models: tuple[str, ...], clip_weights: tuple[str, ...], clip_download: bool,
             lpips_weights: str | None, invert_steps: int, report: str | None, kimg: float, batch: int, lr: float,
@@ -104,6 +107,8 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str, sefa_path: str | Non
     dev = resolve_device(device)
     specs = [parse_task(t) for t in tasks]
     check_tasks(specs)
+    if output is None:
+        output = derived_name([stem(ckpt), *(t.split(":", 1)[0] for t in tasks)], "expand")
     out = check_output_path(output, force, inputs=(ckpt,))
     if report is not None:
         check_output_path(report, force)

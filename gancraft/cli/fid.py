@@ -8,15 +8,19 @@ import click
 
 from ..errors import GancraftError
 from ..latent.generate import NOISE_MODES
+from ..io_util import display_name
 from .common import device_option, emit_path, force_option, resolve_device
+from .paths import InputFile, OutputFile, stem
 
 EPILOG = """\b
 Examples:
   gancraft fid real/ fake/                               # two image folders
   gancraft fid ffhq.pkl ffhq-stats.npz --trunc 1 --n 50000
   gancraft fid stats real/ -o real-stats.npz             # cache reference statistics
+  gancraft fid stats real/ -o - | gancraft fid fake/ -   # statistics through a pipe
   gancraft fid union.st refs/ --domain all --kid         # one row per domain: refs/<domain>/ or refs/<domain>.npz
   gancraft fid union.st --domain cat cat.npz --json
+  gancraft fid union.st --domain cat --ref cat-stats.npz
   gancraft fid a/ b/ --extractor clip --weights open_clip_pytorch_model.bin   # FD with CLIP
   gancraft fid a/ b/ --extractor examples/toy-features.pt                    # a TorchScript network
   torchrun --nproc-per-node 4 -m gancraft fid ffhq.pkl ffhq-stats.npz      # split over processes
@@ -129,15 +133,20 @@ def command() -> None:
 
 
 @command.command("compare", hidden=True, epilog=EPILOG)
-@click.argument("a")
-@click.argument("b")
+@click.argument("a", type=InputFile(dir_okay=True))
+@click.argument("b", type=InputFile(dir_okay=True), required=False)
+@click.option("--ref", type=InputFile(dir_okay=True), default=None, metavar="B",
+              help="The reference B as an option (fid A --ref B), e.g. cached statistics.")
 @_source_options
 @click.option("--kid", is_flag=True, help="Also compute KID (mean ± std over 100 subsets of up to 1000).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def compare(a: str, b: str, extractor: str, weights: str | None, download: bool, n: int, batch: int,
+def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool, n: int, batch: int,
             psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
             device: str | None, kid: bool, as_json: bool) -> None:
     """Score A against B; each is an image folder, a statistics .npz or a checkpoint."""
+    if (b is None) == (ref is None):
+        raise GancraftError("give the reference once: fid A B, or fid A --ref B")
+    b = b if b is not None else ref
     from ..metrics.evaluate import fid_domains, open_source, shutdown_distributed
 
     sa, sb = open_source(a), open_source(b)
@@ -151,20 +160,23 @@ def compare(a: str, b: str, extractor: str, weights: str | None, download: bool,
     if not info.is_main:
         return
     if as_json:
-        click.echo(json.dumps({"a": a, "b": b, "extractor": rows[0]["extractor"], "resize": rows[0]["resize"],
+        click.echo(json.dumps({"a": display_name(a), "b": display_name(b), "extractor": rows[0]["extractor"],
+                               "resize": rows[0]["resize"],
                                "rows": rows}, indent=2))
     else:
         click.echo(format_table(rows))
 
 
 @command.command("stats", epilog=EPILOG)
-@click.argument("src")
-@click.option("-o", "--output", required=True, type=click.Path(), metavar="STATS.npz",
-              help="Statistics file to write (a folder of <domain>.npz files with several domains).")
+@click.argument("src", type=InputFile(dir_okay=True))
+@click.option("-o", "--output", type=OutputFile(".npz", dir_okay=True), metavar="STATS.npz",
+              help="Statistics file to write (a folder of <domain>.npz files with several domains); '-' writes "
+                   "it to standard output [default: SRC's name + .stats.npz (.stats/ for several domains) in the "
+                   "current folder].")
 @_source_options
 @click.option("--kid", is_flag=True, help="Also store the features, which KID needs (N x D float32).")
 @force_option
-def stats(src: str, output: str, extractor: str, weights: str | None, download: bool, n: int, batch: int,
+def stats(src: str, output: str | None, extractor: str, weights: str | None, download: bool, n: int, batch: int,
           psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
           device: str | None, kid: bool, force: bool) -> None:
     """Write the feature statistics (mu, sigma; pytorch-fid layout plus metadata) of SRC."""
@@ -173,6 +185,9 @@ def stats(src: str, output: str, extractor: str, weights: str | None, download: 
     source = open_source(src)
     if source.kind == "stats":
         raise GancraftError(f"{src}: is already a statistics file")
+    if output is None:
+        several = domain is not None and (domain == "all" or "," in domain)
+        output = stem(src) + (".stats" if several else ".stats.npz")
     info, dev, ex = _setup(extractor, weights, download, device, True)
     try:
         written = write_domain_stats(source, ex, output, domain=domain, force=force, keep_features=kid,

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import GancraftError
+from .finetune_text import check_text_mode, run_text_vectors, text_vector_options
 from .train import build_options, train_and_save, training_options
 
 
@@ -24,8 +25,9 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("finetune")
 @click.argument("start", type=click.Path(dir_okay=False))
-@click.option("--domain", "domains", required=True, multiple=True, metavar="NAME=SOURCE",
-              help="A domain of the union model and the source generator whose images define it (repeat).")
+@click.option("--domain", "domains", multiple=True, metavar="NAME=SOURCE",
+              help="A domain of the union model and the source generator whose images define it (repeat; "
+                   "required unless --prompt).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
 @click.option("--method", "method_spec", default="union", show_default=True,
               help="union (GAN Cocktail from an averaged model; TransferGAN from a pretrained one, also "
@@ -35,6 +37,7 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi of the source generators' images.")
 @training_options
+@text_vector_options
 def command(start: str, domains: tuple[str, ...], output: str, method_spec: str, params: str,
             truncation_psi: float, **kw: Any) -> None:
     """Turn START (normally the average of rooted models) into one class-conditional union GAN,
@@ -44,6 +47,18 @@ def command(start: str, domains: tuple[str, ...], output: str, method_spec: str,
     projection discriminator, both initialised so that training starts from exactly START's
     outputs. Domain names are recorded, so `gancraft sample union.st --domain cat` works.
 
+    Domain vectors (HyperDomainNet: G frozen, one scale per conv input channel per domain)
+    come two ways. --params domain-vector with --domain NAME=SOURCE trains them adversarially
+    against SOURCE's images (gancraft's variant, with a discriminator). --prompt NAME=TEXT
+    trains them from text alone with the official td_single recipe (MACderRu/HyperDomainNet,
+    td_single_ffhq.yaml): directional CLIP loss summed over ViT-B/32 and ViT-B/16, text
+    averaged over 79 ImageNet prompt templates, Adam lr 0.1 betas (0.9, 0.999), 300 steps of
+    batch 4, style mixing 0.9, vector starting at zero. As in the official code (the paper does
+    not say), source and adapted images get independent random noise, which is what keeps the
+    first step's loss defined. Unlike the official code, which scales the layer weights after
+    demodulation, gancraft scales the styles before it (as the paper's figure draws it), so
+    vectors from the official code do not carry over.
+
     \b
     Examples:
       gancraft finetune avg.st --domain face=face.st --domain cat=cat.st -o union.st --kimg 50
@@ -51,10 +66,17 @@ def command(start: str, domains: tuple[str, ...], output: str, method_spec: str,
       gancraft finetune face.st --domain face=face.st --domain cat=cat.st --method freeze-d=2 -o fd.st
       gancraft finetune face.st --domain face=face.st --domain cat=cat.st --method ewc=1e4 -o ewc.st
       gancraft finetune face.st --domain toon=toon.st --params domain-vector -o toon.st
+      gancraft finetune ffhq.pkl --prompt pixar='3D Render in the Style of Pixar' \\
+          --clip-weights ViT-B-32.pt --clip-weights ViT-B-16.pt -o ffhq-pixar.st
     """
     from ..checkpoint import load
     from ..train.methods import UnionMethod, parse_method
 
+    if kw["text_prompts"]:
+        check_text_mode(click.get_current_context(), {"params": params, **kw})
+        return run_text_vectors(start, kw["text_prompts"], output, kw)
+    if not domains:
+        raise GancraftError("give at least one --domain NAME=SOURCE (or --prompt NAME=TEXT for text-driven vectors)")
     method, value = parse_method(method_spec)
     paths = _parse_domains(domains)
     sources = {n: load(p) for n, p in paths.items()}

@@ -8,17 +8,18 @@ import click
 
 from ..checkpoint import load
 from ..checkpoint.summary import summarize
+from .paths import InputFile
 
 
 @click.command("inspect")
-@click.argument("checkpoint", type=click.Path(dir_okay=True))
+@click.argument("checkpoint", type=InputFile(dir_okay=True))
 @click.option("--layers", is_flag=True, help="List every tensor with its shape and resolution.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def command(checkpoint: str, layers: bool, as_json: bool) -> None:
     """Show format, architecture, parameter counts, domains and history of CHECKPOINT.
 
     Works on gancraft safetensors, rosinality .pt, NVIDIA stylegan2-ada .pkl and TF StyleGAN2
-    .pkl files. Warns when tensors hold NaN or Inf.
+    .pkl files ('-' reads standard input). Warns when tensors hold NaN or Inf.
     """
     info = summarize(load(checkpoint), layers=layers)
     if as_json:

@@ -56,7 +56,9 @@ class GancraftGroup(click.Group):
             return super().invoke(ctx)
         except GancraftError as exc:
             sub = ctx.invoked_subcommand or ""
-            click.echo(f"gancraft{(' ' + sub) if sub else ''}: error: {exc}", err=True)
+            from ..io_util import display_text
+
+            click.echo(f"gancraft{(' ' + sub) if sub else ''}: error: {display_text(str(exc))}", err=True)
             raise click.exceptions.Exit(2) from None
         except KeyboardInterrupt:
             click.echo("gancraft: interrupted; no partial output was kept", err=True)

@@ -21,10 +21,13 @@ from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
 from ..train.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
+from .paths import InputFile, spec_with_stdin, stem
 
 EPILOG = """\b
 Examples:
   gancraft render ffhq.pkl --seeds 1,2,3,4 --loop --frames 240 -o walk.mp4
+  gancraft render ffhq.pkl --seeds 1,2,3                                          # writes ffhq.mp4
+  gancraft sefa ffhq.pkl -o - | gancraft render ffhq.pkl --direction -:0 -o pose.mp4
   gancraft render ffhq.pkl --seeds 1,2,3 --seeds 7,8,9 --space w -o pair.gif      # two cells side by side
   gancraft render ffhq.pkl --direction ffhq.sefa.st:0 --range -3:3 --seeds 1-4 -o pose.mp4
   gancraft render union.st --domains ffhq,cat,dog --seeds 1,2,3 --loop -o morph.mp4
@@ -56,9 +59,10 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 @click.command("render", epilog=EPILOG)
-@click.argument("ckpt", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(),
-              help="OUT.mp4, OUT.gif, or a path without extension for a folder of frame00000.png.")
+@click.argument("ckpt", type=InputFile())
+@click.option("-o", "--output", type=click.Path(),
+              help="OUT.mp4, OUT.gif, or a path without extension for a folder of frame00000.png "
+                   "[default: CKPT's name + .mp4 in the current folder].")
 @click.option("--seeds", "seed_lists", multiple=True, metavar="SEEDS",
               help="Seeds (e.g. 1,2,3 or 0-3). Interpolation: one cell per --seeds option; "
                    "--direction/--domains: one cell per seed [default: 0,1].")
@@ -68,7 +72,8 @@ def _parse_range(text: str) -> tuple[float, float]:
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--loop", is_flag=True, help="Return to the start: the last keyframe leads back to the first.")
 @click.option("--direction", default=None, metavar="FILE:INDEX",
-              help="Traverse direction INDEX (number or name) of a directions file (sefa/direction output).")
+              help="Traverse direction INDEX (number or name) of a directions file (sefa/direction output; "
+                   "'-:INDEX' reads it from standard input).")
 @click.option("--range", "alpha_range", default="-3:3", show_default=True, metavar="LO:HI",
               help="Traversal distances along --direction.")
 @click.option("--domains", default=None, metavar="A,B,...", help="Morph through these domains ('all' for every one).")
@@ -97,7 +102,7 @@ def _parse_range(text: str) -> tuple[float, float]:
 @precision_option
 @device_option
 @force_option
-def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, frames: int, fps: float, loop: bool,
+def command(ckpt: str, output: str | None, seed_lists: tuple[str, ...], space: str, frames: int, fps: float, loop: bool,
             direction: str | None, alpha_range: str, domains: str | None, domain: str | None,
             prompt_csv: str | None, prompt_items: tuple[str, ...], prompt_space: str, clip_weights: str | None,
             download_clip: bool, psi: float,
@@ -116,7 +121,7 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
         raise GancraftError("--direction and a prompt morph exclude each other (give one --prompt to traverse)")
     if morph_prompts and len(prompts) < 2:
         raise GancraftError("--prompts: a morph needs at least two prompts")
-    out = Path(output)
+    out = Path(output) if output is not None else Path(stem(ckpt) + ".mp4")
     if out.suffix and out.suffix.lower() not in (".mp4", ".gif"):
         raise GancraftError(f"{out}: unsupported video extension {out.suffix!r}; use .mp4, .gif or a folder")
     if out.suffix:
@@ -128,7 +133,7 @@ def command(ckpt: str, output: str, seed_lists: tuple[str, ...], space: str, fra
     multiple = direction is None and domains is None and not morph_prompts
     lists = [parse_seeds(s, "--seeds", allow_duplicates=multiple) for s in (seed_lists or ("0,1",))]
     lo, hi = _parse_range(alpha_range) if direction is not None else (0.0, 0.0)
-    picked = load_direction(direction) if direction is not None else None
+    picked = load_direction(spec_with_stdin(direction)) if direction is not None else None
 
     model = load(ckpt)
     dev = resolve_device(device)

@@ -10,6 +10,7 @@ import click
 from ..errors import GancraftError
 from ..io_util import check_output_path
 from .common import emit_path, log
+from .paths import NamedOutput, stem
 from .train import build_options, training_options
 
 
@@ -18,12 +19,13 @@ from .train import build_options, training_options
               help="The root model (G and D) whose copies are trained toward each source.")
 @click.option("--source", "sources", required=True, multiple=True, type=click.Path(dir_okay=False),
               help="A source generator (repeat for several). Only its generated images are used.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Folder for the rooted models, one <source name>.st each (created if missing).")
+@click.option("-o", "--output", type=NamedOutput(file_okay=False, dir_okay=True),
+              help="Folder for the rooted models, one <source name>.st each (created if missing) [default: "
+                   "ROOT's name + '-rooted' in the current folder].")
 @click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi of the source generators' images.")
 @training_options
-def command(root_path: str, sources: tuple[str, ...], output: str, truncation_psi: float, **kw: Any) -> None:
+def command(root_path: str, sources: tuple[str, ...], output: str | None, truncation_psi: float, **kw: Any) -> None:
     """Root each SOURCE to the root model: fine-tune copies of the root's G and D on images the
     source generates on the fly, so that all rooted models share the root's weight space and
     can be averaged (`gancraft average`) before the union fine-tune (`gancraft finetune`).
@@ -43,7 +45,7 @@ def command(root_path: str, sources: tuple[str, ...], output: str, truncation_ps
     from ..train.methods import RootingMethod
     from .common import resolve_device
 
-    out_dir = Path(output)
+    out_dir = Path(output) if output is not None else Path(stem(root_path) + "-rooted")
     if out_dir.exists() and not out_dir.is_dir():
         raise GancraftError(f"-o {out_dir}: is a file, expected a folder")
     stems = [Path(s).stem for s in sources]

@@ -22,10 +22,13 @@ from ..latent.seeds import parse_seeds
 from ..media.images import ImageWriter, make_grid, save_png, seed_filename, to_uint8
 from ..train.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
+from .paths import InputFile, OutputFile, spec_with_stdin, stem
 
 EPILOG = """\b
 Examples:
   gancraft sample ffhq.pkl --seeds 0-63 -o out/
+  gancraft sample ffhq.pkl --seeds 0-7                                   # writes ffhq-samples/
+  gancraft convert ffhq.pkl -o - | gancraft sample - --seeds 0-3 --latents - > z.npz
   gancraft sample ffhq.pkl --seeds 0-15 --trunc 0.7 --grid sheet.png --latents z.npz -o out/
   gancraft sample union.st --domain all --seeds 0-7 --grid domains.png   # one row per domain
   gancraft sample union.st --domain cat+dog --seeds 1,5,9 -o out/        # composed domains
@@ -48,12 +51,15 @@ def _image_name(seed: int, row: int) -> str:
 
 
 @click.command("sample", epilog=EPILOG)
-@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.argument("ckpt", type=InputFile())
 @click.option("-o", "--output", type=click.Path(), default=None,
-              help="Folder for the images (created if missing); with --mix-rows, the grid PNG to write.")
+              help="Folder for the images (created if missing); with --mix-rows, the grid PNG to write "
+                   "[default: CKPT's name + '-samples' in the current folder, unless only --grid or --latents "
+                   "is asked for; CKPT's name + '.mix.png' with --mix-rows].")
 @click.option("--seeds", default=None, metavar="SEEDS", help="Seeds and ranges, e.g. 0-63 or 1,5,9-12 [default: 0-7].")
-@click.option("--from-latents", "from_latents", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
-              help="Synthesise the w stored in a latents file (from --latents) instead of seeds.")
+@click.option("--from-latents", "from_latents", type=InputFile(), default=None, metavar="FILE.npz",
+              help="Synthesise the w stored in a latents file (from --latents) instead of seeds ('-': standard "
+                   "input).")
 @click.option("--trunc", "psi", type=float, default=None, metavar="PSI", help="Truncation psi [default: 1, none].")
 @click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
               help="Truncate only the first N ws (coarse layers).")
@@ -75,10 +81,11 @@ def _image_name(seed: int, row: int) -> str:
               help="Also write one contact sheet (one row per domain for multi-domain models).")
 @click.option("--grid-cols", type=click.IntRange(min=1), default=None,
               help="Columns of the contact sheet [default: about square; seeds per row with domains].")
-@click.option("--latents", "latents_out", type=click.Path(dir_okay=False), default=None, metavar="OUT.npz",
-              help="Also write the latents (z, w, seeds, domain) for --from-latents.")
+@click.option("--latents", "latents_out", type=OutputFile(".npz"), default=None, metavar="OUT.npz",
+              help="Also write the latents (z, w, seeds, domain) for --from-latents ('-': standard output).")
 @click.option("--edit", "edits", multiple=True, metavar="DIRFILE:INDEX:ALPHA",
-              help="Move w by ALPHA along direction INDEX (number or name) of a directions file. Repeatable.")
+              help="Move w by ALPHA along direction INDEX (number or name) of a directions file ('-': standard "
+                   "input). Repeatable.")
 @click.option("--mix-rows", default=None, metavar="SEEDS", help="Style mixing: seeds of the grid's rows.")
 @click.option("--mix-cols", default=None, metavar="SEEDS",
               help="Style mixing: seeds of the columns, whose styles replace the rows' at the mixed layers.")
@@ -105,6 +112,9 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     _check_prompts(prompts)
     prompt_args = (prompts, clip_weights, download_clip)
     mixing = mix_rows is not None or mix_cols is not None
+    edits = tuple(spec_with_stdin(e) for e in edits)
+    if output is None and (mixing or (grid is None and latents_out is None)):
+        output = stem(ckpt) + (".mix.png" if mixing else "-samples")
     if mixing:
         _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid,
                       latents_out, psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force,
@@ -112,8 +122,6 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
         return
     if mix_layers is not None or mix_res is not None:
         raise GancraftError("--mix-layers/--mix-res need --mix-rows and --mix-cols")
-    if output is None and grid is None and latents_out is None:
-        raise GancraftError("nothing to write: give -o DIR, --grid FILE.png or --latents FILE.npz")
     if from_latents is not None:
         if seeds is not None:
             raise GancraftError("--seeds and --from-latents exclude each other")
@@ -299,8 +307,6 @@ def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, 
         raise GancraftError("--edit does not apply to style mixing")
     if mix_layers is not None and mix_res is not None:
         raise GancraftError("give --mix-layers or --mix-res, not both")
-    if output is None:
-        raise GancraftError("style mixing: give -o GRID.png")
     rows = parse_seeds(mix_rows, "--mix-rows", allow_duplicates=True)
     cols = parse_seeds(mix_cols, "--mix-cols", allow_duplicates=True)
     check_output_path(output, force=force, inputs=(ckpt,))

@@ -9,13 +9,14 @@ import numpy as np
 
 from .. import load
 from ..errors import GancraftError
-from ..io_util import check_output_path, sha256_file
+from ..io_util import check_output_path, display_name, sha256_file
 from ..latent import sefa as sefa_lib
 from ..latent.domains import resolve_domain
 from ..latent.generate import edit_layer_mask, map_latents
 from ..latent.seeds import parse_seeds, z_from_seeds
 from ..metrics.perceptual import perceptual_metric
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .paths import InputFile, OutputFile, is_stdout, stem
 
 
 def parse_indices(text: str, k: int, what: str) -> list[int]:
@@ -35,9 +36,10 @@ def _beside(output: str, suffix: str) -> Path:
 
 
 @click.command("sefa")
-@click.argument("ckpt", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Directions file to write (safetensors: directions, singular_values).")
+@click.argument("ckpt", type=InputFile())
+@click.option("-o", "--output", type=OutputFile(".st"),
+              help="Directions file to write (safetensors: directions, singular_values); '-' writes it to "
+                   "standard output [default: CKPT's name + .sefa.st in the current folder].")
 @click.option("--layers", default="all", show_default=True, metavar="SPEC", help=sefa_lib.LAYER_SPEC_HELP + ".")
 @click.option("--normalize", is_flag=True,
               help="Scale each style channel's weight row to unit norm first (genforce's SeFA).")
@@ -48,7 +50,8 @@ def _beside(output: str, suffix: str) -> Path:
 @click.option("--distance", type=float, default=5.0, show_default=True, metavar="S",
               help="Step along a direction for --measure and --sheet (w units).")
 @click.option("--measure-csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV for --measure (default: OUTPUT's stem + .measure.csv).")
+              help="CSV for --measure (default: OUTPUT's stem + .measure.csv; CKPT's name + .sefa.measure.csv "
+                   "with -o -).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Plot PNG for --measure (default: OUTPUT's stem + .measure.png).")
 @click.option("--dormant-fraction", type=float, default=0.05, show_default=True,
@@ -70,7 +73,7 @@ def _beside(output: str, suffix: str) -> Path:
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @device_option
 @force_option
-def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | None, measure_n: int | None,
+def command(ckpt: str, output: str | None, layers: str, normalize: bool, net: str | None, measure_n: int | None,
             distance: float, measure_csv: str | None, plot: str | None, dormant_fraction: float,
             lpips_weights: str | None, sheet: str | None, top_k: int, indices: str | None, steps: int,
             seeds: str | None, domain: str | None, psi: float, batch: int, device: str | None,
@@ -89,6 +92,8 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
     \b
     Examples:
       gancraft sefa ffhq.pkl -o ffhq.sefa.st
+      gancraft sefa ffhq.pkl                          # writes ffhq.sefa.st too
+      gancraft sefa ffhq.pkl -o - | gancraft render ffhq.pkl --direction -:0 -o walk.mp4
       gancraft sefa ffhq.pkl --layers first -o ffhq.first.st --measure 16
       gancraft sefa ffhq.pkl --layers 4-32 --normalize -o coarse.st --sheet coarse.png --top-k 5
       gancraft sefa union.st -o union.sefa.st --domain cat --sheet cat.png --indices 0,1,2,510
@@ -97,10 +102,14 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
         raise GancraftError("--measure-csv and --plot need --measure N")
     if not 0 < dormant_fraction < 1:
         raise GancraftError(f"--dormant-fraction must be in (0, 1), got {dormant_fraction}")
+    named = stem(ckpt) + ".sefa.st"
+    output = output if output is not None else named
     outputs = [output]
     if measure_n is not None:
-        measure_csv = measure_csv or str(_beside(output, ".measure.csv"))
-        plot = plot or str(_beside(output, ".measure.png"))
+        # the file sent down a pipe has no folder of its own: the extras go where -o would default to
+        beside = named if is_stdout(output) else output
+        measure_csv = measure_csv or str(_beside(beside, ".measure.csv"))
+        plot = plot or str(_beside(beside, ".measure.png"))
         outputs += [measure_csv, plot]
     if sheet:
         outputs.append(sheet)
@@ -133,7 +142,7 @@ def command(ckpt: str, output: str, layers: str, normalize: bool, net: str | Non
     log(f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
         f"{'per-row normalised' if normalize else 'no normalisation'}; singular values "
         f"{sv[0]:.4g} .. {sv[-1]:.4g}")
-    meta = sefa_lib.sefa_metadata(result, ckpt, sha256_file(ckpt), net_name)
+    meta = sefa_lib.sefa_metadata(result, display_name(ckpt), sha256_file(ckpt), net_name)
     emit_path(sefa_lib.save_directions(output, result.directions, meta, singular_values=sv, force=force,
                                        inputs=(ckpt,)))
 

@@ -27,7 +27,7 @@ from ..checkpoint.core import NETS, Checkpoint
 from ..checkpoint.io import detect_format, load
 from ..checkpoint.native import LazyCheckpoint, build_metadata, read_header
 from ..errors import GancraftError
-from ..io_util import atomic_write, check_output_path, sha256_file
+from ..io_util import atomic_write, check_output_path, display_name, sha256_file
 from ..nets.config import config_to_dict
 
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -466,7 +466,7 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
     recorded = skeleton.with_operation(command, params, [])
 
     def metadata(digests: Sequence[str]) -> dict[str, str]:
-        entry = {**recorded.history[-1], "inputs": [{"path": str(p), "sha256": d} for p, d in zip(paths, digests)]}
+        entry = {**recorded.history[-1], "inputs": [{"path": display_name(p), "sha256": d} for p, d in zip(paths, digests)]}
         return build_metadata(replace(recorded, history=[*recorded.history[:-1], entry]))
 
     # sha256 runs at about 1.4 GB/s a core, slower than the merge itself reads: one thread per

@@ -115,6 +115,18 @@ def _model_index(ref: str | int, n_models: int, what: str) -> int:
     return idx
 
 
+def default_switch(resolutions: Sequence[int]) -> int:
+    """The switch used when none is given: the block a third of the way up the synthesis network.
+
+    Pinkney's layer swapping takes the pose (the low-resolution layers) from one model and the
+    texture and style (the high-resolution layers) from the other. For his 1024 px ukiyo-e
+    portraits that split is at 32 (gancraft's documented example, `--switch 32`): the 4, 8 and 16
+    blocks, a third of the nine, keep the pose. The same fraction, rounded, gives 32 at 512 px,
+    16 at 256 px and 8 at 32 px.
+    """
+    return resolutions[round(len(resolutions) / 3)]
+
+
 def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int, *,
                   switch: int | None = None, blend_width: float | None = None, level: int = 0,
                   alpha: dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
@@ -237,6 +249,9 @@ def _prepare(low, highs, nets, keep_d, **kw) -> tuple[list[Source], list[str], d
         alpha = kw.get("alpha")
         if isinstance(alpha, str):
             kw["alpha"] = parse_alpha(alpha, len(highs), resolutions)
+        if kw.get("switch") is None and kw.get("alpha") is None and kw.get("channel_swap") is None \
+                and len(highs) == 1:
+            kw["switch"] = default_switch(resolutions)
         recipes = blend_recipes(keys, resolutions, len(sources), **kw)
     except BaseException:
         for s in sources:

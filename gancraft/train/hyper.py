@@ -2,23 +2,29 @@
 
 A domain vector d scales the style of every conv layer of a frozen StyleGAN2 by (1 + d)
 (``G.synthesis(ws, style_scale=d)``); its width is the sum of the conv layers' input channels,
-about 6k at 1024 px against ~30M generator weights. Instead of optimising one d per domain,
-`HyperNetwork` predicts d from the CLIP text embedding of the domain's description and is
-trained on many prompts at once, so any prompt -- seen in training or not -- gets a vector.
+about 6k at 1024 px against ~30M generator weights. Instead of optimising one d per domain
+(`text_domain.train_text_vector`), `HyperNetwork` predicts d from the CLIP text embedding of the
+domain's description and is trained on many prompts at once, so any prompt -- seen in training
+or not -- gets a vector.
 
-Training (`train_hyper`) never touches the generator: every step takes M latents and K of the
-prompts, renders the K x M adapted images through the modulation path, and minimises
+Training (`train_hyper`) follows the official code's ``td_multiple.yaml`` (trainer
+``td_multiple_resample_and_convex``) and never touches the generator. Every step draws B
+style-mixed latents and B training prompts (with replacement), then
 
-- the directional CLIP loss (StyleGAN-NADA): the CLIP image change source -> adapted should
-  point along the text change source prompt -> target prompt;
-- the target-target direction loss: for the same latent, the image change between two target
-  domains should point along the text change between their prompts (this is what ties the
-  domains to each other when one network serves them all);
-- the in-domain angle consistency loss: pairwise cosines between the CLIP embeddings of one
-  domain's images should equal those of the source images, which keeps the adapted images as
-  varied as the source ones instead of collapsing onto one CLIP-preferred picture;
-- a domain-norm penalty: the mean square of the predicted vectors, which keeps each domain no
-  further from the source generator than its losses ask for.
+- mixes the prompts' embeddings inside their convex hull (Dirichlet weights, one mixture per
+  image), so the network learns the space between prompts and not only the prompts themselves;
+- moves each mixed target embedding to a random point within cos >= 0.95 of it (resampling),
+  the second mechanism behind generalising to unseen prompts;
+- renders source and adapted images with independent noise, crops each at a random 80% window
+  and encodes them with CLIP;
+- minimises the directional CLIP loss (StyleGAN-NADA) plus 0.4 x the target-target direction
+  loss, whose pairs differ in latent and domain. gancraft's in-domain angle and domain-norm
+  terms (both exist as options in the official loss registry) are off unless weighted.
+
+The hyper-network is the official residual mapper: a shared backbone (linear-ReLU-BatchNorm,
+then residual blocks) and per conv layer a head of residual blocks ending in a linear layer to
+that layer's input channels; every linear layer starts as Xavier-uniform x 0.01 with zero bias,
+so untrained vectors are small but not zero (~14M parameters at width 512 for 1024 px).
 """
 
 from __future__ import annotations
@@ -36,47 +42,66 @@ import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint
 from ..errors import GancraftError
-from .data import step_seed
+from . import text_domain as td
 
 HYPER_PREFIX = "hyper."
+MAPPER = "residual"     # recorded in checkpoints; earlier gancraft versions wrote a plain MLP
 
 
 @dataclass
 class HyperConfig:
-    """Architecture: CLIP text embedding (embed_dim) -> MLP backbone -> one linear head per conv layer."""
+    """Architecture of the official ``residual_channelin`` mapper (td_multiple.yaml: width 512, backbone 4, head 2)."""
 
     embed_dim: int
     style_dims: list[int]   # input widths of G's conv layers, in style_scale order
-    width: int = 512
-    depth: int = 2          # backbone layers
+    width: int = 512        # also the inner width of the residual blocks (the official code fixes it at 512)
+    depth: int = 4          # backbone: one linear block then depth - 1 residual blocks
+    head_depth: int = 2     # per head: head_depth - 1 residual blocks then the output layer
 
     @property
     def out_dim(self) -> int:
         return sum(self.style_dims)
 
 
+class _LinearBlock(nn.Sequential):
+    """Linear -> ReLU -> BatchNorm (the official order: normalisation after the activation)."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__(nn.Linear(n_in, n_out), nn.ReLU(), nn.BatchNorm1d(n_out))
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
+                                  nn.Linear(width, width), nn.BatchNorm1d(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + x)
+
+
 class HyperNetwork(nn.Module):
     """Unit CLIP text embeddings [N, embed_dim] -> domain vectors [N, sum(style_dims)].
 
-    The heads start at exactly zero, so before training every prompt gives d = 0, i.e. the
-    original generator; the backbone still receives gradients through the heads from step two.
+    BatchNorm makes training depend on the batch (as in the official mapper): train with
+    batches of at least 2; in eval mode each prompt's vector depends on that prompt only.
     """
 
     def __init__(self, cfg: HyperConfig):
         super().__init__()
-        if cfg.depth < 1 or cfg.width < 1 or cfg.embed_dim < 1 or not cfg.style_dims:
+        if min(cfg.depth, cfg.head_depth, cfg.width, cfg.embed_dim) < 1 or not cfg.style_dims:
             raise GancraftError(f"hyper-network: invalid architecture {asdict(cfg)}")
         self.cfg = cfg
-        layers: list[nn.Module] = []
-        width_in = cfg.embed_dim
-        for _ in range(cfg.depth):
-            layers += [nn.Linear(width_in, cfg.width), nn.LeakyReLU(0.2)]
-            width_in = cfg.width
-        self.backbone = nn.Sequential(*layers)
-        self.heads = nn.ModuleList(nn.Linear(cfg.width, c) for c in cfg.style_dims)
-        for head in self.heads:
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+        self.backbone = nn.Sequential(_LinearBlock(cfg.embed_dim, cfg.width),
+                                      *(_ResidualBlock(cfg.width) for _ in range(cfg.depth - 1)))
+        self.heads = nn.ModuleList(
+            nn.Sequential(*(_ResidualBlock(cfg.width) for _ in range(cfg.head_depth - 1)), nn.Linear(cfg.width, c))
+            for c in cfg.style_dims)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                # small, not zero: at exactly d = 0 nothing distinguishes the prompts yet
+                nn.init.xavier_uniform_(m.weight, gain=0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, text_emb: torch.Tensor) -> torch.Tensor:
         h = self.backbone(text_emb.float())
@@ -129,86 +154,55 @@ def check_prompts(prompts: Sequence[str], source_prompt: str | None = None, wher
     return prompts
 
 
-# -- losses -----------------------------------------------------------------------------------
-
-def _pair_mask(n: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(n, n, dtype=torch.bool, device=device).triu(diagonal=1)
-
-
-def directional_loss(src_img: torch.Tensor, adapted_img: torch.Tensor, src_text: torch.Tensor,
-                     target_text: torch.Tensor) -> torch.Tensor:
-    """1 - cos(E_I(adapted) - E_I(src), E_T(target) - E_T(source)) per image.
-
-    src_img [M, e], adapted_img [K, M, e], src_text [e], target_text [K, e] -> [K, M].
-    Same quantity as clip_losses.DirectionalClipLoss, batched over K prompts sharing M sources.
-    """
-    img_dir = F.normalize(adapted_img - src_img.unsqueeze(0), dim=-1)
-    text_dir = F.normalize(target_text - src_text.unsqueeze(0), dim=-1)
-    return 1 - (img_dir * text_dir.unsqueeze(1)).sum(-1)
-
-
-def target_target_loss(adapted_img: torch.Tensor, target_text: torch.Tensor) -> torch.Tensor:
-    """Mean over latents and prompt pairs of 1 - cos(E_I(x_l) - E_I(x_k), E_T(t_l) - E_T(t_k))."""
-    k = adapted_img.shape[0]
-    if k < 2:
-        return adapted_img.new_zeros(())
-    mask = _pair_mask(k, adapted_img.device)
-    img_d = F.normalize(adapted_img.unsqueeze(0) - adapted_img.unsqueeze(1), dim=-1)  # [K, K, M, e]
-    txt_d = F.normalize(target_text.unsqueeze(0) - target_text.unsqueeze(1), dim=-1)  # [K, K, e]
-    cos = (img_d * txt_d.unsqueeze(2)).sum(-1)  # [K, K, M]
-    return (1 - cos[mask]).mean()
-
-
-def in_domain_angle_loss(src_img: torch.Tensor, adapted_img: torch.Tensor) -> torch.Tensor:
-    """Mean squared change of the pairwise cosines between one domain's images, over domains."""
-    m = src_img.shape[0]
-    if m < 2:
-        return adapted_img.new_zeros(())
-    mask = _pair_mask(m, src_img.device)
-    src = F.normalize(src_img, dim=-1)
-    ada = F.normalize(adapted_img, dim=-1)
-    src_cos = (src @ src.T)[mask]                        # [P]
-    ada_cos = (ada @ ada.transpose(1, 2))[:, mask]       # [K, P]
-    return (ada_cos - src_cos.unsqueeze(0)).square().mean()
-
-
 # -- training ---------------------------------------------------------------------------------
 
 @dataclass
 class HyperSettings:
-    steps: int = 2000
-    batch: int = 8                 # images per step: K prompts x M latents
-    lr: float = 1e-4
+    """Defaults of the official td_multiple.yaml."""
+
+    steps: int = 10000
+    batch: int = 8                 # images per step, each with its own latent and prompt mixture
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 0
-    source_prompt: str = "a photo"
+    source_prompt: str = td.SOURCE_PROMPT
     width: int = 512
-    depth: int = 2
-    tt_weight: float = 0.1         # target-target direction
-    angle_weight: float = 0.5      # in-domain angle consistency
-    norm_weight: float = 0.1       # domain-norm (mean square of the vectors)
+    depth: int = 4
+    head_depth: int = 2
+    tt_weight: float = 0.4         # target-target direction
+    angle_weight: float = 0.0      # in-domain angle consistency (gancraft's addition)
+    norm_weight: float = 0.0       # domain-norm, mean square of the vectors (gancraft's addition)
+    convex_hull: bool = True
+    resample_cos: float | None = 0.95   # None: targets are the (mixed) prompts themselves
+    crop: float | None = 0.8            # None: CLIP sees whole images
+    style_mixing: float = 0.9
+    templates: bool = True         # loss targets averaged over the prompt templates
     truncation_psi: float = 1.0
 
     def validate(self) -> "HyperSettings":
         if self.steps < 1:
             raise GancraftError(f"--steps must be at least 1, got {self.steps}")
         if self.batch < 2:
-            raise GancraftError(f"--batch must be at least 2 (pairs of images feed the regularisers), got {self.batch}")
+            raise GancraftError(f"--batch must be at least 2 (the hyper-network's BatchNorm and the "
+                                f"target-target pairs need two images), got {self.batch}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise GancraftError(f"--lr must be a positive number, got {self.lr}")
         for opt, v in (("--tt-weight", self.tt_weight), ("--angle-weight", self.angle_weight),
                        ("--norm-weight", self.norm_weight)):
             if not (v >= 0 and math.isfinite(v)):
                 raise GancraftError(f"{opt} must be a finite number >= 0, got {v}")
+        if self.resample_cos is not None and not 0 < self.resample_cos <= 1:
+            raise GancraftError(f"--resample-cos must be in (0, 1], got {self.resample_cos}")
+        if self.crop is not None and not 0 < self.crop <= 1:
+            raise GancraftError(f"--crop must be a fraction in (0, 1], got {self.crop}")
+        if not 0 <= self.style_mixing <= 1:
+            raise GancraftError(f"--style-mixing must be a probability in [0, 1], got {self.style_mixing}")
         if not self.source_prompt.strip():
             raise GancraftError("--source-prompt must be non-empty text")
-        if self.width < 1 or self.depth < 1:
-            raise GancraftError(f"hyper-network width and depth must be positive, got {self.width}, {self.depth}")
+        if min(self.width, self.depth, self.head_depth) < 1:
+            raise GancraftError(f"hyper-network width and depths must be positive, got "
+                                f"{self.width}, {self.depth}, {self.head_depth}")
         return self
-
-    def split(self, n_prompts: int) -> tuple[int, int]:
-        """(K prompts, M latents) per step: as many prompts as allow two latents each."""
-        k = max(1, min(n_prompts, self.batch // 2))
-        return k, self.batch // k
 
 
 @dataclass
@@ -223,49 +217,62 @@ class HyperResult:
 
 
 class _Texts:
-    """Unit CLIP text embeddings of the training prompts and the source prompt, computed once."""
+    """CLIP text embeddings computed once: the hyper-network's inputs (each prompt alone, as the
+    official mapper inputs) and the loss targets (each prompt in every template)."""
 
-    def __init__(self, clip, prompts: Sequence[str], source_prompt: str):
+    def __init__(self, clip, prompts: Sequence[str], source_prompt: str, templates: bool):
+        forms = td.prompt_templates() if templates else None
         with torch.no_grad():
-            self.prompts = clip.encode_text(list(prompts)).detach()
-            self.source = clip.encode_text([source_prompt])[0].detach()
+            self.inputs = clip.encode_text(list(prompts)).detach()
+        self.targets = td.templated_text(clip, prompts, forms)             # [P, T, e]
+        self.source = td.templated_text(clip, [source_prompt], forms)[0]   # [T, e]
 
 
 def check_generator(ckpt: Checkpoint) -> None:
-    if ckpt.g_config.c_dim:
-        raise GancraftError(f"{ckpt.path or 'checkpoint'}: hyper-networks need an unconditional generator "
-                            f"(this one has c_dim {ckpt.g_config.c_dim})")
+    td.check_unconditional(ckpt, "hyper-networks")
     if any(k.startswith(HYPER_PREFIX) for k in ckpt.tensors):
         raise GancraftError(f"{ckpt.path or 'checkpoint'}: already holds a hyper-network; "
                             "train a new one from the generator it was made from")
 
 
-def _latents(G: nn.Module, m: int, gen: torch.Generator, psi: float, device: torch.device) -> torch.Tensor:
-    z = torch.randn([m, G.z_dim], generator=gen).to(device)
-    return G.mapping(z, None, truncation_psi=psi)
-
-
-def hyper_losses(G: nn.Module, hyper: HyperNetwork, clip, ws: torch.Tensor, text_emb: torch.Tensor,
-                 source_emb: torch.Tensor, settings: HyperSettings,
-                 src_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Total loss and its terms for M latents (ws) under K prompts (text_emb [K, e])."""
-    k, m = text_emb.shape[0], ws.shape[0]
-    if src_emb is None:
-        with torch.no_grad():
-            src_emb = clip.encode_images(G.synthesis(ws, noise_mode="const"))
-    d = hyper(text_emb)                                          # [K, style_dim]
-    scale = d.repeat_interleave(m, dim=0)
-    img = G.synthesis(ws.repeat(k, 1, 1), noise_mode="const", style_scale=scale)
-    ada_emb = clip.encode_images(img).view(k, m, -1)
-    terms = {
-        "direction": directional_loss(src_emb, ada_emb, source_emb, text_emb).mean(),
-        "tt_direction": target_target_loss(ada_emb, text_emb),
-        "in_domain_angle": in_domain_angle_loss(src_emb, ada_emb),
-        "domain_norm": d.square().mean(),
+def clip_terms(src_enc: torch.Tensor, ada_enc: torch.Tensor, src_text: torch.Tensor,
+               trg_text: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The CLIP loss terms of B image pairs; src_text [T, e], trg_text [B, T, e]."""
+    return {
+        "direction": td.directional_loss(src_enc, ada_enc, td.text_directions(src_text, trg_text)).mean(),
+        "tt_direction": td.target_target_loss(ada_enc, trg_text),
+        "in_domain_angle": td.in_domain_angle_loss(src_enc, ada_enc),
     }
-    total = (terms["direction"] + settings.tt_weight * terms["tt_direction"]
-             + settings.angle_weight * terms["in_domain_angle"] + settings.norm_weight * terms["domain_norm"])
-    return total, terms
+
+
+def weighted_total(terms: dict[str, torch.Tensor], settings: HyperSettings) -> torch.Tensor:
+    return (terms["direction"] + settings.tt_weight * terms["tt_direction"]
+            + settings.angle_weight * terms["in_domain_angle"] + settings.norm_weight * terms["domain_norm"])
+
+
+def hyper_step_losses(G: nn.Module, hyper: HyperNetwork, clip, texts: _Texts, settings: HyperSettings,
+                      device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One official td_multiple batch: draws latents, prompts, mixtures, resampled targets and crops
+    from the global RNG (see text_domain.seeded) and returns the total loss and its terms."""
+    b = settings.batch
+    ws = td.mixing_latents(G, b, settings.style_mixing, device, settings.truncation_psi)
+    idx = torch.randint(0, texts.inputs.shape[0], [b]).to(device)
+    inputs, targets = texts.inputs[idx], texts.targets[idx]
+    if settings.convex_hull:
+        alphas = td.dirichlet_alphas(b).to(device)
+        inputs, targets = td.convex_mix(inputs, alphas), td.convex_mix(targets, alphas)
+    if settings.resample_cos is not None:
+        targets = td.resample_near(targets, settings.resample_cos)
+    d = hyper(inputs)
+    src_img, ada_img = td.render_pair(G, ws, d)
+    if settings.crop is not None:
+        # independent windows for the two images, as the official trainer draws them
+        src_img, ada_img = td.random_crop(src_img, settings.crop), td.random_crop(ada_img, settings.crop)
+    # the official td_multiple trainer compares raw (unnormalised) CLIP image embeddings
+    src_enc = clip.encode_images(src_img, normalize=False).detach()
+    ada_enc = clip.encode_images(ada_img, normalize=False)
+    terms = {**clip_terms(src_enc, ada_enc, texts.source, targets), "domain_norm": d.square().mean()}
+    return weighted_total(terms, settings), terms
 
 
 def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperSettings | None = None,
@@ -273,8 +280,8 @@ def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperS
                 on_step: Callable[[int, dict[str, float]], None] | None = None) -> HyperResult:
     """Train a HyperNetwork for ckpt's (frozen) generator on `prompts` with `clip` (a metrics.clip.ClipModel).
 
-    Deterministic for a given seed on CPU: step s draws its prompts and latents from a generator
-    seeded with (seed, s). The generator's weights are never given to the optimiser.
+    Deterministic for a given seed on CPU; the caller's RNG state is left as it was. The
+    generator's weights are never given to the optimiser.
     """
     from tqdm import tqdm
 
@@ -283,49 +290,57 @@ def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperS
     prompts = check_prompts(prompts, settings.source_prompt)
     device = torch.device(device)
     G = ckpt.generator(device=device)
-    texts = _Texts(clip, prompts, settings.source_prompt)
-    torch.manual_seed(settings.seed)
-    hyper = HyperNetwork(HyperConfig(embed_dim=texts.prompts.shape[1], style_dims=style_dims(G),
-                                     width=settings.width, depth=settings.depth)).to(device)
-    opt = torch.optim.Adam(hyper.parameters(), lr=settings.lr, betas=(0.9, 0.99))
-    k, m = settings.split(len(prompts))
-    result = HyperResult(hyper, list(prompts), settings, clip_model, clip.name, G)
-    bar = tqdm(range(settings.steps), desc="hyper", unit="step", disable=not progress, file=sys.stderr,
-               leave=False, dynamic_ncols=True)
-    for step in bar:
-        gen = torch.Generator().manual_seed(step_seed(settings.seed, step, 0, 7))
-        idx = torch.randperm(len(prompts), generator=gen)[:k].to(device)
-        with torch.no_grad():
-            ws = _latents(G, m, gen, settings.truncation_psi, device)
-        total, terms = hyper_losses(G, hyper, clip, ws, texts.prompts[idx], texts.source, settings)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        stats = {"step": step + 1, "loss": total.item(), **{n: v.item() for n, v in terms.items()}}
-        if not all(math.isfinite(v) for v in stats.values()):
-            raise GancraftError(f"hyper-network training diverged at step {step + 1}; lower --lr")
-        result.log.append(stats)
-        if on_step is not None:
-            on_step(step + 1, stats)
-        bar.set_postfix(direction=f"{stats['direction']:.3f}", refresh=False)
+    texts = _Texts(clip, prompts, settings.source_prompt, settings.templates)
+    cfg = HyperConfig(embed_dim=texts.inputs.shape[1], style_dims=style_dims(G), width=settings.width,
+                      depth=settings.depth, head_depth=settings.head_depth)
+    with td.seeded(settings.seed, device):
+        hyper = HyperNetwork(cfg).to(device).train()
+        params = list(hyper.parameters())
+        opt = torch.optim.Adam(params, lr=settings.lr, betas=settings.betas)
+        result = HyperResult(hyper, list(prompts), settings, clip_model, clip.name, G)
+        bar = tqdm(range(settings.steps), desc="hyper", unit="step", disable=not progress, file=sys.stderr,
+                   leave=False, dynamic_ncols=True)
+        for step in bar:
+            total, terms = hyper_step_losses(G, hyper, clip, texts, settings, device)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            stats = {"step": step + 1, "loss": total.item(), **{n: v.item() for n, v in terms.items()},
+                     "grad_norm": td.grad_norm(params)}
+            opt.step()
+            if not all(math.isfinite(v) for v in stats.values()):
+                raise GancraftError(f"hyper-network training diverged at step {step + 1}; lower --lr")
+            result.log.append(stats)
+            if on_step is not None:
+                on_step(step + 1, stats)
+            bar.set_postfix(direction=f"{stats['direction']:.3f}", refresh=False)
     hyper.eval().requires_grad_(False)
     return result
 
 
 @torch.no_grad()
 def evaluate(ckpt: Checkpoint, hyper: HyperNetwork | None, clip, prompts: Sequence[str],
-             source_prompt: str = "a photo", n: int = 8, seed: int = 1234,
+             source_prompt: str = td.SOURCE_PROMPT, n: int = 8, seed: int = 1234,
              device: str | torch.device = "cpu") -> dict[str, float]:
-    """Loss terms on n fixed latents and every prompt (hyper None: the untouched generator, d = 0)."""
+    """Mean loss terms over every prompt on n fixed latents, whole images, fixed noise and the prompts'
+    own templated embeddings (hyper None: the untouched generator, d = 0)."""
     device = torch.device(device)
     G = ckpt.generator(device=device)
-    texts = _Texts(clip, check_prompts(prompts, source_prompt), source_prompt)
-    if hyper is None:
-        hyper = HyperNetwork(HyperConfig(texts.prompts.shape[1], style_dims(G), 1, 1)).to(device)
-    ws = _latents(G, n, torch.Generator().manual_seed(seed), 1.0, device)
-    _, terms = hyper_losses(G, hyper.to(device).eval(), clip, ws, texts.prompts, texts.source,
-                            HyperSettings(source_prompt=source_prompt))
-    return {name: v.item() for name, v in terms.items()}
+    prompts = check_prompts(prompts, source_prompt)
+    texts = _Texts(clip, prompts, source_prompt, templates=True)
+    z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
+    ws = G.mapping(z, None)
+    src_enc = clip.encode_images(G.synthesis(ws, noise_mode="const"), normalize=False)
+    sums: dict[str, float] = {}
+    for k in range(len(prompts)):
+        d = (hyper.to(device).eval()(texts.inputs[k:k + 1]) if hyper is not None
+             else torch.zeros([1, G.synthesis.style_dim], device=device)).expand(n, -1)
+        ada_enc = clip.encode_images(G.synthesis(ws, noise_mode="const", style_scale=d), normalize=False)
+        terms = clip_terms(src_enc, ada_enc, texts.source, texts.targets[k:k + 1].expand(n, -1, -1))
+        terms["domain_norm"] = d.square().mean()
+        for name, v in terms.items():
+            if name != "tt_direction":  # one prompt at a time: no target-target pairs
+                sums[name] = sums.get(name, 0.0) + v.item() / len(prompts)
+    return sums
 
 
 # -- checkpoints ------------------------------------------------------------------------------
@@ -343,6 +358,7 @@ def hyper_checkpoint(parent: Checkpoint, result: HyperResult, params: dict[str, 
     domains.update({q: {"kind": "hyper", "prompt": q} for q in result.prompts})
     extra = dict(parent.extra or {})
     extra["hyper"] = {
+        "mapper": MAPPER,
         "architecture": asdict(result.hyper.cfg),
         "clip_model": result.clip_model,
         "clip": result.clip_name,
@@ -365,10 +381,14 @@ def load_hyper(ckpt: Checkpoint, device: str | torch.device = "cpu") -> HyperNet
     where = f"{ckpt.path}: " if ckpt.path else ""
     if not has_hyper(ckpt):
         raise GancraftError(f"{where}holds no hyper-network (train one with `gancraft hyper`)")
-    arch = ckpt.extra["hyper"].get("architecture")
+    info = ckpt.extra["hyper"]
+    if info.get("mapper") != MAPPER:
+        raise GancraftError(f"{where}its hyper-network is the plain MLP of an earlier gancraft version; "
+                            "train it again with `gancraft hyper` (now the official residual mapper)")
+    arch = info.get("architecture")
     try:
         cfg = HyperConfig(embed_dim=int(arch["embed_dim"]), style_dims=[int(c) for c in arch["style_dims"]],
-                          width=int(arch["width"]), depth=int(arch["depth"]))
+                          width=int(arch["width"]), depth=int(arch["depth"]), head_depth=int(arch["head_depth"]))
     except (TypeError, KeyError, ValueError):
         raise GancraftError(f"{where}extra['hyper']['architecture'] is missing or malformed") from None
     if cfg.out_dim != parameters_per_domain(ckpt):
