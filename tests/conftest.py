@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -61,6 +62,46 @@ needs_nvidia = pytest.mark.skipif(
     not NVIDIA_SRC or load_bench_vs_nvidia().nvidia_networks_module(NVIDIA_SRC) is None,
     reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch or stylegan3 "
            "checkout (see benchmarks/nvidia_reference/README.md)")
+
+# a rosinality/stylegan2-pytorch checkout; without one, tests use tests/reference/rosinality_model.py
+ROSINALITY_SRC = os.environ.get("GANCRAFT_ROSINALITY_SRC")
+
+
+@functools.cache
+def load_rosinality_model() -> ModuleType:
+    """model.py of the rosinality checkout in GANCRAFT_ROSINALITY_SRC.
+
+    Its op/ package compiles CUDA kernels when imported; without CUDA that build is replaced by
+    a placeholder, since on CPU tensors rosinality's ops take their plain PyTorch paths.
+    """
+    import torch.utils.cpp_extension as cpp_extension
+
+    sys.path.insert(0, str(Path(ROSINALITY_SRC).resolve()))
+    build = cpp_extension.load
+    if not torch.cuda.is_available():
+        cpp_extension.load = lambda *args, **kwargs: None
+    try:
+        return importlib.import_module("model")
+    finally:
+        cpp_extension.load = build
+        sys.path.pop(0)
+
+
+# torch hub's folder as the user has it: where `make weights` (gancraft weights) put the real
+# networks. tests/test_real_weights.py reads them from here; every other test sees an empty hub.
+REAL_HUB_DIR = torch.hub.get_dir()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_torch_hub(tmp_path_factory):
+    """Point torch hub at an empty folder, so that tests behave the same whether or not real
+    networks are in the user's cache (commands fall back to other metrics without them).
+
+    torch.hub.get_dir() reads TORCH_HOME on every call; subprocesses inherit it.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

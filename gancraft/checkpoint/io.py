@@ -1,10 +1,11 @@
-"""Load any supported checkpoint (format detected from content) and save native or rosinality files."""
+"""Load any supported checkpoint (format detected from content) and save native, rosinality or NVIDIA files."""
 
 from __future__ import annotations
 
 import os
 import struct
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import CheckpointError
 from ..io_util import atomic_write
@@ -12,6 +13,8 @@ from .core import Checkpoint
 
 # torch.save's pre-zip ("legacy") format starts with a pickled magic number
 _TORCH_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
+# what save() writes: gancraft safetensors, rosinality .pt, NVIDIA network pickle
+WRITE_FORMATS = ("native", "rosinality", "nvidia")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -59,18 +62,27 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return ckpt
 
 
+def _writer(to: str) -> Callable[..., Any]:
+    if to == "native":
+        from .native import write_native
+
+        return write_native
+    if to == "rosinality":
+        from .rosinality import write_rosinality
+
+        return write_rosinality
+    from .nvidia_export import write_nvidia
+
+    return write_nvidia
+
+
 def save(ckpt: Checkpoint, path: str | os.PathLike, to: str = "native", force: bool = False,
-         inputs: tuple = (), allow_custom_channels: bool = False) -> Path:
-    """Write atomically; refuses to replace an input, or an existing file unless force."""
-    if to not in ("native", "rosinality"):
-        raise CheckpointError(f"unknown output format {to!r} (choose native or rosinality)")
+         inputs: tuple = (), **options: Any) -> Path:
+    """Write atomically in format `to` (one of WRITE_FORMATS); refuses to replace an input, or an
+    existing file unless force. `options` go to that format's writer (write_rosinality, write_nvidia)."""
+    if to not in WRITE_FORMATS:
+        raise CheckpointError(f"unknown output format {to!r} (choose {', '.join(WRITE_FORMATS)})")
+    writer = _writer(to)
     with atomic_write(path, force=force, inputs=inputs) as tmp:
-        if to == "native":
-            from .native import write_native
-
-            write_native(ckpt, tmp)
-        else:
-            from .rosinality import write_rosinality
-
-            write_rosinality(ckpt, tmp, allow_custom_channels=allow_custom_channels)
+        writer(ckpt, tmp, **options)
     return Path(path)

@@ -4,7 +4,8 @@ Each network in such a pickle is a ``torch_utils.persistence`` record: a class n
 module's pickled ``__dict__`` (``_parameters``, ``_buffers``, ``_modules`` of child records,
 ``_init_args``/``_init_kwargs``) and the source of the defining module. The state dict keys
 NVIDIA's code would produce are the record tree flattened, and the architecture is the
-constructor arguments, so neither needs the source.
+constructor arguments, so neither needs the source. Pickles that gancraft writes
+(nvidia_export) hold the constructor arguments and a flat ``state_dict`` instead of a tree.
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def _is_stylegan3(rec: PersistentRecord) -> bool:
 def _flatten_into(rec: PersistentRecord, prefix: str, out: dict[str, torch.Tensor], path: Path) -> None:
     """Parameters and persistent buffers in the order ``Module.state_dict`` lists them."""
     state = rec.state
+    if "state_dict" in state:
+        _copy_state_dict(state["state_dict"], prefix, out, path)
+        return
     params = state.get("_parameters") or {}
     buffers = state.get("_buffers") or {}
     non_persistent = state.get("_non_persistent_buffers_set") or set()
@@ -173,6 +177,16 @@ def _flatten_into(rec: PersistentRecord, prefix: str, out: dict[str, torch.Tenso
         if not isinstance(child, PersistentRecord):
             raise CheckpointError(f"{path}: {prefix}.{key} is not an NVIDIA persistent module")
         _flatten_into(child, f"{prefix}.{key}", out, path)
+
+
+def _copy_state_dict(sd: Any, prefix: str, out: dict[str, torch.Tensor], path: Path) -> None:
+    # records written by gancraft's NVIDIA export hold the whole state dict instead of a module tree
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path}: {prefix} has a state_dict that is a {type(sd).__name__}, expected a dict")
+    for key, value in sd.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: {prefix}.{key} is not a named tensor")
+        out[f"{prefix}.{key}"] = value.detach()
 
 
 def _arguments(rec: PersistentRecord, positional: tuple[str, ...], where: str) -> dict[str, Any]:

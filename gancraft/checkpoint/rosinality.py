@@ -34,6 +34,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
+from .clamp import DEFAULT_SAMPLES, DEFAULT_SEED, ClampReport, measure_clamp
 from .core import Checkpoint
 
 BLUR_TAPS = [1, 3, 3, 1]
@@ -418,8 +419,8 @@ def _describe(cfg: GeneratorConfig) -> str:
 # writing
 
 
-def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike,
-                     allow_custom_channels: bool = False) -> dict[str, dict[str, int]]:
+def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike, allow_custom_channels: bool = False,
+                     clamp: ClampReport | None = None, allow_clamp: bool = False) -> dict[str, dict[str, int]]:
     """Write `ckpt` as a rosinality ``.pt`` that rosinality's model.py loads with strict load_state_dict.
 
     The file holds ``g_ema`` (and ``g``, ``d`` when present), ``latent_avg`` (G_ema's
@@ -433,36 +434,26 @@ def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike,
     conditional networks (c_dim > 0); img_channels other than 3; z_dim != w_dim or mapping
     layer widths other than w_dim (rosinality has one style_dim); mapping_lr_multiplier other
     than 0.01 (rosinality's lr_mlp is a constructor argument no file records, and every script
-    uses 0.01); conv_clamp (rosinality never clamps, so images could differ); resample filters
-    other than [1, 3, 3, 1]; discriminator minibatch-std settings other than group 4, 1
-    channel; and channel layouts that no rosinality channel_multiplier produces, unless
-    `allow_custom_channels` (for forks that take a custom channel table).
+    uses 0.01); resample filters other than [1, 3, 3, 1]; discriminator minibatch-std settings
+    other than group 4, 1 channel; and channel layouts that no rosinality channel_multiplier
+    produces, unless `allow_custom_channels` (for forks that take a custom channel table).
+
+    rosinality never clamps activations, so a model with ``conv_clamp`` (every
+    stylegan2-ada-pytorch model) is exported only when its clamps never engage: `clamp` is the
+    measurement (``check_rosinality_export``; measured here with its defaults when None), and
+    `allow_clamp` exports even when they do.
 
     Writes straight to `path` with torch.save: callers wanting atomicity pass a temporary path
     (gancraft.checkpoint.save does). Returns the constructor arguments rosinality needs:
     {"generator": {size, style_dim, n_mlp, channel_multiplier}, "discriminator": {size,
     channel_multiplier}} (channel_multiplier 0 when the layout is custom).
     """
-    where = f"{ckpt.path}" if ckpt.path else "checkpoint"
+    where = _where(ckpt)
     g = ckpt.g_config
-    _check_generator_exportable(g, where)
-    g_ch = {res: g.channels(res) for res in g.block_resolutions}
-    g_cm = _multiplier_or_refuse(g_ch, "generator", where, allow_custom_channels)
-    lay = _g_layout(g.img_resolution, g.w_dim, g.mapping_layers, g_ch)
-
     nets = ckpt.nets
-    if "G_ema" not in nets and "G" not in nets:
-        raise CheckpointError(f"{where}: holds no generator; a rosinality file needs g_ema or g")
-    result = {"generator": {"size": g.img_resolution, "style_dim": g.w_dim, "n_mlp": g.mapping_layers,
-                            "channel_multiplier": g_cm}}
-    d_lay = None
-    if "D" in nets and ckpt.d_config is not None:
-        d = ckpt.d_config
-        _check_discriminator_exportable(d, where)
-        d_ch = {res: d.channels(res) for res in [*d.block_resolutions, 4]}
-        d_cm = _multiplier_or_refuse(d_ch, "discriminator", where, allow_custom_channels)
-        d_lay = _d_layout(d.img_resolution, d_ch)
-        result["discriminator"] = {"size": d.img_resolution, "channel_multiplier": d_cm}
+    lay, d_lay, result = _plan_export(ckpt, allow_custom_channels)
+    # measured last: it runs the networks, and every cheaper refusal should come first
+    _refuse_engaged_clamp(clamp if clamp is not None else measure_clamp(ckpt), allow_clamp, where)
 
     obj: dict[str, Any] = {}
     for key, net in G_NETS:
@@ -483,6 +474,56 @@ def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike,
     return result
 
 
+def check_rosinality_export(ckpt: Checkpoint, allow_custom_channels: bool = False, samples: int = DEFAULT_SAMPLES,
+                            seed: int = DEFAULT_SEED, allow_clamp: bool = False,
+                            device: str | torch.device = "cpu") -> ClampReport | None:
+    """Refuse what ``write_rosinality`` would refuse, measuring last whether conv_clamp engages.
+
+    Returns the clamp measurement (``measure_clamp``; pass it on as ``write_rosinality(clamp=...)``),
+    or None for a model without clamps.
+    """
+    _plan_export(ckpt, allow_custom_channels)
+    report = measure_clamp(ckpt, samples=samples, seed=seed, device=device)
+    _refuse_engaged_clamp(report, allow_clamp, _where(ckpt))
+    return report
+
+
+def _where(ckpt: Checkpoint) -> str:
+    return f"{ckpt.path}" if ckpt.path else "checkpoint"
+
+
+def _plan_export(ckpt: Checkpoint, allow_custom_channels: bool) -> tuple[_Layout, _Layout | None, dict]:
+    """The generator and discriminator layouts and rosinality's constructor arguments, or the refusal."""
+    where = _where(ckpt)
+    g = ckpt.g_config
+    _check_generator_exportable(g, where)
+    g_ch = {res: g.channels(res) for res in g.block_resolutions}
+    g_cm = _multiplier_or_refuse(g_ch, "generator", where, allow_custom_channels)
+    lay = _g_layout(g.img_resolution, g.w_dim, g.mapping_layers, g_ch)
+
+    nets = ckpt.nets
+    if "G_ema" not in nets and "G" not in nets:
+        raise CheckpointError(f"{where}: holds no generator; a rosinality file needs g_ema or g")
+    result = {"generator": {"size": g.img_resolution, "style_dim": g.w_dim, "n_mlp": g.mapping_layers,
+                            "channel_multiplier": g_cm}}
+    d_lay = None
+    if "D" in nets and ckpt.d_config is not None:
+        d = ckpt.d_config
+        _check_discriminator_exportable(d, where)
+        d_ch = {res: d.channels(res) for res in [*d.block_resolutions, 4]}
+        d_cm = _multiplier_or_refuse(d_ch, "discriminator", where, allow_custom_channels)
+        d_lay = _d_layout(d.img_resolution, d_ch)
+        result["discriminator"] = {"size": d.img_resolution, "channel_multiplier": d_cm}
+    return lay, d_lay, result
+
+
+def _refuse_engaged_clamp(report: ClampReport | None, allow_clamp: bool, where: str) -> None:
+    if report is not None and report.engaged and not allow_clamp:
+        raise CheckpointError(
+            f"{where}: cannot export to rosinality format: {report.describe()}; rosinality never clamps, so its "
+            "images would differ (convert anyway with --allow-clamp)")
+
+
 def _check_generator_exportable(g: GeneratorConfig, where: str) -> None:
     problems = []
     if g.c_dim > 0:
@@ -497,8 +538,6 @@ def _check_generator_exportable(g: GeneratorConfig, where: str) -> None:
     if abs(g.mapping_lr_multiplier - RECOMMENDED_LR_MLP) > 1e-12:
         problems.append(f"mapping_lr_multiplier is {g.mapping_lr_multiplier}; rosinality's files assume lr_mlp "
                         f"{RECOMMENDED_LR_MLP}, so its code would compute a different mapping")
-    if g.conv_clamp is not None:
-        problems.append(f"conv_clamp={g.conv_clamp}; rosinality never clamps activations, so images may differ")
     if list(g.resample_filter) != BLUR_TAPS:
         problems.append(f"resample_filter {g.resample_filter} is not [1, 3, 3, 1]")
     if problems:
@@ -511,8 +550,6 @@ def _check_discriminator_exportable(d: DiscriminatorConfig, where: str) -> None:
         problems.append(f"it is conditional (c_dim={d.c_dim}); rosinality's discriminator takes no labels")
     if d.img_channels != 3:
         problems.append(f"it reads {d.img_channels}-channel images, rosinality's reads 3")
-    if d.conv_clamp is not None:
-        problems.append(f"conv_clamp={d.conv_clamp}; rosinality never clamps activations, so outputs may differ")
     if d.mbstd_group_size != 4 or d.mbstd_num_channels != 1:
         problems.append(f"minibatch-std group {d.mbstd_group_size} with {d.mbstd_num_channels} channel(s); "
                         "rosinality hard-codes group 4 with 1 channel")
@@ -564,4 +601,5 @@ def _w_avg(ckpt: Checkpoint, net: str, w_dim: int, where: str) -> torch.Tensor:
     return _latent_avg(ckpt.tensors[key], w_dim, f"{where}: {key}")
 
 
-__all__ = ["read_rosinality", "write_rosinality", "estimate_w_avg", "stock_channel_multiplier"]
+__all__ = ["read_rosinality", "write_rosinality", "check_rosinality_export", "estimate_w_avg",
+           "stock_channel_multiplier"]
