@@ -195,3 +195,33 @@ def test_default_output_names(models, tmp_path, monkeypatch):
 def test_default_switch_scales_with_resolution():
     res = lambda top: [2 ** i for i in range(2, top.bit_length())]  # noqa: E731
     assert [default_switch(res(r)) for r in (1024, 512, 256, 32)] == [32, 32, 16, 8]
+
+
+def test_cubic_path_hits_keyframes_and_turns_smoothly():
+    from gancraft.latent.generate import cubic_path, frame_times, lerp
+
+    torch.manual_seed(0)
+    keys = torch.randn(4, 8, dtype=torch.float64)
+    for loop in (False, True):
+        frames = 4 * 50 if loop else 3 * 50 + 1  # a frame on every keyframe
+        path = cubic_path(keys, frames, loop)
+        assert torch.allclose(path[::50], keys, atol=1e-9)
+        linear = torch.stack([lerp(keys[i], keys[j], t) for i, j, t in frame_times(4, frames, loop)])
+        # the wrap from the last frame back to the first counts too when looping
+        ext = lambda p: torch.cat([p, p[:2]]) if loop else p  # noqa: E731
+        bend = lambda p: (ext(p)[2:] - 2 * ext(p)[1:-1] + ext(p)[:-2]).norm(dim=1).max()  # noqa: E731
+        # a piecewise-linear path turns all at once at a keyframe; the spline spreads the turn out
+        assert bend(path) < 0.1 * bend(linear)
+
+
+def test_render_several_models_into_a_folder(models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a, b = models / "a.st", models / "b.st"
+    assert cli_ok("render", a, b, "--seeds", "0-2", "--loop", "--frames", "3", "-o", "videos/") == [
+        str(Path("videos") / "a.mp4"), str(Path("videos") / "b.mp4")]
+    # one model at a time into the same folder, as xargs -n 1 runs it
+    assert cli_ok("render", "--seeds", "0-2", "--frames", "3", "-o", "one/", a) == [str(Path("one") / "a.mp4")]
+    assert "video each" in cli_fails("render", a, b, "-o", "x.mp4")
+    assert "already exists" in cli_fails("render", a, b, "--frames", "3", "-o", "videos/")
+    assert "linear" in cli_fails("render", a, "--space", "z", "-o", "z.mp4")
+    assert cli_ok("render", a, "--path", "linear", "--frames", "3", "-o", "frames") == ["frames"]

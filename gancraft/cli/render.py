@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +15,7 @@ from ..errors import GancraftError
 from ..io_util import check_output_path
 from ..latent import domains as dom
 from ..latent.files import load_direction
-from ..latent.generate import (NOISE_MODES, domain_morph_plan, interpolation_plan, render_frames,
+from ..latent.generate import (NOISE_MODES, PATHS, domain_morph_plan, interpolation_plan, render_frames,
                                style_scale_plan, traversal_plan)
 from ..latent.seeds import parse_seeds
 from ..media.images import make_grid, to_uint8
@@ -27,11 +28,13 @@ EPILOG = """\b
 Examples:
   gancraft render ffhq.pkl --seeds 1,2,3,4 --loop --frames 240 -o walk.mp4
   gancraft render ffhq.pkl --seeds 1,2,3                                          # writes ffhq.mp4
+  gancraft render models/*.st --seeds 0-7 --loop -o videos/                       # videos/<model>.mp4 each
+  ls models/*.st | xargs -P 2 -n 1 gancraft render --seeds 0-7 -o videos/
   gancraft sefa ffhq.pkl -o - | gancraft render ffhq.pkl --direction -:0 -o pose.mp4
   gancraft render ffhq.pkl --seeds 1,2,3 --seeds 7,8,9 --space w -o pair.gif      # two cells side by side
   gancraft render ffhq.pkl --direction ffhq.sefa.st:0 --range -3:3 --seeds 1-4 -o pose.mp4
   gancraft render union.st --domains ffhq,cat,dog --seeds 1,2,3 --loop -o morph.mp4
-  gancraft render union.st --seeds 5,6 --domain cat -o frames/                    # PNG frames
+  gancraft render union.st --seeds 5,6 --domain cat -o frames                     # PNG frames
   gancraft render ffhq-hyper.st --prompts "a pencil sketch,an oil painting,a bronze statue" \\
       --clip-weights ViT-B-32.pt --seeds 1,2 -o styles.mp4                       # morph between texts
 
@@ -59,15 +62,20 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 
 @click.command("render", epilog=EPILOG)
-@click.argument("ckpt", type=InputFile())
+@click.argument("ckpts", nargs=-1, required=True, type=InputFile(), metavar="CKPT...")
 @click.option("-o", "--output", type=click.Path(),
-              help="OUT.mp4, OUT.gif, or a path without extension for a folder of frame00000.png "
-                   "[default: CKPT's name + .mp4 in the current folder].")
+              help="OUT.mp4, OUT.gif, a path without extension for a folder of frame00000.png, or a folder "
+                   "ending in '/' for one CKPT-name.mp4 per model [default: CKPT's name + .mp4 in the current "
+                   "folder; with several CKPTs, -o is their folder].")
 @click.option("--seeds", "seed_lists", multiple=True, metavar="SEEDS",
               help="Seeds (e.g. 1,2,3 or 0-3). Interpolation: one cell per --seeds option; "
                    "--direction/--domains: one cell per seed [default: 0,1].")
-@click.option("--space", type=click.Choice(["z", "w"]), default="z", show_default=True,
-              help="Interpolate z (spherical) or w (linear, after truncation and the domain transform).")
+@click.option("--path", "path_kind", type=click.Choice(PATHS), default="cubic", show_default=True,
+              help="Interpolation: cubic: a smooth spline through the keyframes' w (NVIDIA's gen_video; "
+                   "periodic with --loop); linear: straight segments between keyframes (--space).")
+@click.option("--space", type=click.Choice(["z", "w"]), default=None,
+              help="--path linear: interpolate z (spherical) or w (linear, after truncation and the domain "
+                   "transform) [default: z; cubic paths run in w].")
 @click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames in the video.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--loop", is_flag=True, help="Return to the start: the last keyframe leads back to the first.")
@@ -102,13 +110,40 @@ def _parse_range(text: str) -> tuple[float, float]:
 @precision_option
 @device_option
 @force_option
-def command(ckpt: str, output: str | None, seed_lists: tuple[str, ...], space: str, frames: int, fps: float, loop: bool,
-            direction: str | None, alpha_range: str, domains: str | None, domain: str | None,
+def command(ckpts: tuple[str, ...], output: str | None, direction: str | None, force: bool, **opts) -> None:
+    """Render a video from each CKPT: latent interpolation, a direction traversal, or a cross-domain morph."""
+    if direction is not None:
+        direction = spec_with_stdin(direction)  # read once, used for every model
+    for ckpt, out in _targets(ckpts, output, force):
+        _render(ckpt, out, direction=direction, force=force, **opts)
+
+
+def _targets(ckpts: tuple[str, ...], output: str | None, force: bool) -> list[tuple[str, Path]]:
+    """(model, output) pairs; a folder output (several models, or a path ending in '/') gets NAME.mp4 each."""
+    if len(ckpts) == 1 and (output is None or not output.endswith(("/", os.sep))):
+        return [(ckpts[0], Path(output) if output is not None else Path(stem(ckpts[0]) + ".mp4"))]
+    folder = Path(output if output is not None else ".")
+    if folder.suffix.lower() in (".mp4", ".gif"):
+        raise GancraftError(f"-o {output}: several models write one video each; give a folder for them")
+    if folder.exists() and not folder.is_dir():
+        raise GancraftError(f"-o {folder}: is a file, expected a folder for the videos")
+    names = [stem(c) for c in ckpts]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise GancraftError(f"two models are named {twice!r}; their videos would collide")
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [(c, folder / f"{n}.mp4") for c, n in zip(ckpts, names)]
+    for c, t in targets:
+        check_output_path(t, force=force, inputs=(c,))
+    return targets
+
+
+def _render(ckpt: str, out: Path, seed_lists: tuple[str, ...], path_kind: str, space: str | None, frames: int,
+            fps: float, loop: bool, direction: str | None, alpha_range: str, domains: str | None, domain: str | None,
             prompt_csv: str | None, prompt_items: tuple[str, ...], prompt_space: str, clip_weights: str | None,
             download_clip: bool, psi: float,
             trunc_cutoff: int | None, noise_mode: str, batch_size: int, cols: int | None, quality: float,
             precision: str, device: str | None, force: bool) -> None:
-    """Render a video from CKPT: latent interpolation, a direction traversal, or a cross-domain morph."""
     if direction is not None and domains is not None:
         raise GancraftError("--direction and --domains exclude each other")
     if domains is not None and domain is not None:
@@ -121,7 +156,8 @@ def command(ckpt: str, output: str | None, seed_lists: tuple[str, ...], space: s
         raise GancraftError("--direction and a prompt morph exclude each other (give one --prompt to traverse)")
     if morph_prompts and len(prompts) < 2:
         raise GancraftError("--prompts: a morph needs at least two prompts")
-    out = Path(output) if output is not None else Path(stem(ckpt) + ".mp4")
+    if space is None:
+        space = "w" if path_kind == "cubic" else "z"
     if out.suffix and out.suffix.lower() not in (".mp4", ".gif"):
         raise GancraftError(f"{out}: unsupported video extension {out.suffix!r}; use .mp4, .gif or a folder")
     if out.suffix:
@@ -133,7 +169,7 @@ def command(ckpt: str, output: str | None, seed_lists: tuple[str, ...], space: s
     multiple = direction is None and domains is None and not morph_prompts
     lists = [parse_seeds(s, "--seeds", allow_duplicates=multiple) for s in (seed_lists or ("0,1",))]
     lo, hi = _parse_range(alpha_range) if direction is not None else (0.0, 0.0)
-    picked = load_direction(spec_with_stdin(direction)) if direction is not None else None
+    picked = load_direction(direction) if direction is not None else None
 
     model = load(ckpt)
     dev = resolve_device(device)
@@ -157,7 +193,7 @@ def command(ckpt: str, output: str | None, seed_lists: tuple[str, ...], space: s
             plan = traversal_plan(G, [s for lst in lists for s in lst], picked, lo, hi, frames, loop, spec,
                                   psi, trunc_cutoff)
         else:
-            plan = interpolation_plan(G, lists, frames, loop, space, spec, psi, trunc_cutoff)
+            plan = interpolation_plan(G, lists, frames, loop, space, spec, psi, trunc_cutoff, path=path_kind)
     cells = plan[0].ws.shape[0]
     n_cols = cols or math.ceil(math.sqrt(cells))
     n_rows = math.ceil(cells / n_cols)

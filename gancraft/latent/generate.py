@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import GancraftError
@@ -223,19 +224,48 @@ class Frame:
     style_scale: torch.Tensor | None = None
 
 
+PATHS = ("cubic", "linear")
+
+
+def cubic_path(keys: torch.Tensor, frames: int, loop: bool) -> torch.Tensor:
+    """`frames` points on a cubic spline through the keyframes `keys` (K x ...), as NVIDIA's gen_video.
+
+    The spline is twice differentiable, so speed and direction change smoothly at the keyframes
+    instead of jumping there as on a piecewise-linear path. With loop it is periodic: the last
+    keyframe leads back to the first as smoothly. Frames sit where `frame_times` puts them.
+    """
+    from scipy.interpolate import CubicSpline
+
+    n = keys.shape[0]
+    y = keys.double().numpy()
+    if loop:
+        spline = CubicSpline(np.arange(n + 1), np.concatenate([y, y[:1]]), bc_type="periodic")
+    else:
+        spline = CubicSpline(np.arange(n), y, bc_type="not-a-knot")
+    positions = [i + t for i, _, t in frame_times(n, frames, loop)]
+    return torch.from_numpy(spline(np.asarray(positions))).to(keys.dtype)
+
+
 def interpolation_plan(G: torch.nn.Module, cells: Sequence[Sequence[int]], frames: int, loop: bool = False,
-                       space: str = "z", domain: DomainSpec | None = None, psi: float = 1.0,
-                       cutoff: int | None = None) -> list[Frame]:
-    """Each cell walks through its own seed list: slerp in z (then mapping) or lerp in w."""
+                       space: str = "w", domain: DomainSpec | None = None, psi: float = 1.0,
+                       cutoff: int | None = None, path: str = "cubic") -> list[Frame]:
+    """Each cell walks through its own seed list: a cubic spline through the keyframes' w, or
+    piecewise slerp in z (then mapping) or lerp in w."""
     if space not in ("z", "w"):
         raise GancraftError(f"--space {space!r}: expected z or w")
+    if path not in PATHS:
+        raise GancraftError(f"--path {path!r}: expected {' or '.join(PATHS)}")
+    if path == "cubic" and space != "w":
+        raise GancraftError("a cubic path runs through the keyframes' w; use --path linear for z")
     per_cell = []
     for seeds in cells:
         if len(seeds) < 2:
             raise GancraftError(f"--seeds {','.join(map(str, seeds))}: interpolation needs at least two seeds")
         z = z_from_seeds(seeds, G.z_dim)
         times = frame_times(len(seeds), frames, loop)
-        if space == "z":
+        if path == "cubic":
+            per_cell.append(cubic_path(map_latents(G, z, domain, psi, cutoff).cpu(), frames, loop))
+        elif space == "z":
             zt = torch.stack([slerp(z[i], z[j], t) for i, j, t in times])
             per_cell.append(map_latents(G, zt, domain, psi, cutoff).cpu())
         else:
