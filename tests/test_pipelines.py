@@ -22,6 +22,7 @@ from gancraft.latent.files import load_directions, load_latents
 from gancraft.merge.blend import default_switch
 
 GANCRAFT = f"{shlex.quote(sys.executable)} -m gancraft"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +226,18 @@ def test_render_several_models_into_a_folder(models, tmp_path, monkeypatch):
     assert "already exists" in cli_fails("render", a, b, "--frames", "3", "-o", "videos/")
     assert "linear" in cli_fails("render", a, "--space", "z", "-o", "z.mp4")
     assert cli_ok("render", a, "--path", "linear", "--frames", "3", "-o", "frames") == ["frames"]
+
+
+def test_pipeline_recipe(models, tmp_path):
+    script = ROOT / "recipes" / "pipeline.sh"
+    r = subprocess.run(["bash", str(script), "a.st", "b.st", "c.st", str(tmp_path / "out")], cwd=models,
+                       capture_output=True, env={**os.environ, "GANCRAFT": GANCRAFT, "OMP_NUM_THREADS": "1"},
+                       timeout=600)
+    assert r.returncode == 0, r.stderr.decode()
+    out = tmp_path / "out"
+    assert r.stdout.decode().split() == [str(out / "walk.gif"),
+                                         *(str(out / "samples" / f"seed000{i}.png") for i in range(4))]
+    assert sorted(p.name for p in out.iterdir()) == ["blend.st", "samples", "walk.gif"]
+    history = load(out / "blend.st").history
+    assert [h["command"] for h in history[-2:]] == ["average", "blend-layers"]
+    assert history[-1]["inputs"][0]["path"] == "-"
