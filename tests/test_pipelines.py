@@ -241,3 +241,16 @@ def test_pipeline_recipe(models, tmp_path):
     history = load(out / "blend.st").history
     assert [h["command"] for h in history[-2:]] == ["average", "blend-layers"]
     assert history[-1]["inputs"][0]["path"] == "-"
+
+
+def test_sample_several_models_one_folder_each(models, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a, b = models / "a.st", models / "b.st"
+    got = cli_ok("sample", a, b, "--seeds", "0,1", "-o", "out")
+    assert got == [str(Path("out") / m / f"seed000{i}.png") for m in "ab" for i in range(2)]
+    # each folder holds what that model alone gives
+    cli_ok("sample", b, "--seeds", "0,1", "-o", "alone")
+    assert all(np.array_equal(x, y) for x, y in zip(pixels(tmp_path / "out" / "b").values(),
+                                                    pixels(tmp_path / "alone").values()))
+    assert cli_ok("sample", a, b, "--seeds", "0") == [str(Path(f"{m}-samples") / "seed0000.png") for m in "ab"]
+    assert "one CKPT" in cli_fails("sample", a, b, "--grid", "g.png")

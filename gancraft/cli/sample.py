@@ -28,6 +28,7 @@ EPILOG = """\b
 Examples:
   gancraft sample ffhq.pkl --seeds 0-63 -o out/
   gancraft sample ffhq.pkl --seeds 0-7                                   # writes ffhq-samples/
+  gancraft sample models/*.st --seeds 0-7 -o out/                        # out/<model>/seed0000.png
   gancraft convert ffhq.pkl -o - | gancraft sample - --seeds 0-3 --latents - > z.npz
   gancraft sample ffhq.pkl --seeds 0-15 --trunc 0.7 --grid sheet.png --latents z.npz -o out/
   gancraft sample union.st --domain all --seeds 0-7 --grid domains.png   # one row per domain
@@ -51,7 +52,7 @@ def _image_name(seed: int, row: int) -> str:
 
 
 @click.command("sample", epilog=EPILOG)
-@click.argument("ckpt", type=InputFile())
+@click.argument("ckpts", nargs=-1, required=True, type=InputFile(), metavar="CKPT...")
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="Folder for the images (created if missing); with --mix-rows, the grid PNG to write "
                    "[default: CKPT's name + '-samples' in the current folder, unless only --grid or --latents "
@@ -94,12 +95,7 @@ def _image_name(seed: int, row: int) -> str:
 @click.option("--mix-res", default=None, metavar="LO-HI",
               help="Mixed layers by resolution, e.g. 4-32 (coarse) or 64-1024 (fine) [default: 4-32].")
 @force_option
-def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str | None, psi: float | None,
-            trunc_cutoff: int | None, noise_mode: str, batch_size: int | None, precision: str, device: str | None,
-            domain: str | None, prompts: tuple[str, ...], clip_weights: str | None, download_clip: bool,
-            grid: str | None, grid_cols: int | None, latents_out: str | None,
-            edits: tuple[str, ...], mix_rows: str | None, mix_cols: str | None, mix_layers: str | None,
-            mix_res: str | None, force: bool) -> None:
+def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], **kw) -> None:
     """Generate images from CKPT for seeds or stored latents.
 
     Writes DIR/seed0042.png per seed (DIR/<domain>/seed0042.png for models with domains),
@@ -107,12 +103,35 @@ def command(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     the next batch is generated. With --mix-rows/--mix-cols, writes one style-mixing grid to -o
     instead: the first row shows the column seeds, the first column the row seeds, and each
     other cell the row seed with the column seed's styles at the mixed layers.
+
+    Several CKPTs write DIR/<model name>/seed0042.png each (default: <model name>-samples/).
     """
+    edits = tuple(spec_with_stdin(e) for e in edits)  # stdin is read once, for every model
+    if len(ckpts) == 1:
+        _sample(ckpts[0], output, edits=edits, **kw)
+        return
+    for option, name in (("--grid", "grid"), ("--latents", "latents_out"), ("--from-latents", "from_latents"),
+                         ("--mix-rows", "mix_rows"), ("--mix-cols", "mix_cols")):
+        if kw[name] is not None:
+            raise GancraftError(f"{option} writes or reads one model's file; give one CKPT with it")
+    names = [stem(c) for c in ckpts]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise GancraftError(f"two models are named {twice!r}; their images would share a folder")
+    for ckpt, name in zip(ckpts, names):
+        _sample(ckpt, str(Path(output) / name) if output is not None else None, edits=edits, **kw)
+
+
+def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str | None, psi: float | None,
+            trunc_cutoff: int | None, noise_mode: str, batch_size: int | None, precision: str, device: str | None,
+            domain: str | None, prompts: tuple[str, ...], clip_weights: str | None, download_clip: bool,
+            grid: str | None, grid_cols: int | None, latents_out: str | None,
+            edits: tuple[str, ...], mix_rows: str | None, mix_cols: str | None, mix_layers: str | None,
+            mix_res: str | None, force: bool) -> None:
     dev = resolve_device(device)
     _check_prompts(prompts)
     prompt_args = (prompts, clip_weights, download_clip)
     mixing = mix_rows is not None or mix_cols is not None
-    edits = tuple(spec_with_stdin(e) for e in edits)
     if output is None and (mixing or (grid is None and latents_out is None)):
         output = stem(ckpt) + (".mix.png" if mixing else "-samples")
     if mixing:
