@@ -143,5 +143,23 @@ def read_native(path: Path) -> Checkpoint:
 
 
 def write_native(ckpt: Checkpoint, path: Path) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.tensors.items()}
-    save_file(tensors, str(path), metadata=build_metadata(ckpt))
+    save_file(_unshared(ckpt.tensors), str(path), metadata=build_metadata(ckpt))
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU tensors that safetensors can write: each owns its whole storage.
+
+    Tensors that share memory are legitimate (a pickle that stores one network as both G and
+    G_ema, or views of one buffer), but safetensors refuses them, so those get copies.
+    """
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        t = v.detach().cpu().contiguous()
+        storage = t.untyped_storage()
+        if storage.data_ptr() in seen or storage.nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+            storage = t.untyped_storage()
+        seen.add(storage.data_ptr())
+        out[k] = t
+    return out

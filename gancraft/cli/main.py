@@ -49,7 +49,9 @@ class GancraftGroup(click.Group):
         module = _available().get(name)
         if module is None:
             return None
-        return importlib.import_module(f"gancraft.cli.{module}").command
+        from .types import check_numbers
+
+        return check_numbers(importlib.import_module(f"gancraft.cli.{module}").command)
 
     def invoke(self, ctx: click.Context):
         try:

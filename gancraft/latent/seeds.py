@@ -11,6 +11,9 @@ from ..errors import GancraftError
 
 # np.random.RandomState accepts seeds in [0, 2**32)
 MAX_SEED = 2**32 - 1
+# more seeds than any one sampling run needs (FID's 50k images come from -n, not --seeds); the
+# list is built in memory, so a mistyped range must stop here rather than exhaust the machine
+MAX_SEEDS = 1_000_000
 
 _RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 
@@ -34,10 +37,12 @@ def parse_seeds(text: str, option: str = "--seeds", allow_duplicates: bool = Fal
             if hi < lo:
                 raise GancraftError(f"{option} {text!r}: range {item!r} ends before it starts")
             _check_bound(hi, option, text)
+            _check_count(len(seeds) + hi - lo + 1, option, text)
             seeds.extend(range(lo, hi + 1))
         elif item.isdigit():
             value = int(item)
             _check_bound(value, option, text)
+            _check_count(len(seeds) + 1, option, text)
             seeds.append(value)
         else:
             raise GancraftError(
@@ -49,6 +54,13 @@ def parse_seeds(text: str, option: str = "--seeds", allow_duplicates: bool = Fal
                 raise GancraftError(f"{option} {text!r}: seed {s} appears more than once")
             seen.add(s)
     return seeds
+
+
+def _check_count(count: int, option: str, text: str) -> None:
+    # checked before the list grows, so a typo like 0-4000000000 costs nothing
+    if count > MAX_SEEDS:
+        raise GancraftError(f"{option} {text!r}: more than {MAX_SEEDS:,} seeds in one run; split the range "
+                            f"over several runs")
 
 
 def _check_bound(value: int, option: str, text: str) -> None:
