@@ -34,6 +34,7 @@ in float16.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import json
@@ -50,6 +51,7 @@ from typing import Any, Callable
 import torch
 
 from gancraft.nets import Generator, GeneratorConfig
+from gancraft.nets.ops import exact_fp32
 from gancraft.runtime import keep_freed_memory
 
 MALLOC_MODES = {"system": "glibc defaults", "keep": "gancraft.runtime.keep_freed_memory()"}
@@ -158,14 +160,23 @@ def make_pair(nv: dict[str, Any], cfg: GeneratorConfig, seed: int = 0,
     return ref.eval().requires_grad_(False).to(device), ours.eval().requires_grad_(False).to(device)
 
 
+def nvidia_numerics(precision: str) -> contextlib.AbstractContextManager:
+    """True float32 for NVIDIA's code in the fp32 comparison: its code leaves TF32 as torch sets it
+    (cuDNN: on), which moves images by ~1e-3 on Ampere and newer GPUs."""
+    return exact_fp32() if precision == "fp32" else contextlib.nullcontext()
+
+
 def max_abs_diff(ref: torch.nn.Module, ours: Generator, z: torch.Tensor, c: torch.Tensor | None,
                  psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const",
                  precision: str = "fp32") -> dict[str, float]:
-    """Largest |NVIDIA - gancraft| over w (mapping) and the images, with the image scale for context."""
+    """Largest |NVIDIA - gancraft| over w (mapping) and the images, with the image scale for context.
+
+    gancraft runs as users run it (no global flags set here), so its fp32 check covers TF32 too."""
     with torch.no_grad():
-        w_ref = ref.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+        with nvidia_numerics(precision):
+            w_ref = ref.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+            img_ref = ref.synthesis(w_ref, noise_mode=noise_mode)
         w_ours = ours.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
-        img_ref = ref.synthesis(w_ref, noise_mode=noise_mode)
         img_ours = ours.synthesis(w_ours, noise_mode=noise_mode, precision=precision)
     return {"w": (w_ref - w_ours).abs().max().item(), "image": (img_ref - img_ours).abs().max().item(),
             "image_absmax": img_ref.abs().max().item()}
@@ -211,22 +222,30 @@ def time_side_by_side(nv: dict[str, Any], cfg: GeneratorConfig, batch: int, repe
                       device: str, precision: str = "fp32") -> dict[str, Any]:
     ref, ours = make_pair(nv, cfg, seed=3, device=device)
     z = torch.randn([batch, cfg.z_dim], generator=torch.Generator().manual_seed(4)).to(device)
+
+    def nvidia(**kw: Any) -> Callable:
+        def run() -> torch.Tensor:
+            with nvidia_numerics(precision):  # the same arithmetic as gancraft's
+                return ref(z, None, noise_mode="const", **kw)
+        return run
+
     runs = {
-        "nvidia (default modconv)": lambda: ref(z, None, noise_mode="const"),
-        "nvidia (fused_modconv=False)": lambda: ref(z, None, noise_mode="const", fused_modconv=False),
+        "nvidia (default modconv)": nvidia(),
+        "nvidia (fused_modconv=False)": nvidia(fused_modconv=False),
         "gancraft": lambda: ours(z, None, noise_mode="const", precision=precision),
     }
+    sync = torch.device(device).type == "cuda"  # also cuda:N
     times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.inference_mode():
         for fn in runs.values():
             fn()  # warm-up: oneDNN primitive caches, allocator
         for _ in range(repeats):
             for name, fn in runs.items():
-                if device == "cuda":
+                if sync:
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
                 fn()
-                if device == "cuda":
+                if sync:
                     torch.cuda.synchronize()
                 times[name].append(time.perf_counter() - t0)
     result = {}
@@ -285,12 +304,9 @@ def main() -> None:
     if args.malloc == "keep" and not keep_freed_memory():
         raise SystemExit("--malloc keep: the allocator setting is not available here (glibc only)")
     torch.set_num_threads(args.threads)
-    if args.device == "cuda":
-        # fp32 means fp32: TF32 would make both sides differ from true fp32 by ~1e-3
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    on_cpu = torch.device(args.device).type == "cpu"
     nv = load_nvidia(args.nvidia_src)
-    if args.precision == "mixed" and args.device == "cpu":
+    if args.precision == "mixed" and on_cpu:
         nv["networks"].SynthesisBlock.forward = nvidia_forward_with_fp16_off_cuda(nv["networks"])
     cfg = GeneratorConfig(img_resolution=args.resolution, num_fp16_res=4 if args.precision == "mixed" else 0)
     results: dict[str, Any] = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -314,11 +330,11 @@ def main() -> None:
         checks = run_checks(nv, cfg, args.batch, args.device, args.precision)
         results["checks"] = checks
         if not args.skip_timing:
-            modes = ["system", "keep"] if args.device == "cpu" else ["system"]
+            modes = ["system", "keep"] if on_cpu else ["system"]
             results["timing"] = {mode: time_in_subprocess(args, mode) for mode in modes}
             results["summary"] = summarise(results["timing"])
     results["nvidia_cuda_plugins_built"] = plugins_built(nv)
-    if args.device == "cpu" and results["nvidia_cuda_plugins_built"]:
+    if on_cpu and results["nvidia_cuda_plugins_built"]:
         raise SystemExit("NVIDIA's CUDA plugin was built on a CPU run: the comparison is not the portable path")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

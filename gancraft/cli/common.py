@@ -30,14 +30,24 @@ precision_option = click.option(
 
 
 def resolve_device(name: str | None) -> torch.device:
+    """--device as a torch.device that this machine has (checked here, before any work starts)."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise GancraftError(f"--device: unknown device {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GancraftError(f"--device {name}: CUDA is not available on this machine")
+        raise GancraftError(f"--device: unknown device {name!r} (expected cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GancraftError(f"--device {name}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise GancraftError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise GancraftError(f"--device {name}: Apple's MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise GancraftError(f"--device {name}: expected cpu, cuda, cuda:N or mps")
     return dev
 
 

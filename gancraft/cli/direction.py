@@ -154,7 +154,7 @@ def command(ckpt: str | None, output: str | None, latents: str | None, labels: s
     else:
         seed_array = np.array(parse_seeds(seeds))
         ws = map_latents(G, z_from_seeds(seed_array, G.z_dim), spec, psi)
-        w_train = ws[:, 0].double().cpu().numpy()
+        w_train = ws[:, 0].cpu().double().numpy()  # float64 only on the CPU (MPS has none)
 
     ortho = None
     if orthogonal_to:

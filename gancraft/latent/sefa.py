@@ -112,7 +112,8 @@ def modulation_matrix(G: torch.nn.Module, layers: Sequence, normalize: bool = Fa
     """
     mats = []
     for info in layers:
-        weight = _affine(G, info.name).weight.detach().to(torch.float64).cpu()
+        # to the CPU first: MPS has no float64
+        weight = _affine(G, info.name).weight.detach().cpu().to(torch.float64)
         if normalize:
             # genforce: each style channel counts equally, however large its weights are
             weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -124,7 +125,7 @@ def modulation_matrix(G: torch.nn.Module, layers: Sequence, normalize: bool = Fa
 
 def factorize_matrix(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Right singular vectors of M as unit rows (descending), with a full-rank basis of R^w_dim."""
-    _, S, Vh = torch.linalg.svd(M.to(torch.float64), full_matrices=True)
+    _, S, Vh = torch.linalg.svd(M.cpu().to(torch.float64), full_matrices=True)
     w_dim = M.shape[1]
     sv = torch.zeros(w_dim, dtype=torch.float64)
     sv[: S.numel()] = S

@@ -24,7 +24,7 @@ ArrayLike = np.ndarray | torch.Tensor
 
 def _as_float64(batch: ArrayLike) -> np.ndarray:
     if isinstance(batch, torch.Tensor):
-        batch = batch.detach().to("cpu", torch.float64).numpy()
+        batch = batch.detach().cpu().to(torch.float64).numpy()  # float64 only on the CPU (MPS has none)
     return np.asarray(batch, dtype=np.float64)
 
 

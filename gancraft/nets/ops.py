@@ -8,7 +8,9 @@ layout is preserved throughout so a channels_last network stays channels_last.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,22 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
 def can_write_inplace(*tensors: torch.Tensor) -> bool:
     """True when autograd will not need the inputs, so intermediate results may be overwritten."""
     return not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """float32 matmuls and convolutions inside, not TF32, restoring the caller's settings after.
+
+    cuDNN allows TF32 by default, and on Ampere and newer GPUs it moves fp32 images by ~1e-3;
+    NVIDIA's training turns it off too. The flags are process-wide and change nothing on CPU.
+    """
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,

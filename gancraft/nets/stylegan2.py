@@ -6,6 +6,7 @@ blocks are addressable by resolution and NVIDIA state dicts load without transla
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -68,6 +69,13 @@ class MappingNetwork(nn.Module):
     def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, update_w_avg: bool = False,
                 broadcast: bool = True) -> torch.Tensor:
+        """float32 w, also under a caller's autocast (bf16 training): NVIDIA's mapping is always
+        float32, and the running w_avg and truncation mix w with the float32 w_avg."""
+        with _without_autocast(self.fc0.weight.device):
+            return self._forward(z, c, truncation_psi, truncation_cutoff, update_w_avg, broadcast)
+
+    def _forward(self, z: torch.Tensor | None, c: torch.Tensor | None, truncation_psi: float,
+                 truncation_cutoff: int | None, update_w_avg: bool, broadcast: bool) -> torch.Tensor:
         x = None
         if self.z_dim > 0:
             x = ops.normalize_2nd_moment(z.to(torch.float32))
@@ -84,6 +92,13 @@ class MappingNetwork(nn.Module):
         if truncation_psi != 1:
             x = truncate(x, self.w_avg, truncation_psi, truncation_cutoff)
         return x
+
+
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    try:
+        return torch.autocast(device.type, enabled=False)
+    except RuntimeError:  # a device type without autocast (meta; mps before torch 2.5): nothing to undo
+        return contextlib.nullcontext()
 
 
 def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
@@ -273,21 +288,26 @@ class SynthesisNetwork(nn.Module):
         precision picks the dtype of each block's activations (the RGB skip image is accumulated
         and returned in float32 in every mode):
 
-        - "fp32": every block in float32, NVIDIA's reference numerics (the default).
+        - "fp32": every block in float32, NVIDIA's reference numerics (the default); TF32 is
+          turned off while it runs (ops.exact_fp32), so this holds on Ampere and newer GPUs too.
         - "mixed": NVIDIA's mixed precision: blocks at the num_fp16_res highest resolutions (never
           the 4x4 block) run in float16, the others in float32; with num_fp16_res 0 this is fp32.
           Unlike NVIDIA's code, which falls back to float32 off CUDA, this also holds on CPU.
         - "bf16": the same blocks in bfloat16; when num_fp16_res is 0, every block in bfloat16.
         """
-        dtypes = self.block_dtypes(precision)
+        with ops.exact_fp32() if precision == "fp32" else contextlib.nullcontext():
+            return self._forward(ws, noise_mode, fused, style_scale, self.block_dtypes(precision))
+
+    def _forward(self, ws: torch.Tensor, noise_mode: str, fused: bool | None, style_scale: torch.Tensor | None,
+                 dtypes: list[torch.dtype]) -> torch.Tensor:
         auto_fused = fused is None
         if fused is None:
-            # NVIDIA's inference default (grouped per-sample weights) on GPU; on CPU one
-            # shared-weight convolution with the styles as scales is faster even for one image
-            # (256 px: 0.41 vs 0.53 s), and training always shares the weight, as NVIDIA does
-            fused = (not self.training) and ws.is_cuda
-        # oneDNN's convolutions are 1.3-1.7x faster on NHWC activations; CUDA keeps NCHW (fp32 cuDNN)
-        channels_last = not ws.is_cuda and not self.training
+            # NVIDIA's inference default (grouped per-sample weights) on accelerators (CUDA, MPS);
+            # on CPU one shared-weight convolution with the styles as scales is faster even for one
+            # image (256 px: 0.41 vs 0.53 s), and training always shares the weight, as NVIDIA does
+            fused = (not self.training) and ws.device.type != "cpu"
+        # oneDNN's convolutions are 1.3-1.7x faster on NHWC activations; accelerators keep NCHW
+        channels_last = ws.device.type == "cpu" and not self.training
         x = img = None
         w_idx = 0
         s_idx = 0

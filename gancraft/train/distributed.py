@@ -16,6 +16,8 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 
+from ..errors import GancraftError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -50,9 +52,20 @@ def init(device: torch.device) -> DistInfo:
 
 
 def device_for(info: DistInfo, device: torch.device) -> torch.device:
-    """Each rank gets its own GPU (LOCAL_RANK) when the device is plain 'cuda'."""
-    if device.type == "cuda" and device.index is None and info.enabled:
+    """The device this process computes on; a CUDA device always gets an index (set_device needs one).
+
+    Under torchrun each rank takes GPU LOCAL_RANK of plain 'cuda'; a given index would put every
+    rank on the same GPU, so it is refused. One process takes 'cuda' as the current GPU.
+    """
+    if device.type != "cuda":
+        return device
+    if info.enabled:
+        if device.index is not None:
+            raise GancraftError(f"--device {device}: under torchrun every process would use that one GPU; "
+                                "give --device cuda (process k uses GPU k) and choose GPUs with CUDA_VISIBLE_DEVICES")
         return torch.device("cuda", info.local_rank)
+    if device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
     return device
 
 

@@ -23,6 +23,7 @@ resumed from the snapshot at step s continues bit for bit (on CPU) as if never s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..io_util import atomic_write
+from ..nets.ops import exact_fp32
 from . import distributed as dist_util
 from .augment import diff_augment, parse_policy
 from .configs import r1_gamma_heuristic
@@ -69,7 +71,7 @@ class TrainOptions:
     ema_kimg: float | None = None  # None: batch * 10 / 32 (NVIDIA's default)
     style_mixing: float = 0.9
     diffaug: str = ""            # e.g. "color,translation,cutout"
-    amp: bool = True             # bfloat16 autocast for forward passes, CUDA only
+    amp: bool = True             # bfloat16 autocast for forward passes, CUDA only (the mapping stays float32)
     grid_cols: int = 8
 
     def total_steps(self) -> int:
@@ -233,13 +235,21 @@ class Trainer:
         self.pl_mean.fill_(float(state.get("pl_mean", 0.0)))
         self.step = int(state["step"])
 
-    def save_snapshot(self) -> Path:
-        """snapshot-N.st first, then state-N.pt: a snapshot counts only once both exist."""
-        ckpt = self.checkpoint()
-        bad = ckpt.non_finite()
-        if bad:
-            raise TrainingDiverged(f"weights became non-finite at step {self.step} ({bad[0]}); "
+    def save_snapshot(self) -> Path | None:
+        """snapshot-N.st first, then state-N.pt: a snapshot counts only once both exist.
+
+        Every rank calls this and only rank 0 writes (returning the path; the others None). Rank 0
+        checks the weights and every rank raises TrainingDiverged when they are not finite, so no
+        rank is left waiting for the others at the next barrier.
+        """
+        ckpt = self.checkpoint() if self.info.is_main else None
+        bad = ckpt.non_finite() if ckpt is not None else []
+        if dist_util.any_flag(bool(bad), self.info, self.device):
+            where = bad[0] if bad else "on rank 0"
+            raise TrainingDiverged(f"weights became non-finite at step {self.step} ({where}); "
                                    f"{_last_good_hint(self.run_dir)}")
+        if ckpt is None:
+            return None
         snap = self.run_dir / f"snapshot-{self.step:06d}.st"
         save(ckpt, snap, force=True)
         state = {"step": self.step, "opt_g": self.opt_g.state_dict() if self.opt_g else {},
@@ -267,8 +277,10 @@ class Trainer:
 
     # -- one step -----------------------------------------------------------------------------
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _labels(self, gen: torch.Generator) -> torch.Tensor | None:
         k = self.method.num_classes
@@ -446,12 +458,19 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
     without a discriminator step; snapshots, resume, logging and divergence checks stay these.
     Under torchrun every rank calls this; only rank 0 writes files.
     """
-    device = torch.device(device)
-    info = dist_util.init(device)
-    device = dist_util.device_for(info, device)
+    device = dist_util.device_for(dist_util.from_env(), torch.device(device))
     if device.type == "cuda":
-        torch.cuda.set_device(device)
-    run_dir = Path(run_dir)
+        torch.cuda.set_device(device)  # before joining the group: nccl binds each rank to its GPU
+    info = dist_util.init(device)
+    # float32 where autocast does not reach (R1, path length, optimisers) means float32, as in
+    # NVIDIA's training; TF32 stays off until the run returns
+    with exact_fp32():
+        return _run(method, opts, Path(run_dir), device, info, resume, progress, max_steps, trainer_cls, resume_kimg)
+
+
+def _run(method: Method, opts: TrainOptions, run_dir: Path, device: torch.device, info: dist_util.DistInfo,
+         resume: bool, progress: bool, max_steps: int | None, trainer_cls: type[Trainer],
+         resume_kimg: float | None) -> Trainer:
     run_json = run_dir / "run.json"
     found = None
     if resume:
@@ -490,8 +509,8 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
                                                  "method": _jsonable(method.describe())}, indent=1))
         else:
             _truncate_log(log_path, trainer.step)
-        if found is None:
-            trainer.save_snapshot()  # step 0: the starting point is always recoverable
+    if found is None:
+        trainer.save_snapshot()  # step 0: the starting point is always recoverable
     dist_util.barrier(info)
 
     total = opts.total_steps() if max_steps is None else min(opts.total_steps(), max_steps)
@@ -523,8 +542,7 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
                                  **{k: f"{v:.3f}" for k, v in stats.items()}}, refresh=False)
                 bar.update(1)
             if trainer.step % snap_every == 0 or trainer.step == total:
-                if info.is_main:
-                    trainer.save_snapshot()
+                trainer.save_snapshot()
                 dist_util.barrier(info)
     finally:
         if log_fh is not None:
