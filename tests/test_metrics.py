@@ -393,12 +393,16 @@ def test_inception_feature_path_and_resize(random_inception):
     feats = ex(x)
     assert feats.shape == (1, 2048) and feats.dtype == torch.float32
     assert torch.isfinite(feats).all() and float(feats.std()) > 0
-    # The pytorch-fid convention: bilinear to 299 without antialiasing, then the network.
+    assert ex.resize == "legacy_tensorflow" and "RANDOM" in ex.name
+    # The same network under pytorch-fid's convention: bilinear to 299 without antialiasing, 2x - 1.
+    legacy = InceptionExtractor.random(seed=0, device="cpu", resize="legacy_pytorch")
+    feats = legacy(x)
     resized = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(ex(resized), feats, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        direct = legacy.model(resized * 2 - 1)[0].flatten(1)
+    torch.testing.assert_close(direct, feats, rtol=1e-4, atol=1e-5)
     antialiased = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False, antialias=True)
-    assert not torch.allclose(ex(antialiased), feats, rtol=1e-4, atol=1e-5)
-    assert "299" in ex.resize and "RANDOM" in ex.name
+    assert not torch.allclose(legacy(antialiased), feats, rtol=1e-4, atol=1e-5)
 
 
 def test_inception_loads_local_weights_file(tmp_path, monkeypatch, random_inception):

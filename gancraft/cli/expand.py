@@ -99,7 +99,7 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     from ..latent.files import load_directions
     from ..latent.sefa import sefa
     from ..latent.subspace import choose_directions, expansion_table
-    from ..metrics.perceptual import load_lpips, missing_lpips_message
+    from ..metrics.perceptual import backbone_cache_path, load_lpips, missing_lpips_message
     from ..train.expansion import (ExpansionMethod, ExpansionSettings, check_tasks, finish_expansion, format_report,
                                    parse_task, run_expansion)
     from ..train.loop import TrainOptions
@@ -132,6 +132,8 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     lpips = load_lpips(lpips_weights, device=dev)
     if lpips is None:
         log("LPIPS unavailable: replay and reconstruction use pixel losses only (" + missing_lpips_message() + ")")
+    else:
+        log(f"LPIPS: alex, ImageNet backbone {lpips_weights or backbone_cache_path('alex')}")
     clips = []
     if any(t.kind == "clip" for t in specs):
         from ..metrics.clip import load_clip

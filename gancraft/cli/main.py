@@ -28,6 +28,7 @@ COMMANDS = {
     "expand": "expand",
     "hyper": "hyper",
     "fid": "fid",
+    "weights": "weights",
 }
 
 # commands that only move tensors between files keep glibc's allocator defaults, so that freed

