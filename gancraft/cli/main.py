@@ -7,10 +7,14 @@ import importlib.util
 import signal
 import sys
 
-import click
+from ..runtime import configure_openmp
 
-from .. import __version__
-from ..errors import GancraftError
+configure_openmp()  # first: OpenMP reads its environment only once, when torch loads it
+
+import click  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import GancraftError  # noqa: E402
 
 # name -> module in gancraft.cli; each module defines `command`
 COMMANDS = {
