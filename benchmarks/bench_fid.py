@@ -91,6 +91,55 @@ def end_to_end(gen: Generator, extractor, n: int, batch: int, device: torch.devi
     return total, gen_seconds[0], time.perf_counter() - fd_start, fid
 
 
+def vs_pytorch_fid(n: int, batch: int, repeats: int, folder: Path) -> dict:
+    """pytorch-fid's own `calculate_activation_statistics` against gancraft's folder path (resize
+    legacy_pytorch, pytorch-fid's convention) on the same PNG files and the same random weights."""
+    import copy
+
+    from pytorch_fid.fid_score import calculate_activation_statistics
+
+    from gancraft import toy
+    from gancraft.metrics.features import _build_pytorch_fid_inception, features_from_folder, list_images
+    from gancraft.metrics.inference import prepare_for_cpu_inference
+
+    toy.write_dataset("face", n, 0, 64, folder)
+    files = [str(p) for p in list_images(folder)]
+    torch.manual_seed(0)
+    theirs = _build_pytorch_fid_inception(None).eval()
+    for m in theirs.modules():  # He init keeps random features at a usable scale
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    ours = InceptionExtractor.random(seed=0, device="cpu", resize="legacy_pytorch")
+    ours.model = prepare_for_cpu_inference(copy.deepcopy(theirs))
+    theirs.resize_input = theirs.normalize_input = True  # pytorch-fid's own settings: it resizes and scales
+
+    def run_theirs():
+        return calculate_activation_statistics(files, theirs, batch, 2048, "cpu", num_workers=0)
+
+    def run_ours():
+        acc = RunningStats()
+        for feats in features_from_folder(folder, ours, batch):
+            acc.update(feats)
+        return acc.mean, acc.covariance()
+
+    best = {"gancraft": [float("inf")] * 2, "pytorch_fid": [float("inf")] * 2}
+    out = {}
+    for _ in range(repeats):  # interleaved, so that load from other processes hits both alike
+        for name, fn in (("pytorch_fid", run_theirs), ("gancraft", run_ours)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out[name] = fn()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+    (mu0, s0), (mu1, s1) = out["pytorch_fid"], out["gancraft"]
+    return {"images": n, "batch": batch,
+            "images_per_s": {k: n / v[0] for k, v in best.items()},
+            "cpu_s_per_image": {k: v[1] / n for k, v in best.items()},
+            "ratio": best["pytorch_fid"][0] / best["gancraft"][0],
+            "cpu_ratio": best["pytorch_fid"][1] / best["gancraft"][1],
+            "mean_rel_diff": float(abs(mu1 - mu0).max() / abs(mu0).max()),
+            "cov_rel_diff": float(abs(s1 - s0).max() / abs(s0).max())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="generated images for the end-to-end run")
@@ -98,6 +147,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64, help="generator output size (power of two)")
     parser.add_argument("--repeats", type=int, default=2, help="timed batches per extractor")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--vs-n", type=int, default=32,
+                        help="PNG files for the comparison with pytorch-fid's own loop (CPU; 0 skips it)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_malloc_option(parser)
     args = parser.parse_args()
@@ -114,6 +165,16 @@ def main() -> None:
     results["inception_images_per_s"] = ips
     print(f"inception (pytorch-fid architecture, random weights): {ips:.1f} images/s "
           f"at {args.resolution}x{args.resolution} input, batch {args.batch}; resize: {inception.resize}")
+
+    if args.vs_n and device.type == "cpu":
+        with tempfile.TemporaryDirectory() as tmp:
+            v = vs_pytorch_fid(args.vs_n, args.batch, args.repeats, Path(tmp) / "images")
+        results["vs_pytorch_fid"] = v
+        print(f"against pytorch-fid's calculate_activation_statistics ({v['images']} 64px PNGs, batch {v['batch']}, "
+              f"same random weights, fastest of {args.repeats}): gancraft {v['images_per_s']['gancraft']:.1f} img/s, "
+              f"pytorch-fid {v['images_per_s']['pytorch_fid']:.1f} img/s: {v['ratio']:.2f}x (CPU time "
+              f"{v['cpu_ratio']:.2f}x); statistics differ by {v['mean_rel_diff']:.1e} (mean) and "
+              f"{v['cov_rel_diff']:.1e} (covariance) of their largest value", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "small_features.pt"

@@ -32,6 +32,7 @@ from gancraft.metrics import (
     stats_from_features,
 )
 from gancraft.metrics.features import INCEPTION_WEIGHTS_FILE
+from gancraft.metrics.inference import fold_batchnorm
 
 
 def scipy_fd(mu1, s1, mu2, s2):
@@ -422,8 +423,10 @@ def test_inception_loads_local_weights_file(tmp_path, monkeypatch, random_incept
     torch.save(captured["net"].state_dict(), path)
     ex = InceptionExtractor(weights=path, device="cpu")
     assert ex.name == "inception-v3-fid-pool3"
+    # on the CPU each BatchNorm is folded into its convolution (metrics/inference.py)
     loaded = dict(ex.model.named_parameters())["blocks.3.2.branch_pool.conv.weight"]
-    torch.testing.assert_close(loaded, captured["net"].Mixed_7c.branch_pool.conv.weight)
+    unit = captured["net"].Mixed_7c.branch_pool
+    torch.testing.assert_close(loaded, fold_batchnorm(unit.conv, unit.bn.eval()).weight)
     # Found in torch hub's cache without --weights, as after a pytorch-fid download.
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()

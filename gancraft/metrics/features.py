@@ -19,6 +19,7 @@ import torch
 
 from ..errors import GancraftError
 from ..io_util import sha256_file
+from .inference import prepare_for_cpu_inference
 from .resize import DEFAULT_CONVENTION, get_convention
 
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -145,6 +146,8 @@ class InceptionExtractor:
             self.name = "inception-v3-fid-pool3"
             self.description = f"FID Inception v3 (TensorFlow 2015-12-05 weights, {path}), 2048-d pool3"
         self.model = model.eval().to(self.device)
+        if self.device.type == "cpu":
+            prepare_for_cpu_inference(self.model)  # BatchNorms folded, NHWC: same features, faster
 
     @classmethod
     def random(cls, seed: int = 0, device: str | torch.device | None = None,
@@ -179,6 +182,8 @@ class InceptionExtractor:
         try:
             with torch.inference_mode():
                 x = self.convention(batch.to(self.device, torch.float32) * 255.0)
+                if self.device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
                 out = self.model(x)[0]
         except RuntimeError as exc:
             raise GancraftError(f"Inception failed on a batch of shape {tuple(batch.shape)}: {_first_line(exc)}") from None
