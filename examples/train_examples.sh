@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The paper-shaped example models (issue #16): 30,000 renders per toy domain (training uses the
+# first 21,000 of each), then `gancraft train --config toy` (z and w of 512, 8 mapping layers at
+# lr multiplier 0.01, 64 channels, 32 px, path-length regularisation as NVIDIA's StyleGAN2).
+# Runs are resumable: run this script again after a stop and each run continues from its newest
+# snapshot; KIMG=N sets a new total length for runs that already exist.
+#
+#   bash examples/train_examples.sh [WORK_DIR]      (default: ./example-runs)
+set -euo pipefail
+WORK=${1:-example-runs}
+KIMG=${KIMG:-200}
+PY=${PYTHON:-python}
+mkdir -p "$WORK"
+seed=0
+for d in face cat dog; do
+  if [ ! -f "$WORK/data/$d/factors.csv" ]; then
+    $PY -m gancraft.toy "$d" 30000 --seed "$seed" -o "$WORK/data/$d" --force >/dev/null
+  fi
+  seed=$((seed + 1))
+done
+for d in face cat dog; do
+  if [ -f "$WORK/$d-run/run.json" ]; then
+    args=(--resume "$WORK/$d-run" --kimg "$KIMG")
+  else
+    args=(--kimg "$KIMG" --snap 10 --seed 0)
+  fi
+  # one thread each: three small runs side by side use two cores better than one run with two
+  OMP_NUM_THREADS=1 $PY -m gancraft train "$WORK/data/$d" --subset 21000 -o "$WORK/$d.st" --resolution 32 \
+    --config toy --quiet "${args[@]}" &
+done
+wait
