@@ -46,9 +46,9 @@ def main() -> None:
         if only and name not in only:
             continue
         extra = []
-        if name == "vs_nvidia":
+        if name in ("vs_nvidia", "train_vs_nvidia"):
             if not args.nvidia_src:
-                print("\n== vs_nvidia: skipped (pass --nvidia-src DIR)", flush=True)
+                print(f"\n== {name}: skipped (pass --nvidia-src DIR)", flush=True)
                 continue
             extra = ["--nvidia-src", args.nvidia_src]
         print(f"\n== {name}: python benchmarks/{script.name} {' '.join(extra)}", flush=True)

@@ -306,8 +306,9 @@ class SynthesisNetwork(nn.Module):
             # on CPU one shared-weight convolution with the styles as scales is faster even for one
             # image (256 px: 0.41 vs 0.53 s), and training always shares the weight, as NVIDIA does
             fused = (not self.training) and ws.device.type != "cpu"
-        # oneDNN's convolutions are 1.3-1.7x faster on NHWC activations; accelerators keep NCHW
-        channels_last = ws.device.type == "cpu" and not self.training
+        # oneDNN's convolutions are 1.3-1.7x faster on NHWC activations (training at 32 px: 6-7%
+        # less CPU time for G and D steps with R1, benchmarks/bench_train_vs_nvidia.py); accelerators keep NCHW
+        channels_last = ws.device.type == "cpu"
         x = img = None
         w_idx = 0
         s_idx = 0
@@ -438,6 +439,8 @@ class Discriminator(nn.Module):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if img.device.type == "cpu":  # NHWC for oneDNN, as the generator (a no-op when it already is)
+            img = img.contiguous(memory_format=torch.channels_last)
         x = None
         for block in self.blocks():
             x = block(x, img)
