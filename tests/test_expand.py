@@ -99,7 +99,7 @@ def model_runs(tmp_path_factory) -> dict:
         table = {"base": full["base"], **{n: full[n] for n in names}}
         tasks = [parse_task(f"{n}:model:{paths[n]}") for n in names]
         method = ExpansionMethod(parent, tasks, table, ExpansionSettings(source_weight=0.0))
-        opts = TrainOptions(kimg=0.06, batch=4, snap_kimg=1, ema_kimg=0, lr_g=0.004)
+        opts = TrainOptions(kimg=0.06 * len(names), batch=4 * len(names), snap_kimg=1, ema_kimg=0, lr_g=0.004)
         runs[names] = run_expansion(method, opts, d / f"run{len(names)}", progress=False)
     return {"parent": parent, "paths": paths, "table": full, "runs": runs}
 
@@ -142,6 +142,43 @@ def test_second_domain_does_not_leak_into_first(model_runs):
     drift = (results[2] - results[1]).square().mean()
     assert (results[1] - child_a).square().mean() < (start - child_a).square().mean()
     assert drift < 0.2 * moved
+
+
+def test_batch_is_split_over_tasks_and_d_trains_on_base_fakes(model_runs, tmp_path):
+    """One batch is shared by the tasks (each trains on its part only, weight ~1/T as the official
+    sampler); the source adversarial term has its own G update and D is trained; the output is G_ema."""
+    parent = model_runs["parent"]
+    tasks = [parse_task(f"{n}:model:{model_runs['paths'][n]}") for n in ("a", "b")]
+    method = ExpansionMethod(parent, tasks, model_runs["table"])
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    task_loss = method.task_loss
+
+    def counting(task, edit_img, base_img, context):
+        seen[task.name].append(edit_img.shape[0])
+        return task_loss(task, edit_img, base_img, context)
+
+    method.task_loss = counting
+    tr = run_expansion(method, TrainOptions(kimg=0.012, batch=6, snap_kimg=1, ema_kimg=0.01), tmp_path / "run",
+                       progress=False)
+    assert seen == {"a": [3, 3], "b": [3, 3]}
+    rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("source_G" in r and "loss_D" in r for r in rows)
+    D0 = parent.discriminator().state_dict()
+    assert any(not torch.equal(v, D0[k]) for k, v in tr.D.state_dict().items())
+    out = expanded_checkpoint(tr, {})
+    assert torch.equal(out.tensors["G_ema.synthesis.b16.conv1.weight"], tr.G_ema.synthesis.b16.conv1.weight)
+    assert not torch.equal(tr.G_ema.synthesis.b16.conv1.weight, tr.G.synthesis.b16.conv1.weight)
+
+
+def test_reconstruction_loss_is_mse_plus_lpips():
+    """MyStyle's loss as the official code weights it: per-image MSE, plus LPIPS when given."""
+    from gancraft.train.expansion import _recon
+
+    a, b = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    b[0] += 0.5
+    b[1, 0] += 3.0
+    assert torch.allclose(_recon(None, a, b), torch.tensor([0.25, 3.0]))
+    assert torch.allclose(_recon(lambda x, y: torch.tensor([1.0, 2.0]), a, b), torch.tensor([1.25, 5.0]))
 
 
 def test_clip_and_images_tasks_run_end_to_end(tmp_path):
@@ -197,7 +234,8 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert ckpt.domains["base"] == {"kind": "base"}
     kid = ckpt.domains["kid"]
     assert kid["kind"] == "repurposed" and kid["index"] == 5 and kid["distance"] == 15.0
-    assert torch.allclose(torch.tensor(kid["direction"]), sefa(load(parent).generator(), "first").directions[5])
+    # the default factorisation is the official code's: every modulation but the toRGBs after 4x4
+    assert torch.allclose(torch.tensor(kid["direction"]), sefa(load(parent).generator(), "all").directions[5])
     assert ckpt.history[-1]["command"] == "expand" and "D" in ckpt.nets
     assert resolve_domain(ckpt, "kid", ckpt.generator()).shift is not None
     text = report.read_text()

@@ -46,7 +46,9 @@ def _int_list(text: str | None) -> list[int] | None:
               help="Expanded model (.st) [default: CKPT's name and the task names joined by '+' with .expand.st, "
                    "e.g. face+cat+dog.expand.st, in the current folder]. Not '-': the run folder is named after it.")
 @click.option("--sefa", "sefa_path", type=click.Path(dir_okay=False), default=None, metavar="DIRS",
-              help="Directions file from 'gancraft sefa' (default: factorise the first layer now, as the paper).")
+              help="Directions file from 'gancraft sefa' (default: factorise now as the official code does: "
+                   "every modulation except the toRGB ones after 4x4, i.e. `sefa --layers all`; the paper's "
+                   "text says the first layer only: `sefa --layers first`).")
 @click.option("--directions", default=None, metavar="I,J,...",
               help="Direction indices to repurpose, one per task in order (default: the last, most dormant).")
 @click.option("--distance", type=float, default=20.0, show_default=True,
@@ -70,10 +72,13 @@ def _int_list(text: str | None) -> list[int] | None:
 @click.option("--report", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="Write a before/after table (base vs parent, each domain vs its target) to FILE.")
 @click.option("--kimg", type=float, default=4.0, show_default=True, help="Training length in thousands of images.")
-@click.option("--batch", type=int, default=8, show_default=True, help="Latents per step (each task sees all).")
-@click.option("--lr", type=float, default=0.002, show_default=True, help="Adam learning rate.")
-@click.option("--ema", "ema_kimg", type=float, default=0.0, show_default=True, metavar="KIMG",
-              help="EMA half-life in kimg (0: the output is the trained generator itself).")
+@click.option("--batch", type=int, default=32, show_default=True,
+              help="Latents per step, split over the tasks (each task gets about batch/tasks).")
+@click.option("--lr", type=float, default=0.001, show_default=True,
+              help="Adam learning rate (official stylegan2 config; lazy path length makes G's 0.0008, "
+                   "betas (0, 0.99^0.8)).")
+@click.option("--ema", "ema_kimg", type=float, default=10.0, show_default=True, metavar="KIMG",
+              help="EMA half-life in kimg; the output is G_ema (0: the trained generator itself).")
 @click.option("--snap", "snap_kimg", type=float, default=1.0, show_default=True, metavar="KIMG",
               help="Snapshot (weights, optimiser state, per-domain grid) every KIMG.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible).")
@@ -122,9 +127,9 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
             raise GancraftError(f"{sefa_path}: directions have {dirs.shape[1]} dimensions, {ckpt} has w_dim {G.w_dim}")
         source = str(sefa_path)
     else:
-        dirs = sefa(G, "first").directions
-        source = "sefa --layers first (computed by expand)"
-        log(f"no --sefa given: factorised {ckpt}'s first layer")
+        dirs = sefa(G, "all").directions
+        source = "sefa --layers all (computed by expand)"
+        log(f"no --sefa given: factorised {ckpt}'s modulations (all but the toRGB ones after 4x4)")
     indices = choose_directions(dirs.shape[0], len(specs), _int_list(directions))
     table = expansion_table([t.name for t in specs], dirs, indices, distance)
     log("repurposing " + ", ".join(f"{t.name}: direction {k}" for t, k in zip(specs, indices)))
@@ -147,7 +152,8 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
             log(f"CLIP: {clips[-1].description}")
 
     method = ExpansionMethod(parent, specs, table, settings, lpips=lpips, clips=clips, directions_source=source)
-    opts = TrainOptions(kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg)
+    opts = TrainOptions(kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg,
+                        gamma=10.0)
     rdir = Path(run_dir) if run_dir is not None else out.with_name(out.stem + "-run")
     trainer = run_expansion(method, opts, rdir, dev, resume=resume, progress=not quiet)
     inputs = [ckpt] + ([sefa_path] if sefa_path else []) + [t.arg for t in specs if t.kind == "model"]

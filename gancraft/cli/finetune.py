@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import GancraftError
+from .paths import InputFile, NamedOutput, stem
 from .finetune_text import check_text_mode, run_text_vectors, text_vector_options
 from .train import build_options, train_and_save, training_options
 
@@ -24,28 +25,39 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("finetune")
-@click.argument("start", type=click.Path(dir_okay=False))
+@click.argument("start", type=InputFile())
 @click.option("--domain", "domains", multiple=True, metavar="NAME=SOURCE",
               help="A domain of the union model and the source generator whose images define it (repeat; "
                    "required unless --prompt).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
+@click.option("-o", "--output", type=NamedOutput(),
+              help="Checkpoint to write [default: START's name + '.' + the method + .st, e.g. avg.union.st, in the "
+                   "current folder]. Not '-': the run folder is named after it.")
 @click.option("--method", "method_spec", default="union", show_default=True,
-              help="union (GAN Cocktail from an averaged model; TransferGAN from a pretrained one, also "
-                   "accepted as 'transfer'), freeze-d=K, ewc=LAMBDA, or scratch.")
+              help="union (GAN Cocktail from an average of rooted models; TransferGAN from a pretrained one, "
+                   "also accepted as 'transfer'), freeze-d=K (K layers of D from the image side), "
+                   "ewc=LAMBDA or ewc=MAPPING,SYNTHESIS,D, or scratch.")
 @click.option("--params", type=click.Choice(["all", "domain-vector"]), default="all", show_default=True,
               help="domain-vector: train only one modulation vector per domain (HyperDomainNet); G stays frozen.")
 @click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi of the source generators' images.")
+@click.option("--fisher-samples", type=click.IntRange(min=1), default=50000, show_default=True,
+              help="ewc: generated images the Fisher information is estimated from (official: 50000).")
 @training_options
 @text_vector_options
-def command(start: str, domains: tuple[str, ...], output: str, method_spec: str, params: str,
-            truncation_psi: float, **kw: Any) -> None:
-    """Turn START (normally the average of rooted models) into one class-conditional union GAN,
-    trained only on images the source generators produce on the fly.
+def command(start: str, domains: tuple[str, ...], output: str | None, method_spec: str, params: str,
+            truncation_psi: float, fisher_samples: int, **kw: Any) -> None:
+    """Turn START into one class-conditional union GAN, trained only on images the source
+    generators produce on the fly. Training starts from START's G_ema (G_ema starts equal to G).
 
-    The class embedding is added to the mapping network and the discriminator becomes a
-    projection discriminator, both initialised so that training starts from exactly START's
-    outputs. Domain names are recorded, so `gancraft sample union.st --domain cat` works.
+    START is normally the average of rooted models (`gancraft root`, `gancraft average`): it
+    already has one class per domain, and the --domain names must be its classes (in any
+    order; its class table decides which label each source gets). An unconditional START
+    (TransferGAN and the other baselines) is made conditional first: D becomes a projection
+    discriminator that starts as exactly START's D for every class; G gets a class embedding
+    and new fc0 columns at random, so each class starts as START's generator moved along its
+    own random class pathway (zeroing those columns gives START's G back). Domain names are
+    recorded, so `gancraft sample union.st --domain cat` works. Defaults are the official
+    union_gan config: batch 32, R1 gamma 10, EMA half-life 10 kimg, lr 0.002, path length 2.
 
     Domain vectors (HyperDomainNet: G frozen, one scale per conv input channel per domain)
     come two ways. --params domain-vector with --domain NAME=SOURCE trains them adversarially
@@ -63,7 +75,7 @@ def command(start: str, domains: tuple[str, ...], output: str, method_spec: str,
     Examples:
       gancraft finetune avg.st --domain face=face.st --domain cat=cat.st -o union.st --kimg 50
       gancraft finetune face.st --domain face=face.st --domain cat=cat.st --method transfer -o tgan.st
-      gancraft finetune face.st --domain face=face.st --domain cat=cat.st --method freeze-d=2 -o fd.st
+      gancraft finetune face.st --domain face=face.st --domain cat=cat.st --method freeze-d=4 -o fd.st
       gancraft finetune face.st --domain face=face.st --domain cat=cat.st --method ewc=1e4 -o ewc.st
       gancraft finetune face.st --domain toon=toon.st --params domain-vector -o toon.st
       gancraft finetune ffhq.pkl --prompt pixar='3D Render in the Style of Pixar' \\
@@ -78,11 +90,13 @@ def command(start: str, domains: tuple[str, ...], output: str, method_spec: str,
     if not domains:
         raise GancraftError("give at least one --domain NAME=SOURCE (or --prompt NAME=TEXT for text-driven vectors)")
     method, value = parse_method(method_spec)
+    if output is None:
+        output = f"{stem(start)}.{method}{'-dv' if params == 'domain-vector' else ''}.st"
     paths = _parse_domains(domains)
     sources = {n: load(p) for n, p in paths.items()}
     um = UnionMethod(load(start), sources, method=method, value=value, params=params, seed=kw["seed"],
-                     truncation_psi=truncation_psi)
-    opts = build_options(kw, batch=16, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=None, ema_kimg=None)
+                     truncation_psi=truncation_psi, fisher_samples=fisher_samples)
+    opts = build_options(kw, batch=32, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=10.0, ema_kimg=10.0)
     train_and_save(um, opts, output, kw, "finetune",
                    {"start": start, "domains": paths, "method": method_spec, "params": params},
                    inputs=[start, *paths.values()])

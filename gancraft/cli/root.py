@@ -24,25 +24,35 @@ from .train import build_options, training_options
                    "ROOT's name + '-rooted' in the current folder].")
 @click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi of the source generators' images.")
+@click.option("--classes", "classes_spec", default=None, metavar="NAME,NAME,...",
+              help="The union model's domains in class order; each source is the class named by its file "
+                   "stem. Default: the root's stem, then each source's.")
 @training_options
-def command(root_path: str, sources: tuple[str, ...], output: str | None, truncation_psi: float, **kw: Any) -> None:
-    """Root each SOURCE to the root model: fine-tune copies of the root's G and D on images the
-    source generates on the fly, so that all rooted models share the root's weight space and
-    can be averaged (`gancraft average`) before the union fine-tune (`gancraft finetune`).
+def command(root_path: str, sources: tuple[str, ...], output: str | None, truncation_psi: float,
+            classes_spec: str | None, **kw: Any) -> None:
+    """Root each SOURCE to the root model (GAN Cocktail stage 1, as the official code runs it):
+    the root's G and D (training starts from its G_ema) get one class per domain of the
+    future union model, with a new random class pathway, and a copy is trained on images the
+    source generates on the fly, all labelled with the source's class. The rooted models
+    share the root's weight space and class table; average them (`gancraft average`) before
+    the union fine-tune (`gancraft finetune`).
 
-    Writes OUTPUT/<source stem>.st, with its run folder OUTPUT/<source stem>-run. With --resume
-    OUTPUT (the same folder as -o), finished sources are skipped and unfinished runs continue
-    from their last snapshot.
+    Writes OUTPUT/<root stem>.st (the root with the class pathway added, untrained: the
+    common start of every rooted model, averaged with them as in the paper) and
+    OUTPUT/<source stem>.st for each source, with its run folder OUTPUT/<source stem>-run.
+    With --resume OUTPUT (the same folder as -o), finished files are kept and unfinished
+    runs continue from their last snapshot. Defaults are the official union_gan config:
+    batch 32, R1 gamma 10, EMA half-life 10 kimg, lr 0.002, path-length weight 2.
 
     \b
     Examples:
       gancraft root --root face.st --source cat.st --source dog.st -o rooted/ --kimg 50
-      gancraft average rooted/*.st face.st -o avg.st
+      gancraft average rooted/face.st rooted/cat.st rooted/dog.st -o avg.st
     """
     from ..checkpoint import load
     from ..train import distributed
     from ..train.loop import finish, latest_snapshot, run_training
-    from ..train.methods import RootingMethod
+    from ..train.methods import RootingMethod, save_rooting_start
     from .common import resolve_device
 
     out_dir = Path(output) if output is not None else Path(stem(root_path) + "-rooted")
@@ -57,21 +67,33 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
     resume = kw["resume"] is not None
     if resume and Path(kw["resume"]).resolve() != out_dir.resolve():
         raise GancraftError(f"--resume {kw['resume']}: for root, resume names the -o folder ({out_dir})")
+    root_stem = Path(root_path).stem
+    if root_stem in stems:
+        raise GancraftError(f"--source: a source is named like the root ({root_stem!r}); its rooted file "
+                            "would collide with the root's")
+    classes = [c.strip() for c in classes_spec.split(",")] if classes_spec else [root_stem, *stems]
     info = distributed.from_env()
+    start_target = out_dir / f"{root_stem}.st"
     targets = [out_dir / f"{s}.st" for s in stems]
-    # when resuming, finished sources are kept and skipped
-    todo = [(src, stem, t) for src, stem, t in zip(sources, stems, targets) if not (resume and t.exists())]
+    # when resuming, finished files are kept and skipped
+    todo = [t for t in [start_target, *targets] if not (resume and t.exists())]
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for _, _, t in todo:
+        for t in todo:
             check_output_path(t, force=kw["force"], inputs=(root_path, *sources))
     device = resolve_device(kw["device"])
     root = load(root_path)
-    opts_kw = dict(batch=16, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=None, ema_kimg=None)
-    for src, stem, target in todo:
+    methods = [(RootingMethod(root, load(src), classes, stem, seed=kw["seed"], truncation_psi=truncation_psi),
+                src, stem, t) for src, stem, t in zip(sources, stems, targets)]
+    if start_target in todo and info.is_main:
+        emit_path(save_rooting_start(methods[0][0], start_target, {"root": root_path, "classes": classes},
+                                     [root_path], force=kw["force"]))
+    opts_kw = dict(batch=32, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=10.0, ema_kimg=10.0)
+    for method, src, stem, target in methods:
+        if target not in todo:
+            continue
         run_dir = out_dir / f"{stem}-run"
-        method = RootingMethod(root, load(src), truncation_psi=truncation_psi)
-        log(f"rooting {src} to {root_path}")
+        log(f"rooting {src} to {root_path} as class {method.label} ({stem}) of {', '.join(classes)}")
         trainer = run_training(method, build_options(kw, **opts_kw), run_dir, device=device,
                                resume=resume and latest_snapshot(run_dir) is not None,
                                progress=not kw["quiet"])

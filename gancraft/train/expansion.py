@@ -38,8 +38,8 @@ from ..errors import GancraftError
 from ..latent.subspace import subspaces_from_table
 from . import distributed as dist_util
 from .clip_losses import DirectionalClipLoss
-from .data import step_seed
-from .loop import Method, Trainer, TrainOptions, run_training
+from .data import GeneratedData, balanced_labels, step_seed
+from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_training
 
 TASK_KINDS = ("clip", "images", "model")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -119,8 +119,9 @@ class _SizedLpips:
 
 
 def _recon(lpips, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """L1 + LPIPS (L1 alone without an LPIPS model), one value per image."""
-    loss = (a - b).abs().flatten(1).mean(dim=1)
+    """MSE + LPIPS (MyStyle's loss as the official code weights it; MSE alone without an LPIPS
+    model), one value per image."""
+    loss = (a - b).square().flatten(1).mean(dim=1)
     if lpips is not None:
         loss = loss + lpips(a, b)
     return loss
@@ -182,7 +183,7 @@ class ExpansionMethod(Method):
     """Networks, subspaces and task losses of one expansion run (plugged into `ExpansionTrainer`)."""
 
     name = "expand"
-    path_length_reg = False  # the expansion step is its own (ExpansionTrainer.train_step)
+    update_w_avg = False  # the mapping is frozen; so is w_avg, which the subspaces are built around
 
     def __init__(self, parent: Checkpoint, tasks: Sequence[TaskSpec], table: dict[str, dict],
                  settings: ExpansionSettings | None = None, lpips=None, clips: Sequence | None = None,
@@ -202,6 +203,8 @@ class ExpansionMethod(Method):
         self.has_d = "D" in parent.nets and parent.d_config is not None
         self.source = parent.generator()
         self.resolution = self.source.img_resolution
+        # D's "real" images: the parent's own (Domain Expansion needs no data set of its own here)
+        self.data = GeneratedData([self.source], self.resolution)
         self.subspaces = subspaces_from_table(table, self.source.mapping.w_avg)
         missing = [t.name for t in self.tasks if t.name not in self.subspaces.shifts]
         if missing:
@@ -269,23 +272,26 @@ class ExpansionMethod(Method):
 
     # -- losses -------------------------------------------------------------------------------
 
-    def task_loss(self, G: torch.nn.Module, task: TaskSpec, z: torch.Tensor, ws: torch.Tensor,
-                  base_img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """The task's adaptation loss (mean over the batch) on latents of its repurposed subspace."""
-        if task.kind == "model":
-            with torch.no_grad():
-                target = self.children[task.name](z, None, noise_mode="const")
-            img = G.synthesis(self.subspaces.domain(ws, task.name), noise_mode="const")
-            return _recon(self.lpips, img, target).mean()
+    def task_latents(self, task: TaskSpec, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, Any]:
+        """The W latents a task trains on for these samples (before projection), and its context:
+        `images` tasks use their inversions (drawn with replacement, as the official sampler), the
+        others map z. The base replay uses the same latents' base projections."""
         if task.kind == "images":
             w_inv = self.inverted[task.name]
-            k = min(z.shape[0], w_inv.shape[0])
-            idx = torch.randperm(w_inv.shape[0], generator=gen)[:k].to(w_inv.device)
-            img = G.synthesis(self.subspaces.domain(_broadcast(w_inv[idx], G.num_ws), task.name),
-                              noise_mode="const")
-            return _recon(self.lpips, img, self.images[task.name][idx]).mean()
-        img = G.synthesis(self.subspaces.domain(ws, task.name), noise_mode="const")
-        return self.clip_losses[task.name](base_img.detach(), img).mean()
+            idx = torch.randint(0, w_inv.shape[0], [z.shape[0]], generator=gen).to(w_inv.device)
+            return _broadcast(w_inv[idx], self.source.num_ws), idx
+        with torch.no_grad():
+            return self.source.mapping(z), z
+
+    def task_loss(self, task: TaskSpec, edit_img: torch.Tensor, base_img: torch.Tensor, context: Any) -> torch.Tensor:
+        """The task's adaptation loss per sample, from G's images on the task's repurposed subspace."""
+        if task.kind == "model":
+            with torch.no_grad():
+                target = self.children[task.name](context, None, noise_mode="random")
+            return _recon(self.lpips, edit_img, target)
+        if task.kind == "images":
+            return _recon(self.lpips, edit_img, self.images[task.name][context])
+        return self.clip_losses[task.name](base_img.detach(), edit_img)
 
     @torch.no_grad()
     def measure(self, G: torch.nn.Module, n: int = 16, seed: int = 1234, batch: int = 8) -> dict[str, dict]:
@@ -344,49 +350,91 @@ class ExpansionTrainer(Trainer):
     method: ExpansionMethod
 
     def train_step(self) -> dict[str, float]:
+        """The official phases of one step: expansion + base replay (one G update), the source
+        adversarial loss on base-subspace images (its own G update), lazy path length on full
+        latents, D on base-subspace fakes against the parent's own images, lazy R1."""
         o, info, s, m = self.opts, self.info, self.step, self.method
         st = m.settings
         torch.manual_seed(step_seed(o.seed, s, info.rank, 1))
         gen = torch.Generator().manual_seed(step_seed(o.seed, s, info.rank, 5))
-        self.G.requires_grad_(False)
-        self.D.requires_grad_(False)
-        for p in self.g_params:
-            p.requires_grad_(True)
-            p.grad = None
         stats: dict[str, float] = {}
+        B = self.local_batch
+        self.D.requires_grad_(False)
+        _set_trainable(self.G, self.g_params, True)
 
-        z = torch.randn([self.local_batch, self.G.z_dim], generator=gen).to(self.device)
-        with torch.no_grad():
-            ws = self.G.mapping(z)
-            wb = m.subspaces.base(ws)
-            ref = m.source.synthesis(wb, noise_mode="const")
+        # G: expansion and replay. The batch is split over the tasks (each about 1/T of it), and
+        # each task's per-sample losses are summed and divided by B, as the official sampler does.
+        z = torch.randn([B, self.G.z_dim], generator=gen).to(self.device)
+        owner = balanced_labels(B, len(m.tasks), gen).to(self.device)
+        ws = torch.empty([B, self.G.num_ws, self.G.w_dim], device=self.device)
+        contexts = []
+        for k, task in enumerate(m.tasks):
+            sel = (owner == k).nonzero().flatten()
+            w, ctx = m.task_latents(task, z[sel], gen)
+            ws[sel] = w
+            contexts.append((sel, ctx))
+        wb = m.subspaces.base(ws)
         with self._autocast():
-            base_img = self.G.synthesis(wb, noise_mode="const")
-        base_img = base_img.float()
+            base_img = self.G.synthesis(wb, noise_mode="random").float()
+        with torch.no_grad():
+            ref = m.source.synthesis(wb, noise_mode="random")
         replay_l2 = (base_img - ref).square().mean()
-        reg = st.replay_l2 * replay_l2
+        loss = st.replay_l2 * replay_l2
         stats["replay_l2"] = replay_l2.item()
         if m.lpips is not None and st.replay_lpips > 0:
             replay_lp = m.lpips(base_img, ref).mean()
-            reg = reg + st.replay_lpips * replay_lp
+            loss = loss + st.replay_lpips * replay_lp
             stats["replay_lpips"] = replay_lp.item()
-        if m.has_d and st.source_weight > 0:
-            adv = F.softplus(-self.D(base_img)).mean()
-            reg = reg + st.source_weight * adv
-            stats["source_G"] = adv.item()
-        # one backward per term keeps a single generator graph alive at a time
-        reg.backward()
-        for task in m.tasks:
-            with self._autocast():
-                loss = m.task_loss(self.G, task, z, ws, base_img, gen).float()
-            stats[f"loss_{task.name}"] = loss.item()
-            if st.expansion_weight > 0:
-                (st.expansion_weight * loss).backward()
+        if st.expansion_weight > 0:
+            expand = 0.0
+            for task, (sel, ctx) in zip(m.tasks, contexts):
+                if sel.numel() == 0:
+                    continue
+                with self._autocast():
+                    edit = self.G.synthesis(m.subspaces.domain(ws[sel], task.name), noise_mode="random").float()
+                per_sample = m.task_loss(task, edit, base_img[sel], ctx).float()
+                stats[f"loss_{task.name}"] = per_sample.mean().item()
+                expand = expand + per_sample.sum() / B
+            loss = loss + st.expansion_weight * expand
+        _zero_grad(self.g_params)
+        loss.backward()
         dist_util.average_gradients(self.g_params, info)
         self.opt_g.step()
+
+        if m.has_d and st.source_weight > 0:
+            # G: the original adversarial loss, on base-subspace images only
+            z = torch.randn([B, self.G.z_dim], generator=gen).to(self.device)
+            with self._autocast():
+                img = self.G.synthesis(m.subspaces.base(self.G.mapping(z)), noise_mode="random")
+                adv = F.softplus(-self._d(img, None)).mean()
+            stats["source_G"] = adv.item()
+            _zero_grad(self.g_params)
+            (st.source_weight * adv).backward()
+            dist_util.average_gradients(self.g_params, info)
+            self.opt_g.step()
+        if self.use_pl and s % o.pl_interval == 0:
+            self.path_length_step(gen, stats)
+
+        if m.has_d and st.source_weight > 0:
+            z = torch.randn([B, self.G.z_dim], generator=gen).to(self.device)
+            real, _ = m.data.batch(B, o.seed, s, info.rank, info.world, self.device)
+            with torch.no_grad(), self._autocast():
+                fake = self.G.synthesis(m.subspaces.base(self.G.mapping(z)), noise_mode="random")
+            self.discriminator_step(fake, None, real, None, stats)
+
         self._update_ema()
         self.step += 1
         return stats
+
+    def path_length_step(self, gen: torch.Generator, stats: dict[str, float]) -> None:
+        """The loop's path-length update on full latents; the frozen mapping joins the graph only so
+        that the lengths can be taken with respect to w (its gradients are dropped)."""
+        self.G.mapping.requires_grad_(True)
+        try:
+            super().path_length_step(gen, stats)
+        finally:
+            self.G.mapping.requires_grad_(False)
+            _zero_grad(list(self.G.mapping.parameters()))
 
     @torch.no_grad()
     def save_grid(self) -> None:

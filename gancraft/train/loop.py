@@ -145,7 +145,17 @@ class Method:
             return None
         return F.one_hot(labels, D.c_dim).float()
 
+    def sample_labels(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Class labels of the generated images of a step (balanced over the classes)."""
+        from .data import balanced_labels
+
+        return balanced_labels(n, self.num_classes, gen)
+
     def g_penalty(self, G: torch.nn.Module) -> torch.Tensor | None:
+        return None
+
+    def d_penalty(self, D: torch.nn.Module) -> torch.Tensor | None:
+        """Added to D's logistic loss (e.g. EWC on D)."""
         return None
 
     def domains(self) -> dict[str, dict]:
@@ -283,12 +293,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def _labels(self, gen: torch.Generator) -> torch.Tensor | None:
-        k = self.method.num_classes
-        if not k:
+        if not self.method.num_classes:
             return None
-        from .data import balanced_labels
-
-        return balanced_labels(self.local_batch, k, gen).to(self.device)
+        return self.method.sample_labels(self.local_batch, gen).to(self.device)
 
     def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, update_w_avg: bool,
                   return_ws: bool = False):
@@ -363,13 +370,26 @@ class Trainer:
                 dist_util.average_tensor(self.G.mapping.w_avg.data, info)
 
         # D: logistic loss on generated and real images
-        _set_trainable(self.G, [], False)
-        _set_trainable(self.D, self.d_params, True)
         z = torch.randn([self.local_batch, self.G.z_dim], generator=gen).to(self.device)
         labels = self._labels(gen)
         real, real_labels = self.method.data.batch(self.local_batch, o.seed, s, info.rank, info.world, self.device)
         with torch.no_grad(), self._autocast():
             fake = self._generate(z, labels, update_w_avg=False)
+        self.discriminator_step(fake, labels, real, real_labels, stats)
+
+        self._update_ema()
+        self.step += 1
+        for k, v in list(stats.items()):
+            stats[k] = dist_util.average_tensor(torch.tensor([v], device=self.device), info).item()
+        return stats
+
+    def discriminator_step(self, fake: torch.Tensor, labels: torch.Tensor | None, real: torch.Tensor,
+                           real_labels: torch.Tensor | None, stats: dict[str, float]) -> None:
+        """D's logistic loss on these fakes and reals (+ the method's D penalty), then lazy R1 as
+        its own D update every `r1_interval` steps, the penalty scaled by the interval."""
+        o, info = self.opts, self.info
+        _set_trainable(self.G, [], False)
+        _set_trainable(self.D, self.d_params, True)
         with self._autocast():
             loss_fake = F.softplus(self._d(fake.detach(), labels)).mean()
             loss_real = F.softplus(-self._d(real, real_labels)).mean()
@@ -377,13 +397,16 @@ class Trainer:
         stats["loss_D"] = loss_d.item()
         stats["D_real"] = loss_real.item()
         stats["D_fake"] = loss_fake.item()
+        penalty = self.method.d_penalty(self.D)
+        if penalty is not None:
+            stats["penalty_D"] = penalty.item()
+            loss_d = loss_d + penalty
         _zero_grad(self.d_params)
         loss_d.backward()
         dist_util.average_gradients(self.d_params, info)
         self.opt_d.step()
 
-        # lazy R1: its own D update, penalty scaled by the interval
-        if o.r1_interval > 0 and self.gamma > 0 and s % o.r1_interval == 0:
+        if o.r1_interval > 0 and self.gamma > 0 and self.step % o.r1_interval == 0:
             real_r1 = real.detach().requires_grad_(True)
             out = self._d(real_r1, real_labels)
             (grad,) = torch.autograd.grad(out.sum(), real_r1, create_graph=True)
@@ -393,12 +416,6 @@ class Trainer:
             (r1 * (self.gamma / 2) * o.r1_interval).backward()
             dist_util.average_gradients(self.d_params, info)
             self.opt_d.step()
-
-        self._update_ema()
-        self.step += 1
-        for k, v in list(stats.items()):
-            stats[k] = dist_util.average_tensor(torch.tensor([v], device=self.device), info).item()
-        return stats
 
     @torch.no_grad()
     def _update_ema(self) -> None:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, save
 from ..errors import GancraftError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from ..nets.ops import LRELU_GAIN
@@ -47,39 +49,101 @@ class ScratchMethod(Method):
 
 
 def _start_nets(ckpt: Checkpoint, what: str) -> tuple[Generator, Discriminator, Generator]:
-    """Trainable copies (G, D, G_ema) of a checkpoint; G falls back to G_ema when only that is stored."""
+    """Trainable (G, D, G_ema) of a checkpoint. As in the official GAN Cocktail code, training
+    starts from the stored G_ema (the model one samples from): G is a copy of it and G_ema
+    starts equal to G."""
     where = ckpt.path or what
     if ckpt.d_config is None or "D" not in ckpt.nets:
         raise GancraftError(f"{where}: has no discriminator, which {what} needs to keep training "
                             "(NVIDIA pickles and native files from `train`/`root` carry one)")
-    G = ckpt.generator("G" if "G" in ckpt.nets else None).requires_grad_(True)
-    G_ema = ckpt.generator()
+    G = ckpt.generator().requires_grad_(True)
     D = ckpt.discriminator().requires_grad_(True)
-    return G, D, G_ema
+    return G, D, copy.deepcopy(G).requires_grad_(False)
+
+
+def class_names(ckpt: Checkpoint) -> list[str] | None:
+    """The domain names of a class-conditional checkpoint in class order (None when it has no class table)."""
+    table = {n: e["class"] for n, e in (ckpt.domains or {}).items() if isinstance(e, dict) and e.get("kind") == "class"}
+    if not table or sorted(table.values()) != list(range(len(table))):
+        return None
+    return sorted(table, key=table.__getitem__)
+
+
+class _OneClassData(GeneratedData):
+    """One source generator's images, every one labelled with the same class of a K-class model."""
+
+    def __init__(self, generator: torch.nn.Module, resolution: int, label: int, num_classes: int,
+                 truncation_psi: float = 1.0):
+        super().__init__([generator], resolution, truncation_psi=truncation_psi)
+        self.label, self.num_classes = label, num_classes
+
+    def batch(self, n: int, seed: int, step: int, rank: int, world: int,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        imgs, _ = super().batch(n, seed, step, rank, world, device)
+        return imgs, torch.full([n], self.label, dtype=torch.int64, device=device)
 
 
 class RootingMethod(Method):
-    """GAN Cocktail stage 1: copies of the root's G and D trained toward one source generator,
-    whose images (drawn on the fly) are the only data."""
+    """GAN Cocktail stage 1 (model rooting), as the official code runs it: the root's G and D
+    are made class-conditional with one class per domain of the future union model (new class
+    pathway at random, `conditional_from_unconditional`), then trained on one source
+    generator's images (drawn on the fly, the only data), all labelled with that source's
+    class; generated images are drawn for that class only. Rooted models therefore share the
+    root's weight space and class table, and their average starts class-aware."""
 
     name = "root"
 
-    def __init__(self, root: Checkpoint, source: Checkpoint, truncation_psi: float = 1.0):
-        self.root = root
-        G_src = source.generator()
-        self.data = GeneratedData([G_src], root.g_config.img_resolution, truncation_psi=truncation_psi)
+    def __init__(self, root: Checkpoint, source: Checkpoint, classes: Sequence[str], source_class: str,
+                 seed: int = 0, truncation_psi: float = 1.0):
+        _check_names(classes, "--classes")
+        if source_class not in classes:
+            raise GancraftError(f"--classes {','.join(classes)}: the source {source_class!r} is not one of them")
+        self.root, self.classes, self.seed = root, list(classes), seed
+        self.label = self.classes.index(source_class)
+        self.data = _OneClassData(source.generator(), root.g_config.img_resolution, self.label, len(self.classes),
+                                  truncation_psi=truncation_psi)
         self.source_name = str(source.path) if source.path else "source"
 
     def networks(self):
-        return _start_nets(self.root, "rooting")
+        return union_start(self.root, self.classes, self.seed, "rooting")
+
+    def sample_labels(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.full([n], self.label, dtype=torch.int64)
+
+    def domains(self) -> dict[str, dict]:
+        return {n: {"kind": "class", "class": i} for i, n in enumerate(self.classes)}
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "source": self.source_name, "truncation_psi": self.data.truncation_psi}
+        return {"method": self.name, "source": self.source_name, "classes": self.classes, "label": self.label,
+                "truncation_psi": self.data.truncation_psi}
+
+
+def save_rooting_start(method: RootingMethod, out: str | os.PathLike, params: dict[str, Any],
+                       inputs: Sequence[str | os.PathLike], force: bool = False) -> Path:
+    """Write the common start of every rooting run (the root with its new class pathway, G_ema = G):
+    the paper averages the root itself with the rooted models, and this is its conditional form."""
+    G, D, G_ema = method.networks()
+    ckpt = Checkpoint.from_modules(G_ema=G_ema, G=G, D=D, domains=method.domains())
+    ckpt = ckpt.with_operation("root", {**params, "seed": method.seed}, list(inputs))
+    return save(ckpt, out, force=force, inputs=tuple(inputs))
+
+
+def union_start(start: Checkpoint, classes: Sequence[str], seed: int, what: str
+                ) -> tuple[Generator, Discriminator, Generator]:
+    """(G, D, G_ema) of a model with one class per name: START itself when it already has exactly
+    these classes in this order (a rooted or averaged model), else START made conditional."""
+    if not start.g_config.c_dim:
+        return conditional_from_unconditional(start, len(classes), seed)
+    have = class_names(start)
+    if have != list(classes) or start.d_config is None or start.d_config.c_dim != len(classes):
+        raise GancraftError(f"{start.path or 'start model'}: its classes are {have or start.g_config.c_dim}, "
+                            f"expected {', '.join(classes)} in this order (give the domains in its class order)")
+    return _start_nets(start, what)
 
 
 def conditional_from_unconditional(ckpt: Checkpoint, num_classes: int, seed: int = 0
                                    ) -> tuple[Generator, Discriminator, Generator]:
-    """(G, D, G_ema) with `num_classes` classes, built from the unconditional model's weights.
+    """(G, D, G_ema) with `num_classes` classes, built from the unconditional model's G_ema and D.
 
     G: NVIDIA's mapping concatenates normalize(z) with normalize(embed(c)) before fc0. The z
     columns of fc0 are the old ones scaled by sqrt((z_dim + embed) / z_dim), undoing the change
@@ -98,19 +162,15 @@ def conditional_from_unconditional(ckpt: Checkpoint, num_classes: int, seed: int
     if ckpt.g_config.c_dim:
         raise GancraftError(f"{ckpt.path or 'start model'}: is already conditional (c_dim {ckpt.g_config.c_dim}); "
                             "expected an unconditional (e.g. averaged) model")
-    G_old, D_old, G_ema_old = _start_nets(ckpt, "fine-tuning")
+    G_old, D_old, _ = _start_nets(ckpt, "fine-tuning")
     torch.manual_seed(seed)
     g_cfg = dataclasses.replace(ckpt.g_config, c_dim=num_classes)
     d_cfg = dataclasses.replace(ckpt.d_config, c_dim=num_classes, mapping_lr_multiplier=1.0)
-    out = []
-    for old in (G_old, G_ema_old):
-        new = Generator(g_cfg)
-        _copy_matching(new, old)
-        with torch.no_grad():
-            fc0_new, fc0_old = new.mapping.fc0.weight, old.mapping.fc0.weight
-            z_dim = old.z_dim
-            fc0_new[:, :z_dim] = fc0_old * math.sqrt(fc0_new.shape[1] / fc0_old.shape[1])
-        out.append(new)
+    G = Generator(g_cfg)
+    _copy_matching(G, G_old)
+    with torch.no_grad():
+        fc0_new, fc0_old = G.mapping.fc0.weight, G_old.mapping.fc0.weight
+        fc0_new[:, :G_old.z_dim] = fc0_old * math.sqrt(fc0_new.shape[1] / fc0_old.shape[1])
     D = Discriminator(d_cfg)
     _copy_matching(D, D_old)
     with torch.no_grad():
@@ -121,8 +181,9 @@ def conditional_from_unconditional(ckpt: Checkpoint, num_classes: int, seed: int
         last.weight.zero_()
         # bias_act(lrelu) of gain * bias must give 1/sqrt(cmap_dim)
         last.bias.fill_(1 / math.sqrt(cmap_dim) / (LRELU_GAIN * last.bias_gain))
-    G, G_ema = out
-    return G.requires_grad_(True), D.requires_grad_(True), G_ema.requires_grad_(False)
+    # one class pathway: G_ema is a copy of G, as in the official code (two conversions would
+    # draw two different random pathways, and the scored G_ema would keep its own for long)
+    return G.requires_grad_(True), D.requires_grad_(True), copy.deepcopy(G).requires_grad_(False)
 
 
 def _copy_matching(new: torch.nn.Module, old: torch.nn.Module) -> None:
@@ -134,10 +195,15 @@ def _copy_matching(new: torch.nn.Module, old: torch.nn.Module) -> None:
 
 
 METHODS = ("union", "transfer", "freeze-d", "ewc", "scratch")
+_DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def parse_method(spec: str) -> tuple[str, float | None]:
-    """'union', 'transfer', 'scratch', 'freeze-d=K' (or 'freeze-d K', 'freeze-d:K'), 'ewc=LAMBDA'."""
+MethodValue = float | tuple[float, float, float] | None
+
+
+def parse_method(spec: str) -> tuple[str, MethodValue]:
+    """'union', 'transfer', 'scratch', 'freeze-d=K' (or 'freeze-d K', 'freeze-d:K'), 'ewc=LAMBDA' or
+    'ewc=MAPPING,SYNTHESIS,D' (the official code's three lambdas; one value sets all three)."""
     parts = re.split(r"[=: ]+", spec.strip(), maxsplit=1)
     name = parts[0].lower()
     arg = parts[1] if len(parts) > 1 else None
@@ -148,34 +214,57 @@ def parse_method(spec: str) -> tuple[str, float | None]:
         if arg is None:
             raise GancraftError(f"--method {name} needs a value: {name}={'K' if name == 'freeze-d' else 'LAMBDA'}")
         try:
-            value = float(arg)
+            values = [float(v) for v in arg.split(",")]
         except ValueError:
             raise GancraftError(f"--method {spec}: {arg!r} is not a number") from None
-        if name == "freeze-d" and (value != int(value) or value < 0):
-            raise GancraftError(f"--method {spec}: K must be a whole number of blocks >= 0")
-        if value < 0:
-            raise GancraftError(f"--method {spec}: lambda must be >= 0")
-        return name, value
+        if any(not (v >= 0 and math.isfinite(v)) for v in values):
+            raise GancraftError(f"--method {spec}: values must be finite and >= 0")
+        if name == "freeze-d":
+            if len(values) != 1 or values[0] != int(values[0]):
+                raise GancraftError(f"--method {spec}: K must be a whole number of D layers >= 0")
+            return name, values[0]
+        if len(values) not in (1, 3):
+            raise GancraftError(f"--method {spec}: give one lambda or three (mapping,synthesis,D)")
+        return name, tuple(values * 3 if len(values) == 1 else values)
     if arg is not None:
         raise GancraftError(f"--method {name} takes no value (got {arg!r})")
     return ("union" if name == "transfer" else name), None
 
 
-_DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+def _check_names(names: Sequence[str], option: str) -> None:
+    for n in names:
+        if not _DOMAIN_NAME.match(n):
+            raise GancraftError(f"{option} {n}: names may use letters, digits, '-' and '_' only")
+    dup = next((n for n in names if list(names).count(n) > 1), None)
+    if dup is not None:
+        raise GancraftError(f"{option}: {dup!r} is given twice")
+
+
+def freeze_d_layers(D: Discriminator, k: int) -> list[torch.nn.Module]:
+    """The first K layers of D counted from the image side, as the official Freeze-D counts them:
+    per block (highest resolution first) fromrgb (first block only), conv0, conv1, skip."""
+    layers = [m for b in D.blocks() for m in ([b.fromrgb] if b.in_channels == 0 else []) + [b.conv0, b.conv1, b.skip]]
+    if k > len(layers):
+        raise GancraftError(f"--method freeze-d={k}: D has only {len(layers)} layers before its epilogue")
+    return layers[:k]
+
 
 
 class UnionMethod(Method):
     """GAN Cocktail stage 2 and the baselines of its tables, one conditional union GAN over sources.
 
     method:
-      union     fine-tune the start model (converted to conditional, see
-                `conditional_from_unconditional`) on every source's generated images. With the
-                averaged rooted model as start this is GAN Cocktail; with one pretrained model it is
-                TransferGAN (`transfer` is accepted as its name).
-      freeze-d  the same, with D's first K blocks (highest resolutions) frozen (Freeze-D).
-      ewc       the same, plus lambda * sum_i F_i (theta_i - theta*_i)^2 on G, F the diagonal Fisher
-                information of G's non-saturating loss at the start weights theta*, estimated over
-                `fisher_batches` batches of `fisher_batch` generated images (EWC, Li et al. 2020).
+      union     fine-tune the start model on every source's generated images. With the average
+                of rooted models (already conditional, one class per domain) as start this is GAN
+                Cocktail; with one pretrained unconditional model (converted by
+                `conditional_from_unconditional`) it is TransferGAN (`transfer` is accepted too).
+      freeze-d  the same, with D's first K layers from the image side frozen (Freeze-D, counted
+                as the official code counts them, see `freeze_d_layers`).
+      ewc       the same, plus lambda * sum_i F_i (theta_i - theta*_i)^2 with separate lambdas for
+                G's mapping, G's synthesis and D (the D term joins D's loss); F is the diagonal
+                Fisher information of G's non-saturating loss at the start weights theta*, over
+                `fisher_samples` generated images (random noise) in batches of `fisher_batch`.
+                The class embeddings are not held (the official code skips them).
       scratch   the union architecture from random weights.
     params='domain-vector' (HyperDomainNet): G and its w_avg stay frozen; one vector per domain,
     applied as G.synthesis style_scale to every conv layer's style, is trained (D is trained too,
@@ -183,28 +272,37 @@ class UnionMethod(Method):
     """
 
     def __init__(self, start: Checkpoint, sources: dict[str, Checkpoint], method: str = "union",
-                 value: float | None = None, params: str = "all", seed: int = 0, truncation_psi: float = 1.0,
-                 fisher_batches: int = 8, fisher_batch: int = 4):
+                 value: MethodValue = None, params: str = "all", seed: int = 0, truncation_psi: float = 1.0,
+                 fisher_samples: int = 50000, fisher_batch: int = 32):
         if not sources:
             raise GancraftError("give at least one --domain NAME=SOURCE")
-        for n in sources:
-            if not _DOMAIN_NAME.match(n):
-                raise GancraftError(f"--domain {n}: names may use letters, digits, '-' and '_' only")
+        _check_names(list(sources), "--domain")
         if params not in ("all", "domain-vector"):
             raise GancraftError(f"--params: expected all or domain-vector, got {params!r}")
         if params == "domain-vector" and method not in ("union",):
             raise GancraftError(f"--params domain-vector cannot be combined with --method {method}")
+        if method == "ewc" and not isinstance(value, tuple):
+            value = (float(value or 0.0),) * 3
+        if method == "ewc" and fisher_samples < fisher_batch:
+            raise GancraftError(f"--fisher-samples {fisher_samples}: needs at least one batch of {fisher_batch}")
+        have = class_names(start) if start.g_config.c_dim else None
+        if have is not None:
+            # a rooted/averaged start fixes which class is which domain: follow its order
+            if set(have) != set(sources):
+                raise GancraftError(f"{start.path or 'start model'}: its classes are {', '.join(have)}; "
+                                    f"--domain gives {', '.join(sources)}")
+            sources = {n: sources[n] for n in have}
         self.start, self.names, self.method, self.value = start, list(sources), method, value
         self.params, self.seed = params, seed
         self.name = method if params == "all" else "domain-vector"
-        self.fisher_batches, self.fisher_batch = fisher_batches, fisher_batch
+        self.fisher_samples, self.fisher_batch = fisher_samples, fisher_batch
         self.update_w_avg = params == "all"
         res = start.g_config.img_resolution
         self.data = GeneratedData([c.generator() for c in sources.values()], res, labelled=True,
                                   truncation_psi=truncation_psi)
         self.source_paths = {n: str(c.path) if c.path else n for n, c in sources.items()}
-        self.fisher: list[torch.Tensor] = []
-        self.anchor: list[torch.Tensor] = []
+        self.fisher: dict[str, dict[str, torch.Tensor]] = {}
+        self.anchor: dict[str, dict[str, torch.Tensor]] = {}
         self.vectors: torch.nn.ParameterDict | None = None
         if params == "domain-vector":
             if start.g_config.c_dim:
@@ -221,10 +319,7 @@ class UnionMethod(Method):
             if n > 1:
                 _, D, _ = conditional_from_unconditional(self.start, n, self.seed)
             return G, D, G_ema
-        if self.start.g_config.c_dim == n and self.start.d_config is not None and self.start.d_config.c_dim == n:
-            G, D, G_ema = _start_nets(self.start, "fine-tuning")  # already a union model: continue it
-        else:
-            G, D, G_ema = conditional_from_unconditional(self.start, n, self.seed)
+        G, D, G_ema = union_start(self.start, self.names, self.seed, "fine-tuning")
         if self.method == "scratch":
             torch.manual_seed(self.seed)
             G, D = Generator(G.cfg), Discriminator(D.cfg)
@@ -237,11 +332,7 @@ class UnionMethod(Method):
     def d_params(self, D):
         if self.method != "freeze-d":
             return list(D.parameters())
-        k = int(self.value)
-        blocks = D.blocks()
-        if k > len(blocks):
-            raise GancraftError(f"--method freeze-d={k}: D has only {len(blocks)} blocks")
-        frozen = {id(p) for b in blocks[:k] for p in b.parameters()}
+        frozen = {id(p) for layer in freeze_d_layers(D, int(self.value)) for p in layer.parameters()}
         return [p for p in D.parameters() if id(p) not in frozen]
 
     def extra_modules(self):
@@ -253,31 +344,52 @@ class UnionMethod(Method):
         table = torch.stack([self.vectors[n] for n in self.names])
         return None, table[labels]
 
+    @staticmethod
+    def _held(net: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+        """Parameters EWC holds to their start values: all but the class embedding."""
+        return {k: p for k, p in net.named_parameters() if not k.startswith("mapping.embed.")}
+
     def setup(self, G, D, device):
         if self.method != "ewc":
             return
-        self.anchor = [p.detach().clone() for p in G.parameters()]
-        self.fisher = [torch.zeros_like(p) for p in G.parameters()]
+        nets = {"G": G, "D": D}
+        self.anchor = {k: {n: p.detach().clone() for n, p in self._held(net).items()} for k, net in nets.items()}
+        self.fisher = {k: {n: torch.zeros_like(p) for n, p in self._held(net).items()} for k, net in nets.items()}
         gen = torch.Generator().manual_seed(self.seed)
-        D.requires_grad_(False)
+        noise_seed = int(torch.randint(0, 2**62, [], generator=gen))
+        batches = self.fisher_samples // self.fisher_batch
         G.requires_grad_(True)
-        for _ in range(self.fisher_batches):
+        D.requires_grad_(True)
+        for i in range(batches):
             labels = torch.randint(0, len(self.names), [self.fisher_batch], generator=gen).to(device)
             z = torch.randn([self.fisher_batch, G.z_dim], generator=gen).to(device)
+            torch.manual_seed(noise_seed + i)
             c, scale = self.g_conditioning(labels, G)
-            img = G(z, c, noise_mode="const", style_scale=scale)
+            img = G(z, c, noise_mode="random", style_scale=scale)
             loss = F.softplus(-D(img, self.d_conditioning(labels, D))).mean()
-            grads = torch.autograd.grad(loss, list(G.parameters()), allow_unused=True)
-            for f, g in zip(self.fisher, grads):
-                if g is not None:
-                    f += g.detach().square() / self.fisher_batches
-        D.requires_grad_(True)
+            params = {k: self._held(net) for k, net in nets.items()}
+            flat = [p for ps in params.values() for p in ps.values()]
+            grads = iter(torch.autograd.grad(loss, flat, allow_unused=True))
+            for k, ps in params.items():
+                for n in ps:
+                    g = next(grads)
+                    if g is not None:
+                        self.fisher[k][n] += g.detach().square() / batches
+
+    def _ewc(self, net: torch.nn.Module, which: str, prefix: str = "") -> torch.Tensor:
+        return sum(((p - self.anchor[which][n]).square() * self.fisher[which][n]).sum()
+                   for n, p in self._held(net).items() if n.startswith(prefix))
 
     def g_penalty(self, G):
-        if self.method != "ewc" or not self.value:
+        if self.method != "ewc":
             return None
-        total = sum(((p - a).square() * f).sum() for p, a, f in zip(G.parameters(), self.anchor, self.fisher))
-        return self.value * total
+        lam_map, lam_syn, _ = self.value
+        return lam_map * self._ewc(G, "G", "mapping.") + lam_syn * self._ewc(G, "G", "synthesis.")
+
+    def d_penalty(self, D):
+        if self.method != "ewc" or not self.value[2]:
+            return None
+        return self.value[2] * self._ewc(D, "D")
 
     def domains(self) -> dict[str, dict]:
         if self.vectors is not None:
@@ -285,5 +397,8 @@ class UnionMethod(Method):
         return {n: {"kind": "class", "class": i} for i, n in enumerate(self.names)}
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "value": self.value, "params": self.params, "domains": self.source_paths,
-                "truncation_psi": self.data.truncation_psi}
+        out = {"method": self.name, "value": self.value, "params": self.params, "domains": self.source_paths,
+               "truncation_psi": self.data.truncation_psi}
+        if self.method == "ewc":
+            out["fisher_samples"] = self.fisher_samples
+        return out
