@@ -8,7 +8,9 @@
 # Every step is a file target: a second `make` does nothing, an interrupted expansion resumes
 # from its run folder's last snapshot.
 # Variables: EXAMPLES (folder with face.st, cat.st, dog.st), OUT, GANCRAFT, EXPAND_PARENT,
-# EXPAND_TARGETS, EXPAND_KIMG, EXPAND_FLAGS.
+# EXPAND_TARGETS, EXPAND_KIMG, EXPAND_FLAGS. `expand`'s defaults are the official code's (batch 32
+# split over the tasks, lr 0.001, EMA 10 kimg, source adversarial loss with D trained, random noise);
+# the directions come from every modulation but the toRGBs after 4x4, as the official code stacks them.
 
 EXAMPLES ?= examples
 OUT ?= out/expand
@@ -16,7 +18,7 @@ GANCRAFT ?= gancraft
 EXPAND_PARENT ?= face
 EXPAND_TARGETS ?= cat dog
 EXPAND_KIMG ?= 8
-EXPAND_FLAGS ?= --batch 8 --distance 20 --quiet
+EXPAND_FLAGS ?= --distance 20 --quiet
 
 EXPAND_MODEL := $(OUT)/$(EXPAND_PARENT)-expanded.st
 EXPAND_DOMAINS := base $(EXPAND_TARGETS)
@@ -32,7 +34,7 @@ expand: $(OUT)/report.txt $(EXPAND_GRIDS) $(OUT)/samples-$(subst $(EXPAND_SPACE)
 
 $(OUT)/$(EXPAND_PARENT)-sefa.st: $(EXAMPLES)/$(EXPAND_PARENT).st
 	mkdir -p $(OUT)
-	$(GANCRAFT) sefa $< --layers first -o $@ --force
+	$(GANCRAFT) sefa $< --layers all -o $@ --force
 
 # the report (before/after table) is written by the same run as the model
 $(EXPAND_MODEL) $(OUT)/report.txt &: $(EXAMPLES)/$(EXPAND_PARENT).st $(OUT)/$(EXPAND_PARENT)-sefa.st \
