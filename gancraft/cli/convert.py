@@ -10,15 +10,18 @@ from ..checkpoint.io import WRITE_FORMATS
 from ..checkpoint.rosinality import check_rosinality_export
 from ..errors import GancraftError
 from .common import emit_path, force_option, log, resolve_device
+from .paths import InputFile, OutputFile, stem
 
+SUFFIXES = {"native": ".st", "rosinality": ".pt", "nvidia": ".pkl"}
 # options that only one output format takes
 _FORMAT_OPTIONS = {"allow_custom_channels": "rosinality", "clamp_samples": "rosinality", "allow_clamp": "rosinality",
                    "fresh_d": "nvidia"}
 
 
 @click.command("convert")
-@click.argument("src", type=click.Path(dir_okay=True))
-@click.option("-o", "--output", required=True, type=click.Path(), help="File to write.")
+@click.argument("src", type=InputFile(dir_okay=True))
+@click.option("-o", "--output", type=OutputFile(), help="File to write; '-' writes it to standard output "
+              "[default: SRC's name with .st (native), .pt (rosinality) or .pkl (nvidia), in the current folder].")
 @click.option("--to", "to", type=click.Choice(WRITE_FORMATS), default="native", show_default=True,
               help="native: gancraft safetensors; rosinality: a .pt that loads in rosinality's stylegan2-pytorch; "
                    "nvidia: a network pickle (G, D, G_ema) that NVIDIA's stylegan2-ada-pytorch and stylegan3 tools "
@@ -36,7 +39,7 @@ _FORMAT_OPTIONS = {"allow_custom_channels": "rosinality", "clamp_samples": "rosi
               help="nvidia only: when SRC has no discriminator, add a newly initialised one (NVIDIA's loader "
                    "requires a D; fine for generating and fine-tuning, not for resuming training).")
 @force_option
-def command(src: str, output: str, to: str, allow_custom_channels: bool, clamp_samples: int | None,
+def command(src: str, output: str | None, to: str, allow_custom_channels: bool, clamp_samples: int | None,
             allow_clamp: bool, fresh_d: bool, force: bool) -> None:
     """Convert SRC (any supported format) to a native, rosinality or NVIDIA checkpoint.
 
@@ -52,12 +55,16 @@ def command(src: str, output: str, to: str, allow_custom_channels: bool, clamp_s
     \b
     Examples:
       gancraft convert network-snapshot.pkl -o ffhq.st
+      gancraft convert ffhq.pkl                       # writes ffhq.st
+      gancraft convert ffhq.pkl -o - | gancraft sample - --seeds 0-3 -o out/
       gancraft convert ffhq.st --to rosinality -o ffhq.pt
       gancraft convert ada-snapshot.pkl --to rosinality --clamp-samples 1000 -o ada.pt
       gancraft convert nada.pt --to nvidia --fresh-d -o nada.pkl
     """
     _check_format_options(to, allow_custom_channels=allow_custom_channels, clamp_samples=clamp_samples,
                           allow_clamp=allow_clamp, fresh_d=fresh_d)
+    if output is None:
+        output = stem(src) + SUFFIXES[to]
     ckpt = load(src)
     ckpt = ckpt.with_operation("convert", {"to": to, "from": ckpt.source_format}, [src])
     options: dict = {}
@@ -70,7 +77,6 @@ def command(src: str, output: str, to: str, allow_custom_channels: bool, clamp_s
     elif to == "nvidia":
         options = {"fresh_d": fresh_d}
     emit_path(save(ckpt, output, to=to, force=force, inputs=(src,), **options))
-
 
 
 def _check_format_options(to: str, **given: object) -> None:
