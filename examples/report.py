@@ -102,8 +102,8 @@ def main() -> None:
         f_fake, f_real, f_floor = (apply(feats, x, True) for x in (fake, real, floor_real))
         fid = {}
         for n in (args.n, args.n_large):
-            fid[n] = fid_from_stats(stats_from_features(f_fake[:n]), stats_from_features(f_real[:n]))
-            fid[f"floor{n}"] = fid_from_stats(stats_from_features(f_floor[:n]), stats_from_features(f_real[:n]))
+            fid[n] = fid_from_stats(stats_from_features([f_fake[:n]]), stats_from_features([f_real[:n]]))
+            fid[f"floor{n}"] = fid_from_stats(stats_from_features([f_floor[:n]]), stats_from_features([f_real[:n]]))
         k = args.n_collapse
         std_ratio = apply(factors, fake[:k], False).std(0) / apply(factors, real[:k], False).std(0)
         own = float((probe.predict(f_fake[:k]) == toy.DOMAINS.index(domain)).mean())
