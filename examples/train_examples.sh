@@ -6,26 +6,29 @@
 # snapshot; KIMG=N sets a new total length for runs that already exist.
 #
 #   bash examples/train_examples.sh [WORK_DIR]      (default: ./example-runs)
+#   DEVICE=cuda bash examples/train_examples.sh     (on a GPU)
 set -euo pipefail
 WORK=${1:-example-runs}
 KIMG=${KIMG:-200}
+N=${N:-30000}            # renders per domain
+SUBSET=${SUBSET:-21000}  # of which training uses the first SUBSET
 PY=${PYTHON:-python}
 mkdir -p "$WORK"
 seed=0
 for d in face cat dog; do
   if [ ! -f "$WORK/data/$d/factors.csv" ]; then
-    $PY -m gancraft.toy "$d" 30000 --seed "$seed" -o "$WORK/data/$d" --force >/dev/null
+    $PY -m gancraft.toy "$d" "$N" --seed "$seed" -o "$WORK/data/$d" --force >/dev/null
   fi
   seed=$((seed + 1))
 done
 for d in face cat dog; do
   if [ -f "$WORK/$d-run/run.json" ]; then
-    args=(--resume "$WORK/$d-run" --kimg "$KIMG")
+    args=(--resume "$WORK/$d-run" --kimg "$KIMG" --force)  # replaces the output of an earlier finish
   else
     args=(--kimg "$KIMG" --snap 10 --seed 0)
   fi
   # one thread each: three small runs side by side use two cores better than one run with two
-  OMP_NUM_THREADS=1 $PY -m gancraft train "$WORK/data/$d" --subset 21000 -o "$WORK/$d.st" --resolution 32 \
-    --config toy --quiet "${args[@]}" &
+  OMP_NUM_THREADS=1 $PY -m gancraft train "$WORK/data/$d" --subset "$SUBSET" -o "$WORK/$d.st" --resolution 32 \
+    --config toy --quiet ${DEVICE:+--device "$DEVICE"} "${args[@]}" &
 done
 wait
