@@ -83,7 +83,8 @@ def command(ckpt: str, output: str | None, layers: str, normalize: bool, net: st
     The directions are the right singular vectors of the stacked modulation weights of the
     chosen layers, sorted by singular value. The default reproduces rosinality's
     closed_form_factorization.py (every modulation weight except the toRGB ones after 4x4,
-    no normalisation); `--layers first` is the first layer only, as Domain Expansion uses;
+    no normalisation), which is also what Domain Expansion's official code does; `--layers
+    first` is the first layer only, as that paper's text says;
     `--normalize` is genforce's per-row normalisation. The last directions are the dormant
     ones: --measure shows how little each changes the images. Edits along directions of
     `all` or `first` move the whole w (as rosinality's apply_factor and Domain Expansion do);

@@ -37,7 +37,8 @@ from ..io_util import atomic_write
 
 LAYER_SPEC_HELP = (
     "all (every conv layer plus the 4x4 toRGB, as rosinality's closed_form_factorization.py), "
-    "first (the 4x4 conv only, as Domain Expansion), RES-RES (e.g. 4-32: those resolutions, same rule), "
+    "first (the 4x4 conv only, as the Domain Expansion paper's text; its code uses all), "
+    "RES-RES (e.g. 4-32: those resolutions, same rule), "
     "or a comma list of layer indices as genforce counts them (0 = b4.conv1, 1 = b8.conv0, ...) "
     "and/or layer names (b4.conv1,b8.torgb)"
 )
