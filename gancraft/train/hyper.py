@@ -302,17 +302,9 @@ def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperS
                    leave=False, dynamic_ncols=True)
         for step in bar:
             total, terms = hyper_step_losses(G, hyper, clip, texts, settings, device)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            stats = {"step": step + 1, "loss": total.item(), **{n: v.item() for n, v in terms.items()},
-                     "grad_norm": td.grad_norm(params)}
-            opt.step()
-            if not all(math.isfinite(v) for v in stats.values()):
-                raise GancraftError(f"hyper-network training diverged at step {step + 1}; lower --lr")
-            result.log.append(stats)
-            if on_step is not None:
-                on_step(step + 1, stats)
-            bar.set_postfix(direction=f"{stats['direction']:.3f}", refresh=False)
+            td.optimizer_step(opt, total, params, step,
+                              {"loss": total.item(), **{n: v.item() for n, v in terms.items()}},
+                              "hyper-network training", result.log, on_step, bar)
     hyper.eval().requires_grad_(False)
     return result
 

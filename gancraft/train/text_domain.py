@@ -157,6 +157,23 @@ def grad_norm(params: Sequence[torch.Tensor]) -> float:
     return math.sqrt(sum(float(p.grad.detach().square().sum()) for p in params if p.grad is not None))
 
 
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[torch.Tensor], step: int,
+                   figures: dict[str, float], what: str, log: list[dict[str, float]],
+                   on_step: Callable[[int, dict[str, float]], None] | None, bar) -> None:
+    """One update of a text-driven recipe: backward, Adam step, and the step's figures logged
+    (with the gradient norm, which shows a blow-up); a non-finite figure stops the run."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    stats = {"step": step + 1, **figures, "grad_norm": grad_norm(params)}
+    opt.step()
+    if not all(math.isfinite(v) for v in stats.values()):
+        raise GancraftError(f"{what} diverged at step {step + 1}; lower --lr")
+    log.append(stats)
+    if on_step is not None:
+        on_step(step + 1, stats)
+    bar.set_postfix(direction=f"{stats['direction']:.3f}", refresh=False)
+
+
 def check_unconditional(ckpt: Checkpoint, what: str) -> None:
     if ckpt.g_config.c_dim:
         raise GancraftError(f"{ckpt.path or 'checkpoint'}: {what} need an unconditional generator "
@@ -235,16 +252,8 @@ def train_text_vector(ckpt: Checkpoint, prompt: str, clips: Sequence, settings: 
             # the official trainer sums the per-encoder losses
             total = sum(directional_loss(c.encode_images(src_img).detach(), c.encode_images(ada_img), d).mean()
                         for c, d in zip(clips, text_dirs))
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            stats = {"step": step + 1, "direction": total.item() / len(clips), "grad_norm": grad_norm([vector])}
-            opt.step()
-            if not all(math.isfinite(v) for v in stats.values()):
-                raise GancraftError(f"text-driven domain vector diverged at step {step + 1}; lower --lr")
-            result.log.append(stats)
-            if on_step is not None:
-                on_step(step + 1, stats)
-            bar.set_postfix(direction=f"{stats['direction']:.3f}", refresh=False)
+            optimizer_step(opt, total, [vector], step, {"direction": total.item() / len(clips)},
+                           "text-driven domain vector", result.log, on_step, bar)
     result.vector = vector.detach().cpu()
     return result
 
