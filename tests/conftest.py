@@ -165,3 +165,14 @@ def union(tmp_path_factory) -> Path:
     save(make_tiny_checkpoint(c_dim=2, domains={"cat": {"kind": "class", "class": 0},
                                                 "dog": {"kind": "class", "class": 1}}), path)
     return path
+
+
+@pytest.fixture
+def tf32_on():
+    """TF32 switched on for matmul and cuDNN (cuDNN's default, as a user's process may have it),
+    which gancraft's exact fp32 must override by itself; restored afterwards."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = True
+    yield
+    matmul.allow_tf32, cudnn.allow_tf32 = saved

@@ -20,16 +20,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 CUDA = torch.device("cuda")
 
 
-@pytest.fixture
-def tf32_on():
-    """cuDNN's default (TF32 on), which exact fp32 must override by itself."""
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = matmul.allow_tf32, cudnn.allow_tf32
-    matmul.allow_tf32 = cudnn.allow_tf32 = True
-    yield
-    matmul.allow_tf32, cudnn.allow_tf32 = saved
-
-
 @pytest.mark.parametrize("batch", [1, 8])
 def test_fp32_images_on_cuda_match_the_cpu(batch, tf32_on):
     cfg = GeneratorConfig(img_resolution=64, channel_base=4096, channel_max=128, z_dim=64, w_dim=64)

@@ -157,16 +157,6 @@ def test_mapping_stays_float32_under_autocast():
     torch.testing.assert_close(ws, G.mapping(z, None))  # the same float32 arithmetic as without autocast
 
 
-@pytest.fixture
-def tf32_on():
-    """torch's TF32 switches on (cuDNN's default), as a user's process may have them."""
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = matmul.allow_tf32, cudnn.allow_tf32
-    matmul.allow_tf32 = cudnn.allow_tf32 = True
-    yield
-    matmul.allow_tf32, cudnn.allow_tf32 = saved
-
-
 class _CpuAmpTrainer(Trainer):
     """The loop's trainer with its CUDA-only bfloat16 autocast switched on for the CPU."""
 
