@@ -103,6 +103,68 @@ def test_blend_width_is_a_sigmoid_over_layer_positions(models):
     expect_mix(out, [low, high], key, [0.5, 0.5])
 
 
+def script_position(key: str) -> int | None:
+    """blend_models.py's listing, restated: a TF variable name per gancraft layer, then the
+    script's prefix match over levels [Conv0_up, Const] and [Conv1, ToRGB] from 4x4 up."""
+    m = re.match(r"^G(?:_ema)?\.synthesis\.b(\d+)\.(const|conv0|conv1|torgb)"
+                 r"(?:\.affine)?(?:\.weight|\.bias|\.noise_strength)?$", key)
+    if not m:
+        return None
+    res, part = int(m.group(1)), m.group(2)
+    tf_layer = {"const": "Const", "conv0": "Conv0_up", "torgb": "ToRGB",
+                "conv1": "Conv" if res == 4 else "Conv1"}[part]
+    name = f"G_synthesis/{res}x{res}/{tf_layer}/x"
+    position = 0
+    for r in [4 * 2 ** i for i in range(9)]:
+        for suffixes in (["Conv0_up", "Const"], ["Conv1", "ToRGB"]):
+            if any(name.startswith(f"G_synthesis/{r}x{r}/{sfx}") for sfx in suffixes):
+                return position
+            position += 1
+    return None
+
+
+@pytest.mark.parametrize("spec,width", [("16", None), ("16:1", None), ("8", None), ("32:1", None),
+                                        ("16", 1.0), ("8:1", 0.7), ("4", 2.5)])
+def test_pinkney_reproduces_blend_models_weights(models, spec, width):
+    low, high = models[0], models[1]
+    out = blend_checkpoints(low, [high], pinkney=spec, blend_width=width)
+    res, _, level = spec.partition(":")
+    mid = {(r, lv): 2 * i + lv for i, r in enumerate([4 * 2 ** i for i in range(9)]) for lv in (0, 1)}[
+        (int(res), int(level or 0))]
+    seen = set()
+    for key in out.tensors:
+        p = script_position(key)
+        if p is None:  # not a trainable the script lists: the low model's (Gs_lo.clone())
+            assert torch.equal(out.tensors[key], low.tensors[key]), key
+            continue
+        x = p - mid
+        y = (1 if x > 1 else 0) if width is None else 1 / (1 + math.exp(-x / width))
+        expect_mix(out, [low, high], key, [1 - y, y])
+        seen.add(p)
+    assert seen == set(range(8))  # every position of the 32 px model is checked
+
+
+def test_pinkney_hard_switch_is_one_resolution_after_switch(models):
+    low, high = models[0], models[1]
+    a, b = blend_checkpoints(low, [high], pinkney="8"), blend_checkpoints(low, [high], switch=16)
+    differ = [k for k in a.tensors if not torch.equal(a.tensors[k], b.tensors[k])]
+    # only the noise images of 16 px and up, which the script never takes from the high model
+    assert differ and all(k.endswith("noise_const") and where(k)[0] >= 16 for k in differ)
+
+
+def test_pinkney_refusals(models):
+    low, high = models[0], models[1]
+    for kw, pattern in [(dict(pinkney="12"), "--pinkney: the model has no resolution 12"),
+                        (dict(pinkney="16:2"), "level must be 0 or 1"),
+                        (dict(pinkney="x"), "cannot read"),
+                        (dict(pinkney="16", switch=16), "replaces --switch"),
+                        (dict(pinkney="16", blend_width=-1.0), "positive")]:
+        with pytest.raises(GancraftError, match=pattern):
+            blend_checkpoints(low, [high], **kw)
+    with pytest.raises(GancraftError, match="exactly two"):
+        blend_checkpoints(low, [high, models[2]], pinkney="16")
+
+
 def test_alpha_per_resolution_matches_formula(models):
     low, high = models[0], models[1]
     out = blend_checkpoints(low, [high], alpha="8:0.25,32:1")
@@ -273,6 +335,14 @@ def test_cli_blend_with_preview_cluster_map_and_channels(files, tmp_path):
     rest = [c for c in range(32) if c not in chans]
     assert torch.equal(s.tensors[key][rest], lo.tensors[key][rest])
 
-    r = runner.invoke(cli, base + ["--switch", "12", "-o", str(tmp_path / "bad.st")])
-    assert r.exit_code == 2 and r.stderr.strip().startswith("gancraft blend-layers: error:")
-    assert len(r.stderr.strip().splitlines()) == 1 and "resolution 12" in r.stderr
+    for bad in (["--switch", "12"], ["--pinkney", "16:3"], ["--pinkney", "16", "--switch", "16"]):
+        r = runner.invoke(cli, base + bad + ["-o", str(tmp_path / "bad.st")])
+        assert r.exit_code == 2 and r.stderr.strip().startswith("gancraft blend-layers: error:"), bad
+        assert len(r.stderr.strip().splitlines()) == 1 and "--" in r.stderr
+    assert not (tmp_path / "bad.st").exists()
+
+    toon = tmp_path / "toon.st"
+    r = runner.invoke(cli, base + ["--pinkney", "8:1", "--blend-width", "0.5", "-o", str(toon)])
+    assert r.exit_code == 0, r.output
+    want = blend_checkpoints(load(files[0]), [load(files[1])], pinkney=(8, 1), blend_width=0.5)
+    assert all(torch.equal(v, want.tensors[k]) for k, v in load(toon).tensors.items())

@@ -40,11 +40,15 @@ def parse_ints(text: str, what: str) -> list[int]:
 @click.option("--switch", type=int, metavar="RES",
               help="Layers at RES and above from --high, below from --low [default with one --high and no "
                    "--alpha: the block a third of the way up, as Pinkney's 32 of 1024 px; 16 at 256 px].")
+@click.option("--pinkney", metavar="RES[:LEVEL]",
+              help="Blend exactly as Pinkney's blend_models.py --res RES --level LEVEL [--blend_width W] "
+                   "(LEVEL 0 if omitted): its hard switch starts the high model a whole resolution after "
+                   "--switch's (see below).")
 @click.option("--switch-level", type=click.IntRange(0, 1), default=0, show_default=True,
               help="Switch at the block's first conv (0) or its second conv and toRGB (1).")
 @click.option("--blend-width", type=float, metavar="W",
               help="Smooth switch: the high weight is sigmoid((layer position - switch position) / W), two "
-                   "positions per resolution.")
+                   "positions per resolution (with --switch or --pinkney).")
 @click.option("--alpha", metavar="RES:A,...",
               help="Weight of --high per resolution, e.g. 4:0,8:0,16:0.3,32:1 (unlisted resolutions repeat the "
                    "one below; the low model gets 1 - A). Several --high: 16:0.3/0.2.")
@@ -74,7 +78,7 @@ def parse_ints(text: str, what: str) -> list[int]:
 @force_option
 def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | None, switch_level: int,
             blend_width: float | None, alpha: str | None, mapping_from: str, w_avg_from: str | None,
-            torgb_from: str, nets: str | None, keep_d: bool, cluster_layer: str | None, clusters: int,
+            torgb_from: str, pinkney: str | None, nets: str | None, keep_d: bool, cluster_layer: str | None, clusters: int,
             cluster_samples: int, cluster_seed: int, cluster_map: str | None, channel_clusters: str | None,
             preview: str | None, preview_seeds: str, preview_psi: float, device: str | None, force: bool) -> None:
     """Blend generators layer by layer (Justin Pinkney's layer swapping).
@@ -87,12 +91,29 @@ def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | 
     stay the same between runs.
 
     \b
+    Layer positions and the two switch rules:
+      Layers are numbered two per resolution: position 2i is level 0 of the i-th resolution
+      (the 4x4 const, or the block's upsampling conv0), 2i+1 is level 1 (conv1 and toRGB).
+      With S the position of the switch and x = position - S, the high model's weight is
+        --switch RES [--switch-level L]   1 if x >= 0 else 0   (RES itself from --high)
+        --pinkney RES[:L]                 1 if x > 1 else 0    (blend_models.py)
+        either, with --blend-width W      1 / (1 + exp(-x / W))
+      --pinkney also keeps what the script never blends from the low model: the 4x4
+      block's conv (TF '4x4/Conv' is neither Conv0_up nor Conv1) and the noise images.
+      Worked example, a 64 px model (positions 4:0,1 8:2,3 16:4,5 32:6,7 64:8,9):
+        --pinkney 16 (S=4)      high from 32 px on, as --switch 32 (noise images aside)
+        --pinkney 16:1 (S=5)    high from 32's conv1/toRGB on: --switch 32 --switch-level 1
+        --pinkney 16 --blend-width 1   16 px conv0 0.5, its conv1/toRGB 0.731, 32 px conv0
+                                       0.881, 8 px conv0 0.119; the 4x4 conv 0 (low)
+
+    \b
     Examples:
       gancraft blend-layers --low ffhq.st --high ukiyoe.st            # writes ffhq+ukiyoe.blend.st
       gancraft blend-layers --low ffhq.st --high ukiyoe.st --switch 32 -o blended.st
       gancraft average a.st b.st -o - | gancraft blend-layers --low - --high c.st -o mix.st
       gancraft blend-layers --low ffhq.st --high toon.st --switch 32 --blend-width 1 \\
           --preview blend.png -o blended.st
+      gancraft blend-layers --low ffhq.st --high toon.st --pinkney 32 --blend-width 0.7 -o toon.st
       gancraft blend-layers --low a.st --high b.st --alpha 4:0,8:0,16:0.3,32:1 -o mix.st
       gancraft blend-layers --low a.st --high b.st --high c.st --alpha 4:0/0,16:0.5/0,64:0/1 -o three.st
       gancraft blend-layers --low a.st --high b.st --cluster-layer b32.conv1 --cluster-map clusters.png
@@ -123,7 +144,7 @@ def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | 
         emit_path(blend_layers(low, list(highs), output, switch=switch, blend_width=blend_width,
                                level=switch_level, alpha=alpha, mapping_from=mapping_from, w_avg_from=w_avg_from,
                                torgb_from=torgb_from, nets=parse_nets(nets), keep_d=keep_d, channel_swap=swap,
-                               force=force, progress=True))
+                               pinkney=pinkney, force=force, progress=True))
     if cluster_map:
         emit_path(write_cluster_map(low_ckpt, found, cluster_map, device=dev, force=force))
     if preview:

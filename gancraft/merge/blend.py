@@ -4,8 +4,16 @@ Synthesis layers are ordered by *position*: two per resolution, as in Pinkney's 
 - level 0 is the block's first layer (the 4x4 const, or conv0 which upsamples) and level 1 is
 conv1 with the block's toRGB. The switch is level 0 (or 1) of the chosen resolution. With no
 blend width, positions at and above the switch come from the high model and those below from
-the low model (the issue's rule; the reference script's hard branch starts one level later).
-With a width W, the high model's weight at position p is sigmoid((p - p_switch) / W).
+the low model (gancraft's documented rule). With a width W, the high model's weight at
+position p is sigmoid((p - p_switch) / W).
+
+The reference script's hard branch is `1 if x > 1 else 0` with x = p - p_switch, so it starts
+the high model two positions later, a whole resolution: its `resolution=32, level=0` keeps the
+32 px layers low and takes 64 px and up from the high model. `pinkney=(res, level)` reproduces
+the script exactly. Besides that offset, the script only blends the trainable variables it
+lists by level: the 4x4 block's conv (TF name `4x4/Conv`, neither `Conv0_up` nor `Conv1`) is
+not listed and stays the low model's even in a soft blend, and the noise images are not
+trainable, so they stay the low model's too.
 
 The output starts as the low model: the mapping network and w_avg come from it unless asked
 otherwise (w_avg follows the mapping network by default, since it is that network's mean
@@ -53,12 +61,28 @@ def position_index(res: int, level: int, resolutions: Sequence[int]) -> int:
     return 2 * list(resolutions).index(res) + level
 
 
-def switch_weight(position: int, switch_position: int, width: float | None) -> float:
-    """Weight of the high model at a layer position."""
+def switch_weight(position: int, switch_position: int, width: float | None, *, first: int = 0) -> float:
+    """Weight of the high model at a layer position.
+
+    The hard switch takes the high model from `switch_position + first` on: 0 is gancraft's
+    rule, 2 the reference script's `x > 1`.
+    """
     x = position - switch_position
     if width is None:
-        return 1.0 if x >= 0 else 0.0
+        return 1.0 if x >= first else 0.0
     return 1.0 / (1.0 + math.exp(-x / width))
+
+
+def parse_pinkney(spec: str) -> tuple[int, int]:
+    """'32' or '32:1' -> (resolution, level) as blend_models.py's --res and --level."""
+    res_s, sep, level_s = spec.partition(":")
+    try:
+        res, level = int(res_s), int(level_s) if sep else 0
+    except ValueError:
+        raise GancraftError(f"--pinkney: cannot read {spec!r} (expected RES or RES:LEVEL, e.g. 32 or 32:1)") from None
+    if level not in (0, 1):
+        raise GancraftError(f"--pinkney: level must be 0 or 1, got {level}")
+    return res, level
 
 
 def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int]) -> dict[int, tuple[float, ...]]:
@@ -131,14 +155,22 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
                   switch: int | None = None, blend_width: float | None = None, level: int = 0,
                   alpha: dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
                   w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
-                  channel_swap: "ChannelSwap | None" = None) -> dict[str, Recipe]:
+                  channel_swap: "ChannelSwap | None" = None,
+                  pinkney: tuple[int, int] | None = None) -> dict[str, Recipe]:
     """Per-tensor weights over [low, *highs] for a layer blend.
 
-    Exactly one of `switch` (two models) and `alpha` ({res: weights of the highs}) is given.
+    Exactly one of `switch` (two models), `pinkney` ((res, level) of the reference script, two
+    models) and `alpha` ({res: weights of the highs}) is given.
     """
     n_high = n_models - 1
     if n_high < 1:
         raise GancraftError("blend-layers needs a low model and at least one high model")
+    if pinkney is not None:
+        if switch is not None or alpha is not None or level != 0:
+            raise GancraftError("blend-layers: --pinkney RES[:LEVEL] replaces --switch, --switch-level and --alpha")
+        if n_high != 1:
+            raise GancraftError("--pinkney blends exactly two models, as blend_models.py does")
+        switch, level = pinkney
     if switch is not None and alpha is not None:
         raise GancraftError("blend-layers: give either --switch RES or --alpha RES:WEIGHT,..., not both")
     if switch is None and alpha is None:
@@ -150,7 +182,7 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
         if n_high != 1:
             raise GancraftError("--switch blends exactly two models; use --alpha for more")
         if switch not in resolutions:
-            raise GancraftError(f"--switch: the model has no resolution {switch} "
+            raise GancraftError(f"{'--pinkney' if pinkney else '--switch'}: the model has no resolution {switch} "
                                 f"(its layers are at {', '.join(map(str, resolutions))})")
         if level not in (0, 1):
             raise GancraftError("--switch-level must be 0 (first conv of the block) or 1 (second conv and toRGB)")
@@ -172,7 +204,7 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
     def layer_weights(res: int, lvl: int) -> tuple[float, ...]:
         if switch is not None:
             sw = position_index(switch, level, resolutions)
-            t = switch_weight(position_index(res, lvl, resolutions), sw, blend_width)
+            t = switch_weight(position_index(res, lvl, resolutions), sw, blend_width, first=2 if pinkney else 0)
             highs = (t,)
         else:
             highs = tuple(float(a) for a in alpha[res])
@@ -189,9 +221,11 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
         else:
             res, lvl, part = pos
             w = layer_weights(res, lvl)
+            if pinkney and res == resolutions[0] and part == "conv1":
+                w = onehot(0)  # the script never lists TF's 4x4/Conv
             if part == "torgb" and torgb_idx is not None:
                 w = onehot(torgb_idx)
-            if key.endswith("resample_filter"):
+            if key.endswith("resample_filter") or (pinkney and key.endswith("noise_const")):
                 w = onehot(0)
             elif key.endswith("noise_const"):
                 # a fixed noise image is copied from the model that dominates its layer, so the
@@ -249,8 +283,10 @@ def _prepare(low, highs, nets, keep_d, **kw) -> tuple[list[Source], list[str], d
         alpha = kw.get("alpha")
         if isinstance(alpha, str):
             kw["alpha"] = parse_alpha(alpha, len(highs), resolutions)
+        if isinstance(kw.get("pinkney"), str):
+            kw["pinkney"] = parse_pinkney(kw["pinkney"])
         if kw.get("switch") is None and kw.get("alpha") is None and kw.get("channel_swap") is None \
-                and len(highs) == 1:
+                and kw.get("pinkney") is None and len(highs) == 1:
             kw["switch"] = default_switch(resolutions)
         recipes = blend_recipes(keys, resolutions, len(sources), **kw)
     except BaseException:
@@ -268,12 +304,13 @@ def blend_layers(low: str | os.PathLike, highs: Sequence[str | os.PathLike], out
                  alpha: str | dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
                  w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
                  nets: Sequence[str] | None = None, keep_d: bool = False, channel_swap: ChannelSwap | None = None,
-                 force: bool = False, progress: bool = False) -> Path:
+                 pinkney: str | tuple[int, int] | None = None, force: bool = False, progress: bool = False) -> Path:
     """Blend generator files layer by layer into `out` (native safetensors), streaming."""
     check_output_path(out, force=force, inputs=(low, *highs))
     sources, keys, recipes, params = _prepare(
         low, highs, nets, keep_d, switch=switch, blend_width=blend_width, level=level, alpha=alpha,
-        mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap)
+        mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap,
+        pinkney=pinkney)
     try:
         return merge_to_file(sources, recipes, out, output_skeleton(sources, keys), "blend-layers", params,
                              force=force, progress=progress)
@@ -287,11 +324,13 @@ def blend_checkpoints(low: Checkpoint, highs: Sequence[Checkpoint], *, switch: i
                       alpha: str | dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
                       w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
                       nets: Sequence[str] | None = None, keep_d: bool = False,
-                      channel_swap: ChannelSwap | None = None) -> Checkpoint:
+                      channel_swap: ChannelSwap | None = None,
+                      pinkney: str | tuple[int, int] | None = None) -> Checkpoint:
     """In-memory `blend_layers` for Python callers (no files, no history entry)."""
     sources, keys, recipes, _ = _prepare(
         low, highs, nets, keep_d, switch=switch, blend_width=blend_width, level=level, alpha=alpha,
-        mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap)
+        mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap,
+        pinkney=pinkney)
     return merge_to_checkpoint(sources, recipes, output_skeleton(sources, keys))
 
 
