@@ -118,10 +118,6 @@ def test_model_tasks_move_toward_children_and_keep_base(model_runs):
         assert after[dom, dom] < 0.5 * before[dom, dom], (dom, before, after)
         # domain a learned a, not b: b's target is still far from what a's subspace gives
         assert after[dom, dom] < 0.8 * after[dom, other], (dom, after)
-    # measured by the library too, on the [0,1] pixel-L1 scale
-    rep_before, rep_after = method.measure(method.source), method.measure(trainer.G_ema)
-    assert rep_before["base"]["value"] == 0.0
-    assert rep_after["a"]["value"] < 0.7 * rep_before["a"]["value"]
     assert (trainer.run_dir / f"grid-{trainer.step:06d}.png").exists()
     log = (trainer.run_dir / "log.jsonl").read_text().splitlines()
     assert len(log) == trainer.step == 15
@@ -215,6 +211,29 @@ def test_clip_and_images_tasks_run_end_to_end(tmp_path):
     w_inv = invert_images(G0, imgs, steps=15)
     err = lambda w: (G0.synthesis(w.unsqueeze(1).expand(-1, G0.num_ws, -1)) - imgs).square().mean()  # noqa: E731
     assert err(w_inv) < 0.9 * err(w_avg)
+    # the report has a probe row for the images task and a zero-shot row for the clip task
+    from gancraft.metrics import TorchScriptExtractor
+    from gancraft.train.expansion_report import expansion_report
+
+    rows, _ = expansion_report(method, tr.G_ema, TorchScriptExtractor(_features(tmp_path)), n=12)
+    assert [(r.domain, r.measure.split(":")[0]) for r in rows] == [
+        ("base", "FID to the parent"), ("sketch", "CLIP"), ("base", "probe"), ("me", "probe")]
+    assert all(0 <= r.before <= 1 and 0 <= r.after <= 1 for r in rows[1:])
+
+
+class _PooledColour(torch.nn.Module):
+    """A cheap TorchScript feature extractor: per-channel means and spreads at two scales."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        small = torch.nn.functional.avg_pool2d(x, 4)
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3)), small.flatten(1)[:, :24]], dim=1)
+
+
+def _features(folder: Path) -> Path:
+    path = folder / "features.pt"
+    if not path.exists():
+        torch.jit.script(_PooledColour()).save(str(path))
+    return path
 
 
 def test_cli_expand_writes_model_report_and_domains(tmp_path):
@@ -227,7 +246,8 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["expand", str(parent), "--task", f"kid:model:{child}", "-o", str(out), "--kimg",
                               "0.008", "--batch", "4", "--directions", "5", "--distance", "15", "--report",
-                              str(report), "--quiet", "--device", "cpu"])
+                              str(report), "--report-n", "12", "--report-extractor", str(_features(tmp_path)),
+                              "--quiet", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines() == [str(out), str(report)]
     ckpt = load(out)
@@ -238,8 +258,11 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert torch.allclose(torch.tensor(kid["direction"]), sefa(load(parent).generator(), "all").directions[5])
     assert ckpt.history[-1]["command"] == "expand" and "D" in ckpt.nets
     assert resolve_domain(ckpt, "kid", ckpt.generator()).shift is not None
-    text = report.read_text()
-    assert "base" in text and "kid" in text and "before" in text
+    lines = report.read_text().splitlines()
+    assert lines[0].startswith("Domain Expansion report: 12 samples per set, features torchscript:")
+    assert [line.split()[:2] for line in lines[3:]] == [["base", "base"], ["kid", "model"], ["base", "base"],
+                                                         ["kid", "model"]]
+    assert "FID to the parent" in lines[3] and f"FID to {child}" in lines[4] and "probe" in lines[5]
     assert (tmp_path / "x-run" / "run.json").exists()
     # again without --force: refused before any training, one line
     res = runner.invoke(cli, ["expand", str(parent), "--task", f"kid:model:{child}", "-o", str(out)])
@@ -279,3 +302,169 @@ def test_expanded_model_without_discriminator_keeps_none(tmp_path):
     with pytest.raises(GancraftError, match="already an expanded model"):
         ExpansionMethod(ckpt, [parse_task(f"kid2:model:{child}")], table)
     assert Path(tmp_path / "run" / "run.json").exists()
+
+
+def _with_dead_directions(dead: dict[int, float], seed: int = 0):
+    """A tiny parent and an orthonormal basis Q of W in which row k's effect on every style is scaled
+    by dead[k] (0: the generator ignores that direction entirely), and the basis file's order says
+    nothing about it (no singular values; the dead rows sit in the middle)."""
+    ckpt = make_tiny_checkpoint(seed)
+    q, _ = torch.linalg.qr(torch.randn(32, 32, generator=torch.Generator().manual_seed(11)))
+    basis = q.t().contiguous()
+    for key in [k for k in ckpt.tensors if k.endswith("affine.weight")]:
+        W = ckpt.tensors[key]
+        for k, keep in dead.items():
+            d = basis[k]
+            W = W - (1 - keep) * torch.outer(W @ d, d)
+        ckpt.tensors[key] = W
+    return ckpt, basis
+
+
+def test_least_changing_picks_the_measured_dormant_directions():
+    from gancraft.latent.sefa import measure_directions
+    from gancraft.latent.subspace import least_changing
+    from gancraft.metrics.perceptual import pixel_distance
+
+    ckpt, basis = _with_dead_directions({3: 0.0, 12: 0.0, 20: 0.05})
+    G = ckpt.generator()
+    ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(2))).detach()
+    changes, _ = measure_directions(G, basis, ws, 20.0, pixel_distance, progress=False)
+    assert changes[3] < 1e-5 and changes[12] < 1e-5 and 0 < changes[20] < 0.2 * np.median(changes)
+    assert sorted(least_changing(changes, 2)) == [3, 12]
+    assert least_changing(changes, 3)[2] == 20
+    assert least_changing([0.5, 0.1, 0.1, 0.9], 2) == [2, 1]
+    with pytest.raises(GancraftError, match="3 tasks"):
+        least_changing([0.1, 0.2], 3)
+
+
+def test_cli_expand_directions_dormant_measured_and_from_csv(tmp_path):
+    from gancraft.cli.main import cli
+    from gancraft.latent.sefa import save_directions, write_measure_csv
+
+    ckpt, basis = _with_dead_directions({7: 0.0, 25: 0.0})
+    parent, child, dirs = tmp_path / "p.st", tmp_path / "c.st", tmp_path / "q.st"
+    save(ckpt, parent)
+    save(make_tiny_checkpoint(1), child)
+    save_directions(dirs, basis, {"kind": "test"}, singular_values=torch.arange(32, 0, -1).float())
+    common = ["expand", str(parent), "--sefa", str(dirs), "--task", f"a:model:{child}", "--task",
+              f"b:model:{child}", "--kimg", "0.004", "--batch", "4", "--quiet", "--device", "cpu"]
+    runner = CliRunner()
+    res = runner.invoke(cli, [*common, "-o", str(tmp_path / "x.st"), "--directions", "dormant",
+                              "--dormant-samples", "3"])
+    assert res.exit_code == 0, res.output
+    out = load(tmp_path / "x.st")
+    assert sorted([out.domains["a"]["index"], out.domains["b"]["index"]]) == [7, 25]
+    assert "measured dormancy" in out.history[-1]["params"]["directions_source"]
+    assert torch.allclose(torch.tensor(out.domains["a"]["direction"]), basis[out.domains["a"]["index"]], atol=1e-6)
+
+    # a 'sefa --measure' CSV of these directions: its least-changing rows, least first
+    changes = np.linspace(1.0, 2.0, 32)
+    changes[[4, 9]] = [0.01, 0.02]
+    csv = tmp_path / "q.measure.csv"
+    write_measure_csv(csv, changes, np.zeros(32), np.arange(32, 0, -1), changes < 0.1, "pixel-l1")
+    res = runner.invoke(cli, [*common, "-o", str(tmp_path / "y.st"), "--directions", f"dormant:{csv}"])
+    assert res.exit_code == 0, res.output
+    out = load(tmp_path / "y.st")
+    assert (out.domains["a"]["index"], out.domains["b"]["index"]) == (4, 9)
+
+    # a CSV measured on other directions is refused before any training
+    write_measure_csv(csv, changes, np.zeros(32), np.ones(32), changes < 0.1, "pixel-l1", force=True)
+    res = runner.invoke(cli, [*common, "-o", str(tmp_path / "z.st"), "--directions", f"dormant:{csv}"])
+    assert res.exit_code == 2 and "singular values" in res.stderr and not (tmp_path / "z.st").exists()
+
+
+def _text_direction(clip, source: str, target: str, templates) -> torch.Tensor:
+    """NADA's text direction written out: mean over templates of the unit embeddings' change."""
+    src = clip.encode_text([t.format(source) for t in templates])
+    tgt = clip.encode_text([t.format(target) for t in templates])
+    return torch.nn.functional.normalize((tgt - src).mean(0), dim=-1)
+
+
+def test_directional_clip_loss_templates_and_summed_models():
+    from gancraft.metrics.clip import load_clip
+    from gancraft.train.clip_losses import DirectionalClipLoss, nada_templates
+
+    templates = nada_templates()
+    assert len(templates) == 79 and templates[0] == "a bad photo of a {}." and "a photo of many {}." not in templates
+    clips = [load_clip("ViT-B-32", random_init=True, seed=s, **TINY_CLIP) for s in (0, 1)]
+    gen = torch.Generator().manual_seed(0)
+    src, ada = (torch.rand(3, 3, 16, 16, generator=gen) * 2 - 1 for _ in range(2))
+    singles = []
+    for clip in clips:
+        with torch.no_grad():
+            change = torch.nn.functional.normalize(clip.encode_images(ada) - clip.encode_images(src), dim=-1)
+            expected = 1 - change @ _text_direction(clip, "a photo", "a sketch", templates)
+            bare = 1 - change @ _text_direction(clip, "a photo", "a sketch", ["{}"])
+        loss = DirectionalClipLoss([clip], "a photo", "a sketch", templates)(src, ada)
+        assert torch.allclose(loss, expected, atol=1e-5)
+        assert torch.allclose(DirectionalClipLoss([clip], "a photo", "a sketch")(src, ada), bare, atol=1e-5)
+        assert not torch.allclose(expected, bare, atol=1e-3)
+        singles.append(loss)
+    # the official code sums the CLIP models' losses (weights 1.0 each), it does not average them
+    both = DirectionalClipLoss(clips, "a photo", "a sketch", templates)(src, ada)
+    assert torch.allclose(both, singles[0] + singles[1], atol=1e-5)
+
+
+def test_clip_weights_file_of_openai_gets_quick_gelu(tmp_path):
+    """`--clip-weights b32.bin` for OpenAI's weights must build the QuickGELU towers they were
+    trained with; a file named for another source must not."""
+    from gancraft.metrics.clip import load_clip
+
+    net = load_clip("ViT-B-32", random_init=True, seed=0, **TINY_CLIP).model
+    act = lambda c: type(c.model.visual.transformer.resblocks[0].mlp.gelu).__name__  # noqa: E731
+    for name, quick in (("b32.bin", True), ("ViT-B-32.pt", True), ("openai-b32.safetensors.bin", True),
+                        ("CLIP-ViT-B-32-laion2B-s34B-b79K.bin", False), ("datacomp_b32.bin", False)):
+        torch.save(net.state_dict(), tmp_path / name)
+        clip = load_clip("ViT-B-32", weights=tmp_path / name, **TINY_CLIP)
+        assert (act(clip) == "QuickGELU") == quick and ("QuickGELU" in clip.description) == quick, name
+    assert act(load_clip("ViT-B-32", weights=tmp_path / "b32.bin", quick_gelu=False, **TINY_CLIP)) == "GELU"
+
+
+def test_clip_task_moves_images_along_the_text_direction(tmp_path):
+    """Training a clip task turns the base->domain image change toward target - source in CLIP's
+    space (measured here with the direction written out), not away from it."""
+    from gancraft.metrics.clip import load_clip
+    from gancraft.train.clip_losses import nada_templates
+
+    clip = load_clip("ViT-B-32", random_init=True, seed=0, **TINY_CLIP)
+    parent = make_tiny_checkpoint(0, with_d=False)
+    G0 = parent.generator()
+    method = ExpansionMethod(parent, [parse_task("s:clip:a pencil sketch")], _table(G0, ["s"]),
+                             ExpansionSettings(replay_lpips=0), clips=[clip])
+    text_dir = _text_direction(clip, "a photo", "a pencil sketch", nada_templates())
+    z = torch.randn(16, G0.z_dim, generator=torch.Generator().manual_seed(5))
+
+    def alignment(G) -> float:
+        with torch.no_grad():
+            ws = G.mapping(z)
+            base = clip.encode_images(G.synthesis(method.subspaces.base(ws), noise_mode="const"))
+            dom = clip.encode_images(G.synthesis(method.subspaces.domain(ws, "s"), noise_mode="const"))
+            return (torch.nn.functional.normalize(dom - base, dim=-1) @ text_dir).mean().item()
+
+    before = alignment(G0)
+    tr = run_expansion(method, TrainOptions(kimg=0.16, batch=8, snap_kimg=1, ema_kimg=0, lr_g=0.02),
+                       tmp_path / "run", progress=False)
+    assert alignment(tr.G) > before + 0.2
+
+
+def test_report_follows_the_papers_protocol(model_runs, tmp_path):
+    """Base FID against the parent stays near the floor; each trained domain's FID to its child
+    falls and the probe labels its samples as that child's (before: as the parent's)."""
+    from gancraft.metrics import TorchScriptExtractor
+    from gancraft.train.expansion_report import expansion_report, format_report
+
+    parent = model_runs["parent"]
+    tasks = [parse_task(f"{n}:model:{model_runs['paths'][n]}") for n in ("a", "b")]
+    method = ExpansionMethod(parent, tasks, model_runs["table"], ExpansionSettings(source_weight=0.0))
+    trainer = run_expansion(method, TrainOptions(kimg=0.24, batch=8, snap_kimg=1, ema_kimg=0, lr_g=0.01),
+                            tmp_path / "run", progress=False)
+    ex = TorchScriptExtractor(_features(tmp_path))
+    rows, floor = expansion_report(method, trainer.G, ex, n=48, batch=16)
+    got = {(r.domain, r.measure.split(":")[0].split(" ")[0]): r for r in rows}
+    assert format_report(rows, floor, 48, ex.name).splitlines()[1].endswith(f"on other seeds = {floor:.4f}")
+    assert got["base", "FID"].before < 3 * floor + 1e-3 and got["base", "FID"].after < got["a", "FID"].before
+    for dom in ("a", "b"):
+        fid, probe = got[dom, "FID"], got[dom, "probe"]
+        assert fid.after < 0.5 * fid.before
+        assert probe.before < 0.2 and probe.after > 0.6, probe
+    assert got["base", "probe"].before > 0.8 and got["base", "probe"].after > 0.5

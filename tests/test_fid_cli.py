@@ -281,3 +281,25 @@ def test_domain_of_a_union_model_against_a_single_domain_checkpoint(union, ckpt,
     # two single-domain checkpoints: --domain names nothing, still a one-line error
     res = run(ckpt, ckpt, "--domain", "cat", *opts)
     assert res.exit_code == 2 and "single domain" in res.stderr
+
+
+def test_two_checkpoints_take_disjoint_seeds_unless_asked(plain, plain_samples, features, work):
+    """`fid x.st x.st` scores x's sampling noise (B's seeds follow A's), not an exact 0; --same-seeds
+    pairs them. B's images are exactly those of seeds n .. 2n-1."""
+    opts = ("--extractor", features, "--n", "12", "--batch", "8", "--json")
+    res = run(plain, plain, *opts)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rows"][0]["fid"] > 1e-4
+    res = run(plain, plain, "--same-seeds", *opts)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["rows"][0]["fid"] < 1e-6
+    # A: seeds 0-11, B: 12-23, as the saved samples of those seeds score
+    halves = {name: work / f"plain_{name}" for name in ("first", "later")}
+    files = sorted(plain_samples.iterdir())
+    for (name, folder), part in zip(halves.items(), (files[:12], files[12:])):
+        folder.mkdir(exist_ok=True)
+        for p in part:
+            (folder / p.name).write_bytes(p.read_bytes())
+    ex = TorchScriptExtractor(features, device="cpu")
+    assert fid(plain, plain, ex, n=12, batch=8)["fid"] == pytest.approx(
+        fid(halves["first"], halves["later"], ex)["fid"], rel=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ..errors import GancraftError
 from ..io_util import check_output_path
@@ -29,13 +30,42 @@ Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
 """
 
 
-def _int_list(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
+def _int_list(text: str) -> list[int]:
     try:
         return [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise GancraftError(f"--directions {text!r}: expected a comma list of indices, e.g. 511,510") from None
+        raise GancraftError(f"--directions {text!r}: expected a comma list of indices (e.g. 511,510), "
+                            "'dormant' or 'dormant:MEASURE.csv'") from None
+
+
+def _measured_changes(spec: str, dirs, singular_values, G, distance: float, samples: int, lpips_weights: str | None,
+                      device, quiet: bool) -> np.ndarray:
+    """Each direction's mean image change: from a `sefa --measure` CSV, or measured now at --distance."""
+
+    from ..latent.generate import map_latents
+    from ..latent.seeds import z_from_seeds
+    from ..latent.sefa import measure_directions, read_measure_csv
+    from ..metrics.perceptual import perceptual_metric
+
+    if spec.startswith("dormant:"):
+        path = spec.split(":", 1)[1]
+        changes, svs = read_measure_csv(path)
+        if changes.size != dirs.shape[0]:
+            raise GancraftError(f"--directions {spec}: the CSV measures {changes.size} directions, the directions "
+                                f"have {dirs.shape[0]}")
+        # the CSV keeps 6 significant digits; other singular values mean another model or factorisation
+        if singular_values is not None and not np.allclose(svs, singular_values.numpy(), rtol=1e-4, atol=1e-6):
+            raise GancraftError(f"--directions {spec}: its singular values are not those of the directions "
+                                "(measured on another model or --layers?)")
+        log(f"dormancy: mean change per direction from {path}")
+        return changes
+    metric = perceptual_metric(lpips_weights, device=device)
+    G = G.to(device)
+    ws = map_latents(G, z_from_seeds(list(range(samples)), G.z_dim))
+    log(f"dormancy: measuring {dirs.shape[0]} directions on {samples} samples moved by +-{distance:g} "
+        f"({metric.description})")
+    changes, _ = measure_directions(G, dirs, ws, distance, metric, progress=not quiet)
+    return changes
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
@@ -49,8 +79,13 @@ def _int_list(text: str | None) -> list[int] | None:
               help="Directions file from 'gancraft sefa' (default: factorise now as the official code does: "
                    "every modulation except the toRGB ones after 4x4, i.e. `sefa --layers all`; the paper's "
                    "text says the first layer only: `sefa --layers first`).")
-@click.option("--directions", default=None, metavar="I,J,...",
-              help="Direction indices to repurpose, one per task in order (default: the last, most dormant).")
+@click.option("--directions", default=None, metavar="I,J,...|dormant[:CSV]",
+              help="Directions to repurpose, one per task in order: indices; 'dormant': the ones that change "
+                   "the images least, measured now (--dormant-samples samples moved by +-DISTANCE, LPIPS, else "
+                   "pixels); 'dormant:CSV': least mean change in a 'sefa --measure' CSV of the same directions "
+                   "[default: the last ones, smallest singular value].")
+@click.option("--dormant-samples", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
+              help="Samples per direction when --directions dormant measures.")
 @click.option("--distance", type=float, default=20.0, show_default=True,
               help="s: how far each repurposed subspace lies from the base one (paper: 10-30 useful).")
 @click.option("--replay-l2", type=float, default=10.0, show_default=True, help="Weight of base-subspace replay L2.")
@@ -61,16 +96,29 @@ def _int_list(text: str | None) -> list[int] | None:
 @click.option("--expansion-weight", type=float, default=1.0, show_default=True, help="Weight of the task losses.")
 @click.option("--source-text", default="a photo", show_default=True,
               help="Source prompt of clip tasks that give only a target.")
+@click.option("--templates/--no-templates", default=True, show_default=True,
+              help="Clip tasks: the text direction is the mean over the official code's 79 ImageNet prompt "
+                   "templates ('a sketch of a {}.', ...); --no-templates uses the bare prompts.")
 @click.option("--clip-model", "clip_models", multiple=True, default=("ViT-B-32", "ViT-B-16"), show_default=True,
-              help="CLIP models for clip tasks (repeat; NADA uses both defaults).")
+              help="CLIP models for clip tasks (repeat; NADA uses both defaults; their losses are summed).")
 @click.option("--clip-weights", multiple=True, type=click.Path(dir_okay=False), metavar="PATH",
-              help="Weights for each --clip-model, in order (default: local open_clip caches).")
+              help="Weights for each --clip-model, in order (default: local open_clip caches). A file is taken "
+                   "as OpenAI's, with QuickGELU, unless its name says another source (laion2b..., datacomp...).")
 @click.option("--clip-download", is_flag=True, help="Let open_clip download missing CLIP weights.")
 @click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="LPIPS backbone (torchvision alexnet) weights; default: torch hub cache, else pixel losses only.")
 @click.option("--invert-steps", type=int, default=300, show_default=True, help="Inversion steps for images tasks.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Write a before/after table (base vs parent, each domain vs its target) to FILE.")
+              help="Evaluate as the paper does and write the table to FILE, parent before, expanded model "
+                   "after: FID of the base subspace against the parent, of each model task's domain against "
+                   "its model; a linear domain probe on the features (parent, models, images) labelling every "
+                   "subspace's samples; for clip tasks the share nearer the target prompt (CLIP zero-shot).")
+@click.option("--report-n", type=click.IntRange(min=10), default=1000, show_default=True, metavar="N",
+              help="Samples per set for --report (the paper: 50000; fewer raise every FID, the floor line "
+                   "says by how much).")
+@click.option("--report-extractor", default="inception", show_default=True, metavar="NAME|PATH",
+              help="Features for --report: inception (from the local cache; 'gancraft weights' gets it), "
+                   "clip, or a TorchScript file as 'gancraft fid --extractor' takes.")
 @click.option("--kimg", type=float, default=4.0, show_default=True, help="Training length in thousands of images.")
 @click.option("--batch", type=int, default=32, show_default=True,
               help="Latents per step, split over the tasks (each task gets about batch/tasks).")
@@ -89,9 +137,10 @@ def _int_list(text: str | None) -> list[int] | None:
 @device_option
 @force_option
 def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: str | None, directions: str | None,
-            distance: float, replay_l2: float, replay_lpips: float, source_weight: float, expansion_weight: float,
-            source_text: str, clip_models: tuple[str, ...], clip_weights: tuple[str, ...], clip_download: bool,
-            lpips_weights: str | None, invert_steps: int, report: str | None, kimg: float, batch: int, lr: float,
+            dormant_samples: int, distance: float, replay_l2: float, replay_lpips: float, source_weight: float,
+            expansion_weight: float, source_text: str, templates: bool, clip_models: tuple[str, ...],
+            clip_weights: tuple[str, ...], clip_download: bool, lpips_weights: str | None, invert_steps: int,
+            report: str | None, report_n: int, report_extractor: str, kimg: float, batch: int, lr: float,
             ema_kimg: float, snap_kimg: float, seed: int, run_dir: str | None, resume: bool, quiet: bool,
             device: str | None, force: bool) -> None:
     """Expand CKPT with new domains, each on a repurposed dormant direction (Domain Expansion).
@@ -103,10 +152,10 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     from ..checkpoint import load
     from ..latent.files import load_directions
     from ..latent.sefa import sefa
-    from ..latent.subspace import choose_directions, expansion_table
+    from ..latent.subspace import choose_directions, expansion_table, least_changing
     from ..metrics.perceptual import backbone_cache_path, load_lpips, missing_lpips_message
-    from ..train.expansion import (ExpansionMethod, ExpansionSettings, check_tasks, finish_expansion, format_report,
-                                   parse_task, run_expansion)
+    from ..train.expansion import (ExpansionMethod, ExpansionSettings, check_tasks, finish_expansion, parse_task,
+                                   run_expansion)
     from ..train.loop import TrainOptions
 
     dev = resolve_device(device)
@@ -115,22 +164,36 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     if output is None:
         output = derived_name([stem(ckpt), *(t.split(":", 1)[0] for t in tasks)], "expand")
     out = check_output_path(output, force, inputs=(ckpt,))
+    extractor = None
     if report is not None:
+        from ..metrics.features import load_extractor
+
         check_output_path(report, force)
+        # before training, so that missing weights cost no run
+        extractor = load_extractor(report_extractor, device=dev)
     settings = ExpansionSettings(distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text,
-                                 invert_steps).validate()
+                                 templates, invert_steps).validate()
     parent = load(ckpt)
     G = parent.generator()
     if sefa_path is not None:
-        dirs = load_directions(sefa_path).directions
+        loaded = load_directions(sefa_path)
+        dirs, singular_values = loaded.directions, loaded.singular_values
         if dirs.shape[1] != G.w_dim:
             raise GancraftError(f"{sefa_path}: directions have {dirs.shape[1]} dimensions, {ckpt} has w_dim {G.w_dim}")
         source = str(sefa_path)
     else:
-        dirs = sefa(G, "all").directions
+        factorised = sefa(G, "all")
+        dirs, singular_values = factorised.directions, factorised.singular_values
         source = "sefa --layers all (computed by expand)"
         log(f"no --sefa given: factorised {ckpt}'s modulations (all but the toRGB ones after 4x4)")
-    indices = choose_directions(dirs.shape[0], len(specs), _int_list(directions))
+    if directions is not None and (directions == "dormant" or directions.startswith("dormant:")):
+        changes = _measured_changes(directions, dirs, singular_values, G, distance, dormant_samples, lpips_weights,
+                                    dev, quiet)
+        indices = least_changing(changes, len(specs))
+        source += f"; directions by measured dormancy ({directions})"
+        log("least image change: " + ", ".join(f"direction {k} ({changes[k]:.4g})" for k in indices))
+    else:
+        indices = choose_directions(dirs.shape[0], len(specs), None if directions is None else _int_list(directions))
     table = expansion_table([t.name for t in specs], dirs, indices, distance)
     log("repurposing " + ", ".join(f"{t.name}: direction {k}" for t, k in zip(specs, indices)))
 
@@ -162,7 +225,10 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     if report is not None:
         from ..io_util import atomic_write
 
-        text = format_report(method.measure(method.source), method.measure(trainer.G_ema))
+        from ..train.expansion_report import expansion_report, format_report
+
+        rows, floor = expansion_report(method, trainer.G_ema, extractor, n=report_n, seed=seed)
+        text = format_report(rows, floor, report_n, extractor.name)
         with atomic_write(report, force=force) as tmp:
             Path(tmp).write_text(text)
         log(text.rstrip())

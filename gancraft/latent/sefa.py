@@ -260,6 +260,29 @@ def write_measure_csv(path: str | os.PathLike, changes: np.ndarray, stds: np.nda
     return Path(path)
 
 
+def read_measure_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The mean change and singular value per direction from a ``write_measure_csv`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise GancraftError(f"{p}: measure CSV not found (write one with 'gancraft sefa --measure N')")
+    try:
+        with open(p, newline="") as fh:
+            rows = list(csv.reader(fh))
+        header = rows[0]
+        change_col = next(i for i, name in enumerate(header) if name.startswith("mean_"))
+        sv_col, idx_col = header.index("singular_value"), header.index("index")
+        body = rows[1:]
+        indices = [int(r[idx_col]) for r in body]
+        changes = np.array([float(r[change_col]) for r in body])
+        svs = np.array([float(r[sv_col]) for r in body])
+    except (IndexError, StopIteration, ValueError, OSError, UnicodeDecodeError):
+        raise GancraftError(f"{p}: not a 'gancraft sefa --measure' CSV (index, singular_value, mean_METRIC, ...)") \
+            from None
+    if indices != list(range(len(body))) or not np.isfinite(changes).all():
+        raise GancraftError(f"{p}: rows must be directions 0, 1, 2, ... with finite changes")
+    return changes, svs
+
+
 def plot_measure_png(path: str | os.PathLike, changes: np.ndarray, dormant: np.ndarray, threshold: float,
                      title: str, force: bool = False) -> Path:
     """Bar chart of the change per direction (dormant ones grey), like Domain Expansion's Fig. 12."""

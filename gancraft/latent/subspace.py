@@ -11,7 +11,9 @@ sampling must put a latent in exactly the same place, so both go through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..errors import GancraftError
@@ -88,6 +90,20 @@ def choose_directions(num_directions: int, count: int, chosen: list[int] | None 
     if len(set(chosen)) != len(chosen):
         raise GancraftError("--directions: an index appears twice; every task needs its own direction")
     return list(chosen)
+
+
+def least_changing(changes: np.ndarray | Sequence[float], count: int) -> list[int]:
+    """The `count` directions whose measured image change is smallest, least first.
+
+    The singular values only bound how much a direction moves the styles; what a generator
+    ignores is what it was never trained to use, which the measured change shows directly
+    (Domain Expansion, App. C.1). Ties keep the later index first, as the singular-value order would.
+    """
+    changes = np.asarray(changes, dtype=np.float64)
+    if count > changes.size:
+        raise GancraftError(f"{count} tasks need {count} directions; {changes.size} were measured")
+    order = sorted(range(changes.size), key=lambda i: (changes[i], -i))
+    return order[:count]
 
 
 def expansion_table(names: list[str], directions: torch.Tensor, indices: list[int], distance: float) -> dict:

@@ -123,6 +123,27 @@ def _create(open_clip, model: str, pretrained: str | None, quick_gelu: bool, mod
         raise GancraftError(f"{what}: cannot build CLIP {model} ({_first_line(exc)})") from None
 
 
+# words in the file names of open_clip's non-OpenAI weights (hub folders, release files)
+_OTHER_SOURCES = ("laion", "datacomp", "commonpool", "metaclip")
+
+
+def _openai_file(open_clip, model: str, source: Path, tag: str) -> bool:
+    """Whether a weights file holds OpenAI's weights, which need QuickGELU.
+
+    A file does not say which activation it was trained with, so its name decides: 'openai' or
+    'quickgelu' in the path says yes; another pretrained tag of the model or another source's
+    name (laion2b_s34b_b79k, datacomp...) says no; a neutral name (b32.bin) is what ``tag``
+    claims, OpenAI's by default.
+    """
+    path = str(source).lower().replace("-", "_")
+    if "openai" in path or "quickgelu" in path:
+        return True
+    others = [t.lower() for t in open_clip.list_pretrained_tags_by_model(model) if t != "openai"]
+    if any(word in path for word in (*others, *_OTHER_SOURCES)):
+        return False
+    return tag == "openai"
+
+
 def load_clip(model: str = "ViT-B-32", weights: str | os.PathLike | None = None, random_init: bool = False,
               device: str | torch.device = "cpu", tag: str = "openai", download: bool = False,
               quick_gelu: bool | None = None, seed: int = 0, **model_kwargs) -> ClipModel:
@@ -132,8 +153,9 @@ def load_clip(model: str = "ViT-B-32", weights: str | os.PathLike | None = None,
     earlier open_clip download left in the local caches, else -- only with ``download=True`` --
     from open_clip's usual download of ``tag``. Nothing found is a GancraftError naming the file.
     ``quick_gelu``: OpenAI's CLIP models were trained with QuickGELU and give wrong embeddings
-    without it; None means "yes when the weights are OpenAI's" (tag ``openai`` or a file name
-    saying so). ``model_kwargs`` override the open_clip config (tests shrink the towers).
+    without it; None means "yes when the weights are OpenAI's": tag ``openai`` (the default)
+    for cached and downloaded weights; for a file, see `_openai_file`. ``model_kwargs`` override
+    the open_clip config (tests shrink the towers).
     """
     try:
         import open_clip
@@ -156,9 +178,7 @@ def load_clip(model: str = "ViT-B-32", weights: str | os.PathLike | None = None,
             if not source.is_file():
                 raise GancraftError(f"{source}: CLIP weights file not found")
             if quick_gelu is None:
-                quick_gelu = bool(openai_cfg.get("quick_gelu")) and (
-                    weights is None and tag == "openai" or "openai" in str(source).lower()
-                    or source.name == (openai_cfg.get("url") or "").rsplit("/", 1)[-1])
+                quick_gelu = bool(openai_cfg.get("quick_gelu")) and _openai_file(open_clip, model, source, tag)
             net = _create(open_clip, model, str(source), quick_gelu, model_kwargs, str(source))
             name = f"clip-{model}:sha256={sha256_file(source)[:16]}"
             description = f"open_clip {model}, weights {source}" + (" (QuickGELU)" if quick_gelu else "")

@@ -198,21 +198,27 @@ def fid(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     domain: str | None = None,
+    same_seeds: bool = False,
     **options: Any,
 ) -> dict:
     """FID (and KID) between two sources; a domain applies to whichever side is a checkpoint.
 
     `options` go to compute_stats (n, batch, trunc, trunc_cutoff, seed_offset, noise_mode,
-    device, progress, dist). Returns a row: domain, fid, kid, kid_std, n_a, n_b, extractor,
-    resize, a, b (None where it does not apply).
+    device, progress, dist). When both sides are checkpoints, B's seeds follow A's
+    (seed_offset + n ..) unless `same_seeds`: the same seeds would score a model against
+    itself as exactly 0, hiding the sampling noise every FID has. Returns a row: domain, fid,
+    kid, kid_std, n_a, n_b, extractor, resize, a, b (None where it does not apply).
     """
     sa, sb = open_source(a, _default_label(a, "A")), open_source(b, _default_label(b, "B"))
     # Statistics files are checked against the extractor before any image is generated.
     for s in (sa, sb):
         if s.kind == "stats":
             _check_stats(s, extractor, kid)
-    stats = [compute_stats(s, extractor, keep_features=kid, domain=_side_domain(s, o, domain), **options)
-             for s, o in ((sa, sb), (sb, sa))]
+    b_options = dict(options)
+    if sa.kind == sb.kind == "checkpoint" and not same_seeds:
+        b_options["seed_offset"] = options.get("seed_offset", 0) + options.get("n", 50000)
+    stats = [compute_stats(s, extractor, keep_features=kid, domain=_side_domain(s, o, domain), **opts)
+             for s, o, opts in ((sa, sb, options), (sb, sa, b_options))]
     value = fid_from_stats(stats[0], stats[1], sa.label, sb.label)
     row = {"domain": domain, "fid": value, "kid": None, "kid_std": None,
            "n_a": stats[0].n, "n_b": stats[1].n,

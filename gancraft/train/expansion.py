@@ -5,17 +5,19 @@ repurposed subspace (the base subspace moved by s along d_k); the base subspace 
 frozen source generator by replay alignment (L2 + LPIPS) and, when the checkpoint has a
 discriminator, the generator's original non-saturating loss against it. Task kinds:
 
-- ``clip``: StyleGAN-NADA's directional CLIP loss; the source images are the expanded model's own
-  base-subspace images for the same latents (paper App. D.2), not a frozen copy's.
+- ``clip``: StyleGAN-NADA's directional CLIP loss (prompt templates, CLIP models summed, as the
+  official code); the source images are the expanded model's own base-subspace images for the
+  same latents (paper App. D.2), not a frozen copy's.
 - ``images``: MyStyle-style few-shot personalisation: the images are inverted into W of the
-  source generator once, then the generator learns to reconstruct them (L1 + LPIPS) from the
+  source generator once, then the generator learns to reconstruct them (MSE + LPIPS) from the
   inversions moved onto the task's subspace.
 - ``model``: a fine-tuned child of the same parent (or any model of the same resolution): for
   the same z, the repurposed subspace learns to give the child's image. No data is needed.
 
 The mapping network is frozen, so W, w_avg and the subspaces mean the same before and after.
-Expansion has no discriminator step, so `ExpansionTrainer` replaces the loop's `train_step`
-and `run_expansion` hands it to `loop.run_training` (snapshots, resume, EMA and logging are the loop's).
+Expansion's step has phases of its own (task and replay losses, the source adversarial loss on
+base-subspace images, D on those), so `ExpansionTrainer` replaces the loop's `train_step` and
+`run_expansion` hands it to `loop.run_training` (snapshots, resume, EMA and logging are the loop's).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..latent.subspace import subspaces_from_table
 from . import distributed as dist_util
-from .clip_losses import DirectionalClipLoss
+from .clip_losses import DirectionalClipLoss, nada_templates
 from .data import GeneratedData, balanced_labels, step_seed
 from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_training
 
@@ -85,6 +87,7 @@ class ExpansionSettings:
     source_weight: float = 1.0       # the generator's original (adversarial) loss on the base subspace
     expansion_weight: float = 1.0
     source_text: str = "a photo"     # CLIP tasks whose ARG has no 'SOURCE->TARGET'
+    templates: bool = True           # NADA's prompt templates for CLIP tasks (False: the bare prompts)
     invert_steps: int = 300
     invert_lr: float = 0.05
 
@@ -221,7 +224,8 @@ class ExpansionMethod(Method):
                 if not self.clips:
                     raise GancraftError(f"--task {t.name}:clip needs CLIP weights (see --clip-model/--clip-weights)")
                 src, tgt = _split_prompt(t.arg, self.settings.source_text)
-                self.clip_losses[t.name] = DirectionalClipLoss(self.clips, src, tgt)
+                self.clip_losses[t.name] = DirectionalClipLoss(self.clips, src, tgt,
+                                                               nada_templates() if self.settings.templates else None)
         self.inverted: dict[str, torch.Tensor] = {}
 
     def _load_child(self, t: TaskSpec) -> torch.nn.Module:
@@ -292,56 +296,6 @@ class ExpansionMethod(Method):
         if task.kind == "images":
             return _recon(self.lpips, edit_img, self.images[task.name][context])
         return self.clip_losses[task.name](base_img.detach(), edit_img)
-
-    @torch.no_grad()
-    def measure(self, G: torch.nn.Module, n: int = 16, seed: int = 1234, batch: int = 8) -> dict[str, dict]:
-        """Per domain: how close G is to what it should give there (lower is better).
-
-        base: pixel L1 ([0,1] scale) to the source generator on base latents; model: to the
-        child's image for the same z; images: to the target images from their inversions;
-        clip: the directional CLIP loss against G's own base images. Run it on the parent
-        (before) and on the expanded model (after) with the same n and seed.
-        """
-        G = G.eval()
-        dev = next(G.parameters()).device
-        z_all = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(dev)
-        sums: dict[str, list[float]] = {}
-
-        def add(key: str, values: torch.Tensor) -> None:
-            sums.setdefault(key, []).extend(values.float().cpu().tolist())
-
-        for i in range(0, n, batch):
-            z = z_all[i:i + batch]
-            ws = G.mapping(z)
-            wb = self.subspaces.base(ws)
-            base = G.synthesis(wb, noise_mode="const")
-            ref = self.source.synthesis(wb, noise_mode="const")
-            add("base", (base - ref).abs().flatten(1).mean(1) / 2)
-            for t in self.tasks:
-                if t.kind == "model":
-                    img = G.synthesis(self.subspaces.domain(ws, t.name), noise_mode="const")
-                    target = self.children[t.name](z, None, noise_mode="const")
-                    add(t.name, (img - target).abs().flatten(1).mean(1) / 2)
-                elif t.kind == "clip":
-                    img = G.synthesis(self.subspaces.domain(ws, t.name), noise_mode="const")
-                    add(t.name, self.clip_losses[t.name](base, img))
-        for t in self.tasks:
-            if t.kind == "images":
-                w_inv = self.inverted[t.name]
-                img = G.synthesis(self.subspaces.domain(_broadcast(w_inv, G.num_ws), t.name), noise_mode="const")
-                add(t.name, (img - self.images[t.name]).abs().flatten(1).mean(1) / 2)
-        what = {"base": "pixel L1 to the source generator, base subspace", "model": "pixel L1 to the child model",
-                "images": "pixel L1 to the target images", "clip": "directional CLIP loss (1 - cos)"}
-        kinds = {"base": "base", **{t.name: t.kind for t in self.tasks}}
-        return {k: {"kind": kinds[k], "what": what[kinds[k]], "value": float(np.mean(v))} for k, v in sums.items()}
-
-
-def format_report(before: dict[str, dict], after: dict[str, dict]) -> str:
-    """A plain-text before/after table of `ExpansionMethod.measure` results."""
-    lines = [f"{'domain':<16} {'kind':<7} {'before':>9} {'after':>9}  measure (lower is better)"]
-    for name, b in before.items():
-        lines.append(f"{name:<16} {b['kind']:<7} {b['value']:>9.4f} {after[name]['value']:>9.4f}  {b['what']}")
-    return "\n".join(lines) + "\n"
 
 
 class ExpansionTrainer(Trainer):
