@@ -64,7 +64,8 @@ def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarra
               help="Positives = top FRACTION of scores, negatives = bottom FRACTION (0/1 labels: all samples).")
 @click.option("--val-split", type=float, default=0.3, show_default=True,
               help="Fraction of each class held out to report accuracy.")
-@click.option("--svm-c", type=float, default=1.0, show_default=True, help="SVM regularisation C.")
+@click.option("--svm-c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="SVM regularisation C.")
 @click.option("--orthogonal-to", multiple=True, metavar="DIRFILE:INDEX",
               help="Project out this direction (conditional editing). Repeatable.")
 @click.option("--name", default=None, help="Name stored with the direction (default: the label column or prompt).")

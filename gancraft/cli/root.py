@@ -73,6 +73,10 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
                             "would collide with the root's")
     classes = [c.strip() for c in classes_spec.split(",")] if classes_spec else [root_stem, *stems]
     info = distributed.from_env()
+    # checked before the output folder and the rooting start file are made, so a bad number
+    # leaves nothing behind
+    opts_kw = dict(batch=32, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=10.0, ema_kimg=10.0)
+    build_options(kw, **opts_kw).validate(info.world)
     start_target = out_dir / f"{root_stem}.st"
     targets = [out_dir / f"{s}.st" for s in stems]
     # when resuming, finished files are kept and skipped
@@ -88,7 +92,6 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
     if start_target in todo and info.is_main:
         emit_path(save_rooting_start(methods[0][0], start_target, {"root": root_path, "classes": classes},
                                      [root_path], force=kw["force"]))
-    opts_kw = dict(batch=32, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=10.0, ema_kimg=10.0)
     for method, src, stem, target in methods:
         if target not in todo:
             continue

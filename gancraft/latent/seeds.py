@@ -75,6 +75,12 @@ def z_from_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> torch.Tensor:
     same z here as in NVIDIA's and rosinality-derived tools (float64 draws, rounded to float32,
     which is what their mapping network does with them).
     """
+    # seed lists are bounded when parsed; computed ones (an offset plus a count, as FID's
+    # --seed-offset and -n make) are checked here, before numpy refuses them with a traceback
+    past = [int(s) for s in seeds if not 0 <= int(s) <= MAX_SEED]
+    if past:
+        raise GancraftError(f"seed {past[0]} is outside numpy's seed range 0-{MAX_SEED}: a seed offset plus the "
+                            "number of images must stay within it (lower --seed-offset or -n)")
     if z_dim <= 0:
         return torch.zeros([len(seeds), 0])
     rows = [np.random.RandomState(int(s)).randn(z_dim) for s in seeds]
