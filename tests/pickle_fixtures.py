@@ -116,7 +116,7 @@ def persistent_tree(module: torch.nn.Module, init_kwargs: dict | None = None,
             value = OrderedDict((n, torch.nn.Parameter(p.detach().clone(), requires_grad=False))
                                 for n, p in value.items())
         elif key == "_buffers":
-            value = OrderedDict((n, b.detach().clone()) for n, b in value.items())
+            value = OrderedDict((n, None if b is None else b.detach().clone()) for n, b in value.items())
         elif isinstance(value, dict):
             value = type(value)()  # hook tables: empty, as in NVIDIA's snapshots
         state[key] = value

@@ -95,12 +95,14 @@ def test_stylegan3_repository_flat_synthesis_kwargs(tmp_path):
     assert ckpt.g_config == cfg
 
 
-def test_stylegan3_is_recognised_and_refused(tmp_path):
+def test_stylegan3_source_with_stylegan2_layers_is_refused(tmp_path):
+    """StyleGAN3 pickles are read by tests/test_stylegan3.py; a StyleGAN3-marked generator whose
+    modules are StyleGAN2's is neither, and is named as such."""
     G_ema, _, _ = _networks()
     snap = nvidia_snapshot(G_ema=G_ema, module_src=STYLEGAN3_MODULE_SRC)
     path = dump(snap, tmp_path / "sg3.pkl")
     assert sniff_pickle(path) == "stylegan3"
-    with pytest.raises(CheckpointError, match="StyleGAN3 checkpoints are recognised but not supported yet"):
+    with pytest.raises(CheckpointError, match=r"G_ema.synthesis.b4 is a SynthesisBlock, which a StyleGAN3"):
         read_nvidia_pickle(path)
     with pytest.raises(CheckpointError, match="StyleGAN3"):
         load(path)
@@ -111,7 +113,7 @@ def test_stylegan3_detected_from_structure_alone(tmp_path):
     snap = nvidia_snapshot(G_ema=G_ema)
     synthesis = snap["G_ema"].meta["state"]["_modules"]["synthesis"].meta["state"]
     synthesis["_modules"]["input"] = Persistent("SynthesisInput", {"_parameters": {}, "_buffers": {}, "_modules": {}})
-    with pytest.raises(CheckpointError, match="StyleGAN3 checkpoints are recognised"):
+    with pytest.raises(CheckpointError, match="which a StyleGAN3 generator"):
         read_nvidia_pickle(dump(snap, tmp_path / "sg3b.pkl"))
 
 

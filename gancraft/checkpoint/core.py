@@ -13,6 +13,7 @@ import torch
 from .. import __version__
 from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
+from ..nets.stylegan3 import StyleGAN3Config
 
 NETS = ("G_ema", "G", "D")
 
@@ -27,7 +28,7 @@ class Checkpoint:
     """
 
     tensors: dict[str, torch.Tensor]
-    g_config: GeneratorConfig
+    g_config: GeneratorConfig | StyleGAN3Config
     d_config: DiscriminatorConfig | None = None
     # name -> {"class": int} for conditional models, or {"direction": [...], "distance": s}
     # for expanded models, or {"vector": tensor name} for domain-vector models
@@ -57,11 +58,16 @@ class Checkpoint:
         where = f"{self.path}: " if self.path else ""
         raise CheckpointError(f"{where}checkpoint holds no generator")
 
+    @property
+    def family(self) -> str:
+        """'stylegan2' or 'stylegan3': which generator the tensors belong to."""
+        return "stylegan3" if isinstance(self.g_config, StyleGAN3Config) else "stylegan2"
+
     def generator(self, net: str | None = None, device: str | torch.device = "cpu") -> "torch.nn.Module":
-        from ..nets.stylegan2 import Generator
+        from ..nets import stylegan2, stylegan3
 
         net = net or self.generator_net()
-        G = Generator(self.g_config)
+        G = (stylegan3 if self.family == "stylegan3" else stylegan2).Generator(self.g_config)
         _load_strict(G, self.state_dict(net), f"{net}", self.path)
         return G.to(device).eval().requires_grad_(False)
 

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from .. import __version__
 from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig, config_from_dict, config_to_dict
+from ..nets.stylegan3 import StyleGAN3Config
 from .core import Checkpoint
 
 FORMAT_TAG = "gancraft"
@@ -80,16 +81,17 @@ def parse_metadata(meta: dict[str, str], path: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or "G" not in config:
         raise CheckpointError(f"{path}: metadata has no generator architecture config")
     family = config.get("family", "stylegan2")
-    if family != "stylegan2":
+    g_class = {"stylegan2": GeneratorConfig, "stylegan3": StyleGAN3Config}.get(family)
+    if g_class is None:
         raise CheckpointError(f"{path}: model family {family!r} is not supported")
-    g_cfg = config_from_dict(GeneratorConfig, config["G"], f"{path}: generator")
+    g_cfg = config_from_dict(g_class, config["G"], f"{path}: generator")
     d_cfg = config_from_dict(DiscriminatorConfig, config["D"], f"{path}: discriminator") if config.get("D") else None
     return dict(g_config=g_cfg, d_config=d_cfg, domains=_meta_json(meta, "domains", {}, path),
                 history=_meta_json(meta, "history", [], path), extra=_meta_json(meta, "extra", {}, path))
 
 
 def build_metadata(ckpt: Checkpoint) -> dict[str, str]:
-    config = {"family": "stylegan2", "G": config_to_dict(ckpt.g_config)}
+    config = {"family": ckpt.family, "G": config_to_dict(ckpt.g_config)}
     if ckpt.d_config is not None:
         config["D"] = config_to_dict(ckpt.d_config)
     return {

@@ -1,4 +1,4 @@
-"""NVIDIA stylegan2-ada-pytorch network pickles, read as data (their embedded source is never run).
+"""NVIDIA stylegan2-ada-pytorch and stylegan3 network pickles, read as data (their embedded source is never run).
 
 Each network in such a pickle is a ``torch_utils.persistence`` record: a class name, the
 module's pickled ``__dict__`` (``_parameters``, ``_buffers``, ``_modules`` of child records,
@@ -19,6 +19,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
+from ..nets.stylegan3 import StyleGAN3Config
 from .core import Checkpoint
 from .safe_pickle import PersistentRecord, TFNetworkRecord, safe_load
 
@@ -107,18 +108,20 @@ def nvidia_to_checkpoint(data: Any, path: Path) -> Checkpoint:
     for name, rec in nets.items():
         if not isinstance(rec, PersistentRecord):
             raise CheckpointError(f"{path}: {name} is a {type(rec).__name__}, not an NVIDIA persistent network")
-    if any(_is_stylegan3(rec) for rec in nets.values()):
-        raise CheckpointError(f"{path}: StyleGAN3 checkpoints are recognised but not supported yet")
     if "G_ema" not in nets and "G" not in nets:
         raise CheckpointError(f"{path}: this pickle holds a discriminator but no generator")
 
     tensors: dict[str, torch.Tensor] = {}
-    g_config: GeneratorConfig | None = None
+    g_config: GeneratorConfig | StyleGAN3Config | None = None
     for name in ("G_ema", "G"):
         if name not in nets:
             continue
         _expect_class(nets[name], "Generator", name, path)
-        cfg = generator_config(nets[name], f"{path}: {name}")
+        if _is_stylegan3(nets[name]):
+            _expect_stylegan3_tree(nets[name], name, path)
+            cfg = stylegan3_config(nets[name], f"{path}: {name}")
+        else:
+            cfg = generator_config(nets[name], f"{path}: {name}")
         if g_config is not None and cfg != g_config:
             raise CheckpointError(f"{path}: G and G_ema have different architectures")
         g_config = g_config or cfg
@@ -149,6 +152,27 @@ def _is_stylegan3(rec: PersistentRecord) -> bool:
         children = synthesis.state.get("_modules", {})
         return isinstance(children, dict) and "input" in children
     return False
+
+
+# the classes of training/networks_stylegan3.py a StyleGAN3 generator is made of, by attribute
+_STYLEGAN3_CHILDREN = {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork", "input": "SynthesisInput",
+                       "affine": "FullyConnectedLayer", "embed": "FullyConnectedLayer"}
+
+
+def _expect_stylegan3_tree(rec: PersistentRecord, net: str, path: Path) -> None:
+    """Each module of the generator must be the stylegan3 class its place calls for, so that the
+    tensors mean what gancraft's StyleGAN3 network makes of them."""
+    children = rec.state.get("_modules") or {}
+    for key, child in children.items() if isinstance(children, dict) else ():
+        if not isinstance(child, PersistentRecord):
+            continue
+        want = _STYLEGAN3_CHILDREN.get(key)
+        if want is None:
+            want = "FullyConnectedLayer" if key.startswith("fc") else "SynthesisLayer" if key.startswith("L") else None
+        if child.class_name != want:
+            raise CheckpointError(f"{path}: {net}.{key} is a {child.class_name}, which a StyleGAN3 generator "
+                                  f"(training.networks_stylegan3) does not have there")
+        _expect_stylegan3_tree(child, f"{net}.{key}", path)
 
 
 def _flatten_into(rec: PersistentRecord, prefix: str, out: dict[str, torch.Tensor], path: Path) -> None:
@@ -261,6 +285,31 @@ def generator_config(rec: PersistentRecord, where: str) -> GeneratorConfig:
     return _build_config(GeneratorConfig, cfg, "generator", where)
 
 
+_SG3_MAPPING = {"num_layers": "mapping_layers", "lr_multiplier": "mapping_lr_multiplier", "w_avg_beta": "w_avg_beta"}
+_SG3_SYNTHESIS = ("channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
+                  "last_stopband_rel", "margin_size", "output_scale", "num_fp16_res", "conv_kernel", "filter_size",
+                  "lrelu_upsampling", "use_radial_filters", "conv_clamp", "magnitude_ema_beta")
+
+
+def stylegan3_config(rec: PersistentRecord, where: str) -> StyleGAN3Config:
+    """The StyleGAN3Config equivalent to stylegan3's ``Generator(*init_args, **init_kwargs)``."""
+    kw = _arguments(rec, _G_POSITIONAL[:6], where)
+    _require(kw, ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"), where)
+    mapping = _sub(kw, "mapping_kwargs", where)
+    cfg: dict[str, Any] = {k: int(kw.pop(k)) for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")}
+    for src, dst in _SG3_MAPPING.items():
+        if src in mapping:
+            cfg[dst] = mapping.pop(src)
+    _leftovers(mapping, set(), f"{where} mapping")
+    for key in _SG3_SYNTHESIS:
+        if key in kw:
+            value = kw.pop(key)
+            # numpy scalars from a training script's arithmetic would not survive JSON metadata
+            cfg[key] = value.item() if hasattr(value, "item") else value
+    _leftovers(kw, set(), f"{where} synthesis")
+    return _build_config(StyleGAN3Config, cfg, "StyleGAN3 generator", where)
+
+
 def _build_config(cls: type, cfg: dict[str, Any], what: str, where: str) -> Any:
     try:
         return cls(**cfg).validate()
@@ -314,4 +363,4 @@ def discriminator_config(rec: PersistentRecord, where: str) -> DiscriminatorConf
 
 
 __all__ = ["sniff_pickle", "read_nvidia_pickle", "read_pickle", "nvidia_to_checkpoint", "generator_config",
-           "discriminator_config"]
+           "stylegan3_config", "discriminator_config"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..io_util import display_name, sha256_file
 from ..nets.config import config_to_dict
+from ..nets.stylegan3 import StyleGAN3Config
 from .core import Checkpoint
 
 _RES = re.compile(r"(?:^|\.)b(\d+)\.")
@@ -22,12 +23,13 @@ def tensor_resolution(name: str) -> int | None:
 
 def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
     g = ckpt.g_config
-    res = g.block_resolutions
+    sg3 = isinstance(g, StyleGAN3Config)
+    res = [] if sg3 else g.block_resolutions
     out: dict[str, Any] = {
         "file": display_name(ckpt.path) if ckpt.path else None,
         "format": ckpt.source_format,
         "sha256": sha256_file(ckpt.path) if ckpt.path else None,
-        "family": "stylegan2",
+        "family": ckpt.family,
         "resolution": g.img_resolution,
         "img_channels": g.img_channels,
         "z_dim": g.z_dim,
@@ -35,7 +37,8 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
         "c_dim": g.c_dim,
         "num_ws": g.num_ws,
         "mapping_layers": g.mapping_layers,
-        "channels": {str(r): g.channels(r) for r in res},
+        "channels": ({s.name: s.out_channels for s in g.layer_specs()} if sg3
+                     else {str(r): g.channels(r) for r in res}),
         "networks": {},
         "domains": ckpt.domains,
         "history": ckpt.history,
@@ -55,8 +58,14 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
         out["warnings"].append(f"{len(bad)} tensors hold NaN or Inf (first: {bad[0]})")
     if ckpt.extra.get("w_avg_estimated"):
         out["warnings"].append("w_avg was not in the file; it was estimated from 10,000 samples")
-    style_dim = sum(ch for r in res for ch in _conv_inputs(g, r))
-    out["domain_vector_dim"] = style_dim
+    if sg3:
+        out["stylegan3_config"] = g.config_name
+        out["synthesis_layers"] = [
+            {"name": s.name, "size": s.out_size, "channels": s.out_channels, "sampling_rate": s.out_sampling_rate,
+             "cutoff": s.out_cutoff, "critically_sampled": s.is_critically_sampled, "torgb": s.is_torgb}
+            for s in g.layer_specs()]
+    # domain vectors scale StyleGAN2's conv inputs; gancraft has none for StyleGAN3
+    out["domain_vector_dim"] = None if sg3 else sum(ch for r in res for ch in _conv_inputs(g, r))
     out["domain_parameters"] = _domain_parameters(ckpt)
     if isinstance(ckpt.extra.get("hyper"), dict):
         out["hyper"] = _hyper_summary(ckpt, out["networks"].get("hyper"))
@@ -103,4 +112,5 @@ def _conv_inputs(g, res: int) -> list[int]:
 
 def _is_buffer(name: str) -> bool:
     last = name.rsplit(".", 1)[-1]
-    return last in ("w_avg", "noise_const", "resample_filter")
+    return last in ("w_avg", "noise_const", "resample_filter",
+                    "magnitude_ema", "up_filter", "down_filter", "transform", "freqs", "phases")  # StyleGAN3's

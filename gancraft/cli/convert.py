@@ -66,6 +66,9 @@ def command(src: str, output: str | None, to: str, allow_custom_channels: bool, 
     if output is None:
         output = stem(src) + SUFFIXES[to]
     ckpt = load(src)
+    if ckpt.family == "stylegan3" and to != "native":
+        raise GancraftError(f"{src}: a StyleGAN3 model converts --to native only (rosinality's code has no StyleGAN3 "
+                            f"network, and the model's NVIDIA pickle is the file it came from)")
     ckpt = ckpt.with_operation("convert", {"to": to, "from": ckpt.source_format}, [src])
     options: dict = {}
     if to == "rosinality":

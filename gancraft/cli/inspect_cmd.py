@@ -18,8 +18,9 @@ from .paths import InputFile
 def command(checkpoint: str, layers: bool, as_json: bool) -> None:
     """Show format, architecture, parameter counts, domains and history of CHECKPOINT.
 
-    Works on gancraft safetensors, rosinality .pt, NVIDIA stylegan2-ada .pkl and TF StyleGAN2
-    .pkl files ('-' reads standard input). Warns when tensors hold NaN or Inf.
+    Works on gancraft safetensors, rosinality .pt, NVIDIA stylegan2-ada and stylegan3 .pkl
+    (StyleGAN3 T and R, and that repository's StyleGAN2) and TF StyleGAN2 .pkl files ('-' reads
+    standard input). Warns when tensors hold NaN or Inf.
     """
     info = summarize(load(checkpoint), layers=layers)
     if as_json:
@@ -27,14 +28,24 @@ def command(checkpoint: str, layers: bool, as_json: bool) -> None:
         return
     click.echo(f"file          {info['file']}")
     click.echo(f"format        {info['format']}  (sha256 {info['sha256'][:16]}…)")
-    click.echo(f"family        {info['family']}, {info['resolution']}x{info['resolution']}, "
+    config = f" (config {info['stylegan3_config']})" if "stylegan3_config" in info else ""
+    click.echo(f"family        {info['family']}{config}, {info['resolution']}x{info['resolution']}, "
                f"{info['img_channels']} channels")
     click.echo(f"latents       z {info['z_dim']}, w {info['w_dim']} x {info['num_ws']}, "
                f"mapping {info['mapping_layers']} layers" + (f", {info['c_dim']} classes" if info["c_dim"] else ""))
-    click.echo("channels      " + "  ".join(f"{r}:{c}" for r, c in info["channels"].items()))
+    if "synthesis_layers" in info:
+        click.echo("layers        name, size, channels, sampling rate, cutoff (after the Fourier-feature input)")
+        for layer in info["synthesis_layers"]:
+            kind = "toRGB" if layer["torgb"] else "critically sampled" if layer["critically_sampled"] else ""
+            click.echo(f"  {layer['name']:<14}{layer['size']:>5}px {layer['channels']:>5}ch  "
+                       f"rate {layer['sampling_rate']:<5} cutoff {layer['cutoff']:<8.4g}{kind}".rstrip())
+    else:
+        click.echo("channels      " + "  ".join(f"{r}:{c}" for r, c in info["channels"].items()))
     for net, n in info["networks"].items():
         click.echo(f"{net:<14}{n['parameters']:,} parameters in {n['tensors']} tensors")
-    click.echo(f"domain vector {info['domain_vector_dim']:,} parameters per domain (one scale per conv input channel)")
+    if info["domain_vector_dim"] is not None:
+        click.echo(f"domain vector {info['domain_vector_dim']:,} parameters per domain "
+                   f"(one scale per conv input channel)")
     if "hyper" in info:
         h = info["hyper"]
         arch = h["architecture"] or {}

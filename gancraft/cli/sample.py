@@ -38,6 +38,7 @@ Examples:
   gancraft sample ffhq.pkl --from-latents z.npz -o again/                # the same pixels again
   gancraft sample ffhq.pkl --from-latents z.npz --edit ffhq.sefa.st:3:2.5 -o edited/
   gancraft sample ffhq.pkl --mix-rows 85,100,75 --mix-cols 55,821,1789 --mix-res 4-32 -o mix.png
+  gancraft sample stylegan3-r-ffhq.pkl --seeds 0-3 --translate 0.3,0 --rotate 15 -o moved/
 
 \b
 Files: DIR/seed0042.png; models with domains write DIR/<domain>/seed0042.png; a prompt's
@@ -93,7 +94,13 @@ def _image_name(seed: int, row: int) -> str:
 @click.option("--mix-layers", default=None, metavar="LIST",
               help="Mixed layers as w indices (0-6, 1,3,5), as NVIDIA's style_mixing.py counts them.")
 @click.option("--mix-res", default=None, metavar="LO-HI",
-              help="Mixed layers by resolution, e.g. 4-32 (coarse) or 64-1024 (fine) [default: 4-32].")
+              help="Mixed layers by resolution, e.g. 4-32 (coarse) or 64-1024 (fine) [default: 4-32; StyleGAN3 "
+                   "models have no resolution blocks: give --mix-layers].")
+@click.option("--translate", default=None, metavar="X,Y",
+              help="StyleGAN3 only: move the image by X,Y (in image widths, e.g. 0.3,1), as NVIDIA's "
+                   "gen_images.py --translate: the input layer's Fourier features are sampled further along.")
+@click.option("--rotate", type=float, default=None, metavar="DEGREES",
+              help="StyleGAN3 only: turn the image by this angle, as gen_images.py --rotate.")
 @force_option
 def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], **kw) -> None:
     """Generate images from CKPT for seeds or stored latents.
@@ -127,8 +134,9 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
             domain: str | None, prompts: tuple[str, ...], clip_weights: str | None, download_clip: bool,
             grid: str | None, grid_cols: int | None, latents_out: str | None,
             edits: tuple[str, ...], mix_rows: str | None, mix_cols: str | None, mix_layers: str | None,
-            mix_res: str | None, force: bool) -> None:
+            mix_res: str | None, translate: str | None, rotate: float | None, force: bool) -> None:
     dev = resolve_device(device)
+    place = _input_transform(translate, rotate)
     _check_prompts(prompts)
     prompt_args = (prompts, clip_weights, download_clip)
     mixing = mix_rows is not None or mix_cols is not None
@@ -137,7 +145,7 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     if mixing:
         _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid,
                       latents_out, psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force,
-                      prompt_args, precision)
+                      prompt_args, precision, place)
         return
     if mix_layers is not None or mix_res is not None:
         raise GancraftError("--mix-layers/--mix-res need --mix-rows and --mix-cols")
@@ -154,7 +162,7 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
             check_output_path(p, force=force, inputs=(ckpt,) + ((from_latents,) if from_latents else ()))
 
     model = load(ckpt)
-    G = model.generator(device=dev)
+    G = _placed_generator(model, dev, place)
     get_prompts = dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip)
     stored = load_latents(from_latents) if from_latents is not None else None
     if stored is not None:
@@ -209,6 +217,33 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
                                                     domains=rows_domain, batch=batch), force=force))
     if grid is not None:
         emit_path(save_png(_contact_sheet(images, jobs, multi, grid_cols), grid, force=force))
+
+
+def _input_transform(translate: str | None, rotate: float | None) -> torch.Tensor | None:
+    """The StyleGAN3 input transform --translate/--rotate ask for; None when neither is given."""
+    if translate is None and rotate is None:
+        return None
+    from ..nets.stylegan3 import input_transform
+
+    xy = (0.0, 0.0)
+    if translate is not None:
+        try:
+            xy = tuple(float(v) for v in translate.split(","))
+        except ValueError:
+            xy = ()
+        if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
+            raise GancraftError(f"--translate {translate!r}: expected two numbers X,Y, e.g. 0.3,1")
+    return input_transform(xy, rotate or 0.0)
+
+
+def _placed_generator(model, dev: torch.device, place: torch.Tensor | None) -> torch.nn.Module:
+    G = model.generator(device=dev)
+    if place is not None:
+        if model.family != "stylegan3":
+            raise GancraftError(f"--translate/--rotate move a StyleGAN3 model's input grid; {model.path} is "
+                                f"{model.family}")
+        G.synthesis.input.transform.copy_(place)
+    return G
 
 
 def _stack_z(parts: list[np.ndarray]) -> np.ndarray:
@@ -315,7 +350,7 @@ def _contact_sheet(images: list[np.ndarray], jobs: list, multi: bool, cols: int 
 
 def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid, latents_out,
                   psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force, prompt_args,
-                  precision) -> None:
+                  precision, place) -> None:
     if mix_rows is None or mix_cols is None:
         raise GancraftError("style mixing needs both --mix-rows and --mix-cols")
     for name, value in (("--seeds", seeds), ("--from-latents", from_latents), ("--grid", grid),
@@ -330,7 +365,10 @@ def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, 
     cols = parse_seeds(mix_cols, "--mix-cols", allow_duplicates=True)
     check_output_path(output, force=force, inputs=(ckpt,))
     model = load(ckpt)
-    G = model.generator(device=dev)
+    G = _placed_generator(model, dev, place)
+    if mix_layers is None and model.family == "stylegan3":
+        raise GancraftError(f"--mix-res: {ckpt} is a StyleGAN3 model, whose layers have no resolution blocks; "
+                            f"give --mix-layers (w indices 0-{G.num_ws - 1})")
     prompts, clip_weights, download_clip = prompt_args
     specs = _specs(model, G, domain, prompts, dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip))
     if len(specs) != 1:

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from . import ops
-from .config import DiscriminatorConfig, GeneratorConfig
+from ..errors import GancraftError
+from .config import STYLEGAN3_NOT_TRAINABLE, DiscriminatorConfig, GeneratorConfig
 
 PRECISIONS = ("fp32", "mixed", "bf16")
 
@@ -330,6 +331,8 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
+        if not isinstance(cfg, GeneratorConfig):  # a training method given a StyleGAN3 model's config
+            raise GancraftError(STYLEGAN3_NOT_TRAINABLE)
         cfg.validate()
         self.cfg = cfg
         self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim

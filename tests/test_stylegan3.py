@@ -1,0 +1,305 @@
+"""StyleGAN3: gancraft's network against NVIDIA's stylegan3 code, golden images, pickles, CLI.
+
+The NVIDIA tests run when GANCRAFT_NVIDIA_SRC is a stylegan3 checkout (its own code needs
+scipy and, for its pkg_resources import, setuptools < 81); the golden tests always run, on
+images gancraft wrote after matching NVIDIA's (tests/reference/make_stylegan3_golden.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import NVIDIA_SRC, cli_fails, cli_ok
+from gancraft import load, save
+from gancraft.checkpoint.core import Checkpoint
+from gancraft.checkpoint.nvidia import read_nvidia_pickle, sniff_pickle
+from gancraft.errors import CheckpointError, GancraftError
+from gancraft.nets import stylegan3 as sg3
+from gancraft.nets.stylegan3 import Generator, StyleGAN3Config, input_transform
+from pickle_fixtures import STYLEGAN3_MODULE_SRC, EasyDict, dump, persistent_tree
+
+REF = Path(__file__).parent / "reference"
+TOL = 1e-4
+
+needs_stylegan3 = pytest.mark.skipif(
+    not NVIDIA_SRC or not (Path(NVIDIA_SRC).expanduser() / "training" / "networks_stylegan3.py").is_file(),
+    reason="set GANCRAFT_NVIDIA_SRC to a stylegan3 checkout to compare with NVIDIA's StyleGAN3 code")
+
+
+def tiny(**kw) -> StyleGAN3Config:
+    base = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=256, channel_max=8)
+    base.update(kw)
+    return StyleGAN3Config(**base)
+
+
+R = dict(conv_kernel=1, use_radial_filters=True)
+
+
+def gen_images_matrix(translate: tuple[float, float], angle: float) -> np.ndarray:
+    """gen_images.py's make_transform, restated: the image's rotation and shift."""
+    a = angle / 360 * 2 * np.pi
+    return np.array([[np.cos(a), np.sin(a), translate[0]], [-np.sin(a), np.cos(a), translate[1]], [0, 0, 1]])
+
+
+# ---------------------------------------------------------------- always: structure and golden images
+
+
+def test_layer_schedule_of_a_16px_r_config():
+    """Values printed by NVIDIA's stylegan3 SynthesisNetwork for this config (channel_base 512,
+    channel_max 16, 16 px, R): names, sizes, rates, cutoffs, resampling and padding."""
+    specs = tiny(channel_base=512, channel_max=16, **R).layer_specs()
+    assert [s.name for s in specs] == [f"L{i}_36_16" for i in range(13)] + ["L13_16_16", "L14_16_3"]
+    first, last = specs[1], specs[-1]
+    assert (first.in_size, first.out_size, first.in_sampling_rate, first.out_sampling_rate) == (36, 36, 16, 16)
+    assert first.in_cutoff == pytest.approx(2.0) and first.out_cutoff == pytest.approx(2.244924096618746)
+    assert first.in_half_width == pytest.approx(6.0) and first.out_half_width == pytest.approx(5.755075903381254)
+    assert (first.up, first.up_taps, first.down, first.down_taps, first.padding) == (2, 12, 2, 12, (11, 10, 11, 10))
+    assert first.down_radial and first.conv_kernel == 1 and not first.is_critically_sampled
+    assert [s.is_critically_sampled for s in specs].count(True) == 3  # L12, L13 and the toRGB
+    assert not specs[12].down_radial  # critically sampled layers keep the separable filter
+    assert last.is_torgb and (last.up, last.down, last.up_taps, last.down_taps) == (1, 1, 1, 1)
+    assert specs[13].out_size == 16 and specs[12].out_cutoff == pytest.approx(8.0)
+
+
+def test_filters_are_unit_gain_lowpass_of_the_specified_shape():
+    G = Generator(tiny(**R))
+    layer = G.synthesis.layers()[1]
+    up, down = layer.up_filter, layer.down_filter
+    assert up.ndim == 1 and down.ndim == 2  # R: radial downsampling filter
+    assert up.sum().item() == pytest.approx(1, abs=1e-6) and down.sum().item() == pytest.approx(1, abs=1e-6)
+    assert torch.allclose(up, up.flip(0)) and torch.allclose(down, down.t())
+    # the radial filter depends only on the distance from its centre
+    assert torch.allclose(down, down.flip(0)) and down[0, 3].item() == pytest.approx(down[3, 0].item())
+    assert G.synthesis.layers()[-1].up_filter is None  # toRGB: no resampling
+
+
+def test_separable_fir_equals_the_2d_filter():
+    x = torch.randn(2, 3, 9, 11)
+    f = torch.rand(7)
+    for up, down, pad in ((2, 1, (5, 4, 3, 6)), (1, 2, (-1, 2, 0, -2)), (2, 2, (0, 0, 0, 0))):
+        want = sg3.ops.upfirdn2d(x, torch.outer(f, f), up=up, down=down, padding=pad, gain=up * up)
+        got = sg3._fir(x, f, up=up, down=down, padding=pad, gain=up * up)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_input_transform_is_the_inverse_of_gen_images_matrix():
+    for translate, angle in (((0.3, 1.0), 0.0), ((0.0, 0.0), 45.0), ((-0.2, 0.7), 200.0)):
+        want = np.linalg.inv(gen_images_matrix(translate, angle))
+        np.testing.assert_allclose(input_transform(translate, angle).numpy(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["t16", "r16"])
+def test_golden_images(name):
+    golden = load_file(str(REF / "stylegan3_golden.safetensors"))
+    ckpt = load(REF / f"stylegan3_{name}.st")
+    assert ckpt.family == "stylegan3" and ckpt.g_config.config_name == name[0].upper()
+    G = ckpt.generator()
+    z = golden[f"{name}.z"]
+    c = torch.nn.functional.one_hot(torch.arange(3) % G.c_dim, G.c_dim).float() if G.c_dim else None
+    with torch.no_grad():
+        torch.testing.assert_close(G(z, c), golden[f"{name}.plain"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(G(z, c, truncation_psi=0.7), golden[f"{name}.psi0.7"], rtol=0, atol=1e-5)
+        G.synthesis.input.transform.copy_(input_transform((0.25, -0.1), 30.0))
+        torch.testing.assert_close(G(z, c), golden[f"{name}.placed"], rtol=0, atol=1e-5)
+
+
+def test_native_round_trip(tmp_path):
+    G = Generator(tiny(c_dim=3, **R)).eval()
+    ckpt = Checkpoint.from_modules(G_ema=G)
+    back = load(save(ckpt, tmp_path / "m.st"))
+    assert back.g_config == ckpt.g_config and back.family == "stylegan3"
+    z, c = torch.randn(2, 8), torch.eye(3)[:2]
+    assert torch.equal(back.generator()(z, c), G(z, c))
+
+
+# ---------------------------------------------------------------- pickles, without NVIDIA's code
+
+
+def _sg3_pickle(tmp_path: Path, G: Generator, **extra) -> Path:
+    cfg = G.cfg
+    kwargs = EasyDict(z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers),
+                      channel_base=cfg.channel_base, channel_max=cfg.channel_max, magnitude_ema_beta=0.998,
+                      conv_kernel=cfg.conv_kernel, use_radial_filters=cfg.use_radial_filters, num_fp16_res=4,
+                      conv_clamp=256, c_dim=cfg.c_dim, img_resolution=cfg.img_resolution,
+                      img_channels=cfg.img_channels, **extra)
+    snap = {"G_ema": persistent_tree(G, kwargs, STYLEGAN3_MODULE_SRC), "augment_pipe": None}
+    return dump(snap, tmp_path / "sg3.pkl")
+
+
+def test_stylegan3_pickle_is_read_as_data(tmp_path):
+    G = Generator(tiny(**R)).eval()
+    path = _sg3_pickle(tmp_path, G)
+    assert sniff_pickle(path) == "stylegan3"
+    ckpt = read_nvidia_pickle(path)
+    assert ckpt.g_config == StyleGAN3Config(**{**vars(G.cfg), "magnitude_ema_beta": 0.998})
+    assert set(ckpt.state_dict("G_ema")) == set(G.state_dict())
+    z = torch.randn(2, 8)
+    assert torch.equal(ckpt.generator()(z), G(z))
+
+
+def test_stylegan3_pickle_refusals(tmp_path):
+    G = Generator(tiny()).eval()
+    with pytest.raises(CheckpointError, match="unsupported constructor options: wobble"):
+        read_nvidia_pickle(_sg3_pickle(tmp_path, G, wobble=1))
+    snap = {"G_ema": persistent_tree(G, dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                                             channel_base=256, channel_max=8), STYLEGAN3_MODULE_SRC)}
+    layers = snap["G_ema"].meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]
+    layers["L3_36_8"].meta["class_name"] = "SynthesisBlock"
+    with pytest.raises(CheckpointError, match=r"G_ema.synthesis.L3_36_8 is a SynthesisBlock"):
+        read_nvidia_pickle(dump(snap, tmp_path / "odd.pkl"))
+
+
+# ---------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def sg3_file(tmp_path) -> Path:
+    return save(load(REF / "stylegan3_r16.st"), tmp_path / "r16.st")
+
+
+def test_cli_inspect_sample_convert(sg3_file, tmp_path):
+    assert "family stylegan3 (config R), 16x16," in " ".join(cli_ok("inspect", str(sg3_file)))
+    info = json.loads(" ".join(cli_ok("inspect", str(sg3_file), "--json")))
+    assert info["family"] == "stylegan3" and info["stylegan3_config"] == "R"
+    assert [x["name"] for x in info["synthesis_layers"]][-1] == "L14_16_3" and info["domain_vector_dim"] is None
+
+    plain = cli_ok("sample", str(sg3_file), "--seeds", "0,1", "--domain", "0", "-o", str(tmp_path / "a"))
+    moved = cli_ok("sample", str(sg3_file), "--seeds", "0,1", "--domain", "0", "--translate", "0.25,-0.1",
+                   "--rotate", "30", "-o", str(tmp_path / "b"))
+    a, b = (np.asarray(Image.open(paths[-1])) for paths in (plain, moved))
+    assert a.shape == (16, 16, 3) and not np.array_equal(a, b)
+    # the moved image is the golden 'placed' rendering of the same model (z from seed 1, class 0)
+    G = load(sg3_file).generator()
+    G.synthesis.input.transform.copy_(input_transform((0.25, -0.1), 30.0))
+    z = torch.from_numpy(np.random.RandomState(1).randn(1, 8)).float()
+    want = (G(z, torch.eye(2)[:1]) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    assert np.abs(b.astype(int) - want.astype(int)).max() <= 1
+
+    st = cli_ok("convert", str(sg3_file), "-o", str(tmp_path / "c.st"))
+    back = load(st[0])
+    assert back.family == "stylegan3" and back.history[-1]["command"] == "convert"
+    for to in ("rosinality", "nvidia"):
+        assert "converts --to native only" in cli_fails("convert", str(sg3_file), "--to", to, "-o",
+                                                        str(tmp_path / f"x.{to}"))
+    assert "--translate" in cli_fails("sample", str(sg3_file), "--translate", "1", "-o", str(tmp_path / "d"))
+    assert "give --mix-layers" in cli_fails("sample", str(sg3_file), "--mix-rows", "1", "--mix-cols", "2",
+                                            "--domain", "0", "-o", str(tmp_path / "m.png"))
+
+
+def test_cli_translate_refuses_stylegan2(tmp_path):
+    from conftest import make_tiny_checkpoint
+
+    path = save(make_tiny_checkpoint(0, resolution=16), tmp_path / "sg2.st")
+    assert "StyleGAN3" in cli_fails("sample", str(path), "--rotate", "10", "-o", str(tmp_path / "o"))
+
+
+# ---------------------------------------------------------------- against NVIDIA's stylegan3 code
+
+
+@pytest.fixture(scope="module")
+def nv():
+    sys.path.insert(0, str(Path(NVIDIA_SRC).expanduser().resolve()))
+    import training.networks_stylegan3 as networks
+
+    return networks
+
+
+def _nvidia_pair(nv, cfg_kwargs: dict, seed: int):
+    torch.manual_seed(seed)
+    ref = nv.Generator(**cfg_kwargs).eval()
+    with torch.no_grad():
+        for _, p in ref.named_parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # NVIDIA's init zeroes the input affine: move it
+        for key, b in ref.named_buffers():
+            if key.endswith("magnitude_ema"):
+                b.fill_(float(torch.rand([])) + 0.5)
+            elif key.endswith("w_avg"):
+                b.normal_()
+    ours = Generator(StyleGAN3Config(**cfg_kwargs)).eval()
+    own = ours.state_dict()
+    for key, value in ref.state_dict().items():
+        if key.endswith(("up_filter", "down_filter")):  # designed by each side from the config alone
+            torch.testing.assert_close(own[key], value, rtol=0, atol=1e-7, msg=key)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+@needs_stylegan3
+@pytest.mark.parametrize("config", ["T", "R"])
+@pytest.mark.parametrize("res", [16, 32])
+def test_images_match_nvidia(nv, config, res):
+    kw = dict(z_dim=8, c_dim=3, w_dim=8, img_resolution=res, img_channels=3, channel_base=512, channel_max=16,
+              **(R if config == "R" else {}))
+    ref, ours = _nvidia_pair(nv, kw, seed=res)
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    c = torch.eye(3)
+    with torch.no_grad():
+        for psi, cutoff in ((1, None), (0.6, 4)):
+            want = ref(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+            got = ours(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
+            assert want.abs().max() > 0.1 and (got - want).abs().max() <= TOL, (psi, cutoff)
+        m = torch.from_numpy(np.linalg.inv(gen_images_matrix((0.4, -0.3), 70.0)))
+        ref.synthesis.input.transform.copy_(m)
+        ours.synthesis.input.transform.copy_(input_transform((0.4, -0.3), 70.0))
+        assert (ours(z, c) - ref(z, c)).abs().max() <= TOL
+
+
+@needs_stylegan3
+def test_a_pickle_written_by_nvidias_training_code_loads(nv, tmp_path):
+    """As stylegan3's train.py builds and saves a snapshot: StyleGAN3 G, G_ema, its StyleGAN2 D."""
+    import dnnlib
+
+    torch.manual_seed(5)
+    common = dict(c_dim=0, img_resolution=16, img_channels=3)
+    G = dnnlib.util.construct_class_by_name(
+        class_name="training.networks_stylegan3.Generator", z_dim=8, w_dim=8,
+        mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=512, channel_max=16,
+        magnitude_ema_beta=0.5 ** (32 / 20e3), conv_kernel=1, use_radial_filters=True, num_fp16_res=4,
+        conv_clamp=256, **common).eval().requires_grad_(False)
+    D = dnnlib.util.construct_class_by_name(
+        class_name="training.networks_stylegan2.Discriminator", block_kwargs=dnnlib.EasyDict(freeze_layers=0),
+        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4), channel_base=512,
+        channel_max=16, num_fp16_res=4, conv_clamp=256, **common).eval().requires_grad_(False)
+    with torch.no_grad():
+        for _, p in G.named_parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    path = tmp_path / "network-snapshot-000000.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"G": G, "D": D, "G_ema": copy.deepcopy(G), "augment_pipe": None,
+                     "training_set_kwargs": dnnlib.EasyDict(path="x.zip")}, fh)
+    ckpt = load(path)
+    assert ckpt.family == "stylegan3" and ckpt.nets == ["G_ema", "G", "D"]
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        assert (ckpt.generator()(z) - G(z, None)).abs().max() <= TOL
+        img = torch.randn(2, 3, 16, 16)
+        assert (ckpt.discriminator()(img) - D(img, None)).abs().max() <= TOL
+    assert math.isclose(ckpt.g_config.magnitude_ema_beta, 0.5 ** (32 / 20e3))
+
+
+def test_training_commands_refuse_stylegan3(tmp_path):
+    from gancraft.nets import Discriminator, DiscriminatorConfig
+
+    # as a stylegan3 training snapshot: StyleGAN3 generator, StyleGAN2 discriminator
+    D = Discriminator(DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=8))
+    sg3_file = save(Checkpoint.from_modules(G_ema=load(REF / "stylegan3_t16.st").generator(), D=D),
+                    tmp_path / "t16.st")
+    other = save(load(sg3_file), tmp_path / "other.st")
+    for args in (["root", "--root", str(sg3_file), "--source", str(other), "-o", str(tmp_path / "r")],
+                 ["finetune", str(sg3_file), "--domain", f"a={sg3_file}", "--domain", f"b={sg3_file}",
+                  "-o", str(tmp_path / "u.st")]):
+        assert "StyleGAN3 models cannot be trained" in cli_fails(*args)
+    assert not any((tmp_path / "r").rglob("*")) and not (tmp_path / "u.st").exists()
+    with pytest.raises(GancraftError, match="cannot be trained"):
+        load(sg3_file).generator().train()
