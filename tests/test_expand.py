@@ -468,3 +468,71 @@ def test_report_follows_the_papers_protocol(model_runs, tmp_path):
         assert fid.after < 0.5 * fid.before
         assert probe.before < 0.2 and probe.after > 0.6, probe
     assert got["base", "probe"].before > 0.8 and got["base", "probe"].after > 0.5
+
+
+def test_replay_and_tasks_see_the_right_subspaces(tmp_path, monkeypatch):
+    """One step, every synthesis recorded: the frozen source replays only base-subspace latents
+    (repurposed coordinates at w_avg's), and an images task trains on its inversions moved onto its
+    own subspace, never on the base subspace; the inversions are the source's, of these images."""
+    from gancraft.latent import subspace
+    from gancraft.media.images import save_png, to_uint8
+
+    parent = make_tiny_checkpoint(0, with_d=False)  # no D: the source renders nothing but replay
+    G0 = parent.generator()
+    folder = tmp_path / "me"
+    folder.mkdir()
+    with torch.no_grad():
+        targets = make_tiny_checkpoint(3).generator()(torch.randn(3, G0.z_dim), None).clamp(-1, 1)
+    for i, arr in enumerate(to_uint8(targets)):
+        save_png(arr, folder / f"{i}.png")
+    child = tmp_path / "c.st"
+    save(make_tiny_checkpoint(1), child)
+    table = _table(G0, ["me", "kid"])
+    method = ExpansionMethod(parent, [parse_task(f"me:images:{folder}"), parse_task(f"kid:model:{child}")], table,
+                             ExpansionSettings(invert_steps=15))
+    replayed, on_domain = [], []
+    # replay renders without gradients, the inversion (unprojected, its own latents) with them; G and
+    # G_ema are deep copies of the source and carry the hook too
+    source = method.source.synthesis
+    source.register_forward_pre_hook(lambda module, args: None if module is not source or torch.is_grad_enabled()
+                                     else replayed.append(args[0].detach().clone()))
+    domain = subspace.Subspaces.domain
+
+    def recording(self, ws, name):
+        on_domain.append((name, ws.detach().clone()))
+        return domain(self, ws, name)
+
+    monkeypatch.setattr(subspace.Subspaces, "domain", recording)
+    run_expansion(method, TrainOptions(kimg=0.006, batch=6, snap_kimg=1, ema_kimg=0, pl_weight=0),
+                  tmp_path / "run", progress=False, max_steps=1)
+    basis = method.subspaces.basis
+    w_avg_coords = G0.mapping.w_avg @ basis.t()
+    assert replayed and all(torch.allclose(ws @ basis.t(), w_avg_coords.expand(*ws.shape[:2], -1), atol=1e-4)
+                            for ws in replayed)
+    inv = method.inverted["me"]
+    trained = [ws for name, ws in on_domain if name == "me" and ws.shape[0] < 6]  # the grid renders 6+
+    assert trained, "the images task never rendered its own subspace"
+    for ws in trained:
+        assert all(any(torch.allclose(row, w, atol=1e-6) for w in inv) for row in ws[:, 0])
+    with torch.no_grad():
+        errors = [(G0.synthesis(w.unsqueeze(1).expand(-1, G0.num_ws, -1)) - method.images["me"]).square().mean()
+                  for w in (inv, G0.mapping.w_avg.expand(3, -1))]
+    assert errors[0] < 0.9 * errors[1]
+    # and they are the source's inversions of these very images, as invert_images gives them
+    assert torch.allclose(inv, invert_images(G0, method.images["me"], steps=15), atol=1e-5)
+
+
+def test_source_adversarial_step_updates_g(tmp_path):
+    """With every other G loss weighted 0 and no path length, the source adversarial step alone
+    must move G's synthesis (and only it: the mapping stays frozen)."""
+    parent = make_tiny_checkpoint(0)
+    child = tmp_path / "c.st"
+    save(make_tiny_checkpoint(1), child)
+    settings = ExpansionSettings(replay_l2=0, replay_lpips=0, expansion_weight=0, source_weight=1.0)
+    method = ExpansionMethod(parent, [parse_task(f"kid:model:{child}")], _table(parent.generator(), ["kid"]),
+                             settings)
+    tr = run_expansion(method, TrainOptions(kimg=0.004, batch=4, snap_kimg=1, ema_kimg=0, pl_weight=0),
+                       tmp_path / "run", progress=False, max_steps=1)
+    G0 = parent.generator()
+    moved = [k for k, v in tr.G.state_dict().items() if not torch.equal(v, G0.state_dict()[k])]
+    assert any(k.startswith("synthesis.") for k in moved) and not any(k.startswith("mapping.") for k in moved)
