@@ -8,9 +8,12 @@
 # Every step is a file target: a second `make` does nothing, an interrupted expansion resumes
 # from its run folder's last snapshot.
 # Variables: EXAMPLES (folder with face.st, cat.st, dog.st), OUT, GANCRAFT, EXPAND_PARENT,
-# EXPAND_TARGETS, EXPAND_KIMG, EXPAND_FLAGS. `expand`'s defaults are the official code's (batch 32
+# EXPAND_TARGETS, EXPAND_KIMG, EXPAND_FLAGS, EXPAND_REPORT_FLAGS (default: the report's features from
+# the bundled toy-domain network, which runs anywhere; `--report-extractor inception` after
+# `make weights` for the paper's Inception). `expand`'s defaults are the official code's (batch 32
 # split over the tasks, lr 0.001, EMA 10 kimg, source adversarial loss with D trained, random noise);
-# the directions come from every modulation but the toRGBs after 4x4, as the official code stacks them.
+# the directions come from every modulation but the toRGBs after 4x4, as the official code stacks them,
+# and the two whose measured image change is least are used (`--directions dormant`).
 
 EXAMPLES ?= examples
 OUT ?= out/expand
@@ -18,7 +21,8 @@ GANCRAFT ?= gancraft
 EXPAND_PARENT ?= face
 EXPAND_TARGETS ?= cat dog
 EXPAND_KIMG ?= 8
-EXPAND_FLAGS ?= --distance 20 --quiet
+EXPAND_FLAGS ?= --distance 20 --directions dormant --quiet
+EXPAND_REPORT_FLAGS ?= --report-extractor $(EXAMPLES)/toy-features.pt
 
 EXPAND_MODEL := $(OUT)/$(EXPAND_PARENT)-expanded.st
 EXPAND_DOMAINS := base $(EXPAND_TARGETS)
@@ -41,7 +45,7 @@ $(EXPAND_MODEL) $(OUT)/report.txt &: $(EXAMPLES)/$(EXPAND_PARENT).st $(OUT)/$(EX
         $(foreach t,$(EXPAND_TARGETS),$(EXAMPLES)/$(t).st)
 	$(GANCRAFT) expand $< --sefa $(OUT)/$(EXPAND_PARENT)-sefa.st $(EXPAND_TASKS) --kimg $(EXPAND_KIMG) \
 	  $(EXPAND_FLAGS) --run-dir $(OUT)/expand-run $(if $(wildcard $(OUT)/expand-run/run.json),--resume) \
-	  --report $(OUT)/report.txt -o $(EXPAND_MODEL) --force
+	  --report $(OUT)/report.txt $(EXPAND_REPORT_FLAGS) -o $(EXPAND_MODEL) --force
 
 $(OUT)/samples-%.png: $(EXPAND_MODEL)
 	$(GANCRAFT) sample $< --domain $* --seeds 0-15 -o $(OUT)/samples-$* --grid $@ --force >/dev/null
