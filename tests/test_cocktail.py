@@ -179,7 +179,7 @@ def test_domain_vector_mode_changes_only_the_vectors(models, tmp_path):
             assert torch.equal(out.tensors[k], v), k
     width = start.generator().synthesis.style_dim
     for name in ("cat", "dog"):
-        assert out.domains[name] == {"kind": "vector", "tensor": f"domain_vectors.{name}"}
+        assert out.domains[name] == {"kind": "vector", "tensor": f"domain_vectors.{name}", "modulation": "after-demod"}
         vec = out.tensors[f"domain_vectors.{name}"]
         assert vec.shape == (width,) and vec.abs().sum() > 0
 

@@ -13,7 +13,7 @@ from gancraft import Checkpoint, load, save
 from gancraft.checkpoint.summary import summarize
 from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
-from gancraft.latent.domains import resolve_domain
+from gancraft.latent.domains import prompt_domain, resolve_domain
 from gancraft.latent.prompts import PromptVectors, interpolate_prompts, style_scale_for_prompt
 from gancraft.metrics import clip as clip_mod
 from gancraft.nets import Generator, GeneratorConfig
@@ -159,6 +159,37 @@ def test_save_load_round_trip(trained, hyper_ckpt, clip):
     assert torch.equal(spec.style_scale.flatten(), hyper_ckpt.tensors["domain_vectors.toon"].flatten())
 
 
+def test_the_modulation_order_is_stored_and_read_back(hyper_ckpt, clip):
+    assert hyper_ckpt.extra["hyper"]["modulation"] == "after-demod"
+    pv = PromptVectors(hyper_ckpt, clip=clip)
+    G = hyper_ckpt.generator()
+    assert pv.modulation == "after-demod"
+    assert resolve_domain(hyper_ckpt, PROMPTS[0], G, prompts=pv).modulation == "after-demod"
+    assert prompt_domain(hyper_ckpt, "a pirate", G, prompts=pv).modulation == "after-demod"
+    # the parent's vector predates recorded orders: it keeps the order it was trained with, and the two
+    # kinds of vector have no sum
+    assert resolve_domain(hyper_ckpt, "toon", G).modulation == "before-demod"
+    with pytest.raises(GancraftError, match="different modulation orders"):
+        resolve_domain(hyper_ckpt, f"toon+{PROMPTS[0]}", G, prompts=pv)
+    old = copy.copy(hyper_ckpt)
+    old.extra = {**hyper_ckpt.extra, "hyper": {k: v for k, v in hyper_ckpt.extra["hyper"].items()
+                                               if k != "modulation"}}
+    old_pv = PromptVectors(old, clip=clip)
+    assert old_pv.modulation == "before-demod"
+    assert prompt_domain(old, "a pirate", G, prompts=old_pv).modulation == "before-demod"
+
+
+def test_hyper_losses_render_in_the_settings_order(trained, parent, clip):
+    G = parent.generator()
+    texts = hy._Texts(clip, PROMPTS, "Photo", templates=False)
+    totals = {}
+    for order in ("after-demod", "before-demod"):
+        settings = hy.HyperSettings(**SETTINGS, modulation=order)
+        with td.seeded(0, torch.device("cpu")), torch.no_grad():
+            totals[order] = hy.hyper_step_losses(G, trained[1].hyper, clip, texts, settings, torch.device("cpu"))[0]
+    assert abs(totals["after-demod"] - totals["before-demod"]) > 1e-4
+
+
 def test_batched_directional_loss_matches_the_nada_loss(clip):
     gen = torch.Generator().manual_seed(0)
     src = torch.rand(3, 3, 16, 16, generator=gen) * 2 - 1
@@ -266,8 +297,12 @@ def test_cli_trains_and_writes_a_loadable_checkpoint(tiny_ckpt_path, tmp_path, m
     assert result.stdout.strip() == str(out)
     ckpt = load(out)
     assert ckpt.extra["hyper"]["prompts"] == ["a sketch", "a cartoon"]
+    assert ckpt.extra["hyper"]["modulation"] == "after-demod"
     assert hy.domain_vector_for_prompt(ckpt, "a pirate", clip).shape == (ckpt.generator().synthesis.style_dim,)
     src = load(tiny_ckpt_path)
     assert all(torch.equal(ckpt.tensors[k], v) for k, v in src.tensors.items())
     _one_line_error(_run(*args), "already exists")
     _one_line_error(_run(out, "--prompts", prompts, "-o", tmp_path / "again.st"), "already holds a hyper-network")
+    before = tmp_path / "before.st"
+    assert _run(*args[:4], before, *args[5:], "--modulation-order", "before-demod").exit_code == 0
+    assert load(before).extra["hyper"]["modulation"] == "before-demod"

@@ -37,7 +37,8 @@ def hyper_path(clip, tmp_path_factory):
     parent = make_tiny_checkpoint(seed=2)
     dim = parent.generator().synthesis.style_dim
     parent.tensors["domain_vectors.toon"] = torch.linspace(-0.3, 0.3, dim)
-    parent.domains = {"toon": {"kind": "vector", "tensor": "domain_vectors.toon"}}
+    # trained in the order the hyper-network uses, so the two compose ('toon+a cartoon')
+    parent.domains = {"toon": {"kind": "vector", "tensor": "domain_vectors.toon", "modulation": "after-demod"}}
     result = hy.train_hyper(parent, PROMPTS, clip, hy.HyperSettings(steps=2, batch=4, lr=5e-2, width=8, seed=1))
     path = tmp_path_factory.mktemp("hyper") / "hyper.st"
     save(hy.hyper_checkpoint(parent, result), path)

@@ -124,11 +124,13 @@ def test_style_scale_zero_is_identity_and_nonzero_changes_image():
     z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(3))
     base = G(z)
     zero = torch.zeros(G.synthesis.style_dim)
-    assert torch.equal(G(z, style_scale=zero), base)
-    # a uniform scale is cancelled by demodulation; a per-channel one is not
-    assert (G(z, style_scale=zero + 0.5) - base).abs().max() < 1e-4
     d = 0.5 * torch.randn(G.synthesis.style_dim, generator=torch.Generator().manual_seed(4))
-    assert (G(z, style_scale=d) - base).abs().max() > 1e-2
+    for order in ("after-demod", "before-demod"):
+        assert torch.equal(G(z, style_scale=zero, modulation=order), base)
+        assert (G(z, style_scale=d, modulation=order) - base).abs().max() > 1e-2
+    # before demodulation a uniform scale cancels; after it (the official order) it is a layer gain
+    assert (G(z, style_scale=zero + 0.5, modulation="before-demod") - base).abs().max() < 1e-4
+    assert (G(z, style_scale=zero + 0.5) - base).abs().max() > 1e-2
 
 
 def test_conditional_discriminator_projection():

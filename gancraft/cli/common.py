@@ -8,7 +8,7 @@ import click
 import torch
 
 from ..errors import GancraftError
-from ..nets.stylegan2 import PRECISIONS
+from ..nets.stylegan2 import DEFAULT_MODULATION, MODULATION_ORDERS, PRECISIONS
 
 
 def force_option(f):
@@ -18,6 +18,18 @@ def force_option(f):
 def device_option(f):
     return click.option("--device", default=None, metavar="DEV",
                         help="Torch device (cpu, cuda, cuda:1). Default: cuda when available, else cpu.")(f)
+
+
+modulation_option = click.option(
+    "--modulation-order", "modulation", type=click.Choice(MODULATION_ORDERS), default=DEFAULT_MODULATION,
+    show_default=True,
+    help="Where the trained domain vector d meets each conv layer. after-demod: the modulated and "
+         "demodulated weight is multiplied by (1 + d) along its input channels, as the official code "
+         "(MACderRu/HyperDomainNet gan_models/StyleGAN2/offsets_model.py ModModulatedConv2d, patch "
+         "'cin_mult' of core/stylegan_patches.py), so its vectors mean the same here. before-demod: the "
+         "styles are scaled by (1 + d) before demodulation, as the paper's figure draws it. The order is "
+         "stored with the vectors and sample, render and fid apply it when they read them back (files "
+         "written before it was stored: before-demod).")
 
 
 precision_option = click.option(

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import GancraftError
+from .common import modulation_option
 from .paths import InputFile, NamedOutput, stem
 from .finetune_text import check_text_mode, run_text_vectors, text_vector_options
 from .train import build_options, train_and_save, training_options
@@ -42,10 +43,11 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
               help="Truncation psi of the source generators' images.")
 @click.option("--fisher-samples", type=click.IntRange(min=1), default=50000, show_default=True,
               help="ewc: generated images the Fisher information is estimated from (official: 50000).")
+@modulation_option
 @training_options
 @text_vector_options
 def command(start: str, domains: tuple[str, ...], output: str | None, method_spec: str, params: str,
-            truncation_psi: float, fisher_samples: int, **kw: Any) -> None:
+            truncation_psi: float, fisher_samples: int, modulation: str, **kw: Any) -> None:
     """Turn START into one class-conditional union GAN, trained only on images the source
     generators produce on the fly. Training starts from START's G_ema (G_ema starts equal to G).
 
@@ -67,9 +69,8 @@ def command(start: str, domains: tuple[str, ...], output: str | None, method_spe
     averaged over 79 ImageNet prompt templates, Adam lr 0.1 betas (0.9, 0.999), 300 steps of
     batch 4, style mixing 0.9, vector starting at zero. As in the official code (the paper does
     not say), source and adapted images get independent random noise, which is what keeps the
-    first step's loss defined. Unlike the official code, which scales the layer weights after
-    demodulation, gancraft scales the styles before it (as the paper's figure draws it), so
-    vectors from the official code do not carry over.
+    first step's loss defined. Both apply the vectors in the official code's order, after
+    demodulation (--modulation-order), and record it in the checkpoint.
 
     \b
     Examples:
@@ -84,9 +85,13 @@ def command(start: str, domains: tuple[str, ...], output: str | None, method_spe
     from ..checkpoint import load
     from ..train.methods import UnionMethod, parse_method
 
+    ctx = click.get_current_context()
     if kw["text_prompts"]:
-        check_text_mode(click.get_current_context(), {"params": params, **kw})
-        return run_text_vectors(start, kw["text_prompts"], output, kw)
+        check_text_mode(ctx, {"params": params, **kw})
+        return run_text_vectors(start, kw["text_prompts"], output, {"modulation": modulation, **kw})
+    if params != "domain-vector" and ctx.get_parameter_source("modulation") == click.core.ParameterSource.COMMANDLINE:
+        raise GancraftError("--modulation-order applies to domain vectors: use it with --params domain-vector "
+                            "or --prompt")
     if not domains:
         raise GancraftError("give at least one --domain NAME=SOURCE (or --prompt NAME=TEXT for text-driven vectors)")
     method, value = parse_method(method_spec)
@@ -95,8 +100,9 @@ def command(start: str, domains: tuple[str, ...], output: str | None, method_spe
     paths = _parse_domains(domains)
     sources = {n: load(p) for n, p in paths.items()}
     um = UnionMethod(load(start), sources, method=method, value=value, params=params, seed=kw["seed"],
-                     truncation_psi=truncation_psi, fisher_samples=fisher_samples)
+                     truncation_psi=truncation_psi, fisher_samples=fisher_samples, modulation=modulation)
     opts = build_options(kw, batch=32, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=10.0, ema_kimg=10.0)
     train_and_save(um, opts, output, kw, "finetune",
-                   {"start": start, "domains": paths, "method": method_spec, "params": params},
+                   {"start": start, "domains": paths, "method": method_spec, "params": params,
+                    **({"modulation": modulation} if params == "domain-vector" else {})},
                    inputs=[start, *paths.values()])

@@ -86,7 +86,7 @@ def run_text_vectors(start: str, specs: tuple[str, ...], output: str | None, kw:
     settings = td.TextVectorSettings(steps=kw["steps"], batch=kw["batch"] if kw["batch"] is not None else 4,
                                      lr=kw["lr"] if kw["lr"] is not None else 0.1, source_prompt=kw["source_prompt"],
                                      style_mixing=kw["style_mixing"], templates=not kw["no_templates"],
-                                     seed=kw["seed"]).validate()
+                                     seed=kw["seed"], modulation=kw["modulation"]).validate()
     for text in prompts.values():
         td.check_target(text, settings.source_prompt)
     models = kw["clip_models"] or DEFAULT_CLIP_MODELS

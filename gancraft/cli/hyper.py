@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import device_option, emit_path, force_option, log, resolve_device
+from .common import device_option, emit_path, force_option, log, modulation_option, resolve_device
 
 
 @click.command("hyper")
@@ -49,17 +49,18 @@ from .common import device_option, emit_path, force_option, log, resolve_device
 @click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
               help="Truncation psi of the training latents.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, prompts and latents.")
+@modulation_option
 @device_option
 @force_option
 def command(checkpoint: str, prompts_file: str, output: str, source_prompt: str, clip_model: str,
             clip_weights: str | None, download_clip: bool, steps: int, batch: int, lr: float, width: int,
             depth: int, head_depth: int, tt_weight: float, angle_weight: float, norm_weight: float,
             convex_hull: bool, resample_cos: float, crop: float, style_mixing: float, templates: bool,
-            truncation_psi: float, seed: int, device: str | None, force: bool) -> None:
+            truncation_psi: float, seed: int, modulation: str, device: str | None, force: bool) -> None:
     """Train a hyper-network that maps a text prompt to a domain vector of CHECKPOINT's generator.
 
-    The generator stays frozen: a domain vector only rescales the style of every conv layer,
-    so each domain costs one vector (about 6k numbers at 1024 px) and the hyper-network
+    The generator stays frozen: a domain vector only rescales the input channels of every conv
+    layer, so each domain costs one vector (about 6k numbers at 1024 px) and the hyper-network
     predicts it from the CLIP embedding of any description, including ones it never saw.
 
     Defaults are the official code's td_multiple.yaml (MACderRu/HyperDomainNet, trainer
@@ -73,10 +74,9 @@ def command(checkpoint: str, prompts_file: str, output: str, source_prompt: str,
       - the losses are computed with the hyper-network's own CLIP only (the config lists
         ViT-B/32 and ViT-B/16, but resampling drops every other encoder);
       - source and adapted images get independent random noise and independent crops;
-      - the 79 templates are OpenAI's ImageNet templates without 'a photo of many {}.'.
-    Not followed yet: the official code scales each layer's weights after demodulation,
-    gancraft scales the styles before it (as the paper's figure draws it), so vectors
-    trained by the official code do not carry over.
+      - the 79 templates are OpenAI's ImageNet templates without 'a photo of many {}.';
+      - the domain vectors multiply each conv layer's weight after demodulation
+        (--modulation-order; the paper's figure draws them before it).
 
     OUTPUT holds CHECKPOINT's tensors unchanged (domain vectors included), the hyper-network
     as hyper.* tensors, and one domain per training prompt; sample and render take
@@ -100,7 +100,7 @@ def command(checkpoint: str, prompts_file: str, output: str, source_prompt: str,
         head_depth=head_depth, tt_weight=tt_weight, angle_weight=angle_weight, norm_weight=norm_weight,
         convex_hull=convex_hull, resample_cos=None if resample_cos == 1 else resample_cos,
         crop=None if crop == 1 else crop, style_mixing=style_mixing, templates=templates,
-        truncation_psi=truncation_psi).validate()
+        truncation_psi=truncation_psi, modulation=modulation).validate()
     hyper_mod.check_prompts(prompts, source_prompt, where=prompts_file)
     check_output_path(output, force=force, inputs=(checkpoint, prompts_file))
     dev = resolve_device(device)

@@ -179,7 +179,8 @@ def _render(ckpt: str, out: Path, seed_lists: tuple[str, ...], path_kind: str, s
         dom.prompt_domain(model, prompts[0], G, prompts=get_prompts)  # raises: the model has no hyper-network
     if morph_prompts:
         vectors = dom.prompt_morph_vectors(get_prompts(), prompts, frames, loop, prompt_space)
-        plan = style_scale_plan(G, [s for lst in lists for s in lst], vectors, psi, trunc_cutoff)
+        plan = style_scale_plan(G, [s for lst in lists for s in lst], vectors, psi, trunc_cutoff,
+                                get_prompts().modulation)
     elif domains is not None:
         specs = dom.resolve_domains(model, domains, G, option="--domains", prompts=get_prompts)
         seeds = [s for lst in lists for s in lst]

@@ -6,13 +6,17 @@ A domain table (``ckpt.domains``) maps a name to one of:
 - ``{"kind": "base"}`` / ``{"kind": "repurposed", "direction": [...], "index": i, "distance": s}``:
   expanded model (Domain Expansion). A latent is projected off every repurposed direction
   (onto the base subspace, which passes through w_avg), then moved by s along its own direction.
-- ``{"kind": "vector", "tensor": "domain_vectors.<name>"}``: domain-vector model; the tensor
-  scales every conv style by (1 + d).
+- ``{"kind": "vector", "tensor": "domain_vectors.<name>", "modulation": "after-demod"}``:
+  domain-vector model; the tensor scales every conv layer by (1 + d) along its input channels,
+  in the recorded order (nets.stylegan2.MODULATION_ORDERS; entries without one were trained
+  before the order was recorded, with "before-demod").
 - ``{"kind": "hyper", "prompt": "<text>"}``: a training prompt of a `gancraft hyper` model; its
   domain vector is predicted from the CLIP embedding of the text, so resolving it needs CLIP
-  weights. Any other text becomes a domain of such a model through `prompt_domain`.
+  weights. Any other text becomes a domain of such a model through `prompt_domain`. The order
+  is ``extra["hyper"]["modulation"]``, with the same default.
 
-Names may be composed with '+' ('sketch+sumo'): class vectors, shifts and style scales add.
+Names may be composed with '+' ('sketch+sumo'): class vectors, shifts and style scales (of one
+modulation order) add.
 A conditional model without a table takes class indices as names ('3' or 'class3').
 """
 
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import torch
 
 from ..errors import GancraftError
+from ..nets.stylegan2 import DEFAULT_MODULATION, LEGACY_MODULATION, MODULATION_ORDERS
 
 if TYPE_CHECKING:
     from .prompts import PromptVectors
@@ -54,6 +59,7 @@ class DomainSpec:
     mean_component: torch.Tensor | None = None
     shift: torch.Tensor | None = None
     folder: str | None = None  # set where `name` is free text (prompts) that is not itself a folder name
+    modulation: str = DEFAULT_MODULATION  # how style_scale meets the conv layers
 
     @property
     def transforms_w(self) -> bool:
@@ -62,6 +68,21 @@ class DomainSpec:
     def to(self, device: torch.device | str) -> "DomainSpec":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return DomainSpec(**moved)
+
+
+def check_modulation_order(order: str, option: str = "--modulation-order") -> str:
+    if order not in MODULATION_ORDERS:
+        raise GancraftError(f"{option} {order!r}: expected one of {', '.join(MODULATION_ORDERS)}")
+    return order
+
+
+def stored_modulation(meta: dict, where: str = "") -> str:
+    """The order a stored domain vector or hyper-network was trained with (`meta`: its domain entry
+    or extra["hyper"]); without a record it is the order gancraft used before recording it."""
+    order = meta.get("modulation", LEGACY_MODULATION)
+    if order not in MODULATION_ORDERS:
+        raise GancraftError(f"{where}modulation order {order!r} is not one of {', '.join(MODULATION_ORDERS)}")
+    return order
 
 
 def domain_names(ckpt: Any) -> list[str]:
@@ -156,8 +177,9 @@ def prompt_domain(ckpt: Any, prompt: str, G: torch.nn.Module, clip_weights: str 
                             "(train one with `gancraft hyper`)")
     if not isinstance(prompt, str) or not prompt.strip():
         raise GancraftError(f"{option}: expected non-empty text")
-    vec = _prompt_vector(_prompt_getter(ckpt, prompts, clip_weights)(), prompt, G)
-    return DomainSpec(name=prompt, style_scale=vec, folder=prompt_folder_name(prompt))
+    pv = _prompt_getter(ckpt, prompts, clip_weights)()
+    return DomainSpec(name=prompt, style_scale=_prompt_vector(pv, prompt, G), folder=prompt_folder_name(prompt),
+                      modulation=pv.modulation)
 
 
 def _prompt_vector(pv: "PromptVectors", prompt: str, G: torch.nn.Module) -> torch.Tensor:
@@ -231,12 +253,14 @@ def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: s
         if vec.numel() != G.synthesis.style_dim:
             raise GancraftError(f"{where}domain {name!r}: tensor {key} has {vec.numel()} values, "
                                 f"the generator's style width is {G.synthesis.style_dim}")
-        return DomainSpec(name=name, style_scale=vec)
+        return DomainSpec(name=name, style_scale=vec, modulation=stored_modulation(entry, f"{where}domain {name!r}: "))
     if kind == "hyper":
         text = entry.get("prompt")
         if not isinstance(text, str) or not text.strip():
             raise GancraftError(f"{where}domain {name!r} (hyper) has no prompt text")
-        return DomainSpec(name=name, style_scale=_prompt_vector(prompts(), text, G), folder=prompt_folder_name(name))
+        pv = prompts()
+        return DomainSpec(name=name, style_scale=_prompt_vector(pv, text, G), folder=prompt_folder_name(name),
+                          modulation=pv.modulation)
     raise GancraftError(f"{where}domain {name!r} has unknown kind {kind!r} "
                         "(expected class, base, repurposed, vector or hyper)")
 
@@ -303,11 +327,21 @@ def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return a + b
 
 
+def _one_modulation(a: DomainSpec, b: DomainSpec, how: str) -> str:
+    """The order of the combined style scales; vectors of different orders have no common meaning."""
+    if a.style_scale is None:
+        return b.modulation
+    if b.style_scale is not None and a.modulation != b.modulation:
+        raise GancraftError(f"cannot {how} domains {a.name!r} ({a.modulation}) and {b.name!r} ({b.modulation}): "
+                            "their domain vectors were trained for different modulation orders")
+    return a.modulation
+
+
 def _compose(a: DomainSpec, b: DomainSpec) -> DomainSpec:
     return DomainSpec(name=f"{a.name}+{b.name}", c=_add(a.c, b.c), style_scale=_add(a.style_scale, b.style_scale),
                       basis=a.basis if a.basis is not None else b.basis,
                       mean_component=a.mean_component if a.mean_component is not None else b.mean_component,
-                      shift=_add(a.shift, b.shift))
+                      shift=_add(a.shift, b.shift), modulation=_one_modulation(a, b, "compose"))
 
 
 def _lerp(a: torch.Tensor | None, b: torch.Tensor | None, t: float) -> torch.Tensor | None:
@@ -329,7 +363,7 @@ def interpolate_domains(a: DomainSpec, b: DomainSpec, t: float) -> DomainSpec:
                       style_scale=_lerp(a.style_scale, b.style_scale, t),
                       basis=a.basis if a.basis is not None else b.basis,
                       mean_component=a.mean_component if a.mean_component is not None else b.mean_component,
-                      shift=_lerp(a.shift, b.shift, t))
+                      shift=_lerp(a.shift, b.shift, t), modulation=_one_modulation(a, b, "interpolate"))
 
 
 def check_folder_name(spec: DomainSpec) -> str:

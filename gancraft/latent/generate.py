@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import GancraftError
-from ..nets.stylegan2 import PRECISIONS
+from ..nets.stylegan2 import DEFAULT_MODULATION, PRECISIONS
 from .domains import DomainSpec, apply_domain, interpolate_domains
 from .files import Direction, Edit
 from .seeds import z_from_seeds
@@ -64,8 +64,9 @@ def map_latents(G: torch.nn.Module, z: torch.Tensor, spec: DomainSpec | None = N
 
 def synthesize(G: torch.nn.Module, ws: torch.Tensor, spec: DomainSpec | None = None,
                noise_mode: str = "const", style_scale: torch.Tensor | None = None,
-               precision: str = "fp32") -> torch.Tensor:
-    """ws -> NCHW float32 images on G's device, with the domain's style scales (or explicit per-row ones).
+               precision: str = "fp32", modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
+    """ws -> NCHW float32 images on G's device, with the domain's style scales in the domain's
+    modulation order (or explicit per-row ones, in order `modulation`).
 
     precision: "fp32" (exact, the default), "mixed" (the model's num_fp16_res blocks in float16,
     as NVIDIA runs them on GPU) or "bf16" (those blocks, or all when there are none, in bfloat16);
@@ -76,10 +77,11 @@ def synthesize(G: torch.nn.Module, ws: torch.Tensor, spec: DomainSpec | None = N
     check_precision(precision)
     dev = _device_of(G)
     if style_scale is None and spec is not None and spec.style_scale is not None:
-        style_scale = spec.style_scale
+        style_scale, modulation = spec.style_scale, spec.modulation
     with torch.no_grad():
         return G.synthesis(ws.to(dev, torch.float32), noise_mode=noise_mode,
-                           style_scale=None if style_scale is None else style_scale.to(dev), precision=precision)
+                           style_scale=None if style_scale is None else style_scale.to(dev), precision=precision,
+                           modulation=modulation)
 
 
 def edit_layer_mask(G: torch.nn.Module, layers: Sequence[int | str] | None, what: str = "direction") -> torch.Tensor:
@@ -222,6 +224,7 @@ class Frame:
 
     ws: torch.Tensor
     style_scale: torch.Tensor | None = None
+    modulation: str = DEFAULT_MODULATION
 
 
 PATHS = ("cubic", "linear")
@@ -285,7 +288,7 @@ def traversal_plan(G: torch.nn.Module, seeds: Sequence[int], direction: Directio
     out = []
     for a in alphas:
         ws = apply_edits(G, base, [Edit(direction, a)])
-        out.append(Frame(ws=ws, style_scale=_rows(domain, len(seeds))))
+        out.append(Frame(ws=ws, style_scale=_rows(domain, len(seeds)), modulation=_order(domain)))
     return out
 
 
@@ -299,19 +302,21 @@ def domain_morph_plan(G: torch.nn.Module, seeds: Sequence[int], domains: Sequenc
     out = []
     for i, j, t in frame_times(len(domains), frames, loop):
         spec = interpolate_domains(domains[i], domains[j], t)
-        out.append(Frame(ws=map_latents(G, z, spec, psi, cutoff).cpu(), style_scale=_rows(spec, len(seeds))))
+        out.append(Frame(ws=map_latents(G, z, spec, psi, cutoff).cpu(), style_scale=_rows(spec, len(seeds)),
+                         modulation=spec.modulation))
     return out
 
 
 def style_scale_plan(G: torch.nn.Module, seeds: Sequence[int], scales: torch.Tensor, psi: float = 1.0,
-                     cutoff: int | None = None) -> list[Frame]:
-    """Each seed is a cell with fixed ws; frame f scales every cell's styles by scales[f] ([frames, style_dim]),
-    e.g. domain vectors moving between text prompts (`domains.prompt_morph_vectors`)."""
+                     cutoff: int | None = None, modulation: str = DEFAULT_MODULATION) -> list[Frame]:
+    """Each seed is a cell with fixed ws; frame f applies domain vector scales[f] ([frames, style_dim]) in
+    order `modulation` to every cell, e.g. vectors moving between text prompts (`domains.prompt_morph_vectors`)."""
     if scales.ndim != 2 or scales.shape[1] != G.synthesis.style_dim:
         raise GancraftError(f"style scales have shape {tuple(scales.shape)}, expected [frames, "
                             f"{G.synthesis.style_dim}]")
     ws = map_latents(G, z_from_seeds(seeds, G.z_dim), None, psi, cutoff).cpu()
-    return [Frame(ws=ws, style_scale=s.reshape(1, -1).expand(len(seeds), -1).cpu()) for s in scales]
+    return [Frame(ws=ws, style_scale=s.reshape(1, -1).expand(len(seeds), -1).cpu(), modulation=modulation)
+            for s in scales]
 
 
 def _rows(spec: DomainSpec | None, n: int) -> torch.Tensor | None:
@@ -320,10 +325,14 @@ def _rows(spec: DomainSpec | None, n: int) -> torch.Tensor | None:
     return spec.style_scale.reshape(1, -1).expand(n, -1).cpu()
 
 
+def _order(spec: DomainSpec | None) -> str:
+    return DEFAULT_MODULATION if spec is None else spec.modulation
+
+
 def _frames_from_cells(per_cell: list[torch.Tensor], domain: DomainSpec | None) -> list[Frame]:
     n_frames = per_cell[0].shape[0]
-    return [Frame(ws=torch.stack([c[f] for c in per_cell]), style_scale=_rows(domain, len(per_cell)))
-            for f in range(n_frames)]
+    return [Frame(ws=torch.stack([c[f] for c in per_cell]), style_scale=_rows(domain, len(per_cell)),
+                  modulation=_order(domain)) for f in range(n_frames)]
 
 
 def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "const",
@@ -338,6 +347,10 @@ def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "
     ws = torch.cat([f.ws for f in plan])
     cells = plan[0].ws.shape[0]
     scales = None
+    orders = {f.modulation for f in plan if f.style_scale is not None}
+    if len(orders) > 1:
+        raise GancraftError("a video cannot mix domain vectors of different modulation orders")
+    modulation = orders.pop() if orders else DEFAULT_MODULATION
     if any(f.style_scale is not None for f in plan):
         dim = G.synthesis.style_dim
         scales = torch.cat([f.style_scale if f.style_scale is not None else torch.zeros(cells, dim) for f in plan])
@@ -347,7 +360,7 @@ def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "
         count = sl.stop - sl.start
         scale = None if scales is None else _pad(scales[sl], batch_size)
         imgs = synthesize(G, _pad(ws[sl], batch_size), noise_mode=noise_mode, style_scale=scale,
-                          precision=precision)[:count].cpu()
+                          precision=precision, modulation=modulation)[:count].cpu()
         pending.extend(imgs)
         while len(pending) - done >= cells:
             yield torch.stack(pending[done:done + cells])

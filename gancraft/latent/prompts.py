@@ -1,7 +1,8 @@
 """Domain vectors from text, for checkpoints written by `gancraft hyper` (HyperDomainNet).
 
 `sample` and `render` take ``--prompt TEXT``: the checkpoint's hyper-network turns the CLIP
-text embedding of TEXT into a domain vector, used as the generator's ``style_scale``. Any
+text embedding of TEXT into a domain vector, used as the generator's ``style_scale`` in the
+order it was trained for (`PromptVectors.modulation`). Any
 text works, seen in training or not. Loading CLIP is the slow part, so callers that need
 several prompts (a video morphing between them) keep one `PromptVectors`.
 """
@@ -36,6 +37,13 @@ class PromptVectors:
         check_clip_matches(ckpt, clip)
         self.clip = clip
         self.hyper = self.hyper.to(clip.device)
+
+    @property
+    def modulation(self) -> str:
+        """The order the hyper-network's vectors were trained for (nets.stylegan2.MODULATION_ORDERS)."""
+        from .domains import stored_modulation
+
+        return stored_modulation(self.ckpt.extra["hyper"], f"{self.ckpt.path or 'checkpoint'}: hyper-network: ")
 
     @property
     def prompts(self) -> list[str]:
@@ -86,7 +94,8 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def style_scale_for_prompt(ckpt, prompt: str, clip_weights: str | os.PathLike | None = None,
                            device: str | torch.device = "cpu", clip=None, download: bool = False) -> torch.Tensor:
-    """The domain vector [style_dim] for `prompt`: pass it as ``G(z, style_scale=...)``."""
+    """The domain vector [style_dim] for `prompt`: pass it as ``G(z, style_scale=..., modulation=...)`` with
+    the order `PromptVectors.modulation` reads from the checkpoint."""
     return PromptVectors(ckpt, clip_weights, device, clip, download).vector(prompt)
 
 

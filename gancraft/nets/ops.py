@@ -144,7 +144,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                      up: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
                      demodulate: bool = True, fused: bool = True, bias: torch.Tensor | None = None,
                      act: str = "linear", gain: float | None = None, clamp: float | None = None,
-                     consume_input: bool = False) -> torch.Tensor:
+                     consume_input: bool = False, input_gain: torch.Tensor | None = None) -> torch.Tensor:
     """StyleGAN2 modulated convolution, optionally followed by the layer's bias_act.
 
     fused=True folds styles into per-sample weights and runs one grouped convolution (NVIDIA's
@@ -154,6 +154,11 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     bias/act/gain/clamp apply ``bias_act`` after the noise, as NVIDIA's SynthesisLayer does.
     consume_input=True lets the unfused path scale x in place when autograd does not need it:
     at 256 px a fresh activation-sized buffer costs more in page faults than the multiply.
+
+    input_gain ([N, in] or [in]) multiplies the modulated and demodulated per-sample weight along
+    its input channels: HyperDomainNet's domain modulation as its official code applies it
+    (MACderRu/HyperDomainNet, gan_models/StyleGAN2/offsets_model.py ModModulatedConv2d with the
+    'cin_mult' patch), so the demodulation coefficients come from `styles` alone.
 
     The convolution and the tail run in x's dtype (float16/bfloat16 in mixed precision); weights,
     styles and demodulation coefficients are computed in float32 and cast, as in NVIDIA's code.
@@ -170,6 +175,10 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if demodulate:
         # (W * s)^2 summed over (in, kh, kw) without materialising the per-sample weights
         dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    if input_gain is not None:
+        # an input-channel factor of the weight is one of the styles too, so once the coefficients
+        # are fixed every path below (fused, unfused, 1x1) applies it without another weight copy
+        styles = styles * input_gain
     inference = can_write_inplace(x, weight, styles)
     if kh == kw == 1 and up == 1 and inference and _memory_format(x) == torch.channels_last:
         # 1x1 (toRGB): one batched matmul over NHWC pixels with per-sample weights, which

@@ -20,6 +20,22 @@ from .config import STYLEGAN3_NOT_TRAINABLE, DiscriminatorConfig, GeneratorConfi
 
 PRECISIONS = ("fp32", "mixed", "bf16")
 
+# Where a domain vector d meets a conv layer (HyperDomainNet). "after-demod" is the official code's
+# order (MACderRu/HyperDomainNet, gan_models/StyleGAN2/offsets_model.py ModModulatedConv2d with
+# core/stylegan_patches.py 'cin_mult'): the modulated, demodulated weight is multiplied by (1 + d)
+# along its input channels, so demodulation does not undo the scale and a per-layer gain survives.
+# "before-demod" scales the styles by (1 + d) before demodulation, as the paper's figure draws it
+# and as gancraft applied every vector written before the order was recorded.
+MODULATION_ORDERS = ("after-demod", "before-demod")
+DEFAULT_MODULATION = "after-demod"
+LEGACY_MODULATION = "before-demod"
+
+
+def check_modulation(order: str) -> str:
+    if order not in MODULATION_ORDERS:
+        raise ValueError(f"modulation order {order!r}: expected one of {', '.join(MODULATION_ORDERS)}")
+    return order
+
 
 class FullyConnectedLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
@@ -131,10 +147,13 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True,
                 style_scale: torch.Tensor | None = None, gain: float = 1.0,
-                consume_input: bool = False) -> torch.Tensor:
+                consume_input: bool = False, modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
         styles = self.affine(w)
-        if style_scale is not None:
+        input_gain = None
+        if style_scale is not None and modulation == "before-demod":
             styles = styles * (1 + style_scale)
+        elif style_scale is not None:
+            input_gain = 1 + style_scale
         noise = None
         if self.use_noise and noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
@@ -143,7 +162,8 @@ class SynthesisLayer(nn.Module):
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                                     resample_filter=self.resample_filter, fused=fused, bias=self.bias, act="lrelu",
-                                    gain=ops.LRELU_GAIN * gain, clamp=clamp, consume_input=consume_input)
+                                    gain=ops.LRELU_GAIN * gain, clamp=clamp, consume_input=consume_input,
+                                    input_gain=input_gain)
 
 
 class ToRGBLayer(nn.Module):
@@ -189,7 +209,8 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
                 fused: bool = True, style_scales: list[torch.Tensor | None] | None = None,
-                channels_last: bool = False, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+                channels_last: bool = False, dtype: torch.dtype = torch.float32,
+                modulation: str = DEFAULT_MODULATION) -> tuple[torch.Tensor, torch.Tensor]:
         """Activations x run in `dtype` (cast on entry); the skip image img stays float32."""
         layers = self.conv_layers()
         scales = style_scales or [None] * len(layers)
@@ -201,7 +222,8 @@ class SynthesisBlock(nn.Module):
             x = x.to(dtype)
         for i, (layer, scale) in enumerate(zip(layers, scales)):
             # the block's input has served the previous toRGB and nothing else reads it
-            x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale, consume_input=True)
+            x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale, consume_input=True,
+                      modulation=modulation)
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         y = self.torgb(x, ws[:, len(layers)], fused=fused).to(torch.float32)
@@ -283,8 +305,12 @@ class SynthesisNetwork(nn.Module):
         return [torch.bfloat16 if b.use_fp16 or not any_fp16 else torch.float32 for b in blocks]
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused: bool | None = None,
-                style_scale: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
+                style_scale: torch.Tensor | None = None, precision: str = "fp32",
+                modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
         """ws [N, num_ws, w_dim] -> float32 images [N, C, H, W].
+
+        style_scale ([N, style_dim] or [style_dim]) is a domain vector, applied to the conv layers
+        in the `modulation` order (MODULATION_ORDERS).
 
         precision picks the dtype of each block's activations (the RGB skip image is accumulated
         and returned in float32 in every mode):
@@ -297,10 +323,11 @@ class SynthesisNetwork(nn.Module):
         - "bf16": the same blocks in bfloat16; when num_fp16_res is 0, every block in bfloat16.
         """
         with ops.exact_fp32() if precision == "fp32" else contextlib.nullcontext():
-            return self._forward(ws, noise_mode, fused, style_scale, self.block_dtypes(precision))
+            return self._forward(ws, noise_mode, fused, style_scale, self.block_dtypes(precision),
+                                 check_modulation(modulation))
 
     def _forward(self, ws: torch.Tensor, noise_mode: str, fused: bool | None, style_scale: torch.Tensor | None,
-                 dtypes: list[torch.dtype]) -> torch.Tensor:
+                 dtypes: list[torch.dtype], modulation: str) -> torch.Tensor:
         auto_fused = fused is None
         if fused is None:
             # NVIDIA's inference default (grouped per-sample weights) on accelerators (CUDA, MPS);
@@ -323,7 +350,8 @@ class SynthesisNetwork(nn.Module):
             # NVIDIA's default fuses reduced-precision blocks only for single images
             block_fused = fused and (dtype == torch.float32 or not auto_fused or ws.shape[0] == 1)
             x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode,
-                           fused=block_fused, style_scales=scales, channels_last=channels_last, dtype=dtype)
+                           fused=block_fused, style_scales=scales, channels_last=channels_last, dtype=dtype,
+                           modulation=modulation)
             w_idx += block.num_conv
         return img.contiguous()
 
@@ -348,11 +376,12 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: str = "const",
                 style_scale: torch.Tensor | None = None, fused: bool | None = None,
-                precision: str = "fp32") -> torch.Tensor:
-        """z -> float32 images; mapping always runs in float32, precision applies to synthesis
-        (SynthesisNetwork.forward)."""
+                precision: str = "fp32", modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
+        """z -> float32 images; mapping always runs in float32, precision, style_scale and modulation
+        apply to synthesis (SynthesisNetwork.forward)."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused, precision=precision)
+        return self.synthesis(ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused, precision=precision,
+                              modulation=modulation)
 
 
 class Conv2dLayer(nn.Module):

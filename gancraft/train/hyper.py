@@ -1,7 +1,8 @@
 """HyperDomainNet (Alanov et al., NeurIPS 2022): one network maps a text prompt to a domain vector.
 
-A domain vector d scales the style of every conv layer of a frozen StyleGAN2 by (1 + d)
-(``G.synthesis(ws, style_scale=d)``); its width is the sum of the conv layers' input channels,
+A domain vector d scales every conv layer of a frozen StyleGAN2 by (1 + d) along its input channels
+(``G.synthesis(ws, style_scale=d, modulation=...)``, after demodulation unless the settings say
+otherwise; the order is stored with the hyper-network); its width is the sum of the conv layers' input channels,
 about 6k at 1024 px against ~30M generator weights. Instead of optimising one d per domain
 (`text_domain.train_text_vector`), `HyperNetwork` predicts d from the CLIP text embedding of the
 domain's description and is trained on many prompts at once, so any prompt -- seen in training
@@ -42,6 +43,8 @@ import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint
 from ..errors import GancraftError
+from ..latent.domains import check_modulation_order
+from ..nets.stylegan2 import DEFAULT_MODULATION
 from . import text_domain as td
 
 HYPER_PREFIX = "hyper."
@@ -178,6 +181,7 @@ class HyperSettings:
     style_mixing: float = 0.9
     templates: bool = True         # loss targets averaged over the prompt templates
     truncation_psi: float = 1.0
+    modulation: str = DEFAULT_MODULATION
 
     def validate(self) -> "HyperSettings":
         if self.steps < 1:
@@ -199,6 +203,7 @@ class HyperSettings:
             raise GancraftError(f"--style-mixing must be a probability in [0, 1], got {self.style_mixing}")
         if not self.source_prompt.strip():
             raise GancraftError("--source-prompt must be non-empty text")
+        check_modulation_order(self.modulation)
         if min(self.width, self.depth, self.head_depth) < 1:
             raise GancraftError(f"hyper-network width and depths must be positive, got "
                                 f"{self.width}, {self.depth}, {self.head_depth}")
@@ -264,7 +269,7 @@ def hyper_step_losses(G: nn.Module, hyper: HyperNetwork, clip, texts: _Texts, se
     if settings.resample_cos is not None:
         targets = td.resample_near(targets, settings.resample_cos)
     d = hyper(inputs)
-    src_img, ada_img = td.render_pair(G, ws, d)
+    src_img, ada_img = td.render_pair(G, ws, d, settings.modulation)
     if settings.crop is not None:
         # independent windows for the two images, as the official trainer draws them
         src_img, ada_img = td.random_crop(src_img, settings.crop), td.random_crop(ada_img, settings.crop)
@@ -312,9 +317,10 @@ def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperS
 @torch.no_grad()
 def evaluate(ckpt: Checkpoint, hyper: HyperNetwork | None, clip, prompts: Sequence[str],
              source_prompt: str = td.SOURCE_PROMPT, n: int = 8, seed: int = 1234,
-             device: str | torch.device = "cpu") -> dict[str, float]:
+             device: str | torch.device = "cpu", modulation: str = DEFAULT_MODULATION) -> dict[str, float]:
     """Mean loss terms over every prompt on n fixed latents, whole images, fixed noise and the prompts'
-    own templated embeddings (hyper None: the untouched generator, d = 0)."""
+    own templated embeddings (hyper None: the untouched generator, d = 0); vectors applied in order
+    `modulation`."""
     device = torch.device(device)
     G = ckpt.generator(device=device)
     prompts = check_prompts(prompts, source_prompt)
@@ -326,7 +332,8 @@ def evaluate(ckpt: Checkpoint, hyper: HyperNetwork | None, clip, prompts: Sequen
     for k in range(len(prompts)):
         d = (hyper.to(device).eval()(texts.inputs[k:k + 1]) if hyper is not None
              else torch.zeros([1, G.synthesis.style_dim], device=device)).expand(n, -1)
-        ada_enc = clip.encode_images(G.synthesis(ws, noise_mode="const", style_scale=d), normalize=False)
+        ada_enc = clip.encode_images(G.synthesis(ws, noise_mode="const", style_scale=d, modulation=modulation),
+                                     normalize=False)
         terms = clip_terms(src_enc, ada_enc, texts.source, texts.targets[k:k + 1].expand(n, -1, -1))
         terms["domain_norm"] = d.square().mean()
         for name, v in terms.items():
@@ -355,6 +362,7 @@ def hyper_checkpoint(parent: Checkpoint, result: HyperResult, params: dict[str, 
         "clip_model": result.clip_model,
         "clip": result.clip_name,
         "source_prompt": result.settings.source_prompt,
+        "modulation": result.settings.modulation,
         "prompts": list(result.prompts),
         "steps": result.settings.steps,
         "final": {k: v for k, v in result.log[-1].items() if k != "step"} if result.log else {},
@@ -423,7 +431,8 @@ def check_clip_matches(ckpt: Checkpoint, clip) -> None:
 @torch.no_grad()
 def domain_vectors_for_prompts(ckpt: Checkpoint, prompts: Sequence[str], clip,
                                hyper: HyperNetwork | None = None) -> torch.Tensor:
-    """[len(prompts), style_dim] domain vectors (use as G's style_scale), on clip's device."""
+    """[len(prompts), style_dim] domain vectors (G's style_scale, in the order `PromptVectors.modulation`
+    reads from ckpt), on clip's device."""
     check_clip_matches(ckpt, clip)
     hyper = (hyper or load_hyper(ckpt)).to(clip.device)
     return hyper(clip.encode_text(list(prompts)))

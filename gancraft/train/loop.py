@@ -42,6 +42,7 @@ from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..io_util import atomic_write
 from ..nets.ops import exact_fp32
+from ..nets.stylegan2 import DEFAULT_MODULATION
 from . import distributed as dist_util
 from .augment import diff_augment, parse_policy
 from .configs import r1_gamma_heuristic
@@ -111,6 +112,7 @@ class Method:
     data: Any = None
     update_w_avg = True  # False keeps G's running w_avg fixed (when G itself is frozen)
     path_length_reg = True  # False: this method's G step never takes NVIDIA's path-length term
+    modulation = DEFAULT_MODULATION  # how g_conditioning's style scales meet G's conv layers
 
     def networks(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module | None]:
         """(G, D, G_ema or None to start G_ema as a copy of G), on the CPU."""
@@ -281,7 +283,7 @@ class Trainer:
         if labels is None:
             z = torch.randn([rows * cols, self.G.z_dim], generator=gen).to(self.device)
         c, scale = self.method.g_conditioning(labels, self.G_ema)
-        img = self.G_ema(z, c, noise_mode="const", style_scale=scale)
+        img = self.G_ema(z, c, noise_mode="const", style_scale=scale, modulation=self.method.modulation)
         grid = make_grid(to_uint8(img), rows, cols)
         save_png(grid, self.run_dir / f"grid-{self.step:06d}.png", force=True)
 
@@ -305,7 +307,7 @@ class Trainer:
             cutoff = int(torch.randint(1, ws.shape[1], []).item())
             ws2 = self.G.mapping(torch.randn_like(z), c, update_w_avg=False)
             ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-        img = self.G.synthesis(ws, noise_mode="random", style_scale=scale)
+        img = self.G.synthesis(ws, noise_mode="random", style_scale=scale, modulation=self.method.modulation)
         return (img, ws) if return_ws else img
 
     def path_length_step(self, gen: torch.Generator, stats: dict[str, float]) -> None:

@@ -20,7 +20,8 @@ from ..checkpoint import Checkpoint, save
 from ..errors import GancraftError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from ..nets.ops import LRELU_GAIN
-from ..nets.stylegan2 import Discriminator, Generator
+from ..latent.domains import check_modulation_order
+from ..nets.stylegan2 import DEFAULT_MODULATION, Discriminator, Generator
 from .data import GeneratedData
 from .loop import Method
 
@@ -267,13 +268,14 @@ class UnionMethod(Method):
                 The class embeddings are not held (the official code skips them).
       scratch   the union architecture from random weights.
     params='domain-vector' (HyperDomainNet): G and its w_avg stay frozen; one vector per domain,
-    applied as G.synthesis style_scale to every conv layer's style, is trained (D is trained too,
-    conditional when there are several domains).
+    applied as G.synthesis style_scale to every conv layer in the `modulation` order (default the
+    official code's, after demodulation; recorded in each domain's entry), is trained (D is trained
+    too, conditional when there are several domains).
     """
 
     def __init__(self, start: Checkpoint, sources: dict[str, Checkpoint], method: str = "union",
                  value: MethodValue = None, params: str = "all", seed: int = 0, truncation_psi: float = 1.0,
-                 fisher_samples: int = 50000, fisher_batch: int = 32):
+                 fisher_samples: int = 50000, fisher_batch: int = 32, modulation: str = DEFAULT_MODULATION):
         if not sources:
             raise GancraftError("give at least one --domain NAME=SOURCE")
         _check_names(list(sources), "--domain")
@@ -294,6 +296,7 @@ class UnionMethod(Method):
             sources = {n: sources[n] for n in have}
         self.start, self.names, self.method, self.value = start, list(sources), method, value
         self.params, self.seed = params, seed
+        self.modulation = check_modulation_order(modulation)
         self.name = method if params == "all" else "domain-vector"
         self.fisher_samples, self.fisher_batch = fisher_samples, fisher_batch
         self.update_w_avg = params == "all"
@@ -393,7 +396,8 @@ class UnionMethod(Method):
 
     def domains(self) -> dict[str, dict]:
         if self.vectors is not None:
-            return {n: {"kind": "vector", "tensor": f"domain_vectors.{n}"} for n in self.names}
+            return {n: {"kind": "vector", "tensor": f"domain_vectors.{n}", "modulation": self.modulation}
+                    for n in self.names}
         return {n: {"kind": "class", "class": i} for i, n in enumerate(self.names)}
 
     def describe(self) -> dict[str, Any]:
@@ -401,4 +405,6 @@ class UnionMethod(Method):
                "truncation_psi": self.data.truncation_psi}
         if self.method == "ewc":
             out["fisher_samples"] = self.fisher_samples
+        if self.vectors is not None:
+            out["modulation"] = self.modulation
         return out

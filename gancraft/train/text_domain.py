@@ -1,7 +1,8 @@
 """Text-driven domain vectors as HyperDomainNet's official code trains them (MACderRu/HyperDomainNet).
 
-A domain vector d rescales the style of every conv layer of a frozen StyleGAN2 by (1 + d)
-(``G.synthesis(ws, style_scale=d)``). This module holds
+A domain vector d rescales every conv layer of a frozen StyleGAN2 by (1 + d) along its input
+channels (``G.synthesis(ws, style_scale=d, modulation=...)``; by default after demodulation, as
+the official code). This module holds
 
 - what the two text-driven recipes share (`hyper` trains a network that predicts d, this module
   trains one d): CLIP losses over prompt templates, style-mixed latents, crops, the recipe's
@@ -31,6 +32,8 @@ import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint
 from ..errors import GancraftError
+from ..latent.domains import check_modulation_order
+from ..nets.stylegan2 import DEFAULT_MODULATION
 
 # the official configs' source_class
 SOURCE_PROMPT = "Photo"
@@ -146,11 +149,12 @@ def resample_near(vectors: torch.Tensor, min_cos: float) -> torch.Tensor:
     return cos * u + (1 - cos.square()).sqrt() * perp
 
 
-def render_pair(G: nn.Module, ws: torch.Tensor, style_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def render_pair(G: nn.Module, ws: torch.Tensor, style_scale: torch.Tensor,
+                modulation: str = DEFAULT_MODULATION) -> tuple[torch.Tensor, torch.Tensor]:
     """(source, adapted) images of the same latents, each with its own random noise (see the module docstring)."""
     with torch.no_grad():
         src = G.synthesis(ws, noise_mode="random")
-    return src, G.synthesis(ws, noise_mode="random", style_scale=style_scale)
+    return src, G.synthesis(ws, noise_mode="random", style_scale=style_scale, modulation=modulation)
 
 
 def grad_norm(params: Sequence[torch.Tensor]) -> float:
@@ -194,6 +198,7 @@ class TextVectorSettings:
     style_mixing: float = 0.9
     templates: bool = True
     seed: int = 0
+    modulation: str = DEFAULT_MODULATION
 
     def validate(self) -> "TextVectorSettings":
         if self.steps < 1:
@@ -206,6 +211,7 @@ class TextVectorSettings:
             raise GancraftError(f"--style-mixing must be a probability in [0, 1], got {self.style_mixing}")
         if not self.source_prompt.strip():
             raise GancraftError("--source-prompt must be non-empty text")
+        check_modulation_order(self.modulation)
         return self
 
 
@@ -248,7 +254,7 @@ def train_text_vector(ckpt: Checkpoint, prompt: str, clips: Sequence, settings: 
     with seeded(settings.seed, device):
         for step in bar:
             ws = mixing_latents(G, settings.batch, settings.style_mixing, device)
-            src_img, ada_img = render_pair(G, ws, vector.expand(settings.batch, -1))
+            src_img, ada_img = render_pair(G, ws, vector.expand(settings.batch, -1), settings.modulation)
             # the official trainer sums the per-encoder losses
             total = sum(directional_loss(c.encode_images(src_img).detach(), c.encode_images(ada_img), d).mean()
                         for c, d in zip(clips, text_dirs))
@@ -268,7 +274,8 @@ def vector_checkpoint(parent: Checkpoint, results: dict[str, TextVectorResult], 
     domains = dict(parent.domains or {})
     for name, r in results.items():
         tensors[f"domain_vectors.{name}"] = r.vector.contiguous().clone()
-        domains[name] = {"kind": "vector", "tensor": f"domain_vectors.{name}", "prompt": r.prompt}
+        domains[name] = {"kind": "vector", "tensor": f"domain_vectors.{name}", "prompt": r.prompt,
+                         "modulation": r.settings.modulation}
     ckpt = Checkpoint(tensors=tensors, g_config=parent.g_config, d_config=parent.d_config, domains=domains,
                       history=list(parent.history), extra=dict(parent.extra or {}), source_format="native")
     info = {n: {"prompt": r.prompt, "clip": r.clips, "final": r.log[-1] if r.log else {}} for n, r in results.items()}
