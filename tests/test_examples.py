@@ -84,7 +84,8 @@ def test_factor_regressor_reads_yaw():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_recipes_parse():
-    for target in ("demo", "cocktail-table", "blend", "directions", "videos", "cocktail", "expand", "examples-report"):
+    for target in ("demo", "cocktail-table", "blend", "directions", "videos", "cocktail", "expand", "examples-report",
+                   "hyper-compare"):
         r = subprocess.run(["make", "-n", "-C", str(EXAMPLES.parent / "recipes"), target, "OUT=/nonexistent/out"],
                            capture_output=True, text=True)
         assert r.returncode == 0, (target, r.stderr)
