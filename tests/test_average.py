@@ -18,9 +18,8 @@ from gancraft.errors import GancraftError
 from gancraft.io_util import sha256_file
 from gancraft.merge import average, average_checkpoints, slerp
 
-
-# the package re-exports the function `average` under the submodule's name
-average_module = importlib.import_module("gancraft.merge.average")
+# the streaming engine, whose chunk size the tests shrink
+stream_module = importlib.import_module("gancraft.merge.stream")
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:
@@ -82,7 +81,7 @@ def test_weighted_mean_formula_and_buffers_from_heaviest_input(files, tmp_path):
 
 def test_mean_of_two_is_the_exact_half_sum_across_chunk_edges(files, tmp_path, monkeypatch):
     # tiny chunks, so every tensor of the tiny model is streamed in several pieces
-    monkeypatch.setattr(average_module, "CHUNK", 64)
+    monkeypatch.setattr(stream_module, "CHUNK", 64)
     average([files["a"], files["b"]], tmp_path / "o.st")
     out, a, b = load(tmp_path / "o.st"), load(files["a"]), load(files["b"])
     assert max(v.numel() for v in out.tensors.values()) > 10 * 64
@@ -96,7 +95,7 @@ def test_mean_of_two_is_the_exact_half_sum_across_chunk_edges(files, tmp_path, m
 @pytest.mark.parametrize("kwargs", [dict(weights=[0.1, 0.7, 0.2]), dict(weights=[1.0, -0.35], base=True),
                                     dict(weights=[3, 1], method="slerp")])
 def test_streamed_file_equals_the_whole_tensor_merge(files, tmp_path, monkeypatch, kwargs):
-    monkeypatch.setattr(average_module, "CHUNK", 64)
+    monkeypatch.setattr(stream_module, "CHUNK", 64)
     names = "abc" if "base" not in kwargs and kwargs.get("method") != "slerp" else "ab"
     kw = dict(kwargs)
     if kw.pop("base", False):

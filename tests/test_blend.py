@@ -261,7 +261,7 @@ def test_cluster_channels_partition_and_determinism(models):
                                     dict(switch=32, channel_swap=ChannelSwap("b16.conv1", [0, 5, 9]))])
 def test_streamed_blend_file_equals_the_in_memory_blend(files, models, tmp_path, monkeypatch, kwargs):
     # tiny chunks, so the file is streamed in many pieces per tensor
-    monkeypatch.setattr(importlib.import_module("gancraft.merge.average"), "CHUNK", 64)
+    monkeypatch.setattr(importlib.import_module("gancraft.merge.stream"), "CHUNK", 64)
     out = load(blend_layers(files[0], [files[1]], tmp_path / "o.st", **kwargs)).tensors
     want = blend_checkpoints(models[0], [models[1]], **kwargs).tensors
     assert set(out) == set(want)

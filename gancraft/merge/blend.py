@@ -36,8 +36,8 @@ from ..checkpoint.core import Checkpoint
 from ..checkpoint.io import load
 from ..errors import GancraftError
 from ..io_util import check_output_path
-from .average import (Linear, Recipe, Source, dominant, merge_to_checkpoint, merge_to_file, open_sources,
-                      output_skeleton, select_keys)
+from .stream import (Linear, Recipe, Source, dominant, merge_to_checkpoint, merge_to_file, open_sources,
+                     output_skeleton, select_keys)
 
 _SYN = re.compile(r"^(?:G|G_ema)\.synthesis\.b(\d+)\.(?:(const|conv0|conv1|torgb)\b)?")
 
