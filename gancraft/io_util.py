@@ -339,3 +339,52 @@ def _store(cache: Path, key: str, signature: list[int], digest: str) -> None:
         except OSError:
             # a cache that cannot be written only costs the next run a re-hash
             return
+
+
+# deflate cannot expand data by more than this factor, so a member declaring more is lying
+_DEFLATE_MAX_RATIO = 1032
+
+
+def read_npz(path: Path, what: str) -> dict:
+    """The arrays of an .npz file, each checked against its bytes before numpy allocates it.
+
+    numpy allocates the shape an .npy header declares before reading any data, so a few bytes
+    of header could demand terabytes; here every member must be an .npy array whose declared
+    size fits in what the archive holds for it. `what` names the file's kind in errors.
+    """
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                _check_npy_member(archive, info, path, what)
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except GancraftError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        # zipfile raises NotImplementedError for unknown compression methods, RuntimeError for encryption
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise GancraftError(f"{path}: cannot read {what} file: not a readable .npz ({first})") from None
+
+
+def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, what: str) -> None:
+    import numpy as np
+
+    if not info.filename.endswith(".npy"):
+        raise GancraftError(f"{path}: {what} .npz member {info.filename!r} is not an .npy array")
+    stored = info.compress_size * (_DEFLATE_MAX_RATIO if info.compress_type != zipfile.ZIP_STORED else 1)
+    if info.file_size > stored:
+        raise GancraftError(f"{path}: {what} .npz member {info.filename!r} declares {info.file_size} bytes but "
+                            f"stores {info.compress_size}: corrupt")
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        header = fh.tell()
+    declared = dtype.itemsize * int(np.prod(shape, dtype=object))
+    if declared > info.file_size - header:
+        raise GancraftError(f"{path}: {what} .npz member {info.filename!r} declares shape {shape} "
+                            f"({declared} bytes) but holds {info.file_size - header}: truncated or corrupt")

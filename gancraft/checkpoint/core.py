@@ -6,7 +6,7 @@ import datetime
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -67,8 +67,8 @@ class Checkpoint:
         from ..nets import stylegan2, stylegan3
 
         net = net or self.generator_net()
-        G = (stylegan3 if self.family == "stylegan3" else stylegan2).Generator(self.g_config)
-        _load_strict(G, self.state_dict(net), f"{net}", self.path)
+        family = stylegan3 if self.family == "stylegan3" else stylegan2
+        G = _build(lambda: family.Generator(self.g_config), self.g_config, self.state_dict(net), net, self.path)
         return G.to(device).eval().requires_grad_(False)
 
     def discriminator(self, device: str | torch.device = "cpu") -> "torch.nn.Module":
@@ -77,8 +77,7 @@ class Checkpoint:
         if self.d_config is None:
             where = f"{self.path}: " if self.path else ""
             raise CheckpointError(f"{where}checkpoint holds no discriminator")
-        D = Discriminator(self.d_config)
-        _load_strict(D, self.state_dict("D"), "D", self.path)
+        D = _build(lambda: Discriminator(self.d_config), self.d_config, self.state_dict("D"), "D", self.path)
         return D.to(device).eval().requires_grad_(False)
 
     @classmethod
@@ -119,9 +118,41 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], net: str, path: Path | None) -> None:
+def _build(make: Callable[[], torch.nn.Module], cfg: Any, sd: dict[str, torch.Tensor], net: str,
+           path: Path | None) -> torch.nn.Module:
+    """The network `cfg` describes, holding `sd`.
+
+    The config comes from the file, so it is built first on the meta device (no memory) and
+    compared with the file's tensors: a config declaring a network far larger than the tensors
+    it came with is refused before anything is allocated in proportion to it.
+    """
     where = f"{path}: " if path else ""
+    for name, value in vars(cfg).items():
+        # each layer has at least one tensor; a loop over a billion declared layers would never end
+        if name.endswith("layers") and isinstance(value, int) and value > len(sd):
+            raise CheckpointError(f"{where}{net} config declares {value} {name}, but the file holds {len(sd)} tensors")
+    try:
+        with torch.device("meta"):
+            _check_matches(make().state_dict(), sd, net, path)
+    except CheckpointError:
+        raise
+    except (ArithmeticError, ValueError, TypeError, RuntimeError, IndexError, KeyError) as exc:
+        text = str(exc).strip().splitlines()
+        raise CheckpointError(f"{where}{net}: its architecture config cannot be built "
+                              f"({text[0][:200] if text else type(exc).__name__})") from None
+    module = make()
+    _load_strict(module, sd, net, path)
+    return module
+
+
+def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], net: str, path: Path | None) -> None:
     own = module.state_dict()
+    _check_matches(own, sd, net, path)
+    module.load_state_dict({k: sd[k].to(v.dtype) for k, v in own.items()}, strict=True)
+
+
+def _check_matches(own: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], net: str, path: Path | None) -> None:
+    where = f"{path}: " if path else ""
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
@@ -135,4 +166,3 @@ def _load_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], net: str,
         if tuple(sd[k].shape) != tuple(v.shape):
             raise CheckpointError(
                 f"{where}{net}.{k} has shape {tuple(sd[k].shape)}, architecture expects {tuple(v.shape)}")
-    module.load_state_dict({k: sd[k].to(v.dtype) for k, v in own.items()}, strict=True)

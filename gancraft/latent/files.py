@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import GancraftError
-from ..io_util import atomic_write
+from ..io_util import atomic_write, read_npz
 
 
 @dataclass
@@ -55,11 +54,7 @@ def load_latents(path: str | os.PathLike) -> Latents:
     p = Path(path)
     if not p.is_file():
         raise GancraftError(f"{p}: latents file does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise GancraftError(f"{p}: not a readable latents .npz ({exc})") from None
+    arrays = read_npz(p, "latents")
     if "w" not in arrays:
         raise GancraftError(f"{p}: latents file has no 'w' array (has: {', '.join(sorted(arrays)) or 'nothing'})")
     w = arrays["w"]

@@ -8,7 +8,6 @@ float32 sums over 50k images lose the digits the score is made of.
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import GancraftError
-from ..io_util import atomic_write
+from ..io_util import atomic_write, read_npz
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -278,22 +277,20 @@ def load_stats(path: str | os.PathLike) -> FeatureStats:
     p = Path(path)
     if not p.is_file():
         raise GancraftError(f"{p}: statistics file not found")
+    data = read_npz(p, "statistics")
+    keys = set(data)
+    missing = [k for k in ("mu", "sigma") if k not in keys]
+    if missing:
+        raise GancraftError(
+            f"{p}: not a statistics file (missing {', '.join(missing)}; found {', '.join(sorted(keys)) or 'nothing'})"
+        )
     try:
-        with np.load(p, allow_pickle=False) as data:
-            keys = set(data.files)
-            missing = [k for k in ("mu", "sigma") if k not in keys]
-            if missing:
-                raise GancraftError(
-                    f"{p}: not a statistics file (missing {', '.join(missing)}; found {', '.join(sorted(keys)) or 'nothing'})"
-                )
-            mu = np.asarray(data["mu"], dtype=np.float64).reshape(-1)
-            sigma = np.atleast_2d(np.asarray(data["sigma"], dtype=np.float64))
-            meta = {k: str(data[k]) for k in _META_KEYS if k in keys}
-            features = np.asarray(data["features"], dtype=np.float32) if "features" in keys else None
-    except GancraftError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise GancraftError(f"{p}: cannot read statistics file ({exc})") from None
+        mu = np.asarray(data["mu"], dtype=np.float64).reshape(-1)
+        sigma = np.atleast_2d(np.asarray(data["sigma"], dtype=np.float64))
+        features = np.asarray(data["features"], dtype=np.float32) if "features" in keys else None
+    except (ValueError, TypeError) as exc:
+        raise GancraftError(f"{p}: mu, sigma and features must be numbers ({exc})") from None
+    meta = {k: str(data[k]) for k in _META_KEYS if k in keys}
     d = mu.shape[0]
     if sigma.shape != (d, d):
         raise GancraftError(f"{p}: mu has length {d} but sigma has shape {sigma.shape}")
