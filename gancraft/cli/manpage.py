@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def render(cmd: click.Command, name: str, ctx: click.Context, options_from: clic
     full = "gancraft" if name == "gancraft" else f"gancraft {name}"
     page = "gancraft" if name == "gancraft" else "gancraft-" + name.replace(" ", "-")
     usage = " ".join(cmd.collect_usage_pieces(ctx))
-    help_text = (cmd.help or "").strip()
+    # click 8.4+ keeps the docstring's indentation in cmd.help; without removing it, a no-rewrap
+    # paragraph starts with spaces before its \b and would be filled like prose
+    help_text = inspect.cleandoc(cmd.help or "")
     short = help_text.splitlines()[0] if help_text else ""
     lines = [
         f'.TH "{page.upper()}" 1 "{DATE}" "gancraft {__version__}" "gancraft manual"',
@@ -55,7 +58,7 @@ def render(cmd: click.Command, name: str, ctx: click.Context, options_from: clic
     ]
     for para in help_text.split("\n\n"):
         if para.startswith("\b\n"):
-            # click's no-rewrap marker: keep the lines (examples) as they are
+            # click's no-rewrap marker: keep the lines (examples) as they are, unfilled
             lines += [".PP", ".nf", _esc(para[2:]), ".fi"]
         else:
             lines += [".PP", _esc(" ".join(line.strip() for line in para.splitlines()))]
