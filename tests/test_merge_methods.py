@@ -78,8 +78,15 @@ def ref_ties(base: np.ndarray, models: list[np.ndarray], weights: list[float], d
 
 
 def ref_dare(base: np.ndarray, models: list[np.ndarray], weights: list[float], masks: list[np.ndarray],
-             density: float, ties: bool, lam: float = 1.0) -> np.ndarray:
-    pruned = [np.where(m, x - base, 0.0) / density for x, m in zip(models, masks)]
+             density: float, ties: bool, lam: float = 1.0, rule: str = "l1") -> np.ndarray:
+    def rescaled(tau: np.ndarray, m: np.ndarray) -> np.ndarray:
+        kept = np.where(m, tau, 0.0)
+        if rule == "density":
+            return kept / density
+        before, after = np.abs(tau).sum(), np.abs(kept).sum()
+        # mergekit: the L1 norm before the drop, unless either norm is (near) zero
+        return kept if min(before, after) < 1e-7 else kept * (before / after)
+    pruned = [rescaled(x - base, m) for x, m in zip(models, masks)]
     weighted = [w * t for w, t in zip(weights, pruned)]
     mixed = ref_consensus(weighted, weights, normalize=False) if ties else sum(weighted)
     return base + lam * mixed
@@ -151,7 +158,8 @@ def test_dare_linear_by_hand():
     # the parent plus twice its task vector, and the drop is the mask keep_mask names
     parent = make_tiny_checkpoint(0)
     kid = child(parent, 1)
-    out = average_checkpoints([kid], weights=[1.0], base=parent, method="dare-linear", params={"density": 0.5})
+    out = average_checkpoints([kid], weights=[1.0], base=parent, method="dare-linear",
+                              params={"density": 0.5, "rescale": "density"})
     key = "G_ema.synthesis.b16.conv1.weight"
     p, c, o = (x.tensors[key].double() for x in (parent, kid, out))
     mask = keep_mask(p.shape, 0.5, 0, key, 0)
@@ -179,11 +187,12 @@ def test_ties_file_equals_the_reference(family, tmp_path):
     assert entry["method"] == "ties" and entry["density"] == density and entry["lambda"] == lam
 
 
-@pytest.mark.parametrize("method", ["dare-linear", "dare-ties"])
-def test_dare_file_equals_the_reference(family, tmp_path, method):
+@pytest.mark.parametrize("method,rule", [("dare-linear", None), ("dare-ties", None), ("dare-ties", "density")])
+def test_dare_file_equals_the_reference(family, tmp_path, method, rule):
     weights, density, seed = [0.7, 0.4], 0.4, 17
+    params = {"density": density, "seed": seed} | ({"rescale": rule} if rule else {})
     average([family["c1"], family["c2"]], tmp_path / "d.st", base=family["p"], method=method, weights=weights,
-            params={"density": density, "seed": seed})
+            params=params)
     out = load(tmp_path / "d.st")
     p, c1, c2 = arrays([family[n] for n in ("p", "c1", "c2")])
     for k, v in out.tensors.items():
@@ -191,7 +200,7 @@ def test_dare_file_equals_the_reference(family, tmp_path, method):
             assert np.array_equal(v.numpy(), p[k].astype(np.float32)), k
             continue
         masks = [keep_mask(p[k].shape, density, seed, k, i).numpy() for i in range(2)]
-        want = ref_dare(p[k], [c1[k], c2[k]], weights, masks, density, ties=method == "dare-ties")
+        want = ref_dare(p[k], [c1[k], c2[k]], weights, masks, density, ties=method == "dare-ties", rule=rule or "l1")
         np.testing.assert_allclose(v.double().numpy(), want, rtol=1e-6, atol=1e-6, err_msg=k)
 
 

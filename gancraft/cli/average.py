@@ -61,9 +61,9 @@ def _method_help() -> str:
 @click.option("--lambda", "lambda_", type=float, metavar="L",
               help=f"Scale of the merged task vector added to PARENT [default: 1]. {_taken_by('lambda')}")
 @click.option("--rescale", type=click.Choice(RESCALE_RULES),
-              help="Scaling of the kept elements: none; density: by 1/D (DARE's rule, the default of dare-*); "
-                   "l1: to the task vector's L1 norm before pruning (mergekit's rule since 2024). ties "
-                   f"defaults to none. {_taken_by('rescale')}")
+              help="Scaling of the kept elements: none; density: by 1/D (the DARE paper's rule); l1: to the "
+                   "task vector's L1 norm before pruning (mergekit's rule since 2024, the default of dare-*). "
+                   f"ties defaults to none, as mergekit. {_taken_by('rescale')}")
 @click.option("--seed", type=int, help=f"Seed of the random drop [default: 0]. {_taken_by('seed')}")
 @click.option("--nets", metavar="G_ema,G,D", help="Networks to merge (default: every network all inputs have).")
 @click.option("--w-avg", "w_avg", type=click.Choice(W_AVG_MODES), default="mean", show_default=True,

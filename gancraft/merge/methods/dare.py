@@ -2,7 +2,8 @@
 and `dare_ties`.
 
 Each task vector MODEL - PARENT loses every element with probability p = 1 - density and the
-survivors are scaled by 1/(1 - p); the pruned task vectors are then summed with their weights
+survivors are scaled so that the task vector keeps its L1 norm (mergekit's rule; the DARE paper's
+1/(1 - p) is `rescale="density"`); the pruned task vectors are then summed with their weights
 (dare-linear) or through TIES's sign election (dare-ties), neither normalised by the weights,
 as mergekit does.
 
@@ -34,8 +35,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], density: float, seed: int, ke
 class _Dare(MergeMethod):
     needs_base = True
     consensus: bool
-    # mergekit's defaults, bar density (its 1.0 would drop nothing)
-    parameters = {"density": REQUIRED, "lambda": 1.0, "seed": 0, "rescale": "density"}
+    # mergekit's defaults (rescale true: its L1 rule), bar density (its 1.0 would drop nothing)
+    parameters = {"density": REQUIRED, "lambda": 1.0, "seed": 0, "rescale": "l1"}
 
     def mix(self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object],
             what: str) -> tuple[Apply, int]:
