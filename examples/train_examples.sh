@@ -10,7 +10,7 @@
 #   DEVICE=cuda bash examples/train_examples.sh     (on a GPU)
 set -euo pipefail
 WORK=${1:-example-runs}
-KIMG=${KIMG:-30}        # the bundled files: 30 kimg
+KIMG=${KIMG:-70}        # the bundled files: 70 kimg
 GAMMA=${GAMMA:-0.5}      # R1 weight; NVIDIA's heuristic (0.0128 here) lost sample diversity, see README.md
 N=${N:-30000}            # renders per domain
 SUBSET=${SUBSET:-21000}  # of which training uses the first SUBSET
