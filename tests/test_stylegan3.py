@@ -74,19 +74,20 @@ def test_layer_schedule_of_a_16px_r_config():
 
 def test_filters_are_unit_gain_lowpass_of_the_specified_shape():
     G = Generator(tiny(**R))
-    layer = G.synthesis.layers()[1]
+    layer = G.synthesis.L1_36_8
     up, down = layer.up_filter, layer.down_filter
     assert up.ndim == 1 and down.ndim == 2  # R: radial downsampling filter
     assert up.sum().item() == pytest.approx(1, abs=1e-6) and down.sum().item() == pytest.approx(1, abs=1e-6)
     assert torch.allclose(up, up.flip(0)) and torch.allclose(down, down.t())
     # the radial filter depends only on the distance from its centre
     assert torch.allclose(down, down.flip(0)) and down[0, 3].item() == pytest.approx(down[3, 0].item())
-    assert G.synthesis.layers()[-1].up_filter is None  # toRGB: no resampling
+    assert G.synthesis.L14_16_3.up_filter is None  # toRGB: no resampling
 
 
 def test_separable_fir_equals_the_2d_filter():
-    x = torch.randn(2, 3, 9, 11)
-    f = torch.rand(7)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 11, generator=gen)
+    f = torch.rand(7, generator=gen)
     for up, down, pad in ((2, 1, (5, 4, 3, 6)), (1, 2, (-1, 2, 0, -2)), (2, 2, (0, 0, 0, 0))):
         want = sg3.ops.upfirdn2d(x, torch.outer(f, f), up=up, down=down, padding=pad, gain=up * up)
         got = sg3._fir(x, f, up=up, down=down, padding=pad, gain=up * up)
@@ -303,3 +304,108 @@ def test_training_commands_refuse_stylegan3(tmp_path):
     assert not any((tmp_path / "r").rglob("*")) and not (tmp_path / "u.st").exists()
     with pytest.raises(GancraftError, match="cannot be trained"):
         load(sg3_file).generator().train()
+
+
+# ---------------------------------------------------------------- merges, SeFA, render, FID
+
+
+def _pair_of_models(tmp_path: Path) -> tuple[Path, Path, Checkpoint, Checkpoint]:
+    """Two StyleGAN3 models of one architecture and one input (a fine-tune keeps the root's
+    Fourier features), their layers different."""
+    a = load(REF / "stylegan3_r16.st")
+    b = Checkpoint(tensors=dict(a.tensors), g_config=a.g_config)
+    gen = torch.Generator().manual_seed(7)
+    for k, v in a.tensors.items():
+        if not k.endswith(("freqs", "phases", "transform", "up_filter", "down_filter")):
+            b.tensors[k] = v + torch.randn(v.shape, generator=gen) * 0.2
+    return save(a, tmp_path / "a.st"), save(b, tmp_path / "b.st"), a, b
+
+
+def _layer(key: str) -> int | None:
+    """Layer index of a synthesis tensor, the input counting as L0 (the documented rule)."""
+    if ".synthesis.input." in key:
+        return 0
+    part = key.split(".")[2] if ".synthesis.L" in key else None
+    return int(part[1:].split("_")[0]) if part else None
+
+
+@pytest.mark.parametrize("kwargs", [dict(switch=5), dict(switch=3, blend_width=1.5), dict(alpha="2:0.25,9:1")])
+def test_blend_by_layer_index(tmp_path, kwargs):
+    from gancraft.merge import blend_checkpoints
+
+    _, _, a, b = _pair_of_models(tmp_path)
+    out = blend_checkpoints(a, [b], **kwargs)
+    checked = 0
+    for key, v in out.tensors.items():
+        i = _layer(key)
+        if i is None or key.endswith(("up_filter", "down_filter")):
+            assert torch.equal(v, a.tensors[key]), key  # mapping, w_avg, fixed filters: low model
+            continue
+        if "switch" in kwargs and "blend_width" not in kwargs:
+            t = float(i >= kwargs["switch"])
+        elif "blend_width" in kwargs:
+            t = 1 / (1 + math.exp(-(i - kwargs["switch"]) / kwargs["blend_width"]))
+        else:
+            t = 0.0 if i < 2 else 0.25 if i < 9 else 1.0
+        if key.endswith(("freqs", "phases", "transform")):
+            assert torch.equal(v, (b if t > 0.5 else a).tensors[key]), key  # copied whole
+        else:
+            torch.testing.assert_close(v.double(), (1 - t) * a.tensors[key].double() + t * b.tensors[key].double(),
+                                       rtol=1e-6, atol=1e-6, msg=key)
+            checked += 1
+    assert checked > 60
+
+
+def test_blend_cli_and_refusals(tmp_path):
+    pa, pb, a, b = _pair_of_models(tmp_path)
+    base = ["blend-layers", "--low", str(pa), "--high", str(pb)]
+    out = load(cli_ok(*base, "--switch", "0", "--mapping-from", "high", "-o", str(tmp_path / "o.st"))[0])
+    z, c = torch.randn(2, 8), torch.eye(2)
+    assert torch.equal(out.generator()(z, c), b.generator()(z, c))  # everything from --high
+    for extra, words in ((["--switch", "15"], "no layer 15"), (["--pinkney", "8"], "--pinkney"),
+                         (["--switch", "3", "--switch-level", "1"], "--switch-level"),
+                         (["--alpha", "16:1"], "no layer 16"),
+                         (["--cluster-layer", "L3_36_8", "--cluster-map", str(tmp_path / "c.png")], "clusters")):
+        assert words in cli_fails(*base, *extra, "-o", str(tmp_path / "x.st"))
+    assert not (tmp_path / "x.st").exists() and not (tmp_path / "c.png").exists()
+
+
+def test_average_mixes_layers_and_copies_fixed_buffers(tmp_path):
+    pa, pb, a, b = _pair_of_models(tmp_path)
+    b.tensors["G_ema.synthesis.input.freqs"] = a.tensors["G_ema.synthesis.input.freqs"] * 1.5
+    pb = save(b, tmp_path / "b2.st")
+    out = load(cli_ok("average", str(pa), str(pb), "-o", str(tmp_path / "avg.st"))[0])
+    assert out.family == "stylegan3"
+    key = "G_ema.synthesis.L3_36_8.weight"
+    torch.testing.assert_close(out.tensors[key], (a.tensors[key] + b.tensors[key]) / 2)
+    freqs = out.tensors["G_ema.synthesis.input.freqs"]
+    assert torch.equal(freqs, a.tensors["G_ema.synthesis.input.freqs"]) or \
+        torch.equal(freqs, b.tensors["G_ema.synthesis.input.freqs"])
+
+
+def test_sefa_render_and_fid(tmp_path):
+    pa, _, a, _ = _pair_of_models(tmp_path)
+    directions = cli_ok("sefa", str(pa), "-o", str(tmp_path / "d.st"))[0]
+    from gancraft.latent.files import load_directions
+
+    d = load_directions(directions)
+    # every layer's affine but the input's, stacked: the right singular vectors of that matrix
+    G = a.generator()
+    M = torch.cat([getattr(G.synthesis, s.name).affine.weight.double() for s in G.synthesis.specs])
+    _, _, vh = torch.linalg.svd(M, full_matrices=False)
+    assert torch.allclose((d.directions.double() @ vh.t()).abs().diagonal(), torch.ones(8, dtype=torch.float64),
+                          atol=1e-5)
+    by_rate = load_directions(cli_ok("sefa", str(pa), "--layers", "16-16", "-o", str(tmp_path / "e.st"))[0])
+    assert by_rate.layers == [s.name for s in G.synthesis.specs if s.out_sampling_rate == 16]
+
+    video = cli_ok("render", str(pa), "--seeds", "0,1", "--frames", "3", "--domain", "0",
+                   "--direction", f"{directions}:0", "-o", str(tmp_path / "v.gif"))
+    assert Path(video[0]).stat().st_size > 0
+
+    samples = cli_ok("sample", str(pa), "--seeds", "0-7", "--domain", "0", "-o", str(tmp_path / "s"))
+    feats = tmp_path / "feat.pt"
+    torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                         torch.nn.Flatten())).save(str(feats))
+    res = json.loads(" ".join(cli_ok("fid", str(pa), str(Path(samples[0]).parent), "--domain", "0", "--n", "8",
+                                     "--extractor", str(feats), "--same-seeds", "--json")))
+    assert abs(res["fid"] if "fid" in res else res["rows"][0]["fid"]) < 1e-3

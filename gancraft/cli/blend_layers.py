@@ -39,7 +39,8 @@ def parse_ints(text: str, what: str) -> list[int]:
                    "in the current folder, e.g. ffhq+ukiyoe.blend.st].")
 @click.option("--switch", type=int, metavar="RES",
               help="Layers at RES and above from --high, below from --low [default with one --high and no "
-                   "--alpha: the block a third of the way up, as Pinkney's 32 of 1024 px; 16 at 256 px].")
+                   "--alpha: the block a third of the way up, as Pinkney's 32 of 1024 px; 16 at 256 px]. "
+                   "StyleGAN3: a layer index (see below).")
 @click.option("--pinkney", metavar="RES[:LEVEL]",
               help="Blend exactly as Pinkney's blend_models.py --res RES --level LEVEL [--blend_width W] "
                    "(LEVEL 0 if omitted): its hard switch starts the high model a whole resolution after "
@@ -107,6 +108,17 @@ def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | 
                                        0.881, 8 px conv0 0.119; the 4x4 conv 0 (low)
 
     \b
+    StyleGAN3 models (no resolution blocks):
+      Positions are the layer indices of L0 ... LN (LN the toRGB; `gancraft inspect`
+      lists each layer's size, sampling rate and cutoff, so a switch in sampling-rate
+      terms is the index of the first layer at that rate). --switch N takes L0 ...
+      L<N-1> from --low and L<N> ... LN from --high; --blend-width W
+      gives L<i> the weight 1 / (1 + exp(-(i - N) / W)); --alpha lists indices
+      (0:0,5:0.5,10:1). The Fourier-feature input goes with L0; its frequencies and
+      phases are copied from the model that dominates L0. Default switch: L5 of 15.
+      --pinkney, --switch-level and channel clusters are StyleGAN2 only.
+
+    \b
     Examples:
       gancraft blend-layers --low ffhq.st --high ukiyoe.st            # writes ffhq+ukiyoe.blend.st
       gancraft blend-layers --low ffhq.st --high ukiyoe.st --switch 32 -o blended.st
@@ -118,6 +130,7 @@ def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | 
       gancraft blend-layers --low a.st --high b.st --high c.st --alpha 4:0/0,16:0.5/0,64:0/1 -o three.st
       gancraft blend-layers --low a.st --high b.st --cluster-layer b32.conv1 --cluster-map clusters.png
       gancraft blend-layers --low a.st --high b.st --cluster-layer b32.conv1 --channels 2,5 -o eyes.st
+      gancraft blend-layers --low sg3-ffhq.pkl --high sg3-toon.pkl --switch 6 --blend-width 1 -o toon3.st
     """
     dev = resolve_device(device)
     # --cluster-map alone only looks at the low model; anything else writes a blend
@@ -133,6 +146,8 @@ def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | 
     swap = None
     if cluster_layer and (cluster_map or channel_clusters):
         low_ckpt = load(low)
+        if low_ckpt.family == "stylegan3":
+            raise GancraftError("--cluster-layer: channel clusters and swaps are not available for StyleGAN3 models")
         log(f"clustering {cluster_layer} of {low} over {cluster_samples} images into {clusters} clusters")
         found = cluster_channels(low_ckpt, cluster_layer, clusters, cluster_samples, cluster_seed, device=dev)
         if channel_clusters:

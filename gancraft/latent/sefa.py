@@ -101,8 +101,10 @@ def select_layers(G: torch.nn.Module, spec: str = "all") -> list:
 
 
 def _affine(G: torch.nn.Module, name: str) -> torch.nn.Module:
-    block, layer = name.split(".")
-    return getattr(getattr(G.synthesis, block), layer).affine
+    module = G.synthesis
+    for part in name.split("."):  # StyleGAN2's b16.conv0, StyleGAN3's L3_36_512
+        module = getattr(module, part)
+    return module.affine
 
 
 def modulation_matrix(G: torch.nn.Module, layers: Sequence, normalize: bool = False) -> torch.Tensor:

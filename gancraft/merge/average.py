@@ -24,10 +24,12 @@ from .stream import (Linear, Recipe, Source, evaluate, merge_to_checkpoint, merg
                      output_skeleton, select_keys)
 
 
-# Buffers are not learned (fixed filters, the frozen per-layer noise images): they are copied
-# from one input rather than mixed, because a mix of two independent noise images has a
-# smaller variance than either and matches neither model.
-BUFFER_SUFFIXES = ("resample_filter", "noise_const")
+# Buffers are not learned (fixed filters, the frozen per-layer noise images, StyleGAN3's
+# resampling filters and the random frequencies and phases of its Fourier-feature input): they
+# are copied from one input rather than mixed, because a mix of two independent noise images has
+# a smaller variance than either and matches neither model, and a mix of two frequency sets is
+# neither model's input.
+BUFFER_SUFFIXES = ("resample_filter", "noise_const", "up_filter", "down_filter", "freqs", "phases", "transform")
 
 
 def is_buffer(name: str) -> bool:

@@ -15,6 +15,12 @@ lists by level: the 4x4 block's conv (TF name `4x4/Conv`, neither `Conv0_up` nor
 not listed and stays the low model's even in a soft blend, and the noise images are not
 trainable, so they stay the low model's too.
 
+StyleGAN3 has no resolution blocks: its synthesis layers L0 ... LN (LN the toRGB) are numbered
+by their index, one position each, and the switch, the blend width and --alpha speak in those
+indices. The Fourier-feature input goes with L0 (it places the image, as the 4x4 const does in
+StyleGAN2), and its fixed frequencies and phases are copied whole from the model that dominates
+L0, never mixed.
+
 The output starts as the low model: the mapping network and w_avg come from it unless asked
 otherwise (w_avg follows the mapping network by default, since it is that network's mean
 output). Per-resolution interpolation generalises both: each resolution gets a weight per
@@ -40,13 +46,26 @@ from .stream import (Linear, Recipe, Source, dominant, merge_to_checkpoint, merg
                      output_skeleton, select_keys)
 
 _SYN = re.compile(r"^(?:G|G_ema)\.synthesis\.b(\d+)\.(?:(const|conv0|conv1|torgb)\b)?")
+_SYN3 = re.compile(r"^(?:G|G_ema)\.synthesis\.(?:L(\d+)_\d+_\d+|(input))\.")
+# StyleGAN3's fixed input buffers: one model's set, never a mix of two random frequency sets
+_SG3_INPUT_BUFFERS = ("freqs", "phases", "transform")
 
 
-def layer_position(name: str, resolutions: Sequence[int]) -> tuple[int, int, str | None] | None:
+def layer_position(name: str, resolutions: Sequence[int],
+                   family: str = "stylegan2") -> tuple[int, int, str | None] | None:
     """(resolution, level, part) of a generator synthesis tensor; None outside synthesis.
 
-    part is 'const', 'conv0', 'conv1', 'torgb', or None for block-level buffers.
+    part is 'const', 'conv0', 'conv1', 'torgb', or None for block-level buffers. For StyleGAN3,
+    `resolutions` are the layer indices and the answer is (index, 0, 'input' | 'conv' | 'torgb').
     """
+    if family == "stylegan3":
+        m3 = _SYN3.match(name)
+        if not m3:
+            return None
+        if m3.group(2):
+            return resolutions[0], 0, "input"
+        index = int(m3.group(1))
+        return index, 0, "torgb" if index == resolutions[-1] else "conv"
     m = _SYN.match(name)
     if not m:
         return None
@@ -57,7 +76,9 @@ def layer_position(name: str, resolutions: Sequence[int]) -> tuple[int, int, str
     return res, level, part
 
 
-def position_index(res: int, level: int, resolutions: Sequence[int]) -> int:
+def position_index(res: int, level: int, resolutions: Sequence[int], family: str = "stylegan2") -> int:
+    if family == "stylegan3":
+        return res
     return 2 * list(resolutions).index(res) + level
 
 
@@ -85,11 +106,13 @@ def parse_pinkney(spec: str) -> tuple[int, int]:
     return res, level
 
 
-def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int]) -> dict[int, tuple[float, ...]]:
+def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int],
+                unit: str = "resolution") -> dict[int, tuple[float, ...]]:
     """'4:0,8:0,16:0.3,32:1' -> {res: weights of the high models}; several highs as '16:0.3/0.2'.
 
     A resolution that is not listed takes the value of the nearest listed resolution below it
     (the low model alone below the first one listed), so '32:1' alone is a hard switch at 32.
+    StyleGAN3 models list layer indices instead (unit 'layer').
     """
     given: dict[int, tuple[float, ...]] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -102,15 +125,15 @@ def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int]) -> dict[int,
         if not vals:
             raise GancraftError(f"--alpha: {part!r} has no weight (expected RES:WEIGHT, e.g. 16:0.3)")
         if res not in resolutions:
-            raise GancraftError(f"--alpha: the model has no resolution {res} "
-                                f"(its layers are at {', '.join(map(str, resolutions))})")
+            raise GancraftError(f"--alpha: the model has no {unit} {res} "
+                                f"(its layers are at {_units(resolutions, unit)})")
         if len(vals) != n_high:
             raise GancraftError(f"--alpha: {part!r} gives {len(vals)} weights for {n_high} high model(s) "
                                 f"(separate them with '/')")
         if not all(math.isfinite(v) for v in vals):
             raise GancraftError(f"--alpha: {part!r} has a weight that is not a finite number")
         if res in given:
-            raise GancraftError(f"--alpha: resolution {res} is given twice")
+            raise GancraftError(f"--alpha: {unit} {res} is given twice")
         given[res] = vals
     if not given:
         raise GancraftError("--alpha: no RES:WEIGHT pairs given")
@@ -120,6 +143,12 @@ def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int]) -> dict[int,
         current = given.get(res, current)
         out[res] = current
     return out
+
+
+def _units(resolutions: Sequence[int], unit: str) -> str:
+    if unit == "layer":
+        return f"{resolutions[0]}-{resolutions[-1]}, L{resolutions[-1]} the toRGB"
+    return ", ".join(map(str, resolutions))
 
 
 def _model_index(ref: str | int, n_models: int, what: str) -> int:
@@ -148,7 +177,7 @@ def default_switch(resolutions: Sequence[int]) -> int:
     blocks, a third of the nine, keep the pose. The same fraction, rounded, gives 32 at 512 px,
     16 at 256 px and 8 at 32 px.
     """
-    return resolutions[round(len(resolutions) / 3)]
+    return resolutions[round(len(resolutions) / 3)]  # StyleGAN3: layer 5 of 15, L5
 
 
 def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int, *,
@@ -156,15 +185,23 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
                   alpha: dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
                   w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
                   channel_swap: "ChannelSwap | None" = None,
-                  pinkney: tuple[int, int] | None = None) -> dict[str, Recipe]:
+                  pinkney: tuple[int, int] | None = None, family: str = "stylegan2") -> dict[str, Recipe]:
     """Per-tensor weights over [low, *highs] for a layer blend.
 
     Exactly one of `switch` (two models), `pinkney` ((res, level) of the reference script, two
-    models) and `alpha` ({res: weights of the highs}) is given.
+    models) and `alpha` ({res: weights of the highs}) is given. For StyleGAN3 (`family`),
+    `resolutions` are the layer indices 0..N and `switch` and `alpha` speak in them.
     """
     n_high = n_models - 1
     if n_high < 1:
         raise GancraftError("blend-layers needs a low model and at least one high model")
+    sg3 = family == "stylegan3"
+    if sg3:
+        for value, what in ((pinkney, "--pinkney (blend_models.py has StyleGAN2's layers only)"),
+                            (channel_swap, "channel clusters and swaps"),
+                            (level or None, "--switch-level (its layers have one level each)")):
+            if value is not None:
+                raise GancraftError(f"{what}: not available for StyleGAN3 models")
     if pinkney is not None:
         if switch is not None or alpha is not None or level != 0:
             raise GancraftError("blend-layers: --pinkney RES[:LEVEL] replaces --switch, --switch-level and --alpha")
@@ -182,8 +219,9 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
         if n_high != 1:
             raise GancraftError("--switch blends exactly two models; use --alpha for more")
         if switch not in resolutions:
-            raise GancraftError(f"{'--pinkney' if pinkney else '--switch'}: the model has no resolution {switch} "
-                                f"(its layers are at {', '.join(map(str, resolutions))})")
+            unit = "layer" if sg3 else "resolution"
+            raise GancraftError(f"{'--pinkney' if pinkney else '--switch'}: the model has no {unit} {switch} "
+                                f"(its layers are at {_units(resolutions, unit)})")
         if level not in (0, 1):
             raise GancraftError("--switch-level must be 0 (first conv of the block) or 1 (second conv and toRGB)")
         if blend_width is not None and not blend_width > 0:
@@ -203,8 +241,9 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
 
     def layer_weights(res: int, lvl: int) -> tuple[float, ...]:
         if switch is not None:
-            sw = position_index(switch, level, resolutions)
-            t = switch_weight(position_index(res, lvl, resolutions), sw, blend_width, first=2 if pinkney else 0)
+            sw = position_index(switch, level, resolutions, family)
+            t = switch_weight(position_index(res, lvl, resolutions, family), sw, blend_width,
+                              first=2 if pinkney else 0)
             highs = (t,)
         else:
             highs = tuple(float(a) for a in alpha[res])
@@ -213,7 +252,7 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
     recipes: dict[str, Recipe] = {}
     for key in keys:
         net = key.split(".", 1)[0]
-        pos = layer_position(key, resolutions) if net in ("G", "G_ema") else None
+        pos = layer_position(key, resolutions, family) if net in ("G", "G_ema") else None
         if net == "D":
             w = onehot(0)
         elif pos is None:
@@ -225,9 +264,9 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
                 w = onehot(0)  # the script never lists TF's 4x4/Conv
             if part == "torgb" and torgb_idx is not None:
                 w = onehot(torgb_idx)
-            if key.endswith("resample_filter") or (pinkney and key.endswith("noise_const")):
+            if key.endswith(("resample_filter", "up_filter", "down_filter")) or (pinkney and key.endswith("noise_const")):
                 w = onehot(0)
-            elif key.endswith("noise_const"):
+            elif key.endswith("noise_const") or (part == "input" and key.endswith(_SG3_INPUT_BUFFERS)):
                 # a fixed noise image is copied from the model that dominates its layer, so the
                 # layer is reproduced exactly at a hard switch and never gets a blurred mixture
                 w = onehot(dominant(w))
@@ -279,16 +318,20 @@ def _prepare(low, highs, nets, keep_d, **kw) -> tuple[list[Source], list[str], d
             if not d_keys:
                 raise GancraftError(f"--keep-d: {sources[0].name} has no discriminator")
             keys = keys + d_keys
-        resolutions = sources[0].skeleton.g_config.block_resolutions
+        family = sources[0].skeleton.family
+        if any(s.skeleton.family != family for s in sources):
+            raise GancraftError("blend-layers: the inputs mix StyleGAN2 and StyleGAN3 models")
+        g = sources[0].skeleton.g_config
+        resolutions = list(range(g.num_layers + 1)) if family == "stylegan3" else g.block_resolutions
         alpha = kw.get("alpha")
         if isinstance(alpha, str):
-            kw["alpha"] = parse_alpha(alpha, len(highs), resolutions)
+            kw["alpha"] = parse_alpha(alpha, len(highs), resolutions, "layer" if family == "stylegan3" else "resolution")
         if isinstance(kw.get("pinkney"), str):
             kw["pinkney"] = parse_pinkney(kw["pinkney"])
         if kw.get("switch") is None and kw.get("alpha") is None and kw.get("channel_swap") is None \
                 and kw.get("pinkney") is None and len(highs) == 1:
             kw["switch"] = default_switch(resolutions)
-        recipes = blend_recipes(keys, resolutions, len(sources), **kw)
+        recipes = blend_recipes(keys, resolutions, len(sources), family=family, **kw)
     except BaseException:
         for s in sources:
             s.close()

@@ -139,6 +139,8 @@ def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
 def cluster_channels(ckpt: Checkpoint, layer: str, k: int = 8, samples: int = 32, seed: int = 0,
                      max_vectors: int = 200_000, device: str | torch.device = "cpu") -> ChannelClusters:
     """Cluster `layer`'s per-pixel features over `samples` images (seeds seed..seed+samples-1)."""
+    if ckpt.family == "stylegan3":
+        raise GancraftError("channel clusters are not available for StyleGAN3 models")
     G = ckpt.generator(device=device)
     feats = layer_features(G, layer, sample_z(samples, G.z_dim, seed).to(device))
     vecs = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])

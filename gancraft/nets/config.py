@@ -16,7 +16,8 @@ from ..errors import CheckpointError
 # gancraft generates from StyleGAN3 models but has no StyleGAN3 training (its loss, magnitude EMAs);
 # every training method builds or trains a network, and both places refuse with this line
 STYLEGAN3_NOT_TRAINABLE = ("StyleGAN3 models cannot be trained or fine-tuned in gancraft (they can be sampled, "
-                           "rendered, inspected, converted to native, averaged and blended)")
+                           "rendered, averaged, blended, factorised with sefa, scored with fid and converted to "
+                           "native)")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import CheckpointError, GancraftError
 from . import ops
 from .config import STYLEGAN3_NOT_TRAINABLE
-from .stylegan2 import FullyConnectedLayer, MappingNetwork
+from .stylegan2 import FullyConnectedLayer, LayerInfo, MappingNetwork
 
 
 @dataclass
@@ -353,12 +353,20 @@ class SynthesisNetwork(nn.Module):
         for spec in self.specs:
             setattr(self, spec.name, SynthesisLayer(spec, cfg.w_dim, cfg.conv_clamp))
 
-    @property
-    def layer_names(self) -> list[str]:
-        return [s.name for s in self.specs]
+    def layers(self) -> list[LayerInfo]:
+        """Every modulated layer in order, as StyleGAN2's layers() lists them for SeFA and edits.
 
-    def layers(self) -> list[SynthesisLayer]:
-        return [getattr(self, s.name) for s in self.specs]
+        Their 'resolution' is the layer's sampling rate, the nearest thing StyleGAN3 has to a
+        block resolution (L0 ... at the first layer's rate, the last layers at the image's).
+        The input's affine predicts a rotation and shift, not a style, and is not listed.
+        """
+        return [LayerInfo(s.name, s.out_sampling_rate, "torgb" if s.is_torgb else "conv", s.index + 1, s.in_channels)
+                for s in self.specs]
+
+    @property
+    def style_dim(self) -> int:
+        # asked for only by domain-vector and hyper-network code, which StyleGAN3 does not support
+        raise GancraftError("domain vectors and hyper-networks are not supported for StyleGAN3 models")
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", style_scale: torch.Tensor | None = None,
                 precision: str = "fp32", **_ignored: object) -> torch.Tensor:
@@ -371,8 +379,8 @@ class SynthesisNetwork(nn.Module):
         with ops.exact_fp32():
             ws = ws.to(torch.float32).unbind(1)
             x = self.input(ws[0])
-            for layer, w in zip(self.layers(), ws[1:]):
-                x = layer(x, w)
+            for spec, w in zip(self.specs, ws[1:]):
+                x = getattr(self, spec.name)(x, w)
             if self.output_scale != 1:
                 x = x * self.output_scale
             return x.to(torch.float32)
