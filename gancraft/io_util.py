@@ -10,6 +10,7 @@ import os
 import tempfile
 import threading
 import time
+import tokenize
 from pathlib import Path
 import zipfile
 from typing import BinaryIO, Iterator
@@ -362,8 +363,10 @@ def read_npz(path: Path, what: str) -> dict:
             return {k: data[k] for k in data.files}
     except GancraftError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-        # zipfile raises NotImplementedError for unknown compression methods, RuntimeError for encryption
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, SyntaxError,
+            tokenize.TokenError) as exc:
+        # zipfile raises NotImplementedError for unknown compression methods, RuntimeError for
+        # encryption; numpy parses .npy headers as Python literals (SyntaxError, TokenError)
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise GancraftError(f"{path}: cannot read {what} file: not a readable .npz ({first})") from None
 

@@ -124,3 +124,31 @@ def test_a_generated_checkpoint_still_loads_after_the_meta_check(tmp_path):
     save(ck, path)
     G = load(path).generator()
     assert torch.equal(G.synthesis.b4.const, ck.tensors["G_ema.synthesis.b4.const"])
+
+
+def test_npy_header_that_is_not_a_python_literal(tmp_path):
+    # numpy parses the header with Python's tokenizer: an unclosed brace is a TokenError/SyntaxError
+    path = _npz_with_header(tmp_path, "sigma", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2", b"",
+                            mu=np.zeros(2))
+    with pytest.raises(GancraftError, match="cannot read statistics file"):
+        load_stats(path)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_damaged_storage_blob_in_a_pickle_is_one_line(tmp_path):
+    import pickle
+
+    buf = io.BytesIO()
+    torch.save(torch.zeros(4).storage(), buf, _use_new_zipfile_serialization=False)
+    # torch refuses the damaged class name inside the blob with several paragraphs of advice
+    blob = buf.getvalue().replace(b"FloatStorage", b"F|oatStorage")
+
+    class Blob:
+        def __reduce__(self):
+            return (torch.storage._load_from_bytes, (blob,))
+
+    path = tmp_path / "x.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Blob()}, protocol=2))
+    with pytest.raises(CheckpointError) as err:
+        load(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

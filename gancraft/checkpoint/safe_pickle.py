@@ -535,7 +535,10 @@ def _load(fh: Any, where: str) -> Any:
     except RecursionError:
         raise CheckpointError(f"{where}: pickle is nested too deeply to be a network checkpoint") from None
     except Exception as exc:  # nothing from the file runs, so any other failure means a damaged or foreign file
-        raise CheckpointError(f"{where}: corrupt or unsupported pickle ({type(exc).__name__}: {exc})") from None
+        # torch's own messages (a damaged storage blob) run to several paragraphs: keep the first line
+        lines = str(exc).strip().splitlines()
+        detail = lines[0][:200] if lines else ""
+        raise CheckpointError(f"{where}: corrupt or unsupported pickle ({type(exc).__name__}: {detail})") from None
 
 
 __all__ = ["PersistentRecord", "TFNetworkRecord", "safe_load", "safe_loads"]
