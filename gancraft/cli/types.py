@@ -158,8 +158,16 @@ def _finite_float(command: click.Command, param: click.Parameter) -> click.Param
     return FiniteFloatRange(lo, hi, declared and t.min_open, declared and t.max_open)
 
 
+def _path_fail(param: click.Parameter | None, message: str) -> None:
+    # click's path checks (a directory where a file is wanted, a missing input) otherwise end in
+    # its four-line usage error; its message already quotes the path
+    who = param.human_readable_name if isinstance(param, click.Argument) else _name(param)
+    raise GancraftError(f"{who}: {message}")
+
+
 def check_numbers(command: click.Command) -> click.Command:
-    """Give every number option of `command` (and of its subcommands) the checks above; returns it."""
+    """Give every number option of `command` (and of its subcommands) the checks above, and every
+    path parameter one-line errors; returns it."""
     for param in command.params:
         t = param.type
         if isinstance(t, (BoundedInt, FiniteFloat, FiniteFloatRange)):
@@ -168,6 +176,9 @@ def check_numbers(command: click.Command) -> click.Command:
             param.type = _bounded_int(command, param)
         elif isinstance(t, click.types.FloatParamType):
             param.type = _finite_float(command, param)
+        elif isinstance(t, click.Path):
+            # an instance attribute: click.Path.convert reports every problem through self.fail
+            t.fail = lambda message, param=None, ctx=None: _path_fail(param, message)
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             check_numbers(sub)
