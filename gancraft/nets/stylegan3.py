@@ -51,13 +51,13 @@ class StyleGAN3Config:
     last_stopband_rel: float = 2 ** 0.3
     margin_size: int = 10
     output_scale: float = 0.25
-    num_fp16_res: int = 4
+    num_fp16_res: int = 4  # kept as the file says; gancraft runs StyleGAN3 in float32 only
     conv_kernel: int = 3
     filter_size: int = 6
     lrelu_upsampling: int = 2
     use_radial_filters: bool = False
     conv_clamp: float | None = 256
-    magnitude_ema_beta: float = 0.999
+    magnitude_ema_beta: float = 0.999  # a training setting, kept so that the config round-trips
 
     family = "stylegan3"
 
@@ -95,7 +95,6 @@ class LayerSpec:
     name: str
     is_torgb: bool
     is_critically_sampled: bool
-    use_fp16: bool
     in_channels: int
     out_channels: int
     in_size: int
@@ -161,7 +160,6 @@ def layer_specs(cfg: StyleGAN3Config) -> list[LayerSpec]:
         out_ch = int(s["channels"][i])
         specs.append(LayerSpec(
             index=i, name=f"L{i}_{out_size}_{out_ch}", is_torgb=torgb, is_critically_sampled=critical,
-            use_fp16=bool(s["rates"][i] * 2 ** cfg.num_fp16_res > cfg.img_resolution),
             in_channels=int(s["channels"][prev]), out_channels=out_ch, in_size=in_size, out_size=out_size,
             in_sampling_rate=in_rate, out_sampling_rate=out_rate,
             in_cutoff=float(s["cutoffs"][prev]), out_cutoff=float(s["cutoffs"][i]),
@@ -202,8 +200,8 @@ def _fir(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1,
     gain: 2*K multiply-adds per pixel instead of K*K, the dominant cost at high resolution.
     """
     if f is None:
-        if up == down == 1 and not any(padding):
-            return x if gain == 1 else x * gain
+        if up == down == 1 and not any(padding) and gain == 1:
+            return x  # the toRGB layer's identity filters
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     if f.ndim == 1:
         return _fir_separable(x, f, up, down, padding, gain)
