@@ -3,86 +3,55 @@
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import CheckpointError
 from ..io_util import atomic_write
+from . import native, rosinality, tf, nvidia  # noqa: F401, I001  (registers the formats, in the order files are tried)
 from .core import Checkpoint
+from .formats import HEAD_BYTES, CheckpointFormat, detect, get_writer, writer_names
 
-# torch.save's pre-zip ("legacy") format starts with a pickled magic number
-_TORCH_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
 # what save() writes: gancraft safetensors, rosinality .pt, NVIDIA network pickle
-WRITE_FORMATS = ("native", "rosinality", "nvidia")
+WRITE_FORMATS = writer_names()
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Return 'native', 'safetensors', 'torch' (rosinality-style .pt) or 'pickle' from the file's bytes."""
-    p = Path(path)
+    """Return 'safetensors', 'torch' (rosinality-style .pt) or 'pickle' from the file's bytes."""
+    return _detect(Path(path)).container
+
+
+def _detect(p: Path) -> CheckpointFormat:
     if not p.exists():
         raise CheckpointError(f"{p}: no such file")
     if p.is_dir():
         raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
     try:
         with open(p, "rb") as fh:
-            head = fh.read(16)
+            head = fh.read(HEAD_BYTES)
     except OSError as exc:
         raise CheckpointError(f"{p}: cannot read ({exc.strerror})") from None
     if not head:
         raise CheckpointError(f"{p}: empty file")
-    if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
-        return "torch"
-    if len(head) >= 9:
-        (n,) = struct.unpack("<Q", head[:8])
-        if head[8:9] == b"{" and n < (1 << 40):
-            return "safetensors"
-    if head[0] == 0x80:
-        return "pickle"
-    raise CheckpointError(f"{p}: unknown checkpoint format (not safetensors, a torch .pt file or a pickle)")
+    fmt = detect(head)
+    if fmt is None:
+        raise CheckpointError(f"{p}: unknown checkpoint format (not safetensors, a torch .pt file or a pickle)")
+    return fmt
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint of any supported format. Nothing in the file is ever executed."""
     p = Path(path)
-    fmt = detect_format(p)
-    if fmt == "safetensors":
-        from .native import read_native
-
-        ckpt = read_native(p)
-    elif fmt == "torch":
-        from .rosinality import read_rosinality
-
-        ckpt = read_rosinality(p)
-    else:
-        from .nvidia import read_pickle
-
-        ckpt = read_pickle(p)
+    ckpt = _detect(p).read(p)
     ckpt.path = p
     return ckpt
-
-
-def _writer(to: str) -> Callable[..., Any]:
-    if to == "native":
-        from .native import write_native
-
-        return write_native
-    if to == "rosinality":
-        from .rosinality import write_rosinality
-
-        return write_rosinality
-    from .nvidia_export import write_nvidia
-
-    return write_nvidia
 
 
 def save(ckpt: Checkpoint, path: str | os.PathLike, to: str = "native", force: bool = False,
          inputs: tuple = (), **options: Any) -> Path:
     """Write atomically in format `to` (one of WRITE_FORMATS); refuses to replace an input, or an
     existing file unless force. `options` go to that format's writer (write_rosinality, write_nvidia)."""
-    if to not in WRITE_FORMATS:
-        raise CheckpointError(f"unknown output format {to!r} (choose {', '.join(WRITE_FORMATS)})")
-    writer = _writer(to)
+    fmt = get_writer(to)
     with atomic_write(path, force=force, inputs=inputs) as tmp:
-        writer(ckpt, tmp, **options)
+        fmt.write(ckpt, tmp, **options)
     return Path(path)

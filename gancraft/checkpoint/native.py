@@ -17,6 +17,7 @@ from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig, config_from_dict, config_to_dict
 from ..nets.stylegan3 import StyleGAN3Config
 from .core import Checkpoint
+from .formats import CheckpointFormat, register
 
 FORMAT_TAG = "gancraft"
 MAX_HEADER = 100 * 1024 * 1024
@@ -146,6 +147,25 @@ def read_native(path: Path) -> Checkpoint:
 
 def write_native(ckpt: Checkpoint, path: Path) -> None:
     save_file(_unshared(ckpt.tensors), str(path), metadata=build_metadata(ckpt))
+
+
+@register
+class Native(CheckpointFormat):
+    name = "native"
+    container = "safetensors"
+    suffix = ".st"
+    summary = "gancraft safetensors"
+    families = ("stylegan2", "stylegan3")
+
+    def detect(self, head: bytes) -> bool:
+        # a little-endian header length, then the header's JSON object
+        return len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < (1 << 40)
+
+    def read(self, path: Path) -> Checkpoint:
+        return read_native(path)
+
+    def write(self, ckpt: Checkpoint, path: Path, **options: Any) -> None:
+        write_native(ckpt, path)
 
 
 def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

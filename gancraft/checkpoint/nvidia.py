@@ -21,7 +21,10 @@ from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from ..nets.stylegan3 import StyleGAN3Config
 from .core import Checkpoint
-from .safe_pickle import PersistentRecord, TFNetworkRecord, safe_load
+from .formats import NetworkPickle, read_network_pickle, register
+from .nvidia_export import write_nvidia
+from .safe_pickle import PersistentRecord, safe_load
+from .tf import is_tf_networks
 
 _PERSISTENCE_GLOBAL = "torch_utils.persistence _reconstruct_persistent_obj"
 _TF_GLOBAL = "dnnlib.tflib.network Network"
@@ -79,24 +82,31 @@ def read_nvidia_pickle(path: str | os.PathLike) -> Checkpoint:
 
 def read_pickle(path: str | os.PathLike) -> Checkpoint:
     """Read an NVIDIA or TF StyleGAN2 pickle, whichever it is, loading the file once."""
-    from .tf import tf_to_checkpoint
-
-    p = Path(path)
-    data = safe_load(p)
-    if _is_tf(data):
-        return tf_to_checkpoint(data, p)
-    return nvidia_to_checkpoint(data, p)
+    return read_network_pickle(Path(path))
 
 
-def _is_tf(data: Any) -> bool:
-    if isinstance(data, TFNetworkRecord):
-        return True
-    return isinstance(data, tuple) and len(data) > 0 and all(isinstance(x, TFNetworkRecord) for x in data)
+@register
+class NvidiaPickle(NetworkPickle):
+    name = "nvidia"
+    suffix = ".pkl"
+    summary = ("a network pickle (G, D, G_ema) that NVIDIA's stylegan2-ada-pytorch and stylegan3 tools load with "
+               "their checkout on the path")
+    options = ("fresh_d",)
+
+    def claims(self, data: Any) -> bool:
+        # everything but TF networks: for content that is no network, this reader says what is missing
+        return not is_tf_networks(data)
+
+    def convert(self, data: Any, path: Path) -> Checkpoint:
+        return nvidia_to_checkpoint(data, path)
+
+    def write(self, ckpt: Checkpoint, path: Path, **options: Any) -> dict[str, str]:
+        return write_nvidia(ckpt, path, **options)
 
 
 def nvidia_to_checkpoint(data: Any, path: Path) -> Checkpoint:
     """Turn an unpickled NVIDIA snapshot (dict of persistence records) into a Checkpoint."""
-    if _is_tf(data):
+    if is_tf_networks(data):
         raise CheckpointError(f"{path}: this is a TensorFlow StyleGAN2 pickle, not an NVIDIA PyTorch one")
     if isinstance(data, PersistentRecord):
         data = {"G_ema": data}

@@ -36,6 +36,7 @@ from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from .clamp import DEFAULT_SAMPLES, DEFAULT_SEED, ClampReport, measure_clamp
 from .core import Checkpoint
+from .formats import CheckpointFormat, register
 
 BLUR_TAPS = [1, 3, 3, 1]
 RECOMMENDED_LR_MLP = 0.01
@@ -49,6 +50,8 @@ G_NETS = (("g_ema", "G_ema"), ("g", "G"))
 # the w average of G (non-EMA) has no place in rosinality's format; gancraft stores it here so
 # its own exports round-trip exactly (rosinality's scripts look keys up by name and ignore it)
 G_LATENT_AVG = "g_latent_avg"
+# torch.save's pre-zip ("legacy") format starts with a pickled magic number
+_TORCH_LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")
 
 
 @dataclass(frozen=True)
@@ -486,6 +489,31 @@ def check_rosinality_export(ckpt: Checkpoint, allow_custom_channels: bool = Fals
     report = measure_clamp(ckpt, samples=samples, seed=seed, device=device)
     _refuse_engaged_clamp(report, allow_clamp, _where(ckpt))
     return report
+
+
+@register
+class Rosinality(CheckpointFormat):
+    name = "rosinality"
+    container = "torch"
+    suffix = ".pt"
+    summary = "a .pt that loads in rosinality's stylegan2-pytorch"
+    options = ("allow_custom_channels", "clamp_samples", "allow_clamp")
+
+    def detect(self, head: bytes) -> bool:
+        return head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC)
+
+    def read(self, path: Path) -> Checkpoint:
+        return read_rosinality(path)
+
+    def prepare(self, ckpt: Checkpoint, device: str | torch.device = "cpu", allow_custom_channels: bool = False,
+                clamp_samples: int | None = None, allow_clamp: bool = False) -> tuple[dict[str, Any], str | None]:
+        clamp = check_rosinality_export(ckpt, allow_custom_channels, samples=clamp_samples or DEFAULT_SAMPLES,
+                                        allow_clamp=allow_clamp, device=device)
+        options = {"allow_custom_channels": allow_custom_channels, "clamp": clamp, "allow_clamp": allow_clamp}
+        return options, None if clamp is None else clamp.describe()
+
+    def write(self, ckpt: Checkpoint, path: Path, **options: Any) -> dict[str, dict[str, int]]:
+        return write_rosinality(ckpt, path, **options)
 
 
 def _where(ckpt: Checkpoint) -> str:

@@ -23,6 +23,7 @@ import torch
 from ..errors import CheckpointError
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from .core import Checkpoint
+from .formats import NetworkPickle, register
 from .safe_pickle import TFNetworkRecord, safe_load
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -91,6 +92,24 @@ def read_tf_pickle(path: str | os.PathLike) -> Checkpoint:
     """Read an original TF StyleGAN2 pickle: ``(G, D, Gs)`` or a lone ``Gs``."""
     p = Path(path)
     return tf_to_checkpoint(safe_load(p), p)
+
+
+def is_tf_networks(data: Any) -> bool:
+    """Whether unpickled content is TF networks (a lone Gs or a tuple of them), not NVIDIA's."""
+    if isinstance(data, TFNetworkRecord):
+        return True
+    return isinstance(data, tuple) and len(data) > 0 and all(isinstance(x, TFNetworkRecord) for x in data)
+
+
+@register
+class TFPickle(NetworkPickle):
+    name = "tf"
+
+    def claims(self, data: Any) -> bool:
+        return is_tf_networks(data)
+
+    def convert(self, data: Any, path: Path) -> Checkpoint:
+        return tf_to_checkpoint(data, path)
 
 
 def tf_to_checkpoint(data: Any, path: Path) -> Checkpoint:
@@ -336,4 +355,4 @@ def _convert_discriminator(net: TFNetworkRecord, where: str) -> tuple[Discrimina
     return cfg, _complete(converted, _reference(lambda: Discriminator(cfg)), where)
 
 
-__all__ = ["read_tf_pickle", "tf_to_checkpoint"]
+__all__ = ["is_tf_networks", "read_tf_pickle", "tf_to_checkpoint"]

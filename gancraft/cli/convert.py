@@ -6,26 +6,21 @@ import click
 
 from ..checkpoint import load, save
 from ..checkpoint.clamp import DEFAULT_SAMPLES
-from ..checkpoint.io import WRITE_FORMATS
-from ..checkpoint.rosinality import check_rosinality_export
+from ..checkpoint.formats import get_writer, writer_names, writers
 from ..errors import GancraftError
 from .common import emit_path, force_option, log, resolve_device
 from .paths import InputFile, OutputFile, stem
 
-SUFFIXES = {"native": ".st", "rosinality": ".pt", "nvidia": ".pkl"}
-# options that only one output format takes
-_FORMAT_OPTIONS = {"allow_custom_channels": "rosinality", "clamp_samples": "rosinality", "allow_clamp": "rosinality",
-                   "fresh_d": "nvidia"}
+_SUFFIXES = [f"{f.suffix} ({f.name})" for f in writers()]
+_SUFFIXES_HELP = ", ".join(_SUFFIXES[:-1]) + " or " + _SUFFIXES[-1]
+_TO_HELP = "; ".join(f"{f.name}: {f.summary}" for f in writers()) + "."
 
 
 @click.command("convert")
 @click.argument("src", type=InputFile(dir_okay=True))
 @click.option("-o", "--output", type=OutputFile(), help="File to write; '-' writes it to standard output "
-              "[default: SRC's name with .st (native), .pt (rosinality) or .pkl (nvidia), in the current folder].")
-@click.option("--to", "to", type=click.Choice(WRITE_FORMATS), default="native", show_default=True,
-              help="native: gancraft safetensors; rosinality: a .pt that loads in rosinality's stylegan2-pytorch; "
-                   "nvidia: a network pickle (G, D, G_ema) that NVIDIA's stylegan2-ada-pytorch and stylegan3 tools "
-                   "load with their checkout on the path.")
+              f"[default: SRC's name with {_SUFFIXES_HELP}, in the current folder].")
+@click.option("--to", "to", type=click.Choice(writer_names()), default="native", show_default=True, help=_TO_HELP)
 @click.option("--allow-custom-channels", is_flag=True,
               help="rosinality only: write a channel layout no channel_multiplier produces (the loading code "
                    "must then be given the same channel table).")
@@ -61,29 +56,27 @@ def command(src: str, output: str | None, to: str, allow_custom_channels: bool, 
       gancraft convert ada-snapshot.pkl --to rosinality --clamp-samples 1000 -o ada.pt
       gancraft convert nada.pt --to nvidia --fresh-d -o nada.pkl
     """
-    _check_format_options(to, allow_custom_channels=allow_custom_channels, clamp_samples=clamp_samples,
-                          allow_clamp=allow_clamp, fresh_d=fresh_d)
+    fmt = get_writer(to)
+    given = {"allow_custom_channels": allow_custom_channels, "clamp_samples": clamp_samples,
+             "allow_clamp": allow_clamp, "fresh_d": fresh_d}
+    _check_format_options(to, given)
     if output is None:
-        output = stem(src) + SUFFIXES[to]
+        output = stem(src) + fmt.suffix
     ckpt = load(src)
-    if ckpt.family == "stylegan3" and to != "native":
+    if ckpt.family not in fmt.families:
         raise GancraftError(f"{src}: a StyleGAN3 model converts --to native only (rosinality's code has no StyleGAN3 "
                             f"network, and the model's NVIDIA pickle is the file it came from)")
     ckpt = ckpt.with_operation("convert", {"to": to, "from": ckpt.source_format}, [src])
-    options: dict = {}
-    if to == "rosinality":
-        clamp = check_rosinality_export(ckpt, allow_custom_channels, samples=clamp_samples or DEFAULT_SAMPLES,
-                                        allow_clamp=allow_clamp, device=resolve_device(None))
-        if clamp is not None:
-            log(clamp.describe())
-        options = {"allow_custom_channels": allow_custom_channels, "clamp": clamp, "allow_clamp": allow_clamp}
-    elif to == "nvidia":
-        options = {"fresh_d": fresh_d}
+    options, note = fmt.prepare(ckpt, device=resolve_device(None), **{k: given[k] for k in fmt.options})
+    if note is not None:
+        log(note)
     emit_path(save(ckpt, output, to=to, force=force, inputs=(src,), **options))
 
 
-def _check_format_options(to: str, **given: object) -> None:
+def _check_format_options(to: str, given: dict[str, object]) -> None:
+    """Refuse a format's option given with another --to."""
     for name, value in given.items():
-        if value not in (None, False) and _FORMAT_OPTIONS[name] != to:
+        owner = next(f.name for f in writers() if name in f.options)
+        if value not in (None, False) and owner != to:
             option = "--" + name.replace("_", "-")
-            raise GancraftError(f"{option} applies to --to {_FORMAT_OPTIONS[name]} only, not --to {to}")
+            raise GancraftError(f"{option} applies to --to {owner} only, not --to {to}")
