@@ -34,6 +34,8 @@ from gancraft.metrics import (
 from gancraft.metrics.features import INCEPTION_WEIGHTS_FILE
 from gancraft.metrics.inference import fold_batchnorm
 
+from conftest import cli_invoke
+
 
 def scipy_fd(mu1, s1, mu2, s2):
     """Reference: the textbook formula with scipy's general matrix square root."""
@@ -466,3 +468,72 @@ def test_clip_without_weights_says_what_to_pass(tmp_path, monkeypatch):
         ClipExtractor("ViT-B-32", device="cpu")
     with pytest.raises(GancraftError, match="missing.bin"):
         ClipExtractor("ViT-B-32", weights=tmp_path / "missing.bin", device="cpu")
+
+
+# ---------------------------------------------------------------- the extractor registry
+
+
+class _Mean:
+    """Per-channel means: a stand-in extractor of a kind registered from outside the package."""
+
+    name = resize = description = "mean"
+    device = torch.device("cpu")
+
+    def __call__(self, batch):
+        return batch.mean(dim=(2, 3))
+
+
+@pytest.fixture
+def mean_kind(monkeypatch):
+    from gancraft.metrics import extractors
+
+    monkeypatch.setattr(extractors, "_REGISTRY", dict(extractors._REGISTRY))
+
+    @extractors.register
+    class Mean(extractors.ExtractorKind):
+        name = "mean"
+        spellings = ("mean", "mean:N")
+        summary = "mean (channel means)"
+        takes_resize = True
+
+        def accepts(self, spec):
+            return spec.split(":")[0] == "mean"
+
+        def build(self, spec, weights, device, download, resize):
+            self.seen = (spec, resize)
+            return _Mean()
+
+    return extractors._REGISTRY["mean"]
+
+
+def test_a_registered_extractor_kind_is_found_by_load_extractor(mean_kind):
+    from gancraft.metrics import extractors
+
+    ex = load_extractor("mean:3", resize="clean")
+    assert ex.name == "mean" and mean_kind.seen == ("mean:3", "clean")
+    assert torch.equal(ex(torch.ones(2, 3, 4, 4)), torch.ones(2, 3))
+    with pytest.raises(GancraftError, match="use inception, clip, clip:MODEL, the path of a TorchScript file, mean "
+                                            "or mean:N$"):
+        load_extractor("dinov2")
+    with pytest.raises(GancraftError, match="--resize applies to the inception or mean extractor only; 'clip'"):
+        load_extractor("clip", resize="clean")
+    assert extractors.help_text().endswith(", a TorchScript file taking float32 N x 3 x H x W in [0, 1] and "
+                                           "returning N x D, or mean (channel means).")
+    with pytest.raises(RuntimeError, match="registered twice"):
+        extractors.register(type(mean_kind))
+
+
+def test_fid_help_lists_the_extractor_kinds():
+    from gancraft.metrics import extractors
+
+    text = "".join(cli_invoke("fid", "--help").output.split())
+    assert "".join(extractors.help_text().split()) in text
+    assert [k.name for k in extractors.kinds()] == ["inception", "clip", "torchscript"]
+
+
+def test_clip_model_spelling_reaches_the_clip_kind():
+    # without weights the CLIP kind refuses, naming the model it parsed from clip:MODEL
+    with pytest.raises(GancraftError, match="CLIP RN50 weights are needed"):
+        load_extractor("clip:RN50", device="cpu")
+    with pytest.raises(GancraftError, match="CLIP ViT-B-32 weights are needed"):
+        load_extractor("clip", device="cpu")

@@ -8,6 +8,7 @@ import click
 
 from ..errors import GancraftError
 from ..latent.generate import NOISE_MODES
+from ..metrics.extractors import help_text as extractor_help
 from ..metrics.resize import CONVENTIONS, DEFAULT_CONVENTION, describe
 from ..io_util import display_name
 from .common import device_option, emit_path, force_option, log, resolve_device
@@ -52,8 +53,7 @@ Statistics files record the convention; two sides made under different ones are 
 def _source_options(f):
     options = [
         click.option("--extractor", default="inception", show_default=True, metavar="NAME|PATH",
-                     help="inception (FID), clip or clip:MODEL (FD with CLIP), or a TorchScript file taking "
-                          "float32 N x 3 x H x W in [0, 1] and returning N x D."),
+                     help=extractor_help()),
         click.option("--weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
                      help="Local weights for inception or clip instead of the usual download/cache."),
         click.option("--download/--no-download", default=True, show_default=True,

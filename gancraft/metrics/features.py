@@ -12,13 +12,14 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import GancraftError
 from ..io_util import sha256_file
+from .extractors import ExtractorKind, FeatureExtractor, find, register
 from .inference import prepare_for_cpu_inference
 from .resize import DEFAULT_CONVENTION, get_convention
 
@@ -28,15 +29,6 @@ INCEPTION_WEIGHTS_URL = (
 )
 _BUILD_LOCK = threading.Lock()
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-class FeatureExtractor(Protocol):
-    name: str
-    resize: str
-    description: str
-    device: torch.device
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
 
 
 def default_device() -> torch.device:
@@ -283,6 +275,50 @@ class TorchScriptExtractor:
         return out.float().cpu()
 
 
+@register
+class _Inception(ExtractorKind):
+    name = "inception"
+    spellings = ("inception",)
+    summary = "inception (FID)"
+    takes_resize = True
+
+    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
+              download: bool, resize: str | None) -> FeatureExtractor:
+        return InceptionExtractor(weights=weights, device=device, download=download,
+                                  resize=resize or DEFAULT_CONVENTION)
+
+
+@register
+class _Clip(ExtractorKind):
+    name = "clip"
+    spellings = ("clip", "clip:MODEL")
+    summary = "clip or clip:MODEL (FD with CLIP)"
+
+    def accepts(self, spec: str) -> bool:
+        return spec == "clip" or spec.startswith("clip:")
+
+    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
+              download: bool, resize: str | None) -> FeatureExtractor:
+        model_name = spec.split(":", 1)[1] if ":" in spec else "ViT-B-32"
+        return ClipExtractor(model_name, weights=weights, device=device, download=download)
+
+
+@register
+class _TorchScript(ExtractorKind):
+    name = "torchscript"
+    spellings = ("the path of a TorchScript file",)
+    summary = "a TorchScript file taking float32 N x 3 x H x W in [0, 1] and returning N x D"
+
+    def accepts(self, spec: str) -> bool:
+        return Path(spec).is_file()
+
+    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
+              download: bool, resize: str | None) -> FeatureExtractor:
+        if weights is not None:
+            raise GancraftError(f"--weights is not used with a TorchScript extractor ({spec} holds its own weights)")
+        return TorchScriptExtractor(spec, device=device)
+
+
 def load_extractor(
     spec: str,
     weights: str | os.PathLike | None = None,
@@ -290,26 +326,13 @@ def load_extractor(
     download: bool = False,
     resize: str | None = None,
 ) -> FeatureExtractor:
-    """'inception', 'clip' or 'clip:MODEL' (open_clip name), or a path to a TorchScript file.
+    """An extractor of a registered kind (extractors.py): 'inception', 'clip' or 'clip:MODEL'
+    (open_clip name), or a path to a TorchScript file.
 
     `resize` is the Inception's resize convention (resize.CONVENTIONS; default DEFAULT_CONVENTION);
     the other extractors bring images to their input their own way.
     """
-    if spec == "inception":
-        return InceptionExtractor(weights=weights, device=device, download=download,
-                                  resize=resize or DEFAULT_CONVENTION)
-    if resize is not None:
-        raise GancraftError(f"--resize applies to the inception extractor only; '{spec}' resizes images its own way")
-    if spec == "clip" or spec.startswith("clip:"):
-        model_name = spec.split(":", 1)[1] if ":" in spec else "ViT-B-32"
-        return ClipExtractor(model_name, weights=weights, device=device, download=download)
-    if Path(spec).is_file():
-        if weights is not None:
-            raise GancraftError(f"--weights is not used with a TorchScript extractor ({spec} holds its own weights)")
-        return TorchScriptExtractor(spec, device=device)
-    raise GancraftError(
-        f"unknown feature extractor '{spec}': use inception, clip, clip:MODEL or the path of a TorchScript file"
-    )
+    return find(spec, resize).build(spec, weights, device, download, resize)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
