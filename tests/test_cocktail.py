@@ -7,6 +7,8 @@ root's own images shows up as the wrong tint.
 
 from __future__ import annotations
 
+import math
+
 import json
 from pathlib import Path
 
@@ -85,6 +87,16 @@ def test_conditional_start_has_one_class_pathway_and_reproduces_d(models):
         for k in range(3):
             c = F.one_hot(torch.full([4], k), 3).float()
             torch.testing.assert_close(G(z, c), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_conditional_d_class_mapping_keeps_nvidias_learning_rate(models):
+    """The new class projection trains at the mapping's 0.01 multiplier, as NVIDIA's D and the
+    official code: at the full rate it shrank to zero within ~20 steps on the example models and
+    left D at chance for the whole run (see conditional_from_unconditional)."""
+    start = load(models["avg"])
+    _, D, _ = conditional_from_unconditional(start, 3)
+    assert D.mapping.fc0.weight_gain == pytest.approx(0.01 / math.sqrt(D.mapping.fc0.weight.shape[1]))
+    assert start.d_config.mapping_lr_multiplier == 0.01
 
 
 @pytest.mark.parametrize("method", ["union", "scratch", "ewc"])
