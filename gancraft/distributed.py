@@ -16,7 +16,7 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 
-from ..errors import GancraftError
+from .errors import GancraftError
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def _worker(rank: int, world: int, port: int, tmp: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from gancraft.train import distributed
+    from gancraft import distributed
     from gancraft.train.loop import TrainOptions, run_training
     from gancraft.train.methods import UnionMethod
 

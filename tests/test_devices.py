@@ -26,7 +26,7 @@ from gancraft.latent.sefa import sefa
 from gancraft.latent.subspace import choose_directions, expansion_table
 from gancraft.metrics.fid import _as_float64
 from gancraft.nets import Generator, ops
-from gancraft.train import distributed as dist_util
+from gancraft import distributed as dist_util
 from gancraft.train.data import GeneratedData, ImageFolderData
 from gancraft.train.expansion import ExpansionMethod, ExpansionTrainer, parse_task
 from gancraft.train.loop import Trainer, TrainingDiverged, TrainOptions, run_training

@@ -237,7 +237,7 @@ def test_ranks_split_the_seeds_and_gathered_stats_equal_one_process(plain, featu
     """Two ranks' shards, gathered as torchrun would, give one process's statistics."""
     import torch.distributed as dist
 
-    from gancraft.train.distributed import DistInfo
+    from gancraft.distributed import DistInfo
 
     ex = TorchScriptExtractor(features, device="cpu")
     whole = compute_stats(plain, ex, n=20, batch=8)

@@ -20,7 +20,7 @@ from ..latent.generate import (NOISE_MODES, PATHS, domain_morph_plan, interpolat
 from ..latent.seeds import parse_seeds
 from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
-from ..train.hyper import has_hyper
+from ..latent.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
 from .paths import InputFile, spec_with_stdin, stem
 

@@ -50,7 +50,7 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
       gancraft average rooted/face.st rooted/cat.st rooted/dog.st -o avg.st
     """
     from ..checkpoint import load
-    from ..train import distributed
+    from .. import distributed
     from ..train.loop import finish, latest_snapshot, run_training
     from ..train.methods import RootingMethod, save_rooting_start
     from .common import resolve_device

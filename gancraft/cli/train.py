@@ -80,7 +80,7 @@ def run_dir_for(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
 
 def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, params: dict[str, Any],
                    inputs: list) -> None:
-    from ..train import distributed
+    from .. import distributed
     from ..train.loop import finish, run_training
 
     info = distributed.from_env()

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import torch
 
 from ..errors import GancraftError
-from ..nets.stylegan2 import DEFAULT_MODULATION, LEGACY_MODULATION, MODULATION_ORDERS
+from ..nets.stylegan2 import DEFAULT_MODULATION, MODULATION_ORDERS, stored_modulation
+from .timing import frame_times
 
 if TYPE_CHECKING:
     from .prompts import PromptVectors
@@ -73,15 +74,6 @@ class DomainSpec:
 def check_modulation_order(order: str, option: str = "--modulation-order") -> str:
     if order not in MODULATION_ORDERS:
         raise GancraftError(f"{option} {order!r}: expected one of {', '.join(MODULATION_ORDERS)}")
-    return order
-
-
-def stored_modulation(meta: dict, where: str = "") -> str:
-    """The order a stored domain vector or hyper-network was trained with (`meta`: its domain entry
-    or extra["hyper"]); without a record it is the order gancraft used before recording it."""
-    order = meta.get("modulation", LEGACY_MODULATION)
-    if order not in MODULATION_ORDERS:
-        raise GancraftError(f"{where}modulation order {order!r} is not one of {', '.join(MODULATION_ORDERS)}")
     return order
 
 
@@ -169,7 +161,7 @@ def prompt_folder_name(text: str) -> str:
 def prompt_domain(ckpt: Any, prompt: str, G: torch.nn.Module, clip_weights: str | os.PathLike | None = None,
                   prompts: PromptSource | None = None, option: str = "--prompt") -> DomainSpec:
     """The domain a hyper-network model predicts for any text, seen in training or not."""
-    from ..train.hyper import has_hyper
+    from .hyper import has_hyper
 
     if not has_hyper(ckpt):
         where = f"{ckpt.path}: " if getattr(ckpt, "path", None) else ""
@@ -197,8 +189,6 @@ def prompt_morph_vectors(pv: "PromptVectors", prompts: Sequence[str], frames: in
     Frames are timed like every other morph (`frame_times`): without loop the first and last
     frames are exactly the first and last prompts' vectors.
     """
-    from .generate import frame_times  # generate imports this module
-
     if len(prompts) < 2:
         raise GancraftError("--prompts: a morph needs at least two prompts")
     times = frame_times(len(prompts), frames, loop)

@@ -10,7 +10,6 @@ uint8, and rarely that).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -23,6 +22,7 @@ from ..nets.stylegan2 import DEFAULT_MODULATION, PRECISIONS
 from .domains import DomainSpec, apply_domain, interpolate_domains
 from .files import Direction, Edit
 from .seeds import z_from_seeds
+from .timing import frame_times
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -198,24 +198,6 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     out = (torch.sin((1 - t) * omega) / safe) * a64 + (torch.sin(t * omega) / safe) * b64
     out = torch.where(near, lerp(a64, b64, t), out)
     return out.to(a.dtype)
-
-
-def frame_times(n_keys: int, frames: int, loop: bool) -> list[tuple[int, int, float]]:
-    """(from key, to key, t) for each frame. Without loop the first and last frames are the end
-    keys; with loop the path returns to the first key and the last frame stops one step short."""
-    if n_keys < 2:
-        raise GancraftError("interpolation needs at least two keyframes")
-    if frames < 1:
-        raise GancraftError(f"--frames must be >= 1, got {frames}")
-    if loop:
-        positions = [i * n_keys / frames for i in range(frames)]
-    else:
-        positions = [0.0] if frames == 1 else [i * (n_keys - 1) / (frames - 1) for i in range(frames)]
-    out = []
-    for p in positions:
-        i = min(int(math.floor(p)), n_keys - 1 if loop else n_keys - 2)
-        out.append((i, (i + 1) % n_keys, p - i))
-    return out
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GancraftError
+from ..nets.stylegan2 import stored_modulation
 
 INTERPOLATION_SPACES = ("vector", "text")
 
@@ -25,7 +26,7 @@ class PromptVectors:
 
     def __init__(self, ckpt, clip_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                  clip=None, download: bool = False):
-        from ..train.hyper import check_clip_matches, load_hyper
+        from .hyper import check_clip_matches, load_hyper
 
         self.ckpt = ckpt
         self.hyper = load_hyper(ckpt, device=device)
@@ -41,8 +42,6 @@ class PromptVectors:
     @property
     def modulation(self) -> str:
         """The order the hyper-network's vectors were trained for (nets.stylegan2.MODULATION_ORDERS)."""
-        from .domains import stored_modulation
-
         return stored_modulation(self.ckpt.extra["hyper"], f"{self.ckpt.path or 'checkpoint'}: hyper-network: ")
 
     @property

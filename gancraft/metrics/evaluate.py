@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..checkpoint.core import Checkpoint
 from ..errors import GancraftError
-from ..train import distributed as tdist
+from .. import distributed as tdist
 from .features import FeatureExtractor, features_from_batches, iter_image_batches, list_images
 from .fid import FeatureStats, RunningStats, check_comparable, fid_from_stats, kernel_inception_distance, load_stats
 

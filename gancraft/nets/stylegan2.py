@@ -37,6 +37,15 @@ def check_modulation(order: str) -> str:
     return order
 
 
+def stored_modulation(meta: dict, where: str = "") -> str:
+    """The order a stored domain vector or hyper-network was trained with (`meta`: its domain entry
+    or extra["hyper"]); without a record it is the order gancraft used before recording it."""
+    order = meta.get("modulation", LEGACY_MODULATION)
+    if order not in MODULATION_ORDERS:
+        raise GancraftError(f"{where}modulation order {order!r} is not one of {', '.join(MODULATION_ORDERS)}")
+    return order
+
+
 class FullyConnectedLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
                  lr_multiplier: float = 1.0, bias_init: float = 0.0):

@@ -43,7 +43,7 @@ from ..errors import GancraftError
 from ..io_util import atomic_write
 from ..nets.ops import exact_fp32
 from ..nets.stylegan2 import DEFAULT_MODULATION
-from . import distributed as dist_util
+from .. import distributed as dist_util
 from .augment import diff_augment, parse_policy
 from .configs import r1_gamma_heuristic
 from .data import step_seed
