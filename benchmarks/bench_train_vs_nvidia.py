@@ -39,15 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_vs_nvidia import build_nvidia, load_nvidia
-from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft import toy
 from gancraft.nets.config import DiscriminatorConfig
 from gancraft.train.configs import architecture, get_preset
 from gancraft.train.data import ImageFolderData, step_seed
-from gancraft.train.loop import TrainOptions, Trainer, run_training
+from gancraft.train.loop import Trainer, TrainOptions, run_training
 from gancraft.train.methods import ScratchMethod
+
+from malloc_option import add_malloc_option, apply_malloc_option
+
+# NVIDIA's generator is built by the helpers the reference tests use
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from nvidia_pairs import build_nvidia, load_nvidia  # noqa: E402
 
 CYCLE = 16  # steps per timed block: one R1 step (every 16) and four path-length steps (every 4)
 

@@ -17,15 +17,17 @@ from gancraft import Checkpoint, save
 from gancraft.cli.main import cli
 from gancraft.nets import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
+import nvidia_pairs
+
 # Tiny models gain nothing from a second thread, and on a busy 2-core machine two threads per
 # process cost up to 4x in spin-waiting; subprocesses started by tests inherit this too.
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def cli_invoke(*args) -> Result:
-    """Run `gancraft ARGS...` in-process (arguments turned into strings)."""
-    return CliRunner().invoke(cli, list(map(str, args)))
+def cli_invoke(*args, input: bytes | str | None = None) -> Result:
+    """Run `gancraft ARGS...` in-process (arguments turned into strings), `input` on its stdin."""
+    return CliRunner().invoke(cli, list(map(str, args)), input=input)
 
 
 def cli_ok(*args) -> list[str]:
@@ -47,19 +49,8 @@ def cli_fails(*args) -> str:
 NVIDIA_SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
 
 
-@functools.cache
-def load_bench_vs_nvidia() -> ModuleType:
-    """benchmarks/bench_vs_nvidia.py as a module: its pairing and weight randomising serve the tests
-    (importing it needs only gancraft; NVIDIA's code loads when asked for)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vs_nvidia.py"
-    spec = importlib.util.spec_from_file_location("bench_vs_nvidia", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 needs_nvidia = pytest.mark.skipif(
-    not NVIDIA_SRC or load_bench_vs_nvidia().nvidia_networks_module(NVIDIA_SRC) is None,
+    not NVIDIA_SRC or nvidia_pairs.nvidia_networks_module(NVIDIA_SRC) is None,
     reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch or stylegan3 "
            "checkout (see benchmarks/nvidia_reference/README.md)")
 

@@ -17,12 +17,13 @@ from typing import Callable
 import click
 import numpy as np
 import torch
-from click.testing import CliRunner
 
 from gancraft import save
 from gancraft.cli.main import cli
 from gancraft.latent.files import Latents, save_latents
 from gancraft.media.images import save_png
+
+from conftest import cli_invoke
 
 # what a careless or hostile user types where a number belongs
 HOSTILE = ("nan", "inf", "-inf", "-1", "0", "1e30", "1000000000000", "4294967296", "0-4000000000", "")
@@ -136,7 +137,7 @@ class Outcome:
 
 
 def run(name: str, args: list[str]) -> tuple[int, str, str]:
-    res = CliRunner().invoke(cli, [*name.split(), *args])
+    res = cli_invoke(*name.split(), *args)
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         import traceback
 

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors import safe_open
 
-from conftest import make_tiny_checkpoint
 from gancraft import Checkpoint, load, save
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.io_util import sha256_file
 from gancraft.merge import average, average_checkpoints, slerp
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 # the streaming engine, whose chunk size the tests shrink
 stream_module = importlib.import_module("gancraft.merge.stream")
@@ -38,7 +37,8 @@ def perturbed(seed: int) -> Checkpoint:
     """A child of model 0 (same noise images and filters), as rooting/fine-tuning produces."""
     parent = make_tiny_checkpoint(0)
     gen = torch.Generator().manual_seed(seed)
-    tensors = {k: (v if k.endswith(("noise_const", "resample_filter")) else v + 0.1 * torch.randn(v.shape, generator=gen))
+    tensors = {k: (v if k.endswith(("noise_const", "resample_filter"))
+                   else v + 0.1 * torch.randn(v.shape, generator=gen))
                for k, v in parent.tensors.items()}
     return Checkpoint(tensors=tensors, g_config=parent.g_config, d_config=parent.d_config)
 
@@ -199,7 +199,8 @@ def test_recomputed_w_avg_is_the_mean_mapping_output(files, tmp_path):
         w = G.mapping(torch.randn(20000, G.z_dim, generator=torch.Generator().manual_seed(123)), broadcast=False)
     stored = out.tensors["G_ema.mapping.w_avg"]
     torch.testing.assert_close(stored, w.mean(0), rtol=0, atol=0.08)
-    mean_of_inputs = (load(files["a"]).tensors["G_ema.mapping.w_avg"] + load(files["b"]).tensors["G_ema.mapping.w_avg"]) / 2
+    w_avg = "G_ema.mapping.w_avg"
+    mean_of_inputs = (load(files["a"]).tensors[w_avg] + load(files["b"]).tensors[w_avg]) / 2
     assert (stored - mean_of_inputs).abs().max() > 0.3  # the fixtures' w_avg are random, not the true means
 
 
@@ -213,15 +214,14 @@ def test_bad_weights_refused(files, tmp_path):
 
 
 def test_cli_average(files, tmp_path):
-    runner = CliRunner()
     out = tmp_path / "o.st"
-    r = runner.invoke(cli, ["average", str(files["a"]), str(files["b"]), "--weights", "1,0", "-o", str(out)])
+    r = cli_invoke("average", files["a"], files["b"], "--weights", "1,0", "-o", out)
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == str(out)
     assert_bitwise(load(out).tensors, load(files["a"]).tensors)
-    r = runner.invoke(cli, ["average", str(files["a"]), str(files["b"]), "-o", str(out)])
+    r = cli_invoke("average", files["a"], files["b"], "-o", out)
     assert r.exit_code == 2 and "already exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = runner.invoke(cli, ["average", str(files["a"]), str(files["b"]), "--weights", "1,x", "-o", str(out), "--force"])
+    r = cli_invoke("average", files["a"], files["b"], "--weights", "1,x", "-o", out, "--force")
     assert r.exit_code == 2 and "--weights" in r.stderr
-    r = runner.invoke(cli, ["average", str(files["a"]), "-o", str(tmp_path / "one.st")])
+    r = cli_invoke("average", files["a"], "-o", tmp_path / "one.st")
     assert r.exit_code == 2 and "at least two" in r.stderr

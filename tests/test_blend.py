@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from conftest import make_tiny_checkpoint
 from gancraft import load, save
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.merge import ChannelSwap, blend_checkpoints, blend_layers
 from gancraft.merge.channels import cluster_channels, spherical_kmeans
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 RES = [4, 8, 16, 32]
 
@@ -74,8 +73,8 @@ def test_switch_level_one_keeps_the_blocks_first_conv_low(models):
     low, high = models[0], models[1]
     out = blend_checkpoints(low, [high], switch=16, level=1)
     assert torch.equal(out.tensors["G_ema.synthesis.b16.conv0.weight"], low.tensors["G_ema.synthesis.b16.conv0.weight"])
-    assert torch.equal(out.tensors["G_ema.synthesis.b16.conv1.weight"], high.tensors["G_ema.synthesis.b16.conv1.weight"])
-    assert torch.equal(out.tensors["G_ema.synthesis.b16.torgb.weight"], high.tensors["G_ema.synthesis.b16.torgb.weight"])
+    for key in ("G_ema.synthesis.b16.conv1.weight", "G_ema.synthesis.b16.torgb.weight"):
+        assert torch.equal(out.tensors[key], high.tensors[key])
 
 
 def test_switch_at_lowest_resolution_with_high_mapping_is_the_high_model(models):
@@ -305,10 +304,9 @@ def test_blend_file_history_and_refusals(files, tmp_path):
 
 
 def test_cli_blend_with_preview_cluster_map_and_channels(files, tmp_path):
-    runner = CliRunner()
     out, prev, cmap = tmp_path / "o.st", tmp_path / "p.png", tmp_path / "c.png"
     base = ["blend-layers", "--low", str(files[0]), "--high", str(files[1])]
-    r = runner.invoke(cli, base + ["--switch", "16", "--preview", str(prev), "--preview-seeds", "0,1", "-o", str(out)])
+    r = cli_invoke(*base, "--switch", "16", "--preview", prev, "--preview-seeds", "0,1", "-o", out)
     assert r.exit_code == 0, r.output
     assert r.stdout.split() == [str(out), str(prev)]
     grid = np.asarray(Image.open(prev))
@@ -318,15 +316,15 @@ def test_cli_blend_with_preview_cluster_map_and_channels(files, tmp_path):
     want = ((low_img[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8)).numpy()
     assert np.array_equal(grid[34:66, 0:32], want)
 
-    r = runner.invoke(cli, base + ["--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4",
-                                   "--cluster-map", str(cmap)])
+    r = cli_invoke(*base, "--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4",
+                   "--cluster-map", cmap)
     assert r.exit_code == 0, r.output
     assert r.stdout.split() == [str(cmap)]
     assert Image.open(cmap).size[0] == 4 * 64
 
     swapped = tmp_path / "s.st"
-    r = runner.invoke(cli, base + ["--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4",
-                                   "--channels", "0", "-o", str(swapped)])
+    r = cli_invoke(*base, "--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4",
+                   "--channels", "0", "-o", swapped)
     assert r.exit_code == 0, r.output
     chans = cluster_channels(load(files[0]), "b16.conv1", k=3, samples=4).channels([0])
     s, lo, hi = load(swapped), load(files[0]), load(files[1])
@@ -336,13 +334,13 @@ def test_cli_blend_with_preview_cluster_map_and_channels(files, tmp_path):
     assert torch.equal(s.tensors[key][rest], lo.tensors[key][rest])
 
     for bad in (["--switch", "12"], ["--pinkney", "16:3"], ["--pinkney", "16", "--switch", "16"]):
-        r = runner.invoke(cli, base + bad + ["-o", str(tmp_path / "bad.st")])
+        r = cli_invoke(*base, *bad, "-o", tmp_path / "bad.st")
         assert r.exit_code == 2 and r.stderr.strip().startswith("gancraft blend-layers: error:"), bad
         assert len(r.stderr.strip().splitlines()) == 1 and "--" in r.stderr
     assert not (tmp_path / "bad.st").exists()
 
     toon = tmp_path / "toon.st"
-    r = runner.invoke(cli, base + ["--pinkney", "8:1", "--blend-width", "0.5", "-o", str(toon)])
+    r = cli_invoke(*base, "--pinkney", "8:1", "--blend-width", "0.5", "-o", toon)
     assert r.exit_code == 0, r.output
     want = blend_checkpoints(load(files[0]), [load(files[1])], pinkney=(8, 1), blend_width=0.5)
     assert all(torch.equal(v, want.tensors[k]) for k, v in load(toon).tensors.items())

@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from gancraft import load, save
 from gancraft.checkpoint.io import detect_format
-from gancraft.cli.main import cli
 from gancraft.errors import CheckpointError, GancraftError
 
-from conftest import make_tiny_checkpoint
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from conftest import cli_invoke, make_tiny_checkpoint
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -39,7 +33,7 @@ def test_round_trip_is_exact(tmp_path):
 
 def test_history_records_inputs_with_sha256(tmp_path, tiny_ckpt_path):
     out = tmp_path / "conv.st"
-    r = run("convert", tiny_ckpt_path, "-o", out)
+    r = cli_invoke("convert", tiny_ckpt_path, "-o", out)
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == str(out)
     hist = load(out).history
@@ -49,7 +43,7 @@ def test_history_records_inputs_with_sha256(tmp_path, tiny_ckpt_path):
 
 
 def test_inspect_json_and_layers(tiny_ckpt_path):
-    r = run("inspect", tiny_ckpt_path, "--json", "--layers")
+    r = cli_invoke("inspect", tiny_ckpt_path, "--json", "--layers")
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert info["resolution"] == 16 and info["format"] == "native"
@@ -58,7 +52,7 @@ def test_inspect_json_and_layers(tiny_ckpt_path):
     n_params = sum(p.numel() for p in G.parameters())
     assert info["networks"]["G_ema"]["parameters"] == n_params
     assert info["domain_vector_dim"] == G.synthesis.style_dim
-    res = {l["name"]: l["resolution"] for l in info["layers"]}
+    res = {layer["name"]: layer["resolution"] for layer in info["layers"]}
     assert res["G_ema.synthesis.b8.conv0.weight"] == 8 and res["G_ema.mapping.fc0.weight"] is None
 
 
@@ -66,7 +60,7 @@ def test_inspect_warns_on_nan(tmp_path):
     ck = make_tiny_checkpoint()
     ck.tensors["G_ema.synthesis.b8.conv0.weight"][0, 0, 0, 0] = float("nan")
     p = save(ck, tmp_path / "nan.st")
-    r = run("inspect", p)
+    r = cli_invoke("inspect", p)
     assert r.exit_code == 0
     assert "NaN or Inf" in r.stderr
 
@@ -74,12 +68,12 @@ def test_inspect_warns_on_nan(tmp_path):
 def test_convert_never_overwrites(tmp_path, tiny_ckpt_path):
     out = tmp_path / "o.st"
     out.write_bytes(b"old")
-    r = run("convert", tiny_ckpt_path, "-o", out)
+    r = cli_invoke("convert", tiny_ckpt_path, "-o", out)
     assert r.exit_code == 2 and "already exists" in r.stderr and "--force" in r.stderr
     assert out.read_bytes() == b"old"
-    assert run("convert", tiny_ckpt_path, "-o", out, "--force").exit_code == 0
+    assert cli_invoke("convert", tiny_ckpt_path, "-o", out, "--force").exit_code == 0
     assert load(out).g_config.img_resolution == 16
-    r = run("convert", tiny_ckpt_path, "-o", tiny_ckpt_path, "--force")
+    r = cli_invoke("convert", tiny_ckpt_path, "-o", tiny_ckpt_path, "--force")
     assert r.exit_code == 2 and "input" in r.stderr
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -113,7 +107,7 @@ def test_corrupt_files_fail_cleanly(tmp_path, tiny_ckpt_path):
         with pytest.raises(CheckpointError) as exc:
             load(path)
         assert str(path) in str(exc.value), name
-        r = run("inspect", path)
+        r = cli_invoke("inspect", path)
         assert r.exit_code == 2, (name, r.output)
         assert len(r.stderr.strip().splitlines()) == 1, (name, r.stderr)
         assert "Traceback" not in r.output
@@ -131,7 +125,7 @@ def test_missing_and_directory_inputs(tmp_path):
         detect_format(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="is a directory"):
         detect_format(tmp_path)
-    r = run("convert", tmp_path, "-o", tmp_path / "x.st")
+    r = cli_invoke("convert", tmp_path, "-o", tmp_path / "x.st")
     assert r.exit_code == 2 and "is a directory" in r.stderr
 
 
@@ -144,5 +138,5 @@ def test_architecture_mismatch_is_reported(tmp_path):
 
 
 def test_unwritable_output_folder(tmp_path, tiny_ckpt_path):
-    r = run("convert", tiny_ckpt_path, "-o", tmp_path / "missing" / "o.st")
+    r = cli_invoke("convert", tiny_ckpt_path, "-o", tmp_path / "missing" / "o.st")
     assert r.exit_code == 2 and "does not exist" in r.stderr

@@ -15,17 +15,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference.rosinality_model import Discriminator as RosD
+from reference.rosinality_model import Generator as RosG
 
-from conftest import (NVIDIA_SRC, ROSINALITY_SRC, cli_fails, cli_invoke, cli_ok, load_bench_vs_nvidia,
-                      load_rosinality_model, make_tiny_checkpoint, needs_nvidia)
 from gancraft.checkpoint import Checkpoint, load, save
 from gancraft.checkpoint.clamp import measure_clamp
 from gancraft.checkpoint.nvidia_export import LOADER_SOURCE, fresh_discriminator_config
 from gancraft.checkpoint.rosinality import write_rosinality
 from gancraft.checkpoint.safe_pickle import PersistentRecord, safe_load
 from gancraft.nets import GeneratorConfig
-from reference.rosinality_model import Discriminator as RosD
-from reference.rosinality_model import Generator as RosG
+
+import nvidia_pairs
+from conftest import (
+    NVIDIA_SRC,
+    ROSINALITY_SRC,
+    cli_fails,
+    cli_invoke,
+    cli_ok,
+    load_rosinality_model,
+    make_tiny_checkpoint,
+    needs_nvidia,
+)
 
 TOL = 1e-4
 
@@ -208,7 +218,7 @@ def test_nvidia_export_without_discriminator_needs_fresh_d(tmp_path):
 
 @pytest.fixture(scope="module")
 def nv():
-    return load_bench_vs_nvidia().load_nvidia(NVIDIA_SRC)
+    return nvidia_pairs.load_nvidia(NVIDIA_SRC)
 
 
 def _nvidia_legacy():
@@ -254,14 +264,13 @@ def _rosinality_classes():
 @needs_nvidia
 def test_ada_trained_pickle_converts_to_rosinality_with_nvidia_images(tmp_path, nv):
     """A pickle NVIDIA's code wrote, with the conv_clamp=256 every stylegan2-ada-pytorch config uses."""
-    bench = load_bench_vs_nvidia()
     res, dim = 16, 32
     # 512 channels up to 32 px: rosinality's stock table
     cfg = GeneratorConfig(z_dim=dim, w_dim=dim, img_resolution=res, mapping_layers=2, channel_base=16384,
                           channel_max=512, conv_clamp=256)
-    G, G_ema = bench.build_nvidia(nv, cfg), bench.build_nvidia(nv, cfg)
-    bench.randomize_(G, 1)
-    bench.randomize_(G_ema, 2)
+    G, G_ema = nvidia_pairs.build_nvidia(nv, cfg), nvidia_pairs.build_nvidia(nv, cfg)
+    nvidia_pairs.randomize_(G, 1)
+    nvidia_pairs.randomize_(G_ema, 2)
     D = nv["networks"].Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=16384,
                                      channel_max=512, conv_clamp=256)
     src = tmp_path / "ada.pkl"

@@ -9,14 +9,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors import safe_open
 
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent import svm
 from gancraft.latent.seeds import z_from_seeds
 from gancraft.latent.sefa import save_directions
+
+from conftest import cli_invoke
 
 HIDDEN = np.random.default_rng(1).normal(size=32)
 HIDDEN /= np.linalg.norm(HIDDEN)
@@ -85,7 +85,7 @@ def _write_latents(tmp_path, w_samples, labels=True, name="lat"):
 def test_cli_csv_beside_latents(tmp_path, w_samples):
     lat = _write_latents(tmp_path, w_samples)
     out = tmp_path / "glasses.st"
-    r = CliRunner().invoke(cli, ["direction", "--latents", str(lat), "-o", str(out)])
+    r = cli_invoke("direction", "--latents", lat, "-o", out)
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == str(out)
     assert "held-out accuracy" in r.stderr
@@ -100,8 +100,8 @@ def test_cli_csv_beside_latents(tmp_path, w_samples):
     other = tmp_path / "other.st"
     save_directions(other, torch.from_numpy(np.stack([HIDDEN, np.eye(32)[0]])).float(), {"kind": "test"})
     out2 = tmp_path / "cond.st"
-    r = CliRunner().invoke(cli, ["direction", "--latents", str(lat), "--domain", "a", "--labels",
-                                 str(tmp_path / "lat.csv"), "--orthogonal-to", f"{other}:1", "-o", str(out2)])
+    r = cli_invoke("direction", "--latents", lat, "--domain", "a", "--labels",
+                   tmp_path / "lat.csv", "--orthogonal-to", f"{other}:1", "-o", out2)
     assert r.exit_code == 0, r.output
     with safe_open(str(out2), "np") as f:
         d2 = f.get_tensor("directions")[0]
@@ -120,8 +120,8 @@ def test_cli_classifier_labels_give_an_editing_direction(tmp_path, tiny_ckpt_pat
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.trace(RedMean(), torch.zeros(1, 3, 16, 16)).save(str(clf))
     out = tmp_path / "red.st"
-    r = CliRunner().invoke(cli, ["direction", str(tiny_ckpt_path), "--seeds", "0-199", "--classifier", str(clf),
-                                 "-o", str(out), "--batch", "50"])
+    r = cli_invoke("direction", tiny_ckpt_path, "--seeds", "0-199", "--classifier", clf,
+                   "-o", out, "--batch", "50")
     assert r.exit_code == 0, r.output
     with safe_open(str(out), "pt") as f:
         d = f.get_tensor("directions")[0]
@@ -152,7 +152,7 @@ def test_clip_labels_through_the_library(tiny_ckpt):
 
 
 def _error(args) -> str:
-    r = CliRunner().invoke(cli, ["direction", *args])
+    r = cli_invoke("direction", *args)
     assert r.exit_code == 2, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gancraft direction: error:"), r.stderr

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from gancraft.cli.main import cli
+
+from conftest import cli_invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 DESIGN = ROOT.parent / "shared" / "DESIGN.md"
@@ -133,5 +134,5 @@ def test_documented_invocation_parses(where, args, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     if "--resume" in args:  # the one option that checks its folder exists while parsing
         (tmp_path / args[args.index("--resume") + 1]).mkdir(parents=True)
-    result = CliRunner().invoke(cli, args, input=b"bytes on stdin")
+    result = cli_invoke(*args, input=b"bytes on stdin")
     assert result.exit_code == 0, f"{where}: gancraft {shlex.join(args)}\n{result.output}"

@@ -7,17 +7,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import make_tiny_checkpoint
 
 from gancraft import load, save
 from gancraft.errors import GancraftError
 from gancraft.latent.domains import apply_domain, resolve_domain
 from gancraft.latent.sefa import sefa
 from gancraft.latent.subspace import choose_directions, expansion_table, subspaces_from_table
-from gancraft.train.expansion import (ExpansionMethod, ExpansionSettings, expanded_checkpoint, invert_images,
-                                      parse_task, run_expansion)
+from gancraft.train.expansion import (
+    ExpansionMethod,
+    ExpansionSettings,
+    expanded_checkpoint,
+    invert_images,
+    parse_task,
+    run_expansion,
+)
 from gancraft.train.loop import TrainOptions
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
                  text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
@@ -74,8 +80,9 @@ def _measure_pair(G, method, child_gens, n=16):
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(99))
     with torch.no_grad():
         ws = G.mapping(z)
-        out = {"base": (G.synthesis(method.subspaces.base(ws), noise_mode="const")
-                        - method.source.synthesis(method.subspaces.base(ws), noise_mode="const")).square().mean().item()}
+        base = method.subspaces.base(ws)
+        out = {"base": (G.synthesis(base, noise_mode="const")
+                        - method.source.synthesis(base, noise_mode="const")).square().mean().item()}
         for dom in child_gens:
             img = G.synthesis(method.subspaces.domain(ws, dom), noise_mode="const")
             for target, child in child_gens.items():
@@ -237,17 +244,14 @@ def _features(folder: Path) -> Path:
 
 
 def test_cli_expand_writes_model_report_and_domains(tmp_path):
-    from gancraft.cli.main import cli
-
     parent, child = tmp_path / "p.st", tmp_path / "c.st"
     save(make_tiny_checkpoint(0), parent)
     save(make_tiny_checkpoint(1), child)
     out, report = tmp_path / "x.st", tmp_path / "report.txt"
-    runner = CliRunner()
-    res = runner.invoke(cli, ["expand", str(parent), "--task", f"kid:model:{child}", "-o", str(out), "--kimg",
-                              "0.008", "--batch", "4", "--directions", "5", "--distance", "15", "--report",
-                              str(report), "--report-n", "12", "--report-extractor", str(_features(tmp_path)),
-                              "--quiet", "--device", "cpu"])
+    res = cli_invoke("expand", parent, "--task", f"kid:model:{child}", "-o", out, "--kimg",
+                     "0.008", "--batch", "4", "--directions", "5", "--distance", "15", "--report",
+                     report, "--report-n", "12", "--report-extractor", _features(tmp_path),
+                     "--quiet", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines() == [str(out), str(report)]
     ckpt = load(out)
@@ -265,7 +269,7 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert "FID to the parent" in lines[3] and f"FID to {child}" in lines[4] and "probe" in lines[5]
     assert (tmp_path / "x-run" / "run.json").exists()
     # again without --force: refused before any training, one line
-    res = runner.invoke(cli, ["expand", str(parent), "--task", f"kid:model:{child}", "-o", str(out)])
+    res = cli_invoke("expand", parent, "--task", f"kid:model:{child}", "-o", out)
     assert res.exit_code == 2 and "exists" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
@@ -277,13 +281,11 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     (["--task", "a:images:{d}/nowhere"], "does not exist"),
 ])
 def test_cli_expand_refuses_bad_input(tmp_path, args, msg):
-    from gancraft.cli.main import cli
-
     parent, child = tmp_path / "p.st", tmp_path / "c.st"
     save(make_tiny_checkpoint(0, with_d=False), parent)
     save(make_tiny_checkpoint(1), child)
     args = [a.format(c=child, d=tmp_path) for a in args]
-    res = CliRunner().invoke(cli, ["expand", str(parent), "-o", str(tmp_path / "x.st"), "--quiet", *args])
+    res = cli_invoke("expand", parent, "-o", tmp_path / "x.st", "--quiet", *args)
     assert res.exit_code == 2, res.output
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("gancraft expand: error:") and msg in last and "Traceback" not in res.stderr
@@ -338,7 +340,6 @@ def test_least_changing_picks_the_measured_dormant_directions():
 
 
 def test_cli_expand_directions_dormant_measured_and_from_csv(tmp_path):
-    from gancraft.cli.main import cli
     from gancraft.latent.sefa import save_directions, write_measure_csv
 
     ckpt, basis = _with_dead_directions({7: 0.0, 25: 0.0})
@@ -348,9 +349,8 @@ def test_cli_expand_directions_dormant_measured_and_from_csv(tmp_path):
     save_directions(dirs, basis, {"kind": "test"}, singular_values=torch.arange(32, 0, -1).float())
     common = ["expand", str(parent), "--sefa", str(dirs), "--task", f"a:model:{child}", "--task",
               f"b:model:{child}", "--kimg", "0.004", "--batch", "4", "--quiet", "--device", "cpu"]
-    runner = CliRunner()
-    res = runner.invoke(cli, [*common, "-o", str(tmp_path / "x.st"), "--directions", "dormant",
-                              "--dormant-samples", "3"])
+    res = cli_invoke(*common, "-o", tmp_path / "x.st", "--directions", "dormant",
+                     "--dormant-samples", "3")
     assert res.exit_code == 0, res.output
     out = load(tmp_path / "x.st")
     assert sorted([out.domains["a"]["index"], out.domains["b"]["index"]]) == [7, 25]
@@ -362,14 +362,14 @@ def test_cli_expand_directions_dormant_measured_and_from_csv(tmp_path):
     changes[[4, 9]] = [0.01, 0.02]
     csv = tmp_path / "q.measure.csv"
     write_measure_csv(csv, changes, np.zeros(32), np.arange(32, 0, -1), changes < 0.1, "pixel-l1")
-    res = runner.invoke(cli, [*common, "-o", str(tmp_path / "y.st"), "--directions", f"dormant:{csv}"])
+    res = cli_invoke(*common, "-o", tmp_path / "y.st", "--directions", f"dormant:{csv}")
     assert res.exit_code == 0, res.output
     out = load(tmp_path / "y.st")
     assert (out.domains["a"]["index"], out.domains["b"]["index"]) == (4, 9)
 
     # a CSV measured on other directions is refused before any training
     write_measure_csv(csv, changes, np.zeros(32), np.ones(32), changes < 0.1, "pixel-l1", force=True)
-    res = runner.invoke(cli, [*common, "-o", str(tmp_path / "z.st"), "--directions", f"dormant:{csv}"])
+    res = cli_invoke(*common, "-o", tmp_path / "z.st", "--directions", f"dormant:{csv}")
     assert res.exit_code == 2 and "singular values" in res.stderr and not (tmp_path / "z.st").exists()
 
 

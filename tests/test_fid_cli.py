@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-
-from conftest import make_tiny_checkpoint
 
 from gancraft import save
-from gancraft.cli.main import cli
 from gancraft.metrics import TorchScriptExtractor, load_stats
 from gancraft.metrics.evaluate import compute_stats, fid, fid_domains
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 
 class _TinyFeatures(torch.nn.Module):
@@ -59,11 +57,11 @@ def union(work) -> Path:
 
 
 def run(*args: str):
-    return CliRunner().invoke(cli, ["fid", *map(str, args)])
+    return cli_invoke("fid", *args)
 
 
 def sample(ckpt: Path, out: Path, seeds: str, *extra: str) -> Path:
-    res = CliRunner().invoke(cli, ["sample", str(ckpt), "--seeds", seeds, "--batch", "8", "-o", str(out), *extra])
+    res = cli_invoke("sample", ckpt, "--seeds", seeds, "--batch", "8", "-o", out, *extra)
     assert res.exit_code == 0, res.output
     return out
 

@@ -6,12 +6,9 @@ import copy
 
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import make_tiny_checkpoint
 
 from gancraft import Checkpoint, load, save
 from gancraft.checkpoint.summary import summarize
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent.domains import prompt_domain, resolve_domain
 from gancraft.latent.prompts import PromptVectors, interpolate_prompts, style_scale_for_prompt
@@ -20,6 +17,8 @@ from gancraft.nets import Generator, GeneratorConfig
 from gancraft.train import hyper as hy
 from gancraft.train import text_domain as td
 from gancraft.train.clip_losses import DirectionalClipLoss
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
                  text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
@@ -245,7 +244,7 @@ def test_misuse_is_a_clear_error(hyper_ckpt, parent, clip, tmp_path):
 
 
 def _run(*args):
-    return CliRunner().invoke(cli, ["hyper", *map(str, args)])
+    return cli_invoke("hyper", *args)
 
 
 def _one_line_error(result, what: str) -> None:

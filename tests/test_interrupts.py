@@ -15,7 +15,7 @@ import torch
 from gancraft import load, save
 from gancraft.io_util import atomic_write, remove_stale_temporaries
 
-from conftest import make_tiny_checkpoint
+from conftest import cli_invoke, make_tiny_checkpoint
 
 
 def _convert_cmd(src: Path, out: Path) -> list[str]:
@@ -77,17 +77,13 @@ def test_disk_full_is_a_clear_error_and_leaves_nothing(tmp_path, tiny_ckpt_path)
     """A real full file system where we may mount one (root on Linux), else a simulated ENOSPC."""
     import errno
 
-    from click.testing import CliRunner
-
-    from gancraft.cli.main import cli
-
     mnt = tmp_path / "small"
     mnt.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
                              capture_output=True).returncode == 0
     try:
         if mounted:
-            r = CliRunner().invoke(cli, ["convert", str(tiny_ckpt_path), "-o", str(mnt / "out.st")])
+            r = cli_invoke("convert", tiny_ckpt_path, "-o", mnt / "out.st")
         else:
             import gancraft.checkpoint.native as native
 
@@ -96,7 +92,7 @@ def test_disk_full_is_a_clear_error_and_leaves_nothing(tmp_path, tiny_ckpt_path)
 
             orig, native.save_file = native.save_file, full
             try:
-                r = CliRunner().invoke(cli, ["convert", str(tiny_ckpt_path), "-o", str(mnt / "out.st")])
+                r = cli_invoke("convert", tiny_ckpt_path, "-o", mnt / "out.st")
             finally:
                 native.save_file = orig
         assert r.exit_code == 2, r.output

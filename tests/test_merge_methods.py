@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from conftest import make_tiny_checkpoint
 from gancraft import Checkpoint, load, save
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.merge import average, average_checkpoints, methods
 from gancraft.merge.methods.dare import keep_mask
 from gancraft.merge.methods.taskvec import rescale
 from gancraft.merge.methods.ties import trim
 from gancraft.merge.res_weights import parse_weights_by_res, weights_at
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 BUFFERS = ("noise_const", "resample_filter")
 
@@ -252,7 +251,7 @@ def test_density_one_dare_linear_is_task_arithmetic(family):
 
 def test_cli_choices_and_help_come_from_the_registry():
     assert methods.names() == ("mean", "slerp", "ties", "dare-linear", "dare-ties")
-    r = CliRunner().invoke(cli, ["average", "--help"])
+    r = cli_invoke("average", "--help")
     assert r.exit_code == 0
     # click wraps lines at spaces and after hyphens: compare without whitespace
     text = "".join(r.output.split())
@@ -278,22 +277,21 @@ def test_method_options_refused_where_they_do_not_apply(family, tmp_path):
 
 def test_cli_ties_and_dare(family, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    r = runner.invoke(cli, ["average", "--base", str(family["p"]), str(family["c1"]), str(family["c2"]),
-                            "--method", "ties", "--density", "0.3"])
+    r = cli_invoke("average", "--base", family["p"], family["c1"], family["c2"],
+                   "--method", "ties", "--density", "0.3")
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == "c1+c2.ties.st"
     want = average_checkpoints([load(family["c1"]), load(family["c2"])], base=load(family["p"]), method="ties",
                                params={"density": 0.3})
     for k, v in load(tmp_path / "c1+c2.ties.st").tensors.items():
         assert torch.equal(v, want.tensors[k]), k
-    r = runner.invoke(cli, ["average", "--base", str(family["p"]), str(family["c1"]), "--method", "dare-linear",
-                            "--density", "0.5", "--seed", "3", "--rescale", "l1", "--lambda", "0.5", "-o", "d.st"])
+    r = cli_invoke("average", "--base", family["p"], family["c1"], "--method", "dare-linear",
+                   "--density", "0.5", "--seed", "3", "--rescale", "l1", "--lambda", "0.5", "-o", "d.st")
     assert r.exit_code == 0, r.output
     recorded = load(tmp_path / "d.st").history[-1]["params"]
     assert {k: recorded[k] for k in ("density", "seed", "rescale", "lambda")} == {
         "density": 0.5, "seed": 3, "rescale": "l1", "lambda": 0.5}
-    r = runner.invoke(cli, ["average", str(family["c1"]), str(family["c2"]), "--density", "0.5", "-o", "x.st"])
+    r = cli_invoke("average", family["c1"], family["c2"], "--density", "0.5", "-o", "x.st")
     assert r.exit_code == 2 and "--density" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -361,17 +359,17 @@ def test_weights_by_res_with_ties_and_refusals(family, tmp_path):
 
 def test_cli_weights_by_res(family, tmp_path):
     out = tmp_path / "r.st"
-    r = CliRunner().invoke(cli, ["average", str(family["c1"]), str(family["c2"]), "--weights-by-res",
-                                 "4:1,0;16:0,1", "-o", str(out)])
+    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res",
+                   "4:1,0;16:0,1", "-o", out)
     assert r.exit_code == 0, r.output
     want = average_checkpoints([load(family["c1"]), load(family["c2"])], weights_by_res={4: (1, 0), 16: (0, 1)})
     for k, v in load(out).tensors.items():
         assert torch.equal(v, want.tensors[k]), k
-    r = CliRunner().invoke(cli, ["average", str(family["c1"]), str(family["c2"]), "--weights-by-res", "4:1",
-                                 "-o", str(tmp_path / "x.st")])
+    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1",
+                   "-o", tmp_path / "x.st")
     assert r.exit_code == 2 and "--weights-by-res: got 1 weights at 4 for 2 models" in r.stderr.splitlines()[-1]
-    r = CliRunner().invoke(cli, ["average", str(family["c1"]), str(family["c2"]), "--weights-by-res", "4:1;x",
-                                 "-o", str(tmp_path / "x.st")])
+    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1;x",
+                   "-o", tmp_path / "x.st")
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
         "gancraft average: error: --weights-by-res: 'x' is not RES:W1,W2,... with RES a power of two >= 4 "
         "(e.g. '4:1,0;64:0,1')"]

@@ -11,8 +11,10 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import NVIDIA_SRC, load_bench_vs_nvidia, needs_nvidia
 from gancraft.nets import Generator, GeneratorConfig
+
+import nvidia_pairs
+from conftest import NVIDIA_SRC, needs_nvidia
 
 pytestmark = needs_nvidia
 
@@ -20,13 +22,8 @@ TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return load_bench_vs_nvidia()
-
-
-@pytest.fixture(scope="module")
-def nv(bench):
-    return bench.load_nvidia(NVIDIA_SRC)
+def nv():
+    return nvidia_pairs.load_nvidia(NVIDIA_SRC)
 
 
 def tiny(**kw) -> GeneratorConfig:
@@ -36,19 +33,19 @@ def tiny(**kw) -> GeneratorConfig:
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_unconditional_images_match(bench, nv, batch):
-    ref, ours = bench.make_pair(nv, tiny(img_resolution=32), seed=0)
+def test_unconditional_images_match(nv, batch):
+    ref, ours = nvidia_pairs.make_pair(nv, tiny(img_resolution=32), seed=0)
     z = torch.randn([batch, 16], generator=torch.Generator().manual_seed(1))
     for mode in ("const", "none"):
-        d = bench.max_abs_diff(ref, ours, z, None, noise_mode=mode)
+        d = nvidia_pairs.max_abs_diff(ref, ours, z, None, noise_mode=mode)
         assert d["w"] <= TOL and d["image"] <= TOL, (mode, d)
         assert d["image_absmax"] > 0.1  # the comparison is not between two blank images
 
 
 @pytest.mark.parametrize("batch", [1, 4])
-def test_conditional_clamped_truncated_images_match(bench, nv, batch):
+def test_conditional_clamped_truncated_images_match(nv, batch):
     cfg = tiny(c_dim=3, conv_clamp=256)
-    ref, ours = bench.make_pair(nv, cfg, seed=2)
+    ref, ours = nvidia_pairs.make_pair(nv, cfg, seed=2)
     # push one layer past the clamp so that conv_clamp actually shapes the image
     with torch.no_grad():
         ref.synthesis.b8.conv1.bias += 400
@@ -57,7 +54,7 @@ def test_conditional_clamped_truncated_images_match(bench, nv, batch):
     z = torch.randn([batch, 16], generator=gen)
     c = torch.nn.functional.one_hot(torch.arange(batch) % 3, 3).float()
     for psi, cutoff in ((0.7, None), (0.7, 2), (1.0, None)):
-        d = bench.max_abs_diff(ref, ours, z, c, psi=psi, cutoff=cutoff)
+        d = nvidia_pairs.max_abs_diff(ref, ours, z, c, psi=psi, cutoff=cutoff)
         # values reach the clamp (hundreds), where one float32 ulp is already ~3e-5: compare relative to scale
         assert d["w"] <= TOL and d["image"] <= TOL * max(1.0, d["image_absmax"] / 10), (psi, cutoff, d)
     unclamped = Generator(dataclasses.replace(cfg, conv_clamp=None)).eval()
@@ -66,8 +63,8 @@ def test_conditional_clamped_truncated_images_match(bench, nv, batch):
         assert not torch.allclose(unclamped(z, c), ours(z, c), atol=1e-2)
 
 
-def test_random_noise_mode_matches_with_same_seed(bench, nv):
-    ref, ours = bench.make_pair(nv, tiny(), seed=4)
+def test_random_noise_mode_matches_with_same_seed(nv):
+    ref, ours = nvidia_pairs.make_pair(nv, tiny(), seed=4)
     z = torch.randn([2, 16], generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         ws = ref.mapping(z, None)
@@ -78,8 +75,8 @@ def test_random_noise_mode_matches_with_same_seed(bench, nv):
     assert (a - b).abs().max().item() <= TOL
 
 
-def test_portable_path_builds_no_cuda_plugin(bench, nv):
-    ref, _ = bench.make_pair(nv, tiny(), seed=7)
+def test_portable_path_builds_no_cuda_plugin(nv):
+    ref, _ = nvidia_pairs.make_pair(nv, tiny(), seed=7)
     with torch.no_grad():
         ref(torch.randn([1, 16]), None)
-    assert not bench.plugins_built(nv)
+    assert not nvidia_pairs.plugins_built(nv)

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import cli_fails, cli_invoke, cli_ok, make_tiny_checkpoint
 from PIL import Image
 
 from gancraft import load, save
-from gancraft.cli.main import cli
 from gancraft.latent.files import load_directions, load_latents
 from gancraft.merge.blend import default_switch
+
+from conftest import cli_fails, cli_invoke, cli_ok, make_tiny_checkpoint
 
 GANCRAFT = f"{shlex.quote(sys.executable)} -m gancraft"
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +103,7 @@ def test_failed_upstream_leaves_no_output_downstream(models, tmp_path):
 
 
 def run_stdin(data: bytes, *args) -> object:
-    return CliRunner().invoke(cli, list(map(str, args)), input=data)
+    return cli_invoke(*args, input=data)
 
 
 def test_stdin_stdout_in_process(models, tmp_path, monkeypatch):

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from conftest import NVIDIA_SRC, load_bench_vs_nvidia, needs_nvidia
 from gancraft import Checkpoint, save
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent.generate import synthesize
 from gancraft.nets import Generator, GeneratorConfig
+
+import nvidia_pairs
+from conftest import NVIDIA_SRC, cli_invoke, needs_nvidia
 
 # channels 64/64/32/16 at 4/8/16/32 px; num_fp16_res=2 puts b16 and b32 in half precision
 CFG = GeneratorConfig(img_resolution=32, channel_base=512, channel_max=64, z_dim=32, w_dim=32, mapping_layers=2,
@@ -36,7 +36,7 @@ BF16_REL_TOL = 4e-2
 def randomized(cfg: GeneratorConfig, seed: int = 0) -> Generator:
     """Every bias, noise strength and w_avg non-zero, so no term of a layer goes unchecked."""
     G = Generator(cfg).eval().requires_grad_(False)
-    load_bench_vs_nvidia().randomize_(G, seed)
+    nvidia_pairs.randomize_(G, seed)
     return G
 
 
@@ -170,8 +170,8 @@ def close_but_not_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
 
 def test_sample_cli_with_bf16_writes_near_fp32_images(half_ckpt, tmp_path):
     for precision in ("fp32", "bf16"):
-        result = CliRunner().invoke(cli, ["sample", str(half_ckpt), "--seeds", "0-3", "--batch", "2",
-                                          "--precision", precision, "-o", str(tmp_path / precision)])
+        result = cli_invoke("sample", half_ckpt, "--seeds", "0-3", "--batch", "2",
+                            "--precision", precision, "-o", tmp_path / precision)
         assert result.exit_code == 0, result.output
     assert len(result.stdout.split()) == 4
     close_but_not_equal(png_pixels(tmp_path / "bf16"), png_pixels(tmp_path / "fp32"))
@@ -179,8 +179,8 @@ def test_sample_cli_with_bf16_writes_near_fp32_images(half_ckpt, tmp_path):
 
 def test_render_cli_with_bf16_writes_near_fp32_frames(half_ckpt, tmp_path):
     for precision in ("fp32", "bf16"):
-        result = CliRunner().invoke(cli, ["render", str(half_ckpt), "--seeds", "1,2", "--frames", "4",
-                                          "--precision", precision, "-o", str(tmp_path / precision)])
+        result = cli_invoke("render", half_ckpt, "--seeds", "1,2", "--frames", "4",
+                            "--precision", precision, "-o", tmp_path / precision)
         assert result.exit_code == 0, result.output
     close_but_not_equal(png_pixels(tmp_path / "bf16"), png_pixels(tmp_path / "fp32"))
 
@@ -191,12 +191,11 @@ def test_render_cli_with_bf16_writes_near_fp32_frames(half_ckpt, tmp_path):
 @pytest.mark.parametrize("batch, fused, clamped", [(1, True, False), (3, False, False), (3, True, True),
                                                    (3, False, True)])
 def test_mixed_matches_nvidia_float16_blocks(monkeypatch, batch, fused, clamped):
-    bench = load_bench_vs_nvidia()
-    nv = bench.load_nvidia(NVIDIA_SRC)
+    nv = nvidia_pairs.load_nvidia(NVIDIA_SRC)
     # NVIDIA's SynthesisBlock forces float32 off CUDA: lift that one condition for this test
     monkeypatch.setattr(nv["networks"].SynthesisBlock, "forward",
-                        bench.nvidia_forward_with_fp16_off_cuda(nv["networks"]))
-    ref, ours = bench.make_pair(nv, CFG, seed=0)
+                        nvidia_pairs.nvidia_forward_with_fp16_off_cuda(nv["networks"]))
+    ref, ours = nvidia_pairs.make_pair(nv, CFG, seed=0)
     if clamped:
         # drive a float16 layer into conv_clamp, so that the clamp shapes the image
         with torch.no_grad():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from conftest import cli_fails, cli_ok
-from gancraft.cli.main import cli
 from gancraft.latent.sefa import save_directions
 from gancraft.media.video import read_video_info
+
+from conftest import cli_fails, cli_invoke, cli_ok
 
 
 def ok(*args) -> list[str]:
@@ -43,7 +42,7 @@ def test_grid_video_of_several_cells(ckpt, tmp_path):
 def test_interpolation_ends_on_the_keyframe_images(ckpt, tmp_path):
     ok(ckpt, "--seeds", "4,9", "--frames", "5", "--batch", "1", "-o", tmp_path / "frames")
     assert read_video_info(tmp_path / "frames") == (5, 16, 16)
-    CliRunner().invoke(cli, ["sample", str(ckpt), "--seeds", "4,9", "--batch", "1", "-o", str(tmp_path / "s")])
+    cli_invoke("sample", ckpt, "--seeds", "4,9", "--batch", "1", "-o", tmp_path / "s")
     for i, seed in ((0, 4), (4, 9)):
         still = np.asarray(Image.open(tmp_path / "s" / f"seed{seed:04d}.png")).astype(int)
         assert np.abs(frame(tmp_path / "frames", i) - still).max() <= 1
@@ -53,7 +52,7 @@ def test_interpolation_ends_on_the_keyframe_images(ckpt, tmp_path):
 def test_direction_traversal_passes_through_the_unedited_image(ckpt, tmp_path):
     dirs = save_directions(tmp_path / "d.st", torch.eye(32)[:2], {})
     ok(ckpt, "--direction", f"{dirs}:1", "--range", "-4:4", "--seeds", "7", "--frames", "3", "-o", tmp_path / "t")
-    CliRunner().invoke(cli, ["sample", str(ckpt), "--seeds", "7", "-o", str(tmp_path / "s")])
+    cli_invoke("sample", ckpt, "--seeds", "7", "-o", tmp_path / "s")
     still = np.asarray(Image.open(tmp_path / "s" / "seed0007.png")).astype(int)
     assert np.abs(frame(tmp_path / "t", 1) - still).max() <= 1
     assert np.abs(frame(tmp_path / "t", 0) - still).max() > 1
@@ -62,7 +61,7 @@ def test_direction_traversal_passes_through_the_unedited_image(ckpt, tmp_path):
 def test_domain_morph_starts_and_ends_in_the_domains(union, tmp_path):
     ok(union, "--domains", "cat,dog", "--seeds", "3,5", "--frames", "4", "-o", tmp_path / "m")
     assert read_video_info(tmp_path / "m") == (4, 32, 16)
-    CliRunner().invoke(cli, ["sample", str(union), "--seeds", "3,5", "-o", str(tmp_path / "s")])
+    cli_invoke("sample", union, "--seeds", "3,5", "-o", tmp_path / "s")
     for i, name in ((0, "cat"), (3, "dog")):
         cells = [np.asarray(Image.open(tmp_path / "s" / name / f"seed{s:04d}.png")).astype(int) for s in (3, 5)]
         assert np.abs(frame(tmp_path / "m", i) - np.concatenate(cells, axis=1)).max() <= 1

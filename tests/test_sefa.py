@@ -8,17 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import make_tiny_checkpoint, tiny_configs
 from safetensors import safe_open
 
 from gancraft import Checkpoint, save
-from gancraft.cli.main import cli
 from gancraft.errors import GancraftError
 from gancraft.latent import sefa as S
 from gancraft.latent.files import load_direction, load_directions
 from gancraft.latent.seeds import z_from_seeds
 from gancraft.metrics.perceptual import pixel_distance
+
+from conftest import cli_invoke, make_tiny_checkpoint, tiny_configs
 
 
 def _affine_rows(G, keep) -> np.ndarray:
@@ -138,8 +137,8 @@ def test_cli_writes_directions_measure_and_sheet(tmp_path):
     save(_narrow_checkpoint(), ckpt_path)
     out = tmp_path / "m.sefa.st"
     sheet = tmp_path / "sheet.png"
-    r = CliRunner().invoke(cli, ["sefa", str(ckpt_path), "-o", str(out), "--measure", "2", "--sheet", str(sheet),
-                                 "--indices", "0,7", "--steps", "3", "--distance", "3"])
+    r = cli_invoke("sefa", ckpt_path, "-o", out, "--measure", "2", "--sheet", sheet,
+                   "--indices", "0,7", "--steps", "3", "--distance", "3")
     assert r.exit_code == 0, r.output
     csv_path, png_path = tmp_path / "m.sefa.measure.csv", tmp_path / "m.sefa.measure.png"
     assert r.stdout.split() == [str(out), str(csv_path), str(png_path), str(sheet)]
@@ -177,14 +176,13 @@ def _one_line_error(r) -> str:
 
 
 def test_cli_bad_inputs(tmp_path, tiny_ckpt_path):
-    run = CliRunner().invoke
     out = str(tmp_path / "o.st")
-    assert "b9" in _one_line_error(run(cli, ["sefa", str(tiny_ckpt_path), "-o", out, "--layers", "b9"]))
-    _one_line_error(run(cli, ["sefa", str(tmp_path / "missing.st"), "-o", out]))
-    assert "--indices" in _one_line_error(run(cli, ["sefa", str(tiny_ckpt_path), "-o", out, "--sheet",
-                                                    str(tmp_path / "s.png"), "--indices", "40"]))
+    assert "b9" in _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", out, "--layers", "b9"))
+    _one_line_error(cli_invoke("sefa", tmp_path / "missing.st", "-o", out))
+    assert "--indices" in _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", out, "--sheet",
+                                                     tmp_path / "s.png", "--indices", "40"))
     (tmp_path / "exists.st").write_bytes(b"x")
-    assert "--force" in _one_line_error(run(cli, ["sefa", str(tiny_ckpt_path), "-o", str(tmp_path / "exists.st")]))
+    assert "--force" in _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", tmp_path / "exists.st"))
     assert not (tmp_path / "o.st").exists()
 
 
@@ -193,11 +191,11 @@ def test_cli_class_conditional_needs_domain_and_writes_nothing(tmp_path):
     save(make_tiny_checkpoint(c_dim=2, domains={"a": {"kind": "class", "class": 0},
                                                  "b": {"kind": "class", "class": 1}}), path)
     out = tmp_path / "c.st"
-    line = _one_line_error(CliRunner().invoke(cli, ["sefa", str(path), "-o", str(out), "--measure", "1"]))
+    line = _one_line_error(cli_invoke("sefa", path, "-o", out, "--measure", "1"))
     assert "--domain" in line
     assert list(tmp_path.iterdir()) == [path]
-    r = CliRunner().invoke(cli, ["sefa", str(path), "-o", str(out), "--sheet", str(tmp_path / "s.png"),
-                                 "--domain", "b", "--top-k", "2", "--steps", "2"])
+    r = cli_invoke("sefa", path, "-o", out, "--sheet", tmp_path / "s.png",
+                   "--domain", "b", "--top-k", "2", "--steps", "2")
     assert r.exit_code == 0, r.output
 
 

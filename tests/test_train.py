@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
-from conftest import tiny_configs
 
 from gancraft import load
-from gancraft.cli.main import cli
 from gancraft.toy import write_dataset
 from gancraft.train.data import ImageFolderData
 from gancraft.train.loop import TrainingDiverged, TrainOptions, latest_snapshot, run_training
 from gancraft.train.methods import ScratchMethod
+
+from conftest import cli_invoke, tiny_configs
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,7 @@ def test_train_cli(faces: Path, tmp_path: Path):
     out = tmp_path / "m.st"
     args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--kimg", "0.004",
             "--batch", "2", "--quiet"]
-    res = CliRunner().invoke(cli, args)
+    res = cli_invoke(*args)
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().splitlines()[-1] == str(out)
     ckpt = load(out)
@@ -105,12 +104,12 @@ def test_train_cli(faces: Path, tmp_path: Path):
     run = tmp_path / "m-run"
     assert (run / "grid-000002.png").exists() and (run / "state-000002.pt").exists()
 
-    res = CliRunner().invoke(cli, args + ["--force"])
+    res = cli_invoke(*args, "--force")
     assert res.exit_code == 2 and "already holds a training run" in res.stderr
 
-    res = CliRunner().invoke(cli, ["train", str(faces), "-o", str(tmp_path / "x.st"), "--resolution", "16",
-                                   "--config", "nope"])
+    res = cli_invoke("train", faces, "-o", tmp_path / "x.st", "--resolution", "16",
+                     "--config", "nope")
     assert res.exit_code == 2 and "--config: unknown config 'nope'" in res.stderr
-    res = CliRunner().invoke(cli, ["train", str(tmp_path / "missing"), "-o", str(tmp_path / "x.st"),
-                                   "--resolution", "16"])
+    res = cli_invoke("train", tmp_path / "missing", "-o", tmp_path / "x.st",
+                     "--resolution", "16")
     assert res.exit_code == 2 and "does not exist" in res.stderr
