@@ -7,22 +7,27 @@ root's own images shows up as the wrong tint.
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cli_fails, cli_ok, make_tiny_checkpoint
 
 from gancraft import load, save
 from gancraft.checkpoint import Checkpoint
 from gancraft.errors import GancraftError
 from gancraft.train.loop import TrainOptions, run_training
-from gancraft.train.methods import (RootingMethod, UnionMethod, conditional_from_unconditional, freeze_d_layers,
-                                    parse_method)
+from gancraft.train.methods import (
+    RootingMethod,
+    UnionMethod,
+    conditional_from_unconditional,
+    freeze_d_layers,
+    parse_method,
+)
+
+from conftest import cli_fails, cli_ok, make_tiny_checkpoint
 
 # untrained tiny models' images average anywhere in about [-1, 2.2] per image: the tints stand well clear
 TINTS = {"avg": 0.0, "cat": 5.0, "dog": -5.0}
@@ -142,7 +147,8 @@ def test_rooting_trains_the_sources_class_toward_the_source(models, tmp_path):
 def test_union_labels_follow_the_start_models_class_table(models):
     """A union start rooted as [dog, cat] gives label 0 to dog's images whatever the --domain order."""
     rooted = Checkpoint.from_modules(*_rooted_nets(models, ["dog", "cat"]),
-                                     domains={"dog": {"kind": "class", "class": 0}, "cat": {"kind": "class", "class": 1}})
+                                     domains={"dog": {"kind": "class", "class": 0},
+                                              "cat": {"kind": "class", "class": 1}})
     method = UnionMethod(rooted, _sources(models, ("cat", "dog")))
     assert method.names == ["dog", "cat"]
     imgs, labels = method.data.batch(16, 0, 0, 0, 1, torch.device("cpu"))
@@ -271,3 +277,5 @@ def test_root_average_finetune_cli(models, tmp_path):
                                      "freeze-d=99", "-o", tmp_path / "z.st", *common)
     assert "named like the root" in cli_fails("root", "--root", models["avg"], "--source", models["avg"],
                                               "-o", tmp_path / "r2", *common)
+    # without -o the folder is named after the root (this default once ended in UnboundLocalError)
+    assert "named like the root" in cli_fails("root", "--root", models["avg"], "--source", models["avg"], *common)

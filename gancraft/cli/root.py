@@ -49,8 +49,8 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
       gancraft root --root face.st --source cat.st --source dog.st -o rooted/ --kimg 50
       gancraft average rooted/face.st rooted/cat.st rooted/dog.st -o avg.st
     """
-    from ..checkpoint import load
     from .. import distributed
+    from ..checkpoint import load
     from ..train.loop import finish, latest_snapshot, run_training
     from ..train.methods import RootingMethod, save_rooting_start
     from .common import resolve_device
@@ -87,16 +87,17 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
             check_output_path(t, force=kw["force"], inputs=(root_path, *sources))
     device = resolve_device(kw["device"])
     root = load(root_path)
-    methods = [(RootingMethod(root, load(src), classes, stem, seed=kw["seed"], truncation_psi=truncation_psi),
-                src, stem, t) for src, stem, t in zip(sources, stems, targets)]
+    methods = [(RootingMethod(root, load(src), classes, name, seed=kw["seed"], truncation_psi=truncation_psi),
+                src, name, t) for src, name, t in zip(sources, stems, targets)]
     if start_target in todo and info.is_main:
         emit_path(save_rooting_start(methods[0][0], start_target, {"root": root_path, "classes": classes},
                                      [root_path], force=kw["force"]))
-    for method, src, stem, target in methods:
+    # not `stem`: a loop variable of that name would make paths.stem, used above, a local of this function
+    for method, src, name, target in methods:
         if target not in todo:
             continue
-        run_dir = out_dir / f"{stem}-run"
-        log(f"rooting {src} to {root_path} as class {method.label} ({stem}) of {', '.join(classes)}")
+        run_dir = out_dir / f"{name}-run"
+        log(f"rooting {src} to {root_path} as class {method.label} ({name}) of {', '.join(classes)}")
         trainer = run_training(method, build_options(kw, **opts_kw), run_dir, device=device,
                                resume=resume and latest_snapshot(run_dir) is not None,
                                progress=not kw["quiet"])
