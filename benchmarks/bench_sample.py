@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 
 import torch
-from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft.latent.generate import generate
 from gancraft.media.images import ImageWriter, seed_filename, to_uint8
 from gancraft.nets import Generator, GeneratorConfig
+
+from malloc_option import add_malloc_option, apply_malloc_option
 
 CONFIGS = {
     "ffhq256": GeneratorConfig(img_resolution=256),

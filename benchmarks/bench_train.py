@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 import torch
-from malloc_option import add_malloc_option, apply_malloc_option
 
 from gancraft import toy
 from gancraft.train.configs import architecture, get_preset
 from gancraft.train.data import ImageFolderData
 from gancraft.train.loop import TrainOptions, run_training
 from gancraft.train.methods import ScratchMethod
+
+from malloc_option import add_malloc_option, apply_malloc_option
 
 
 def bench(config: str, resolution: int, steps: int, device: str, data_dir: Path, run_dir: Path) -> dict:
@@ -71,7 +72,8 @@ def main() -> None:
             print(f"{config:>6} {args.resolution}px batch {r['batch']}: {r['sec_per_step']:.3f} s/step, "
                   f"{r['kimg_per_s']:.4f} kimg/s ({r['steps']} steps in {r['seconds']:.1f} s)", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"train": results, "threads": torch.get_num_threads(), "malloc": malloc}, indent=2))
+        args.json.write_text(json.dumps({"train": results, "threads": torch.get_num_threads(), "malloc": malloc},
+                                        indent=2))
 
 
 if __name__ == "__main__":

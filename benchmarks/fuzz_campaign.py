@@ -45,9 +45,10 @@ def files_campaign(readers: tuple[str, ...], cases: int, seed: int, jobs: int) -
 def cli_campaign() -> int:
     import torch
 
+    from gancraft.metrics import clip as clip_mod
+
     import hostile_cli
     from conftest import make_tiny_checkpoint
-    from gancraft.metrics import clip as clip_mod
 
     torch.set_num_threads(1)
     tiny = clip_mod.load_clip("ViT-B-32", random_init=True, seed=0, embed_dim=16,

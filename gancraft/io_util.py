@@ -11,8 +11,8 @@ import tempfile
 import threading
 import time
 import tokenize
-from pathlib import Path
 import zipfile
+from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .errors import GancraftError

@@ -51,9 +51,10 @@ def build_corpus(reader: str, folder: Path) -> list[Path]:
     sys.path.insert(0, str(HERE))
     import numpy as np
     import torch
-    from conftest import make_tiny_checkpoint
 
     from gancraft import save
+
+    from conftest import make_tiny_checkpoint
 
     folder.mkdir(parents=True, exist_ok=True)
     if reader in ("native", "rosinality"):

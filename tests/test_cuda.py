@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_checkpoint
 from test_devices import METHODS
 
 from gancraft.latent.sefa import sefa
 from gancraft.nets import Generator, GeneratorConfig
 from gancraft.train.expansion import ExpansionTrainer
 from gancraft.train.loop import Trainer, TrainOptions, run_training
+
+from conftest import make_tiny_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
-from conftest import make_tiny_checkpoint
 
 from gancraft import load, save
+
+from conftest import make_tiny_checkpoint
 
 
 def _free_port() -> int:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import cli_ok, make_tiny_checkpoint, tiny_configs
 from PIL import Image
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from gancraft import distributed as dist_util
 from gancraft import save
 from gancraft.cli.common import resolve_device
 from gancraft.errors import GancraftError
@@ -26,11 +26,12 @@ from gancraft.latent.sefa import sefa
 from gancraft.latent.subspace import choose_directions, expansion_table
 from gancraft.metrics.fid import _as_float64
 from gancraft.nets import Generator, ops
-from gancraft import distributed as dist_util
 from gancraft.train.data import GeneratedData, ImageFolderData
 from gancraft.train.expansion import ExpansionMethod, ExpansionTrainer, parse_task
 from gancraft.train.loop import Trainer, TrainingDiverged, TrainOptions, run_training
 from gancraft.train.methods import RootingMethod, ScratchMethod, UnionMethod
+
+from conftest import cli_ok, make_tiny_checkpoint, tiny_configs
 
 META = torch.device("meta")
 
@@ -240,7 +241,9 @@ class _MetaAsMps(TorchDispatchMode):
                 and torch.device(kwargs.get("device", src.device)).type == "cpu"):
             dtype = kwargs.get("dtype") or src.dtype
             assert dtype == src.dtype, f"converted to {dtype} on the device while copying to the CPU"
-            return torch.randn(src.shape, dtype=dtype) if dtype.is_floating_point else torch.zeros(src.shape, dtype=dtype)
+            if dtype.is_floating_point:
+                return torch.randn(src.shape, dtype=dtype)
+            return torch.zeros(src.shape, dtype=dtype)
         out = func(*args, **kwargs)
         bad = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_meta and t.dtype == torch.float64]
         assert not bad, f"{func} made a float64 tensor on the device"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cli_invoke, make_tiny_checkpoint
 
 from gancraft import load, save
 from gancraft.errors import GancraftError
@@ -16,6 +15,8 @@ from gancraft.latent.seeds import z_from_seeds
 from gancraft.nets import ops
 from gancraft.nets.stylegan2 import MODULATION_ORDERS
 from gancraft.train import text_domain as td
+
+from conftest import cli_invoke, make_tiny_checkpoint
 
 ORDERS = MODULATION_ORDERS
 

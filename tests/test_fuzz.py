@@ -15,13 +15,14 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_checkpoint
 
-import fuzz_files
 from gancraft import load, save
 from gancraft.errors import CheckpointError, GancraftError
 from gancraft.latent.files import load_latents
 from gancraft.metrics.fid import load_stats
+
+import fuzz_files
+from conftest import make_tiny_checkpoint
 
 CASES = 24
 

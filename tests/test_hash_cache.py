@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_checkpoint
-from gancraft import load, save
-from gancraft import io_util
+from gancraft import io_util, load, save
 from gancraft.io_util import cached_sha256, hash_cache_path, sha256_file
 from gancraft.merge import average
+
+from conftest import make_tiny_checkpoint
 
 
 @pytest.fixture

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import cli_fails, make_tiny_checkpoint
 
-import hostile_cli
 from gancraft.cli.types import MAX_COUNT, BoundedInt, FiniteFloat, FiniteFloatRange
 from gancraft.metrics import clip as clip_mod
+
+import hostile_cli
+from conftest import cli_fails, make_tiny_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST_VALUES = ("nan", "1000000000000", "")

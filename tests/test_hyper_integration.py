@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import cli_fails, cli_invoke, cli_ok, make_tiny_checkpoint
 from PIL import Image
 
 from gancraft import load, save
@@ -20,6 +19,8 @@ from gancraft.media.images import to_uint8
 from gancraft.media.video import read_video_info
 from gancraft.metrics import clip as clip_mod
 from gancraft.train import hyper as hy
+
+from conftest import cli_fails, cli_invoke, cli_ok, make_tiny_checkpoint
 
 TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
                  text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))

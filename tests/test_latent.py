@@ -5,15 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_checkpoint
 
 from gancraft.errors import GancraftError
 from gancraft.latent import domains as dom
 from gancraft.latent.files import Latents, load_direction, load_directions, load_latents, parse_edit, save_latents
-from gancraft.latent.generate import (apply_edits, frame_times, generate, layer_indices, map_latents,
-                                      resolution_indices, slerp, style_mix, synthesize)
-from gancraft.latent.sefa import save_directions
+from gancraft.latent.generate import (
+    apply_edits,
+    frame_times,
+    generate,
+    layer_indices,
+    map_latents,
+    resolution_indices,
+    slerp,
+    style_mix,
+    synthesize,
+)
 from gancraft.latent.seeds import parse_seeds, z_from_seeds
+from gancraft.latent.sefa import save_directions
+
+from conftest import make_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

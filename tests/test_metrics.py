@@ -156,7 +156,8 @@ def test_running_stats_rejects_bad_batches():
 def test_stats_round_trip_with_metadata_and_features(tmp_path):
     rng = np.random.default_rng(2)
     feats = rng.normal(size=(30, 8)).astype(np.float32)
-    stats = stats_from_features([feats[:10], feats[10:]], extractor="torchscript:sha256=ab", resize="none", keep_features=True)
+    stats = stats_from_features([feats[:10], feats[10:]], extractor="torchscript:sha256=ab", resize="none",
+                                keep_features=True)
     path = save_stats(tmp_path / "ref.npz", stats)
     back = load_stats(path)
     np.testing.assert_array_equal(back.mu, stats.mu)

@@ -103,9 +103,9 @@ def test_num_ws_and_layers_follow_nvidia_counting():
     G = Generator(g)
     assert G.num_ws == 8 == g.num_ws
     layers = G.synthesis.layers()
-    assert [l.name for l in layers[:4]] == ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1"]
-    assert [l.w_index for l in layers] == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7]
-    assert G.synthesis.style_dim == sum(l.in_channels for l in layers if l.kind == "conv")
+    assert [info.name for info in layers[:4]] == ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1"]
+    assert [info.w_index for info in layers] == [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7]
+    assert G.synthesis.style_dim == sum(info.in_channels for info in layers if info.kind == "conv")
 
 
 def test_truncation_formula():

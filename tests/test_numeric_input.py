@@ -5,14 +5,15 @@ from __future__ import annotations
 import click
 import pytest
 import torch
-from conftest import cli_fails, cli_ok, make_tiny_checkpoint, tiny_configs
 from pickle_fixtures import dump, nvidia_snapshot
 
 from gancraft import load, save
 from gancraft.cli.main import cli
-from gancraft.latent.seeds import MAX_SEEDS, parse_seeds
 from gancraft.errors import GancraftError
+from gancraft.latent.seeds import MAX_SEEDS, parse_seeds
 from gancraft.nets.stylegan2 import Generator
+
+from conftest import cli_fails, cli_ok, make_tiny_checkpoint, tiny_configs
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pickle_fixtures import (
+    STYLEGAN3_MODULE_SRC,
+    EasyDict,
+    Persistent,
+    assert_same_tensors,
+    dump,
+    nvidia_snapshot,
+    persistent_tree,
+    perturbed,
+    tf_generator,
+)
 
 from gancraft.checkpoint import load
 from gancraft.checkpoint.nvidia import read_nvidia_pickle, read_pickle, sniff_pickle
 from gancraft.errors import CheckpointError
 from gancraft.nets.config import DiscriminatorConfig, GeneratorConfig
 from gancraft.nets.stylegan2 import Discriminator, Generator
-
-from pickle_fixtures import (STYLEGAN3_MODULE_SRC, EasyDict, Persistent, assert_same_tensors, dump,
-                             nvidia_snapshot, perturbed, persistent_tree, tf_generator)
 
 
 def _configs(c_dim: int = 0) -> tuple[GeneratorConfig, DiscriminatorConfig]:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import NVIDIA_SRC, needs_nvidia, tiny_configs
 
 from gancraft.toy import write_dataset
 from gancraft.train.data import ImageFolderData
 from gancraft.train.loop import TrainOptions, run_training
 from gancraft.train.methods import ScratchMethod
+
+from conftest import NVIDIA_SRC, needs_nvidia, tiny_configs
 
 
 @pytest.fixture(scope="module")

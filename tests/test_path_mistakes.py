@@ -5,9 +5,10 @@ Each ends in exit code 2 and one line naming the parameter and the path, with no
 from __future__ import annotations
 
 import pytest
-from conftest import cli_fails, make_tiny_checkpoint
 
 from gancraft import save
+
+from conftest import cli_fails, make_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

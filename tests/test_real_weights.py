@@ -22,13 +22,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REAL_HUB_DIR, cli_ok
 from gancraft import toy
 from gancraft.metrics import weights as W
 from gancraft.metrics.features import load_extractor
 from gancraft.metrics.fid import frechet_distance, stats_from_features
 from gancraft.metrics.perceptual import perceptual_metric
 from gancraft.metrics.resize import tf1_bilinear
+
+from conftest import REAL_HUB_DIR, cli_ok
 
 
 @pytest.fixture(scope="module")

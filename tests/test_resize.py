@@ -10,10 +10,11 @@ import pytest
 import torch
 from cleanfid.resize import build_resizer
 
-from conftest import cli_fails, cli_invoke
 from gancraft.errors import GancraftError
 from gancraft.metrics.fid import FeatureStats, save_stats
 from gancraft.metrics.resize import CONVENTIONS, DEFAULT_CONVENTION, get_convention, tf1_bilinear
+
+from conftest import cli_fails, cli_invoke
 
 SIZES = [(64, 48), (512, 400), (299, 299), (17, 300)]
 

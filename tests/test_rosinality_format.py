@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from conftest import make_tiny_checkpoint
-from gancraft.checkpoint import load
-from gancraft.checkpoint.rosinality import _fit_channels, read_rosinality, stock_channel_multiplier, write_rosinality
-from gancraft.errors import CheckpointError
-from gancraft.nets import Generator, GeneratorConfig
-from gancraft.checkpoint.core import Checkpoint
 from reference.rosinality_model import Discriminator as RosD
 from reference.rosinality_model import Generator as RosG
 from reference.rosinality_model import stock_channels
+
+from gancraft.checkpoint import load
+from gancraft.checkpoint.core import Checkpoint
+from gancraft.checkpoint.rosinality import _fit_channels, read_rosinality, stock_channel_multiplier, write_rosinality
+from gancraft.errors import CheckpointError
+from gancraft.nets import Generator, GeneratorConfig
+
+from conftest import make_tiny_checkpoint
 
 SIZE = 32
 STYLE_DIM = 24

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pickle_fixtures import Persistent, dump, nvidia_snapshot, persistent_tree, stand_in_modules, tf_generator
 
 from gancraft.checkpoint import load
 from gancraft.checkpoint.nvidia import read_nvidia_pickle
@@ -21,8 +22,6 @@ from gancraft.checkpoint.tf import read_tf_pickle
 from gancraft.errors import CheckpointError
 from gancraft.nets.config import GeneratorConfig
 from gancraft.nets.stylegan2 import Generator
-
-from pickle_fixtures import Persistent, dump, nvidia_snapshot, persistent_tree, stand_in_modules, tf_generator
 
 
 def _tiny_generator() -> Generator:

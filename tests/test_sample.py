@@ -6,9 +6,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from conftest import cli_fails, cli_invoke, cli_ok
 from gancraft.latent.files import load_latents
 from gancraft.latent.sefa import save_directions
+
+from conftest import cli_fails, cli_invoke, cli_ok
 
 
 def run(*args):

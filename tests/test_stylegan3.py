@@ -17,17 +17,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pickle_fixtures import STYLEGAN3_MODULE_SRC, EasyDict, dump, persistent_tree
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import NVIDIA_SRC, cli_fails, cli_ok
 from gancraft import load, save
 from gancraft.checkpoint.core import Checkpoint
 from gancraft.checkpoint.nvidia import read_nvidia_pickle, sniff_pickle
 from gancraft.errors import CheckpointError, GancraftError
 from gancraft.nets import stylegan3 as sg3
 from gancraft.nets.stylegan3 import Generator, StyleGAN3Config, input_transform
-from pickle_fixtures import STYLEGAN3_MODULE_SRC, EasyDict, dump, persistent_tree
+
+from conftest import NVIDIA_SRC, cli_fails, cli_ok
 
 REF = Path(__file__).parent / "reference"
 TOL = 1e-4

@@ -7,13 +7,14 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import cli_fails, cli_invoke, make_tiny_checkpoint
 
 from gancraft import load
 from gancraft.latent.domains import resolve_domain
 from gancraft.metrics import clip as clip_mod
 from gancraft.train import hyper as hy
 from gancraft.train import text_domain as td
+
+from conftest import cli_fails, cli_invoke, make_tiny_checkpoint
 
 TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
                  text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
@@ -57,7 +58,8 @@ def test_hyper_first_steps_have_ordinary_gradients(parent, clip):
 def test_official_defaults():
     s, h = td.TextVectorSettings(), hy.HyperSettings()
     # td_single_ffhq.yaml
-    assert (s.steps, s.batch, s.lr, s.betas, s.style_mixing, s.source_prompt) == (300, 4, 0.1, (0.9, 0.999), 0.9, "Photo")
+    assert ((s.steps, s.batch, s.lr, s.betas, s.style_mixing, s.source_prompt)
+            == (300, 4, 0.1, (0.9, 0.999), 0.9, "Photo"))
     # td_multiple.yaml
     assert (h.steps, h.batch, h.lr, h.betas, h.style_mixing) == (10000, 8, 5e-5, (0.9, 0.999), 0.9)
     assert (h.tt_weight, h.angle_weight, h.norm_weight) == (0.4, 0.0, 0.0)

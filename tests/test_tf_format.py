@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pickle_fixtures import (
+    assert_same_tensors,
+    dump,
+    nvidia_snapshot,
+    perturbed,
+    tf_discriminator,
+    tf_generator,
+    tf_network,
+)
 
 from gancraft.checkpoint import load
 from gancraft.checkpoint.nvidia import read_pickle
@@ -13,16 +22,14 @@ from gancraft.errors import CheckpointError
 from gancraft.nets.config import DiscriminatorConfig, GeneratorConfig
 from gancraft.nets.stylegan2 import Discriminator, Generator
 
-from pickle_fixtures import (assert_same_tensors, dump, nvidia_snapshot, perturbed, tf_discriminator,
-                             tf_generator, tf_network)
-
 
 def _nets(c_dim: int = 0) -> tuple[Generator, Generator, Discriminator]:
     torch.manual_seed(0)
     g_cfg = GeneratorConfig(z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32,
                             mapping_layers=2)
     d_cfg = DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=32)
-    return perturbed(Generator(g_cfg), 1, 64), perturbed(Generator(g_cfg), 2, 64), perturbed(Discriminator(d_cfg), 3, 64)
+    return (perturbed(Generator(g_cfg), 1, 64), perturbed(Generator(g_cfg), 2, 64),
+            perturbed(Discriminator(d_cfg), 3, 64))
 
 
 def test_g_d_gs_round_trip_is_exact(tmp_path):

@@ -8,7 +8,12 @@ from typing import Any
 
 from ..errors import CheckpointError
 from ..io_util import atomic_write
-from . import native, rosinality, tf, nvidia  # noqa: F401, I001  (registers the formats, in the order files are tried)
+
+# isort: off
+# importing a format's module registers it; files are tried in this order (rosinality before the
+# network pickles: torch's pre-zip files are pickles too), and convert --help lists writers in it
+from . import native, rosinality, tf, nvidia  # noqa: F401
+# isort: on
 from .core import Checkpoint
 from .formats import HEAD_BYTES, CheckpointFormat, detect, get_writer, writer_names
 

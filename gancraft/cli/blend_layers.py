@@ -79,7 +79,8 @@ def parse_ints(text: str, what: str) -> list[int]:
 @force_option
 def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | None, switch_level: int,
             blend_width: float | None, alpha: str | None, mapping_from: str, w_avg_from: str | None,
-            torgb_from: str, pinkney: str | None, nets: str | None, keep_d: bool, cluster_layer: str | None, clusters: int,
+            torgb_from: str, pinkney: str | None, nets: str | None, keep_d: bool, cluster_layer: str | None,
+            clusters: int,
             cluster_samples: int, cluster_seed: int, cluster_map: str | None, channel_clusters: str | None,
             preview: str | None, preview_seeds: str, preview_psi: float, device: str | None, force: bool) -> None:
     """Blend generators layer by layer (Justin Pinkney's layer swapping).

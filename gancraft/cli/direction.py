@@ -159,7 +159,8 @@ def command(ckpt: str | None, output: str | None, latents: str | None, labels: s
 
     ortho = None
     if orthogonal_to:
-        vectors = [load_direction(spec_with_stdin(spec_text), "--orthogonal-to").vector.double().numpy() for spec_text in orthogonal_to]
+        vectors = [load_direction(spec_with_stdin(spec_text), "--orthogonal-to").vector.double().numpy()
+                   for spec_text in orthogonal_to]
         if any(v.size != w_train.shape[1] for v in vectors):
             raise GancraftError(f"--orthogonal-to: directions must have {w_train.shape[1]} dimensions like the latents")
         ortho = np.stack(vectors)

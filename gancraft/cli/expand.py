@@ -154,8 +154,14 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     from ..latent.sefa import sefa
     from ..latent.subspace import choose_directions, expansion_table, least_changing
     from ..metrics.perceptual import backbone_cache_path, load_lpips, missing_lpips_message
-    from ..train.expansion import (ExpansionMethod, ExpansionSettings, check_tasks, finish_expansion, parse_task,
-                                   run_expansion)
+    from ..train.expansion import (
+        ExpansionMethod,
+        ExpansionSettings,
+        check_tasks,
+        finish_expansion,
+        parse_task,
+        run_expansion,
+    )
     from ..train.loop import TrainOptions
 
     dev = resolve_device(device)
@@ -224,7 +230,6 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
     emit_path(written)
     if report is not None:
         from ..io_util import atomic_write
-
         from ..train.expansion_report import expansion_report, format_report
 
         rows, floor = expansion_report(method, trainer.G_ema, extractor, n=report_n, seed=seed)

@@ -7,10 +7,10 @@ import json
 import click
 
 from ..errors import GancraftError
+from ..io_util import display_name
 from ..latent.generate import NOISE_MODES
 from ..metrics.extractors import help_text as extractor_help
 from ..metrics.resize import CONVENTIONS, DEFAULT_CONVENTION, describe
-from ..io_util import display_name
 from .common import device_option, emit_path, force_option, log, resolve_device
 from .paths import InputFile, OutputFile, stem
 
@@ -162,7 +162,8 @@ def command() -> None:
                    "A's).")
 @click.option("--kid", is_flag=True, help="Also compute KID (mean ± std over 100 subsets of up to 1000).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool, resize: str | None, n: int, batch: int,
+def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool,
+            resize: str | None, n: int, batch: int,
             psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
             device: str | None, same_seeds: bool, kid: bool, as_json: bool) -> None:
     """Score A against B; each is an image folder, a statistics .npz or a checkpoint."""
@@ -202,7 +203,8 @@ def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str
 @click.option("--kid", is_flag=True, help="Also store the features, which KID needs (N x D float32).")
 @force_option
 def stats(src: str, output: str | None, extractor: str, weights: str | None, download: bool, resize: str | None,
-          n: int, batch: int, psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
+          n: int, batch: int, psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str,
+          domain: str | None,
           device: str | None, kid: bool, force: bool) -> None:
     """Write the feature statistics (mu, sigma; pytorch-fid layout plus metadata) of SRC."""
     from ..metrics.evaluate import open_source, shutdown_distributed, write_domain_stats

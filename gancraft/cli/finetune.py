@@ -8,8 +8,8 @@ import click
 
 from ..errors import GancraftError
 from .common import modulation_option
-from .paths import InputFile, NamedOutput, stem
 from .finetune_text import check_text_mode, run_text_vectors, text_vector_options
+from .paths import InputFile, NamedOutput, stem
 from .train import build_options, train_and_save, training_options
 
 

@@ -69,7 +69,8 @@ def render(cmd: click.Command, name: str, ctx: click.Context, options_from: clic
         lines += [".SH EXAMPLES", ".nf", _esc(click.unstyle(cmd.epilog.replace("\b\n", "")).strip()), ".fi"]
     if isinstance(cmd, click.Group) and name != "gancraft":
         subs = [s for s in cmd.list_commands(ctx) if not cmd.get_command(ctx, s).hidden]
-        lines += [".SH SEE ALSO", ", ".join(f"\\fBgancraft\\-{name}\\-{s}\\fR(1)" for s in subs) + ", \\fBgancraft\\fR(1)"]
+        see_also = ", ".join(f"\\fBgancraft\\-{name}\\-{s}\\fR(1)" for s in subs)
+        lines += [".SH SEE ALSO", see_also + ", \\fBgancraft\\fR(1)"]
     elif isinstance(cmd, click.Group):
         lines += [".SH COMMANDS"]
         for sub in cmd.list_commands(ctx):

@@ -15,12 +15,19 @@ from ..errors import GancraftError
 from ..io_util import check_output_path
 from ..latent import domains as dom
 from ..latent.files import load_direction
-from ..latent.generate import (NOISE_MODES, PATHS, domain_morph_plan, interpolation_plan, render_frames,
-                               style_scale_plan, traversal_plan)
+from ..latent.generate import (
+    NOISE_MODES,
+    PATHS,
+    domain_morph_plan,
+    interpolation_plan,
+    render_frames,
+    style_scale_plan,
+    traversal_plan,
+)
+from ..latent.hyper import has_hyper
 from ..latent.seeds import parse_seeds
 from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
-from ..latent.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
 from .paths import InputFile, spec_with_stdin, stem
 

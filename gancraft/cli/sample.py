@@ -18,9 +18,9 @@ from ..io_util import check_output_path
 from ..latent import domains as dom
 from ..latent.files import Latents, load_latents, parse_edit, save_latents
 from ..latent.generate import NOISE_MODES, generate, layer_indices, resolution_indices, style_mix
+from ..latent.hyper import has_hyper
 from ..latent.seeds import parse_seeds
 from ..media.images import ImageWriter, make_grid, save_png, seed_filename, to_uint8
-from ..latent.hyper import has_hyper
 from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
 from .paths import InputFile, OutputFile, spec_with_stdin, stem
 

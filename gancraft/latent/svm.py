@@ -235,11 +235,11 @@ def classifier_scorer(model: torch.jit.ScriptModule, path: str | os.PathLike, cl
 def score_latents(G: torch.nn.Module, ws: torch.Tensor, scorer: Callable[[torch.Tensor], torch.Tensor],
                   batch_size: int = 16, spec=None, progress: bool = True) -> np.ndarray:
     """Render ``ws`` [N, num_ws, w_dim] (in DomainSpec ``spec``'s synthesis) and score the images."""
-    from .generate import synthesize
-
     import sys
 
     from tqdm import tqdm
+
+    from .generate import synthesize
 
     out = []
     for i in tqdm(range(0, ws.shape[0], batch_size), desc="score", unit="batch", disable=not progress,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor

@@ -20,9 +20,17 @@ from ..errors import GancraftError
 from ..io_util import check_output_path
 from . import methods
 from .res_weights import block_resolution, check_table, weights_at
-from .stream import (Linear, Recipe, Source, evaluate, merge_to_checkpoint, merge_to_file, open_sources,
-                     output_skeleton, select_keys)
-
+from .stream import (
+    Linear,
+    Recipe,
+    Source,
+    evaluate,
+    merge_to_checkpoint,
+    merge_to_file,
+    open_sources,
+    output_skeleton,
+    select_keys,
+)
 
 # Buffers are not learned (fixed filters, the frozen per-layer noise images, StyleGAN3's
 # resampling filters and the random frequencies and phases of its Fourier-feature input): they

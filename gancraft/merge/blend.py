@@ -42,8 +42,17 @@ from ..checkpoint.core import Checkpoint
 from ..checkpoint.io import load
 from ..errors import GancraftError
 from ..io_util import check_output_path
-from .stream import (Linear, Recipe, Source, dominant, merge_to_checkpoint, merge_to_file, open_sources,
-                     output_skeleton, select_keys)
+from .stream import (
+    Linear,
+    Recipe,
+    Source,
+    dominant,
+    merge_to_checkpoint,
+    merge_to_file,
+    open_sources,
+    output_skeleton,
+    select_keys,
+)
 
 _SYN = re.compile(r"^(?:G|G_ema)\.synthesis\.b(\d+)\.(?:(const|conv0|conv1|torgb)\b)?")
 _SYN3 = re.compile(r"^(?:G|G_ema)\.synthesis\.(?:L(\d+)_\d+_\d+|(input))\.")
@@ -264,7 +273,8 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
                 w = onehot(0)  # the script never lists TF's 4x4/Conv
             if part == "torgb" and torgb_idx is not None:
                 w = onehot(torgb_idx)
-            if key.endswith(("resample_filter", "up_filter", "down_filter")) or (pinkney and key.endswith("noise_const")):
+            if (key.endswith(("resample_filter", "up_filter", "down_filter"))
+                    or (pinkney and key.endswith("noise_const"))):
                 w = onehot(0)
             elif key.endswith("noise_const") or (part == "input" and key.endswith(_SG3_INPUT_BUFFERS)):
                 # a fixed noise image is copied from the model that dominates its layer, so the
@@ -325,7 +335,8 @@ def _prepare(low, highs, nets, keep_d, **kw) -> tuple[list[Source], list[str], d
         resolutions = list(range(g.num_layers + 1)) if family == "stylegan3" else g.block_resolutions
         alpha = kw.get("alpha")
         if isinstance(alpha, str):
-            kw["alpha"] = parse_alpha(alpha, len(highs), resolutions, "layer" if family == "stylegan3" else "resolution")
+            kw["alpha"] = parse_alpha(alpha, len(highs), resolutions,
+                                      "layer" if family == "stylegan3" else "resolution")
         if isinstance(kw.get("pinkney"), str):
             kw["pinkney"] = parse_pinkney(kw["pinkney"])
         if kw.get("switch") is None and kw.get("alpha") is None and kw.get("channel_swap") is None \

@@ -145,7 +145,8 @@ def select_keys(sources: Sequence[Source], nets: Sequence[str] | None) -> list[s
                 raise GancraftError(f"--nets: unknown network {n!r} (choose from {', '.join(NETS)})")
             for s, h in zip(sources, have):
                 if n not in h:
-                    raise GancraftError(f"--nets: {s.name} has no {n} network (it has {', '.join(sorted(h)) or 'none'})")
+                    raise GancraftError(f"--nets: {s.name} has no {n} network "
+                                        f"(it has {', '.join(sorted(h)) or 'none'})")
     check_configs(sources, with_d="D" in nets)
     keys = [k for k in first.shapes if k.split(".", 1)[0] in nets]
     check_compatible(sources, keys)
@@ -436,7 +437,8 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
     recorded = skeleton.with_operation(command, params, [])
 
     def metadata(digests: Sequence[str]) -> dict[str, str]:
-        entry = {**recorded.history[-1], "inputs": [{"path": display_name(p), "sha256": d} for p, d in zip(paths, digests)]}
+        entry = {**recorded.history[-1],
+                 "inputs": [{"path": display_name(p), "sha256": d} for p, d in zip(paths, digests)]}
         return build_metadata(replace(recorded, history=[*recorded.history[:-1], entry]))
 
     # sha256 runs at about 1.4 GB/s a core, slower than the merge itself reads: one thread per

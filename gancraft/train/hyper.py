@@ -41,8 +41,7 @@ from ..checkpoint import Checkpoint
 from ..errors import GancraftError
 from ..latent.domains import check_modulation_order
 from ..latent.hyper import HYPER_PREFIX, MAPPER, HyperConfig, HyperNetwork, check_clip_matches, load_hyper, style_dims
-# cli/hyper.py reads it from here
-from ..latent.hyper import parameters_per_domain as parameters_per_domain
+from ..latent.hyper import parameters_per_domain as parameters_per_domain  # cli/hyper.py reads it here
 from ..nets.stylegan2 import DEFAULT_MODULATION
 from . import text_domain as td
 

@@ -38,12 +38,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import distributed as dist_util
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..io_util import atomic_write
 from ..nets.ops import exact_fp32
 from ..nets.stylegan2 import DEFAULT_MODULATION
-from .. import distributed as dist_util
 from .augment import diff_augment, parse_policy
 from .configs import r1_gamma_heuristic
 from .data import step_seed
@@ -83,7 +83,8 @@ class TrainOptions:
 
     def validate(self, world: int) -> "TrainOptions":
         if self.batch < 1 or self.batch % world:
-            raise GancraftError(f"--batch {self.batch} must be a positive multiple of the number of processes ({world})")
+            raise GancraftError(f"--batch {self.batch} must be a positive multiple of the number of processes "
+                                f"({world})")
         if self.kimg <= 0:
             raise GancraftError(f"--kimg must be positive, got {self.kimg}")
         if self.snap_kimg <= 0:

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from ..checkpoint import Checkpoint, save
 from ..errors import GancraftError
+from ..latent.domains import check_modulation_order
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from ..nets.ops import LRELU_GAIN
-from ..latent.domains import check_modulation_order
 from ..nets.stylegan2 import DEFAULT_MODULATION, Discriminator, Generator
 from .data import GeneratedData
 from .loop import Method
