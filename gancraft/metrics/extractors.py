@@ -2,9 +2,10 @@
 their choices from.
 
 A kind recognises the --extractor values it answers to (a name, a name:MODEL, a file) and
-builds the extractor. A new kind is a subclass decorated with @register in the module that
-implements it. The built-in ones are in features.py, registered in the order --help lists them;
-the package's __init__ imports it, so they are registered whenever this module is imported.
+builds the extractor. A new kind is a module holding a subclass decorated with @register, plus
+its import line in metrics/__init__.py. The built-in ones are in features.py, registered in the
+order --help lists them; the package's __init__ imports it, so they are registered whenever this
+module is imported.
 """
 
 from __future__ import annotations
