@@ -53,7 +53,8 @@ def _header_edit(path, edit) -> None:
     ("G", "mapping_layers", 10**9, "mapping_layers"),
     ("D", "c_dim", 0, "cannot be built|shape|unexpected"),
     ("D", "img_channels", 0, "cannot be built|shape"),
-    ("G", "z_dim", 1.5, "cannot be built|shape"),
+    ("G", "z_dim", 1.5, "positive integer"),
+    ("G", "z_dim", "x", "positive integer"),  # found by `make fuzz`: was int('x') -> ValueError
 ])
 def test_config_declaring_a_huge_network_is_refused_before_allocating(tmp_path, net, key, value, what):
     path = tmp_path / "m.st"
@@ -65,9 +66,40 @@ def test_config_declaring_a_huge_network_is_refused_before_allocating(tmp_path, 
         header["__metadata__"]["config"] = json.dumps(config)
 
     _header_edit(path, edit)
-    ck = load(path)
     with pytest.raises(CheckpointError, match=what):
+        ck = load(path)
         ck.discriminator() if net == "D" else ck.generator()
+
+
+def test_png_with_a_corrupt_chunk_is_skipped_or_refused_in_one_line(tmp_path):
+    """Found by `make fuzz`: PIL reports a broken PNG chunk as SyntaxError, which escaped."""
+    import zlib
+
+    from PIL import Image
+
+    from gancraft.errors import GancraftError
+    from gancraft.media.images import read_image_folder
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "good.png")
+    data = (tmp_path / "good.png").read_bytes()
+    ihdr_end = 8 + 8 + 13 + 4
+    n = struct.unpack(">I", data[ihdr_end:ihdr_end + 4])[0]
+    assert data[ihdr_end + 4:ihdr_end + 8] == b"IDAT"
+    pixels = data[ihdr_end + 8:ihdr_end + 8 + n]
+    # the pixel data split in two, the second part under a chunk type that is not one (as a damaged
+    # file can be): PIL opens the file and only meets the bad chunk while decoding
+    broken = (data[:ihdr_end] + chunk(b"IDAT", pixels[:n // 2])
+              + struct.pack(">I", n - n // 2) + b"_\x82\xc2\xd9" + pixels[n // 2:] + b"\0\0\0\0"
+              + chunk(b"IEND", b""))
+    (tmp_path / "bad.png").write_bytes(broken)
+    folder = read_image_folder(tmp_path, resolution=8)
+    assert [p.name for p, _ in folder] == ["good.png"] and folder.skipped[0][0].name == "bad.png"
+    (tmp_path / "good.png").unlink()
+    with pytest.raises(GancraftError, match="no readable images|could be decoded"):
+        list(read_image_folder(tmp_path, resolution=8))
 
 
 def _npz_with_header(tmp_path, name: str, header: str, data: bytes, **others) -> object:

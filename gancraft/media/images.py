@@ -183,7 +183,8 @@ class ImageFolder:
         for path in self.files:
             try:
                 arr = _load_rgb(path, self.resolution)
-            except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            # PIL reports a corrupt PNG chunk as SyntaxError
+            except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
                 self.skipped.append((path, f"cannot decode: {exc}"))
                 continue
             yielded += 1
@@ -288,7 +289,7 @@ def read_image_folder(path: str | os.PathLike, resolution: int | None = None) ->
                 # WebP keep EXIF in the header; asking a PNG for it would decode the pixels.
                 if image.format in ("JPEG", "WEBP") and image.getexif().get(0x0112) in (5, 6, 7, 8):
                     size = (size[1], size[0])
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             reason = "not a readable image" if isinstance(exc, UnidentifiedImageError) else f"unreadable: {exc}"
             skipped.append((p, reason))
             continue

@@ -358,7 +358,8 @@ def _read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    # PIL reports a corrupt PNG chunk as SyntaxError
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise GancraftError(f"{path}: cannot read image ({_first_line(exc)})") from None
 
 

@@ -59,8 +59,10 @@ class GeneratorConfig:
             raise CheckpointError(
                 f"generator architecture '{self.architecture}' is not supported (only 'skip', the StyleGAN2 default)")
         for name in ("z_dim", "w_dim", "img_channels", "mapping_layers", "channel_base", "channel_max"):
-            if int(getattr(self, name)) <= 0:
-                raise CheckpointError(f"generator config: {name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            # a damaged file can hold any JSON value here: a string, a float, a list
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise CheckpointError(f"generator config: {name} must be a positive integer, got {value!r}")
         return self
 
 
