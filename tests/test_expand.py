@@ -42,6 +42,18 @@ def _table(G, names, distance=20.0):
     return expansion_table(names, dirs, choose_directions(dirs.shape[0], len(names)), distance)
 
 
+
+def _image_targets(folder: Path, z_dim: int) -> Path:
+    """Three images of another tiny model as PNG files in `folder`: an `images` task's targets."""
+    from gancraft.media.images import save_png, to_uint8
+
+    folder.mkdir()
+    with torch.no_grad():
+        targets = make_tiny_checkpoint(3).generator()(torch.randn(3, z_dim), None).clamp(-1, 1)
+    for i, arr in enumerate(to_uint8(targets)):
+        save_png(arr, folder / f"{i}.png")
+    return folder
+
 def test_subspaces_match_sampling_side():
     parent = make_tiny_checkpoint(0)
     G = parent.generator()
@@ -185,18 +197,12 @@ def test_reconstruction_loss_is_mse_plus_lpips():
 
 
 def test_clip_and_images_tasks_run_end_to_end(tmp_path):
-    from gancraft.media.images import save_png, to_uint8
     from gancraft.metrics.clip import load_clip
     from gancraft.metrics.perceptual import load_lpips
 
     parent = make_tiny_checkpoint(0)
     G0 = parent.generator()
-    folder = tmp_path / "me"
-    folder.mkdir()
-    with torch.no_grad():
-        targets = make_tiny_checkpoint(3).generator()(torch.randn(3, G0.z_dim), None).clamp(-1, 1)
-    for i, arr in enumerate(to_uint8(targets)):
-        save_png(arr, folder / f"{i}.png")
+    folder = _image_targets(tmp_path / "me", G0.z_dim)
     clip = load_clip("ViT-B-32", random_init=True, seed=0, **TINY_CLIP)
     lpips = load_lpips(random_init=True)
     table = _table(G0, ["sketch", "me"])
@@ -475,16 +481,10 @@ def test_replay_and_tasks_see_the_right_subspaces(tmp_path, monkeypatch):
     (repurposed coordinates at w_avg's), and an images task trains on its inversions moved onto its
     own subspace, never on the base subspace; the inversions are the source's, of these images."""
     from gancraft.latent import subspace
-    from gancraft.media.images import save_png, to_uint8
 
     parent = make_tiny_checkpoint(0, with_d=False)  # no D: the source renders nothing but replay
     G0 = parent.generator()
-    folder = tmp_path / "me"
-    folder.mkdir()
-    with torch.no_grad():
-        targets = make_tiny_checkpoint(3).generator()(torch.randn(3, G0.z_dim), None).clamp(-1, 1)
-    for i, arr in enumerate(to_uint8(targets)):
-        save_png(arr, folder / f"{i}.png")
+    folder = _image_targets(tmp_path / "me", G0.z_dim)
     child = tmp_path / "c.st"
     save(make_tiny_checkpoint(1), child)
     table = _table(G0, ["me", "kid"])
