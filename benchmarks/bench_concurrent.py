@@ -47,9 +47,33 @@ def run_jobs(setting: str, jobs: int, steps: int, data: Path, work: Path) -> lis
     procs, runs = [], []
     for j in range(jobs):
         run = work / f"{setting}-{jobs}-{j}"
-        cmd = [sys.executable, "-m", "gancraft", "train", str(data), "-o", str(run) + ".st", "--resolution", "32",
-               "--config", "tiny", "--batch", "16", "--kimg", str(kimg), "--snap", "1000", "--seed", str(j),
-               "--run-dir", str(run), "--quiet", "--device", "cpu", "--force"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gancraft",
+            "train",
+            str(data),
+            "-o",
+            str(run) + ".st",
+            "--resolution",
+            "32",
+            "--config",
+            "tiny",
+            "--batch",
+            "16",
+            "--kimg",
+            str(kimg),
+            "--snap",
+            "1000",
+            "--seed",
+            str(j),
+            "--run-dir",
+            str(run),
+            "--quiet",
+            "--device",
+            "cpu",
+            "--force",
+        ]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
         runs.append(run)
     for p in procs:
@@ -80,10 +104,15 @@ def main() -> None:
         if s not in SETTINGS:
             raise SystemExit(f"--settings: unknown setting {s!r} (choose from {', '.join(SETTINGS)})")
     jobs_list = [int(j) for j in args.jobs.split(",")]
-    print(f"command: python benchmarks/bench_concurrent.py --jobs {args.jobs} --settings {args.settings} "
-          f"--rounds {args.rounds} --steps {args.steps}")
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, load average at start "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"command: python benchmarks/bench_concurrent.py --jobs {args.jobs} --settings {args.settings} "
+        f"--rounds {args.rounds} --steps {args.steps}"
+    )
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, load average at start "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
     best: dict[tuple[int, str], float] = {}
     rounds: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,8 +125,12 @@ def main() -> None:
                     rate = sum(1 / m for m in medians)  # steps per second over all jobs
                     rounds.setdefault(f"{s}/{jobs}", []).append(rate)
                     best[jobs, s] = max(best.get((jobs, s), 0.0), rate)
-                    print(f"round {r + 1} {jobs} job(s) {s:>8}: " + ", ".join(f"{m:.3f}" for m in medians)
-                          + f" s/step each, {rate:.2f} steps/s in all", flush=True)
+                    print(
+                        f"round {r + 1} {jobs} job(s) {s:>8}: "
+                        + ", ".join(f"{m:.3f}" for m in medians)
+                        + f" s/step each, {rate:.2f} steps/s in all",
+                        flush=True,
+                    )
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results = []
     for jobs in jobs_list:
@@ -105,8 +138,10 @@ def main() -> None:
             rate = best[jobs, s]
             ratio = rate / best[jobs, "spin"] if "spin" in settings else None
             results.append({"jobs": jobs, "setting": s, "steps_per_s": rate, "vs_spin": ratio})
-            print(f"best: {jobs} job(s) {s:>8}: {rate:.2f} steps/s in all, {jobs / rate:.3f} s/step per job"
-                  + (f", {ratio:.2f}x spin" if ratio else ""))
+            print(
+                f"best: {jobs} job(s) {s:>8}: {rate:.2f} steps/s in all, {jobs / rate:.3f} s/step per job"
+                + (f", {ratio:.2f}x spin" if ratio else "")
+            )
     if args.json:
         args.json.write_text(json.dumps({"concurrent": results, "rounds": rounds}, indent=2))
 

@@ -40,9 +40,12 @@ class SmallFeatures(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            torch.nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,8 +82,9 @@ def generated_batches(gen: Generator, n: int, batch: int, device: torch.device, 
         yield img
 
 
-def end_to_end(gen: Generator, extractor, n: int, batch: int, device: torch.device, seed: int,
-               reference: RunningStats) -> tuple[float, float, float, float]:
+def end_to_end(
+    gen: Generator, extractor, n: int, batch: int, device: torch.device, seed: int, reference: RunningStats
+) -> tuple[float, float, float, float]:
     gen_seconds = [0.0]
     start = time.perf_counter()
     acc = RunningStats()
@@ -132,13 +136,16 @@ def vs_pytorch_fid(n: int, batch: int, repeats: int, folder: Path) -> dict:
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
     (mu0, s0), (mu1, s1) = out["pytorch_fid"], out["gancraft"]
-    return {"images": n, "batch": batch,
-            "images_per_s": {k: n / v[0] for k, v in best.items()},
-            "cpu_s_per_image": {k: v[1] / n for k, v in best.items()},
-            "ratio": best["pytorch_fid"][0] / best["gancraft"][0],
-            "cpu_ratio": best["pytorch_fid"][1] / best["gancraft"][1],
-            "mean_rel_diff": float(abs(mu1 - mu0).max() / abs(mu0).max()),
-            "cov_rel_diff": float(abs(s1 - s0).max() / abs(s0).max())}
+    return {
+        "images": n,
+        "batch": batch,
+        "images_per_s": {k: n / v[0] for k, v in best.items()},
+        "cpu_s_per_image": {k: v[1] / n for k, v in best.items()},
+        "ratio": best["pytorch_fid"][0] / best["gancraft"][0],
+        "cpu_ratio": best["pytorch_fid"][1] / best["gancraft"][1],
+        "mean_rel_diff": float(abs(mu1 - mu0).max() / abs(mu0).max()),
+        "cov_rel_diff": float(abs(s1 - s0).max() / abs(s0).max()),
+    }
 
 
 def main() -> None:
@@ -148,35 +155,48 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64, help="generator output size (power of two)")
     parser.add_argument("--repeats", type=int, default=2, help="timed batches per extractor")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--vs-n", type=int, default=32,
-                        help="PNG files for the comparison with pytorch-fid's own loop (CPU; 0 skips it)")
+    parser.add_argument(
+        "--vs-n",
+        type=int,
+        default=32,
+        help="PNG files for the comparison with pytorch-fid's own loop (CPU; 0 skips it)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_malloc_option(parser)
     args = parser.parse_args()
     malloc = apply_malloc_option(args)
     device = torch.device(args.device)
-    results: dict = {"device": str(device), "threads": torch.get_num_threads(), "malloc": malloc,
-                     "resolution": args.resolution, "batch": args.batch}
+    results: dict = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "malloc": malloc,
+        "resolution": args.resolution,
+        "batch": args.batch,
+    }
 
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} cores"
-    print(f"machine: {device} ({machine}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {device} ({machine}), torch {torch.__version__}, {torch.get_num_threads()} threads")
     inception = InceptionExtractor.random(seed=0, device=device)
     images = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=torch.Generator().manual_seed(0))
     ips = images_per_second(inception, images, args.repeats)
     results["inception_images_per_s"] = ips
-    print(f"inception (pytorch-fid architecture, random weights): {ips:.1f} images/s "
-          f"at {args.resolution}x{args.resolution} input, batch {args.batch}; resize: {inception.resize}")
+    print(
+        f"inception (pytorch-fid architecture, random weights): {ips:.1f} images/s "
+        f"at {args.resolution}x{args.resolution} input, batch {args.batch}; resize: {inception.resize}"
+    )
 
     if args.vs_n and device.type == "cpu":
         with tempfile.TemporaryDirectory() as tmp:
             v = vs_pytorch_fid(args.vs_n, args.batch, args.repeats, Path(tmp) / "images")
         results["vs_pytorch_fid"] = v
-        print(f"against pytorch-fid's calculate_activation_statistics ({v['images']} 64px PNGs, batch {v['batch']}, "
-              f"same random weights, fastest of {args.repeats}): gancraft {v['images_per_s']['gancraft']:.1f} img/s, "
-              f"pytorch-fid {v['images_per_s']['pytorch_fid']:.1f} img/s: {v['ratio']:.2f}x (CPU time "
-              f"{v['cpu_ratio']:.2f}x); statistics differ by {v['mean_rel_diff']:.1e} (mean) and "
-              f"{v['cov_rel_diff']:.1e} (covariance) of their largest value", flush=True)
+        print(
+            f"against pytorch-fid's calculate_activation_statistics ({v['images']} 64px PNGs, batch {v['batch']}, "
+            f"same random weights, fastest of {args.repeats}): gancraft {v['images_per_s']['gancraft']:.1f} img/s, "
+            f"pytorch-fid {v['images_per_s']['pytorch_fid']:.1f} img/s: {v['ratio']:.2f}x (CPU time "
+            f"{v['cpu_ratio']:.2f}x); statistics differ by {v['mean_rel_diff']:.1e} (mean) and "
+            f"{v['cov_rel_diff']:.1e} (covariance) of their largest value",
+            flush=True,
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "small_features.pt"
@@ -194,13 +214,20 @@ def main() -> None:
     for feats in features_from_batches(generated_batches(gen, args.batch * 2, args.batch, device, 1, [0.0]), inception):
         reference.update(feats)
     total, gen_s, fd_s, fid = end_to_end(gen, inception, args.n, args.batch, device, 2, reference)
-    print(f"end to end: {args.n} generated images ({args.resolution}px StyleGAN2, random weights) -> Inception "
-          f"-> running stats -> FD: {total:.1f} s ({args.n / total:.1f} images/s; generation {gen_s:.1f} s, "
-          f"Fréchet distance {fd_s:.2f} s; value {fid:.4g}, meaningless with random weights)")
+    print(
+        f"end to end: {args.n} generated images ({args.resolution}px StyleGAN2, random weights) -> Inception "
+        f"-> running stats -> FD: {total:.1f} s ({args.n / total:.1f} images/s; generation {gen_s:.1f} s, "
+        f"Fréchet distance {fd_s:.2f} s; value {fid:.4g}, meaningless with random weights)"
+    )
     per_image = total / args.n
     print(f"extrapolated to 50000 images at this rate: {50000 * per_image / 60:.0f} min")
-    results["end_to_end"] = {"images": args.n, "seconds": total, "images_per_s": args.n / total,
-                             "generation_s": gen_s, "frechet_distance_s": fd_s}
+    results["end_to_end"] = {
+        "images": args.n,
+        "seconds": total,
+        "images_per_s": args.n / total,
+        "generation_s": gen_s,
+        "frechet_distance_s": fd_s,
+    }
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:])
     results["command"] = command
     print("reproduce: " + command)

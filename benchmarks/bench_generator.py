@@ -40,15 +40,22 @@ from malloc_option import add_malloc_option, apply_malloc_option
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def half_block_resolutions(G: Generator, precision: str) -> list[int]:
-    return [b.resolution for b, dtype in zip(G.synthesis.blocks(), G.synthesis.block_dtypes(precision))
-            if dtype != torch.float32]
+    return [
+        b.resolution
+        for b, dtype in zip(G.synthesis.blocks(), G.synthesis.block_dtypes(precision))
+        if dtype != torch.float32
+    ]
 
 
 def counted_flops(cfg: GeneratorConfig, batch: int) -> int:
@@ -66,8 +73,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_forward(fn: Callable[[], torch.Tensor], device: torch.device, repeats: int,
-                 single_run_above: float) -> dict[str, Any]:
+def time_forward(
+    fn: Callable[[], torch.Tensor], device: torch.device, repeats: int, single_run_above: float
+) -> dict[str, Any]:
     _sync(device)
     t0 = time.perf_counter()
     fn()
@@ -114,22 +122,37 @@ def bench_config(resolution: int, batch: int, device: torch.device, args: argpar
                     scale = out.abs().max().item()
                 else:
                     diff = (out - reference).abs().max().item()
-        row = {"resolution": resolution, "batch": batch, "variant": name, "seconds_per_batch": t["seconds"],
-               "images_per_s": batch / t["seconds"], "gflop_per_forward": flops / 1e9,
-               "achieved_gflop_per_s": flops / t["seconds"] / 1e9, "runs_s": t["runs"],
-               "cold_single_run": t["cold_single_run"], "max_abs_diff_vs_eager_fp32": diff,
-               "fp32_image_absmax": scale,
-               "precision": precision, "num_fp16_res": cfg.num_fp16_res,
-               "reduced_precision_blocks": half_block_resolutions(G, precision),
-               # reduced-precision blocks fuse only single images (NVIDIA's default)
-               "fused_modulation": device.type == "cuda" and (precision == "fp32" or batch == 1),
-               "channels_last": device.type == "cpu"}
+        row = {
+            "resolution": resolution,
+            "batch": batch,
+            "variant": name,
+            "seconds_per_batch": t["seconds"],
+            "images_per_s": batch / t["seconds"],
+            "gflop_per_forward": flops / 1e9,
+            "achieved_gflop_per_s": flops / t["seconds"] / 1e9,
+            "runs_s": t["runs"],
+            "cold_single_run": t["cold_single_run"],
+            "max_abs_diff_vs_eager_fp32": diff,
+            "fp32_image_absmax": scale,
+            "precision": precision,
+            "num_fp16_res": cfg.num_fp16_res,
+            "reduced_precision_blocks": half_block_resolutions(G, precision),
+            # reduced-precision blocks fuse only single images (NVIDIA's default)
+            "fused_modulation": device.type == "cuda" and (precision == "fp32" or batch == 1),
+            "channels_last": device.type == "cpu",
+        }
         note = " (one cold run)" if t["cold_single_run"] else f" (median of {len(t['runs'])})"
-        print(f"  {resolution:5d}px batch {batch:2d} {name:20s} {row['images_per_s']:9.3f} images/s "
-              f"{row['achieved_gflop_per_s']:8.1f} GFLOP/s of {flops / batch / 1e9:7.1f} GFLOP/image{note}"
-              + (f"  max|diff| vs eager fp32 {diff:.2e} (|img| up to {scale:.2f}, reduced precision at "
-                 f"{','.join(map(str, row['reduced_precision_blocks'])) or 'no'} px)" if diff is not None else ""),
-              flush=True)
+        print(
+            f"  {resolution:5d}px batch {batch:2d} {name:20s} {row['images_per_s']:9.3f} images/s "
+            f"{row['achieved_gflop_per_s']:8.1f} GFLOP/s of {flops / batch / 1e9:7.1f} GFLOP/image{note}"
+            + (
+                f"  max|diff| vs eager fp32 {diff:.2e} (|img| up to {scale:.2f}, reduced precision at "
+                f"{','.join(map(str, row['reduced_precision_blocks'])) or 'no'} px)"
+                if diff is not None
+                else ""
+            ),
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -151,10 +174,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--single-run-above", type=float, default=15.0, metavar="SECONDS")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(G.synthesis)")
-    ap.add_argument("--precision", default="", type=_precisions, metavar="LIST",
-                    help="also time these generator precisions, comma-separated from mixed,bf16")
-    ap.add_argument("--num-fp16-res", type=int, default=4, metavar="N",
-                    help="blocks NVIDIA runs in float16 (default 4, as in its FFHQ pickles); fp32 ignores it")
+    ap.add_argument(
+        "--precision",
+        default="",
+        type=_precisions,
+        metavar="LIST",
+        help="also time these generator precisions, comma-separated from mixed,bf16",
+    )
+    ap.add_argument(
+        "--num-fp16-res",
+        type=int,
+        default=4,
+        metavar="N",
+        help="blocks NVIDIA runs in float16 (default 4, as in its FFHQ pickles); fp32 ignores it",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     add_malloc_option(ap)
     args = ap.parse_args()
@@ -165,8 +198,10 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     info = {**machine(), "malloc": malloc}
-    print(f"generator benchmark on {device} ({info['cuda'] or info['cpu']}), torch {info['torch']}, "
-          f"{torch.get_num_threads()} threads, allocator {malloc}")
+    print(
+        f"generator benchmark on {device} ({info['cuda'] or info['cpu']}), torch {info['torch']}, "
+        f"{torch.get_num_threads()} threads, allocator {malloc}"
+    )
     rows = []
     for res in (int(r) for r in args.resolutions.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):

@@ -148,27 +148,37 @@ def main() -> None:
         cache_env = {**os.environ, "GANCRAFT_CACHE_DIR": str(folder / "hash-cache")}
         cold_env = {**cache_env, "GANCRAFT_HASH_CACHE": "off"}
         warm_env = {k: v for k, v in cache_env.items() if k != "GANCRAFT_HASH_CACHE"}
-        subprocess.run([sys.executable, __file__, "--prime", os.pathsep.join(map(str, inputs))], check=True,
-                       env=warm_env)
+        subprocess.run(
+            [sys.executable, __file__, "--prime", os.pathsep.join(map(str, inputs))], check=True, env=warm_env
+        )
         model_mb = inputs[0].stat().st_size / 1e6
         results["model_mb"] = model_mb
-        print(f"made 4 random {args.res}px G_ema models of {model_mb:.0f} MB in {time.perf_counter() - t0:.0f} s",
-              flush=True)
-        print(f"{'case':<13} {'seconds':>8} {'floor s':>8} {'x floor':>8} {'GB/s':>6} {'peak RSS MB':>12} "
-              f"{'over import MB':>15} {'x model':>8}")
-        groups = {2: ("floor", "sha256", "avg", "avg-warm", "blend", "blend-warm", "blend-soft"),
-                  4: ("floor", "sha256", "avg", "avg-warm")}
+        print(
+            f"made 4 random {args.res}px G_ema models of {model_mb:.0f} MB in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+        print(
+            f"{'case':<13} {'seconds':>8} {'floor s':>8} {'x floor':>8} {'GB/s':>6} {'peak RSS MB':>12} "
+            f"{'over import MB':>15} {'x model':>8}"
+        )
+        groups = {
+            2: ("floor", "sha256", "avg", "avg-warm", "blend", "blend-warm", "blend-soft"),
+            4: ("floor", "sha256", "avg", "avg-warm"),
+        }
         for n, kinds in groups.items():
             runs: dict[str, list[dict]] = {k: [] for k in kinds}
             for rep in range(args.repeats):
                 # interleaved, and in a rotating order, so drifting write-back and machine load,
                 # and whatever the previous case left behind, hit every case alike
-                for kind in kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]:
+                for kind in kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]:
                     out = folder / f"out-{kind}-{n}.st"
-                    proc = subprocess.run([sys.executable, __file__, "--case", kind, str(out),
-                                           os.pathsep.join(map(str, inputs[:n]))],
-                                          capture_output=True, text=True, check=True,
-                                          env=warm_env if kind.endswith("-warm") else cold_env)
+                    proc = subprocess.run(
+                        [sys.executable, __file__, "--case", kind, str(out), os.pathsep.join(map(str, inputs[:n]))],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        env=warm_env if kind.endswith("-warm") else cold_env,
+                    )
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
                     written = out.stat().st_size if out.exists() else 0  # sha256 writes nothing
                     r["bytes_moved"] = sum(p.stat().st_size for p in inputs[:n]) + written
@@ -189,9 +199,12 @@ def main() -> None:
                     r["x_floor"] = r["seconds"] / r["floor_seconds"]
                 results["cases"][name] = r
                 floor_s, ratio = (f"{r['floor_seconds']:.2f}", f"{r['x_floor']:.2f}x") if "x_floor" in r else ("", "")
-                print(f"{name:<13} {r['seconds']:>8.2f} {floor_s:>8} {ratio:>8} {r['gb_per_s']:>6.2f} "
-                      f"{r['peak_rss_mb']:>12.0f} {r['rss_over_import_mb']:>15.0f} "
-                      f"{r['rss_over_import_x_model']:>7.2f}x", flush=True)
+                print(
+                    f"{name:<13} {r['seconds']:>8.2f} {floor_s:>8} {ratio:>8} {r['gb_per_s']:>6.2f} "
+                    f"{r['peak_rss_mb']:>12.0f} {r['rss_over_import_mb']:>15.0f} "
+                    f"{r['rss_over_import_x_model']:>7.2f}x",
+                    flush=True,
+                )
     print(f"target: within 2x of the floor; memory over import under 2x one model ({2 * model_mb:.0f} MB)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,9 @@ from malloc_option import add_malloc_option, apply_malloc_option
 
 CONFIGS = {
     "ffhq256": GeneratorConfig(img_resolution=256),
-    "small64": GeneratorConfig(z_dim=128, w_dim=128, img_resolution=64, channel_base=4096, channel_max=128,
-                               mapping_layers=4),
+    "small64": GeneratorConfig(
+        z_dim=128, w_dim=128, img_resolution=64, channel_base=4096, channel_max=128, mapping_layers=4
+    ),
 }
 
 
@@ -70,8 +71,13 @@ def main() -> None:
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     command = "python benchmarks/bench_sample.py " + shlex.join(sys.argv[1:])
-    results = {"command": command.strip(), "device": str(device), "threads": torch.get_num_threads(), "malloc": malloc,
-               "runs": []}
+    results = {
+        "command": command.strip(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "malloc": malloc,
+        "runs": [],
+    }
     torch.manual_seed(0)
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for name, cfg in CONFIGS.items():
@@ -79,12 +85,22 @@ def main() -> None:
             G = Generator(cfg).to(device).eval().requires_grad_(False)
             for batch in batches:
                 secs, cpu = measure(G, n, batch, device, Path(tmp) / f"{name}_b{batch}")
-                row = {"config": name, "resolution": cfg.img_resolution, "batch": batch, "images": n,
-                       "seconds": round(secs, 3), "images_per_s": round(n / secs, 3), "cpu_seconds": round(cpu, 3)}
+                row = {
+                    "config": name,
+                    "resolution": cfg.img_resolution,
+                    "batch": batch,
+                    "images": n,
+                    "seconds": round(secs, 3),
+                    "images_per_s": round(n / secs, 3),
+                    "cpu_seconds": round(cpu, 3),
+                }
                 results["runs"].append(row)
-                print(f"{name:8s} {cfg.img_resolution:4d}px batch {batch:3d}: {n / secs:8.2f} images/s "
-                      f"({n} images in {secs:.1f} s wall, {cpu:.1f} s process CPU; {device}, "
-                      f"{torch.get_num_threads()} threads)", flush=True)
+                print(
+                    f"{name:8s} {cfg.img_resolution:4d}px batch {batch:3d}: {n / secs:8.2f} images/s "
+                    f"({n} images in {secs:.1f} s wall, {cpu:.1f} s process CPU; {device}, "
+                    f"{torch.get_num_threads()} threads)",
+                    flush=True,
+                )
     print(f"reproduce: {results['command']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

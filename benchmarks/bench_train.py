@@ -40,8 +40,15 @@ def bench(config: str, resolution: int, steps: int, device: str, data_dir: Path,
     run_training(method, opts, run_dir / f"{config}-timed", device=device, progress=False, max_steps=steps)
     dt = time.perf_counter() - t0
     # the timed run also writes its step-0 snapshot and grid once; that is included (honest upper bound)
-    return {"config": config, "resolution": resolution, "batch": preset.batch, "steps": steps,
-            "seconds": dt, "sec_per_step": dt / steps, "kimg_per_s": steps * preset.batch / 1000 / dt}
+    return {
+        "config": config,
+        "resolution": resolution,
+        "batch": preset.batch,
+        "steps": steps,
+        "seconds": dt,
+        "sec_per_step": dt / steps,
+        "kimg_per_s": steps * preset.batch / 1000 / dt,
+    }
 
 
 def main() -> None:
@@ -58,10 +65,14 @@ def main() -> None:
     print(f"allocator: {malloc}", flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"command: python benchmarks/bench_train.py --resolution {args.resolution} --steps {args.steps} "
-          f"--configs {args.configs} --device {args.device} --malloc {args.malloc}")
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
+    print(
+        f"command: python benchmarks/bench_train.py --resolution {args.resolution} --steps {args.steps} "
+        f"--configs {args.configs} --device {args.device} --malloc {args.malloc}"
+    )
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {args.device}"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -69,11 +80,15 @@ def main() -> None:
         for config in args.configs.split(","):
             r = bench(config, args.resolution, args.steps, args.device, data, tmp)
             results.append(r)
-            print(f"{config:>6} {args.resolution}px batch {r['batch']}: {r['sec_per_step']:.3f} s/step, "
-                  f"{r['kimg_per_s']:.4f} kimg/s ({r['steps']} steps in {r['seconds']:.1f} s)", flush=True)
+            print(
+                f"{config:>6} {args.resolution}px batch {r['batch']}: {r['sec_per_step']:.3f} s/step, "
+                f"{r['kimg_per_s']:.4f} kimg/s ({r['steps']} steps in {r['seconds']:.1f} s)",
+                flush=True,
+            )
     if args.json:
-        args.json.write_text(json.dumps({"train": results, "threads": torch.get_num_threads(), "malloc": malloc},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps({"train": results, "threads": torch.get_num_threads(), "malloc": malloc}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -58,11 +58,18 @@ CYCLE = 16  # steps per timed block: one R1 step (every 16) and four path-length
 
 def build_nvidia_d(networks: Any, cfg: DiscriminatorConfig) -> torch.nn.Module:
     return networks.Discriminator(
-        cfg.c_dim, cfg.img_resolution, cfg.img_channels, architecture=cfg.architecture,
-        channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
-        conv_clamp=cfg.conv_clamp, cmap_dim=cfg.cmap_dim,
+        cfg.c_dim,
+        cfg.img_resolution,
+        cfg.img_channels,
+        architecture=cfg.architecture,
+        channel_base=cfg.channel_base,
+        channel_max=cfg.channel_max,
+        num_fp16_res=cfg.num_fp16_res,
+        conv_clamp=cfg.conv_clamp,
+        cmap_dim=cfg.cmap_dim,
         mapping_kwargs=dict(num_layers=cfg.mapping_layers, lr_multiplier=cfg.mapping_lr_multiplier),
-        epilogue_kwargs=dict(mbstd_group_size=cfg.mbstd_group_size, mbstd_num_channels=cfg.mbstd_num_channels))
+        epilogue_kwargs=dict(mbstd_group_size=cfg.mbstd_group_size, mbstd_num_channels=cfg.mbstd_num_channels),
+    )
 
 
 class Recorder:
@@ -93,8 +100,13 @@ class NvidiaLoop:
         self.G_ema = copy.deepcopy(self.G).eval()
         self.G_ema.load_state_dict(trainer.G_ema.state_dict())
         o = trainer.opts
-        kw = dict(r1_gamma=trainer.gamma, style_mixing_prob=style_mixing, pl_weight=o.pl_weight,
-                  pl_batch_shrink=o.pl_batch_shrink, pl_decay=o.pl_decay)
+        kw = dict(
+            r1_gamma=trainer.gamma,
+            style_mixing_prob=style_mixing,
+            pl_weight=o.pl_weight,
+            pl_batch_shrink=o.pl_batch_shrink,
+            pl_decay=o.pl_decay,
+        )
         cls = self.loss_module.StyleGAN2Loss
         if "G_mapping" in inspect.signature(cls).parameters:  # stylegan2-ada-pytorch
             self.loss = cls("cpu", self.G.mapping, self.G.synthesis, self.D, **kw)
@@ -134,8 +146,12 @@ class NvidiaLoop:
                 b_ema.copy_(b)
         self.batch_idx += 1
         v = self.stats.values
-        return {"loss_G": v.get("Loss/G/loss"), "pl_penalty": v.get("Loss/pl_penalty"),
-                "loss_D": v.get("Loss/D/loss"), "r1": v.get("Loss/r1_penalty")}
+        return {
+            "loss_G": v.get("Loss/G/loss"),
+            "pl_penalty": v.get("Loss/pl_penalty"),
+            "loss_D": v.get("Loss/D/loss"),
+            "r1": v.get("Loss/r1_penalty"),
+        }
 
 
 @contextlib.contextmanager
@@ -174,10 +190,20 @@ def make_trainer(config: str, resolution: int, data: Path, run_dir: Path, check:
     g, d = architecture(config, resolution)
     if check:
         g = dataclasses.replace(g, use_noise=False)
-    opts = TrainOptions(kimg=1000, batch=preset.batch, snap_kimg=1000, seed=0, lr_g=preset.lr, lr_d=preset.lr,
-                        gamma=preset.gamma, ema_kimg=preset.ema_kimg, style_mixing=0.0 if check else 0.9)
-    return run_training(ScratchMethod(ImageFolderData(data, resolution), g, d), opts, run_dir, progress=False,
-                        max_steps=0)
+    opts = TrainOptions(
+        kimg=1000,
+        batch=preset.batch,
+        snap_kimg=1000,
+        seed=0,
+        lr_g=preset.lr,
+        lr_d=preset.lr,
+        gamma=preset.gamma,
+        ema_kimg=preset.ema_kimg,
+        style_mixing=0.0 if check else 0.9,
+    )
+    return run_training(
+        ScratchMethod(ImageFolderData(data, resolution), g, d), opts, run_dir, progress=False, max_steps=0
+    )
 
 
 def check(src: str, nv: dict, config: str, resolution: int, steps: int, data: Path, tmp: Path) -> dict:
@@ -208,8 +234,9 @@ def time_block(fn, steps: int) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def speed(src: str, nv: dict, config: str, resolution: int, repeats: int, cycles: int, data: Path, tmp: Path,
-          profile: bool) -> dict:
+def speed(
+    src: str, nv: dict, config: str, resolution: int, repeats: int, cycles: int, data: Path, tmp: Path, profile: bool
+) -> dict:
     trainer = make_trainer(config, resolution, data, tmp / f"{config}-speed", check=False)
     ref = NvidiaLoop(src, nv, trainer, style_mixing=0.9)
     n, zdim = trainer.local_batch, trainer.G.z_dim
@@ -236,9 +263,14 @@ def speed(src: str, nv: dict, config: str, resolution: int, repeats: int, cycles
             best[name] = min(best[name], wall / steps)
             cpu[name] = min(cpu[name], used / steps)
     # CPU seconds stay meaningful on a loaded machine (at one thread they are the work done)
-    result = {"sec_per_step": best, "img_per_s": {k: n / v for k, v in best.items()},
-              "ratio": best["nvidia"] / best["gancraft"], "cpu_sec_per_step": cpu,
-              "cpu_ratio": cpu["nvidia"] / cpu["gancraft"], "steps_per_block": steps}
+    result = {
+        "sec_per_step": best,
+        "img_per_s": {k: n / v for k, v in best.items()},
+        "ratio": best["nvidia"] / best["gancraft"],
+        "cpu_sec_per_step": cpu,
+        "cpu_ratio": cpu["nvidia"] / cpu["gancraft"],
+        "steps_per_block": steps,
+    }
     if profile:
         for name, fn in (("gancraft", ours), ("nvidia", theirs)):
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
@@ -265,30 +297,42 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     nv = load_nvidia(args.nvidia_src)
-    print(f"command: python benchmarks/bench_train_vs_nvidia.py --nvidia-src DIR --configs {args.configs} "
-          f"--resolution {args.resolution} --repeats {args.repeats} --cycles {args.cycles} "
-          f"--check-steps {args.check_steps} --malloc {args.malloc}")
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, allocator {malloc}, OMP_WAIT_POLICY "
-          f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"command: python benchmarks/bench_train_vs_nvidia.py --nvidia-src DIR --configs {args.configs} "
+        f"--resolution {args.resolution} --repeats {args.repeats} --cycles {args.cycles} "
+        f"--check-steps {args.check_steps} --malloc {args.malloc}"
+    )
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, allocator {malloc}, OMP_WAIT_POLICY "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = toy.write_dataset("face", 256, 0, args.resolution, tmp / "data")
         for config in args.configs.split(","):
             c = check(args.nvidia_src, nv, config, args.resolution, args.check_steps, data, tmp)
-            print(f"{config}: same start and inputs, {c['steps']} steps: largest relative difference "
-                  + ", ".join(f"{k} {v:.1e}" for k, v in c["max_rel_diff"].items())
-                  + " (by step: " + ", ".join(f"{v:.0e}" for v in c["per_step"]) + ")"
-                  + "; weights after them " + ", ".join(f"{k} {v:.1e}" for k, v in c["max_weight_diff"].items()),
-                  flush=True)
-            s = speed(args.nvidia_src, nv, config, args.resolution, args.repeats, args.cycles, data, tmp,
-                      args.profile)
-            print(f"{config} {args.resolution}px batch {get_preset(config).batch}: gancraft "
-                  f"{s['sec_per_step']['gancraft']:.3f} s/step ({s['img_per_s']['gancraft']:.1f} img/s), NVIDIA "
-                  f"{s['sec_per_step']['nvidia']:.3f} s/step ({s['img_per_s']['nvidia']:.1f} img/s): "
-                  f"{s['ratio']:.2f}x; CPU time {s['cpu_sec_per_step']['gancraft']:.3f} vs "
-                  f"{s['cpu_sec_per_step']['nvidia']:.3f} s/step: {s['cpu_ratio']:.2f}x", flush=True)
+            print(
+                f"{config}: same start and inputs, {c['steps']} steps: largest relative difference "
+                + ", ".join(f"{k} {v:.1e}" for k, v in c["max_rel_diff"].items())
+                + " (by step: "
+                + ", ".join(f"{v:.0e}" for v in c["per_step"])
+                + ")"
+                + "; weights after them "
+                + ", ".join(f"{k} {v:.1e}" for k, v in c["max_weight_diff"].items()),
+                flush=True,
+            )
+            s = speed(args.nvidia_src, nv, config, args.resolution, args.repeats, args.cycles, data, tmp, args.profile)
+            print(
+                f"{config} {args.resolution}px batch {get_preset(config).batch}: gancraft "
+                f"{s['sec_per_step']['gancraft']:.3f} s/step ({s['img_per_s']['gancraft']:.1f} img/s), NVIDIA "
+                f"{s['sec_per_step']['nvidia']:.3f} s/step ({s['img_per_s']['nvidia']:.1f} img/s): "
+                f"{s['ratio']:.2f}x; CPU time {s['cpu_sec_per_step']['gancraft']:.3f} vs "
+                f"{s['cpu_sec_per_step']['nvidia']:.3f} s/step: {s['cpu_ratio']:.2f}x",
+                flush=True,
+            )
             results.append({"config": config, "check": c, **s})
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     if args.json:

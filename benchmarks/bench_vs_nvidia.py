@@ -66,19 +66,24 @@ MALLOC_MODES = {"system": "glibc defaults", "keep": "gancraft.runtime.keep_freed
 
 CHECKS = [
     ("16px unconditional", dict(img_resolution=16, channel_base=512, channel_max=64, z_dim=32, w_dim=32), {}),
-    ("32px c_dim=4 conv_clamp=256 psi=0.7", dict(img_resolution=32, channel_base=1024, channel_max=64, z_dim=32,
-                                                 w_dim=32, c_dim=4, conv_clamp=256), dict(psi=0.7)),
-    ("32px c_dim=4 conv_clamp=256 psi=0.7 cutoff=4 noise=none",
-     dict(img_resolution=32, channel_base=1024, channel_max=64, z_dim=32, w_dim=32, c_dim=4, conv_clamp=256),
-     dict(psi=0.7, cutoff=4, noise_mode="none")),
+    (
+        "32px c_dim=4 conv_clamp=256 psi=0.7",
+        dict(img_resolution=32, channel_base=1024, channel_max=64, z_dim=32, w_dim=32, c_dim=4, conv_clamp=256),
+        dict(psi=0.7),
+    ),
+    (
+        "32px c_dim=4 conv_clamp=256 psi=0.7 cutoff=4 noise=none",
+        dict(img_resolution=32, channel_base=1024, channel_max=64, z_dim=32, w_dim=32, c_dim=4, conv_clamp=256),
+        dict(psi=0.7, cutoff=4, noise_mode="none"),
+    ),
 ]
 
 
-def run_checks(nv: dict[str, Any], timed_cfg: GeneratorConfig, batch: int, device: str,
-               precision: str = "fp32") -> list[dict]:
+def run_checks(
+    nv: dict[str, Any], timed_cfg: GeneratorConfig, batch: int, device: str, precision: str = "fp32"
+) -> list[dict]:
     out = []
-    cases = CHECKS + [(f"{timed_cfg.img_resolution}px timed config", dict(img_resolution=timed_cfg.img_resolution),
-                       {})]
+    cases = CHECKS + [(f"{timed_cfg.img_resolution}px timed config", dict(img_resolution=timed_cfg.img_resolution), {})]
     for name, cfg_kw, call_kw in cases:
         if precision == "mixed":
             cfg_kw = {**cfg_kw, "num_fp16_res": timed_cfg.num_fp16_res if "timed" in name else 2}
@@ -93,15 +98,18 @@ def run_checks(nv: dict[str, Any], timed_cfg: GeneratorConfig, batch: int, devic
             d = max_abs_diff(ref, ours, z, c, precision=precision, **call_kw)
             limit = TOLERANCE if precision == "fp32" else MIXED_REL_TOLERANCE * d["image_absmax"]
             row = {"case": name, "batch": n, **d, "limit": limit, "ok": d["image"] <= limit and d["w"] <= TOLERANCE}
-            print(f"  {name:58s} batch {n}: max|dw| {d['w']:.2e}  max|dimg| {d['image']:.2e} "
-                  f"(|img| up to {d['image_absmax']:.2f}, limit {limit:.1e})  {'ok' if row['ok'] else 'FAIL'}",
-                  flush=True)
+            print(
+                f"  {name:58s} batch {n}: max|dw| {d['w']:.2e}  max|dimg| {d['image']:.2e} "
+                f"(|img| up to {d['image_absmax']:.2f}, limit {limit:.1e})  {'ok' if row['ok'] else 'FAIL'}",
+                flush=True,
+            )
             out.append(row)
     return out
 
 
-def time_side_by_side(nv: dict[str, Any], cfg: GeneratorConfig, batch: int, repeats: int,
-                      device: str, precision: str = "fp32") -> dict[str, Any]:
+def time_side_by_side(
+    nv: dict[str, Any], cfg: GeneratorConfig, batch: int, repeats: int, device: str, precision: str = "fp32"
+) -> dict[str, Any]:
     ref, ours = make_pair(nv, cfg, seed=3, device=device)
     z = torch.randn([batch, cfg.z_dim], generator=torch.Generator().manual_seed(4)).to(device)
 
@@ -109,6 +117,7 @@ def time_side_by_side(nv: dict[str, Any], cfg: GeneratorConfig, batch: int, repe
         def run() -> torch.Tensor:
             with nvidia_numerics(precision):  # the same arithmetic as gancraft's
                 return ref(z, None, noise_mode="const", **kw)
+
         return run
 
     runs = {
@@ -143,10 +152,29 @@ def time_in_subprocess(args: argparse.Namespace, malloc: str) -> dict[str, Any]:
     """One interleaved timing in a fresh process, so the allocator setting applies from its start."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "t.json"
-        cmd = [sys.executable, __file__, "--nvidia-src", str(args.nvidia_src), "--resolution", str(args.resolution),
-               "--batch", str(args.batch), "--threads", str(args.threads), "--repeats", str(args.repeats),
-               "--device", args.device, "--precision", args.precision, "--timing-only", "--malloc", malloc,
-               "--json", str(out)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--nvidia-src",
+            str(args.nvidia_src),
+            "--resolution",
+            str(args.resolution),
+            "--batch",
+            str(args.batch),
+            "--threads",
+            str(args.threads),
+            "--repeats",
+            str(args.repeats),
+            "--device",
+            args.device,
+            "--precision",
+            args.precision,
+            "--timing-only",
+            "--malloc",
+            malloc,
+            "--json",
+            str(out),
+        ]
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())["timing"]
 
@@ -154,6 +182,7 @@ def time_in_subprocess(args: argparse.Namespace, malloc: str) -> dict[str, Any]:
 def summarise(timings: dict[str, dict[str, Any]]) -> dict[str, float]:
     def best_nvidia(t: dict[str, Any]) -> float:
         return min(v["median_s"] for k, v in t.items() if k.startswith("nvidia"))
+
     summary = {f"speedup_{mode}": best_nvidia(t) / t["gancraft"]["median_s"] for mode, t in timings.items()}
     if {"system", "keep"} <= timings.keys():
         summary["speedup_as_shipped"] = best_nvidia(timings["system"]) / timings["keep"]["gancraft"]["median_s"]
@@ -162,8 +191,10 @@ def summarise(timings: dict[str, dict[str, Any]]) -> dict[str, float]:
         ips = "  ".join(f"{k} {v['images_per_s']:.3f}" for k, v in t.items() if isinstance(v, dict))
         print(f"  allocator {mode:6s} ({MALLOC_MODES[mode]}): {ips}  -> {summary[f'speedup_{mode}']:.2f}x")
     if "speedup_as_shipped" in summary:
-        print(f"  as shipped (gancraft with its allocator setting, NVIDIA in a default process): "
-              f"{summary['speedup_as_shipped']:.2f}x")
+        print(
+            f"  as shipped (gancraft with its allocator setting, NVIDIA in a default process): "
+            f"{summary['speedup_as_shipped']:.2f}x"
+        )
     return summary
 
 
@@ -175,12 +206,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each, interleaved (median reported)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--precision", choices=["fp32", "mixed"], default="fp32",
-                    help="fp32 (exact comparison) or mixed (NVIDIA's float16 blocks, num_fp16_res 4)")
+    ap.add_argument(
+        "--precision",
+        choices=["fp32", "mixed"],
+        default="fp32",
+        help="fp32 (exact comparison) or mixed (NVIDIA's float16 blocks, num_fp16_res 4)",
+    )
     ap.add_argument("--skip-timing", action="store_true", help="only run the exactness checks")
     ap.add_argument("--timing-only", action="store_true", help="one timing in this process, no checks")
-    ap.add_argument("--malloc", choices=sorted(MALLOC_MODES), default="system",
-                    help="with --timing-only: the allocator setting for this process")
+    ap.add_argument(
+        "--malloc",
+        choices=sorted(MALLOC_MODES),
+        default="system",
+        help="with --timing-only: the allocator setting for this process",
+    )
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     if args.malloc == "keep" and not keep_freed_memory():
@@ -191,13 +230,24 @@ def main() -> None:
     if args.precision == "mixed" and on_cpu:
         nv["networks"].SynthesisBlock.forward = nvidia_forward_with_fp16_off_cuda(nv["networks"])
     cfg = GeneratorConfig(img_resolution=args.resolution, num_fp16_res=4 if args.precision == "mixed" else 0)
-    results: dict[str, Any] = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                               "config": {"img_resolution": args.resolution, "batch": args.batch,
-                                          "precision": args.precision, "num_fp16_res": cfg.num_fp16_res},
-                               "tolerance": TOLERANCE if args.precision == "fp32" else MIXED_REL_TOLERANCE}
+    results: dict[str, Any] = {
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "config": {
+            "img_resolution": args.resolution,
+            "batch": args.batch,
+            "precision": args.precision,
+            "num_fp16_res": cfg.num_fp16_res,
+        },
+        "tolerance": TOLERANCE if args.precision == "fp32" else MIXED_REL_TOLERANCE,
+    }
     if args.timing_only:
-        print(f"timing {args.resolution}px batch {args.batch}, {args.precision}, allocator {args.malloc}, "
-              f"{args.repeats} interleaved runs each:", flush=True)
+        print(
+            f"timing {args.resolution}px batch {args.batch}, {args.precision}, allocator {args.malloc}, "
+            f"{args.repeats} interleaved runs each:",
+            flush=True,
+        )
         timing = time_side_by_side(nv, cfg, args.batch, args.repeats, args.device, args.precision)
         for name, r in timing.items():
             if isinstance(r, dict):
@@ -206,8 +256,10 @@ def main() -> None:
         results["timing"] = timing
         checks = []
     else:
-        print(f"gancraft vs NVIDIA ({args.nvidia_src}) on {args.device}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads")
+        print(
+            f"gancraft vs NVIDIA ({args.nvidia_src}) on {args.device}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads"
+        )
         print(f"agreement ({args.precision}, same weights, same w):")
         checks = run_checks(nv, cfg, args.batch, args.device, args.precision)
         results["checks"] = checks

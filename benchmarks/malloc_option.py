@@ -8,9 +8,13 @@ from gancraft.runtime import keep_freed_memory
 
 
 def add_malloc_option(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--malloc", choices=["keep", "system"], default="keep",
-                    help="keep: gancraft.runtime.keep_freed_memory(), as the gancraft command applies it "
-                         "(default); system: the C library's defaults")
+    ap.add_argument(
+        "--malloc",
+        choices=["keep", "system"],
+        default="keep",
+        help="keep: gancraft.runtime.keep_freed_memory(), as the gancraft command applies it "
+        "(default); system: the C library's defaults",
+    )
 
 
 def apply_malloc_option(args: argparse.Namespace) -> str:

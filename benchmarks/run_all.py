@@ -24,9 +24,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
-            platform.machine(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     return info
 
 
@@ -34,15 +39,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--only", default="", help="comma-separated names (generator, sample, merge, fid, ...)")
-    ap.add_argument("--nvidia-src", default=None,
-                    help="folder with NVIDIA's reference code for bench_vs_nvidia (see nvidia_reference/README.md); "
-                         "without it that comparison is skipped")
+    ap.add_argument(
+        "--nvidia-src",
+        default=None,
+        help="folder with NVIDIA's reference code for bench_vs_nvidia (see nvidia_reference/README.md); "
+        "without it that comparison is skipped",
+    )
     args = ap.parse_args()
     only = {x for x in args.only.split(",") if x}
     results = {"machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"), "benchmarks": {}}
     print(f"machine: {results['machine']}", flush=True)
     for script in sorted(HERE.glob("bench_*.py")):
-        name = script.stem[len("bench_"):]
+        name = script.stem[len("bench_") :]
         if only and name not in only:
             continue
         extra = []

@@ -46,7 +46,7 @@ def main() -> None:
         imgs, factors = toy.render_batch(d, args.n, 5000 + i, 32)
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
         with torch.no_grad():
-            xs.append(torch.cat([feats(x[j:j + 200]) for j in range(0, len(x), 200)]))
+            xs.append(torch.cat([feats(x[j : j + 200]) for j in range(0, len(x), 200)]))
         ys.append(torch.from_numpy(np.stack([factors[k] for k in toy.FACTORS], 1)).float())
     x, y = torch.cat(xs), torch.cat(ys)
     n_fit = int(0.8 * len(x))

@@ -30,8 +30,15 @@ class ToyFeatures(nn.Module):
         ch = [3, 32, 64, 128]
         layers = []
         for a, b in zip(ch[:-1], ch[1:]):
-            layers += [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(), nn.Conv2d(b, b, 3, padding=1),
-                       nn.BatchNorm2d(b), nn.ReLU(), nn.AvgPool2d(2)]
+            layers += [
+                nn.Conv2d(a, b, 3, padding=1),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+                nn.Conv2d(b, b, 3, padding=1),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+                nn.AvgPool2d(2),
+            ]
         self.body = nn.Sequential(*layers)
         self.fc = nn.Linear(128 * 4 * 4, dim)
 
@@ -70,7 +77,7 @@ def main() -> None:
         net.train()
         perm = torch.randperm(len(x))
         for i in range(0, len(x), 128):
-            idx = perm[i:i + 128]
+            idx = perm[i : i + 128]
             h = net(x[idx])
             loss = F.cross_entropy(heads["domain"](h), y[idx]) + F.mse_loss(heads["factors"](h), f[idx])
             opt.zero_grad()
@@ -81,8 +88,10 @@ def main() -> None:
             h = net(xt)
             acc = (heads["domain"](h).argmax(1) == yt).float().mean().item()
             err = (heads["factors"](h) - ft).abs().mean(0)
-        print(f"epoch {epoch + 1}: domain accuracy {acc:.3f}, factor MAE "
-              + ", ".join(f"{k} {e:.3f}" for k, e in zip(toy.FACTORS, err.tolist())))
+        print(
+            f"epoch {epoch + 1}: domain accuracy {acc:.3f}, factor MAE "
+            + ", ".join(f"{k} {e:.3f}" for k, e in zip(toy.FACTORS, err.tolist()))
+        )
     scripted = torch.jit.script(net.eval())
     scripted.save(args.output)
     print(f"wrote {args.output} in {time.time() - t0:.0f} s")

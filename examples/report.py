@@ -65,7 +65,7 @@ def apply(net: torch.jit.ScriptModule, images: torch.Tensor, unit_range: bool) -
 def dormant_count(csv_path: Path) -> tuple[int, int, str]:
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
-    metric = next(k for k in rows[0] if k.startswith("mean_"))[len("mean_"):]
+    metric = next(k for k in rows[0] if k.startswith("mean_"))[len("mean_") :]
     return sum(r["dormant"] in ("1", "True", "true") for r in rows), len(rows), metric
 
 
@@ -111,14 +111,19 @@ def main() -> None:
         rows.append((domain, fid, std_ratio, own, dormant))
 
     n, nl = args.n, args.n_large
-    lines = [f"| model | FID {n} vs {n} (floor) | FID {nl} vs {nl} (floor) | factor spread, model / real "
-             f"({', '.join(toy.FACTORS)}; {args.n_collapse} samples) | own domain ({args.n_collapse} samples) "
-             "| dormant SeFA directions |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"| model | FID {n} vs {n} (floor) | FID {nl} vs {nl} (floor) | factor spread, model / real "
+        f"({', '.join(toy.FACTORS)}; {args.n_collapse} samples) | own domain ({args.n_collapse} samples) "
+        "| dormant SeFA directions |",
+        "|---|---|---|---|---|---|",
+    ]
     for domain, fid, ratio, own, dormant in rows:
         dorm = f"{dormant[0]} of {dormant[1]} ({dormant[2]})" if dormant else "not measured"
-        lines.append(f"| {domain} | {fid[n]:.2f} ({fid[f'floor{n}']:.2f}) | {fid[nl]:.2f} ({fid[f'floor{nl}']:.2f}) | "
-                     + ", ".join(f"{r:.2f}" for r in ratio) + f" | {100 * own:.1f}% | {dorm} |")
+        lines.append(
+            f"| {domain} | {fid[n]:.2f} ({fid[f'floor{n}']:.2f}) | {fid[nl]:.2f} ({fid[f'floor{nl}']:.2f}) | "
+            + ", ".join(f"{r:.2f}" for r in ratio)
+            + f" | {100 * own:.1f}% | {dorm} |"
+        )
     text = "\n".join(lines) + "\n"
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

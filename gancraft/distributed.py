@@ -61,8 +61,10 @@ def device_for(info: DistInfo, device: torch.device) -> torch.device:
         return device
     if info.enabled:
         if device.index is not None:
-            raise GancraftError(f"--device {device}: under torchrun every process would use that one GPU; "
-                                "give --device cuda (process k uses GPU k) and choose GPUs with CUDA_VISIBLE_DEVICES")
+            raise GancraftError(
+                f"--device {device}: under torchrun every process would use that one GPU; "
+                "give --device cuda (process k uses GPU k) and choose GPUs with CUDA_VISIBLE_DEVICES"
+            )
         return torch.device("cuda", info.local_rank)
     if device.index is None:
         return torch.device("cuda", torch.cuda.current_device())
@@ -81,7 +83,7 @@ def average_gradients(params: Iterable[torch.nn.Parameter], info: DistInfo) -> N
     flat /= info.world
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 

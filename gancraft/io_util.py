@@ -159,7 +159,7 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     """Delete temporary files that a killed gancraft process left for `name` in `folder`."""
     removed = []
     for tmp in folder.glob(f".{name}.*.tmp"):
-        parts = tmp.name[len(name) + 2:].split(".")
+        parts = tmp.name[len(name) + 2 :].split(".")
         if not parts or not parts[0].isdigit():
             continue
         if not _pid_alive(int(parts[0])):
@@ -363,8 +363,16 @@ def read_npz(path: Path, what: str) -> dict:
             return {k: data[k] for k in data.files}
     except GancraftError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, SyntaxError,
-            tokenize.TokenError) as exc:
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        NotImplementedError,
+        RuntimeError,
+        SyntaxError,
+        tokenize.TokenError,
+    ) as exc:
         # zipfile raises NotImplementedError for unknown compression methods, RuntimeError for
         # encryption; numpy parses .npy headers as Python literals (SyntaxError, TokenError)
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -378,8 +386,10 @@ def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Pat
         raise GancraftError(f"{path}: {what} .npz member {info.filename!r} is not an .npy array")
     stored = info.compress_size * (_DEFLATE_MAX_RATIO if info.compress_type != zipfile.ZIP_STORED else 1)
     if info.file_size > stored:
-        raise GancraftError(f"{path}: {what} .npz member {info.filename!r} declares {info.file_size} bytes but "
-                            f"stores {info.compress_size}: corrupt")
+        raise GancraftError(
+            f"{path}: {what} .npz member {info.filename!r} declares {info.file_size} bytes but "
+            f"stores {info.compress_size}: corrupt"
+        )
     with archive.open(info) as fh:
         version = np.lib.format.read_magic(fh)
         if version == (1, 0):
@@ -389,5 +399,7 @@ def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Pat
         header = fh.tell()
     declared = dtype.itemsize * int(np.prod(shape, dtype=object))
     if declared > info.file_size - header:
-        raise GancraftError(f"{path}: {what} .npz member {info.filename!r} declares shape {shape} "
-                            f"({declared} bytes) but holds {info.file_size - header}: truncated or corrupt")
+        raise GancraftError(
+            f"{path}: {what} .npz member {info.filename!r} declares shape {shape} "
+            f"({declared} bytes) but holds {info.file_size - header}: truncated or corrupt"
+        )

@@ -127,8 +127,11 @@ def _draw_face(draw, S, f) -> None:
     draw.chord((cx - 0.95 * r, cy - 1.1 * r, cx + 0.95 * r, cy - 0.05 * r), 180, 360, fill=hair)
     _eyes(draw, fx, cy + 0.05 * r, r, f["yaw"], 0.36, 0.14, (255, 255, 255), (40, 30, 30))
     nose = _rgb(0.03 + 0.1 * f["hue"], 0.45, 0.75)
-    draw.line([(fx + 0.1 * r * f["yaw"], cy + 0.15 * r), (fx + 0.15 * r * f["yaw"], cy + 0.4 * r)],
-              fill=nose, width=max(1, int(S * 0.02)))
+    draw.line(
+        [(fx + 0.1 * r * f["yaw"], cy + 0.15 * r), (fx + 0.15 * r * f["yaw"], cy + 0.4 * r)],
+        fill=nose,
+        width=max(1, int(S * 0.02)),
+    )
     _mouth(draw, fx, cy + 0.6 * r, 0.32 * r, 0.18 * r * f["expression"], max(1, int(S * 0.03)), (170, 40, 50))
 
 
@@ -205,8 +208,9 @@ def image_filename(index: int) -> str:
     return f"img{index:05d}.png"
 
 
-def write_dataset(domain: str, n: int, seed: int, resolution: int, out_dir: str | os.PathLike,
-                  force: bool = False) -> Path:
+def write_dataset(
+    domain: str, n: int, seed: int, resolution: int, out_dir: str | os.PathLike, force: bool = False
+) -> Path:
     """Write `n` rendered images as `<out_dir>/img00000.png ...` plus `factors.csv`.
 
     The folder is created when missing. Existing files of the same names are refused unless

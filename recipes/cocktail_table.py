@@ -22,8 +22,10 @@ def main() -> None:
     ap.add_argument("--kimg", required=True)
     ap.add_argument("--n", required=True)
     args = ap.parse_args()
-    print(f"FID per domain (lower is better): rooting {args.root_kimg} kimg per source, then {args.kimg} kimg "
-          f"per method; {args.n} images per side")
+    print(
+        f"FID per domain (lower is better): rooting {args.root_kimg} kimg per source, then {args.kimg} kimg "
+        f"per method; {args.n} images per side"
+    )
     for x in args.extractors.split(","):
         rows = []
         for m in args.methods.split(","):

@@ -59,8 +59,10 @@ def main() -> None:
     ap.add_argument("--n", required=True)
     args = ap.parse_args()
     rows, extractors = args.rows.split(","), args.extractors.split(",")
-    print(f"Face model adapted to cats, {args.kimg} kimg per arm; FID against {args.n} held-out cat renders "
-          f"({args.n} generated images; lower is better)")
+    print(
+        f"Face model adapted to cats, {args.kimg} kimg per arm; FID against {args.n} held-out cat renders "
+        f"({args.n} generated images; lower is better)"
+    )
     print()
     print("| model | " + " | ".join(EXTRACTORS[x] for x in extractors) + " | G parameters trained | training s |")
     print("|---" * (len(extractors) + 3) + "|")

@@ -52,7 +52,8 @@ NVIDIA_SRC = os.environ.get("GANCRAFT_NVIDIA_SRC")
 needs_nvidia = pytest.mark.skipif(
     not NVIDIA_SRC or nvidia_pairs.nvidia_networks_module(NVIDIA_SRC) is None,
     reason="NVIDIA reference code not present: set GANCRAFT_NVIDIA_SRC to a stylegan2-ada-pytorch or stylegan3 "
-           "checkout (see benchmarks/nvidia_reference/README.md)")
+    "checkout (see benchmarks/nvidia_reference/README.md)",
+)
 
 # a rosinality/stylegan2-pytorch checkout; without one, tests use tests/reference/rosinality_model.py
 ROSINALITY_SRC = os.environ.get("GANCRAFT_ROSINALITY_SRC")
@@ -107,15 +108,24 @@ def _private_hash_cache(tmp_path_factory):
 
 
 def tiny_configs(resolution: int = 16, c_dim: int = 0, w_dim: int = 32) -> tuple[GeneratorConfig, DiscriminatorConfig]:
-    g = GeneratorConfig(z_dim=w_dim, w_dim=w_dim, c_dim=c_dim, img_resolution=resolution,
-                        channel_base=16 * resolution, channel_max=32, mapping_layers=2)
-    d = DiscriminatorConfig(c_dim=c_dim, img_resolution=resolution, channel_base=16 * resolution, channel_max=32,
-                            mapping_layers=2)
+    g = GeneratorConfig(
+        z_dim=w_dim,
+        w_dim=w_dim,
+        c_dim=c_dim,
+        img_resolution=resolution,
+        channel_base=16 * resolution,
+        channel_max=32,
+        mapping_layers=2,
+    )
+    d = DiscriminatorConfig(
+        c_dim=c_dim, img_resolution=resolution, channel_base=16 * resolution, channel_max=32, mapping_layers=2
+    )
     return g, d
 
 
-def make_tiny_checkpoint(seed: int = 0, resolution: int = 16, c_dim: int = 0, with_d: bool = True,
-                         domains: dict | None = None) -> Checkpoint:
+def make_tiny_checkpoint(
+    seed: int = 0, resolution: int = 16, c_dim: int = 0, with_d: bool = True, domains: dict | None = None
+) -> Checkpoint:
     """Random tiny StyleGAN2 with non-trivial noise strengths and w_avg, so no term is silently zero."""
     torch.manual_seed(seed)
     g_cfg, d_cfg = tiny_configs(resolution, c_dim)
@@ -153,8 +163,12 @@ def ckpt(tmp_path_factory) -> Path:
 def union(tmp_path_factory) -> Path:
     """A tiny two-domain (cat, dog) class-conditional checkpoint file shared by a test module."""
     path = tmp_path_factory.mktemp("ck") / "union.st"
-    save(make_tiny_checkpoint(c_dim=2, domains={"cat": {"kind": "class", "class": 0},
-                                                "dog": {"kind": "class", "class": 1}}), path)
+    save(
+        make_tiny_checkpoint(
+            c_dim=2, domains={"cat": {"kind": "class", "class": 0}, "dog": {"kind": "class", "class": 1}}
+        ),
+        path,
+    )
     return path
 
 

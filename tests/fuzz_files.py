@@ -65,8 +65,11 @@ def build_corpus(reader: str, folder: Path) -> list[Path]:
         options = {} if to == "native" else {"allow_custom_channels": True}
         save(make_tiny_checkpoint(seed=0, resolution=8), paths[0], to=to, **options)
         # rosinality's generator takes no class labels
-        cond = {} if to == "rosinality" else dict(c_dim=2, domains={"a": {"kind": "class", "class": 0},
-                                                                    "b": {"kind": "class", "class": 1}})
+        cond = (
+            {}
+            if to == "rosinality"
+            else dict(c_dim=2, domains={"a": {"kind": "class", "class": 0}, "b": {"kind": "class", "class": 1}})
+        )
         save(make_tiny_checkpoint(seed=1, resolution=8, **cond), paths[1], to=to, **options)
         return paths
     if reader in ("nvidia", "tf"):
@@ -75,30 +78,49 @@ def build_corpus(reader: str, folder: Path) -> list[Path]:
         ck = make_tiny_checkpoint(seed=0, resolution=8)
         G, D = ck.generator(), ck.discriminator()
         if reader == "nvidia":
-            return [dump(nvidia_snapshot(G_ema=G, D=D), folder / "snap.pkl", protocol=p) for p in (2, 4)][:1] + \
-                [dump(nvidia_snapshot(G_ema=G), folder / "g.pkl", protocol=2)]
-        return [dump((tf_generator(G, "G"), tf_discriminator(D), tf_generator(G, "Gs")), folder / "tf.pkl"),
-                dump(tf_generator(G, "Gs"), folder / "gs.pkl", protocol=2)]
+            return [dump(nvidia_snapshot(G_ema=G, D=D), folder / "snap.pkl", protocol=p) for p in (2, 4)][:1] + [
+                dump(nvidia_snapshot(G_ema=G), folder / "g.pkl", protocol=2)
+            ]
+        return [
+            dump((tf_generator(G, "G"), tf_discriminator(D), tf_generator(G, "Gs")), folder / "tf.pkl"),
+            dump(tf_generator(G, "Gs"), folder / "gs.pkl", protocol=2),
+        ]
     if reader == "latents":
         from gancraft.latent.files import Latents, save_latents
 
         rng = np.random.default_rng(0)
-        lat = Latents(z=rng.standard_normal((3, 8)).astype(np.float32),
-                      w=rng.standard_normal((3, 6, 8)).astype(np.float32), seeds=np.arange(3),
-                      domains=["a", "b", "a"], batch=2)
+        lat = Latents(
+            z=rng.standard_normal((3, 8)).astype(np.float32),
+            w=rng.standard_normal((3, 6, 8)).astype(np.float32),
+            seeds=np.arange(3),
+            domains=["a", "b", "a"],
+            batch=2,
+        )
         return [save_latents(folder / "lat.npz", lat)]
     if reader == "directions":
         from gancraft.latent.sefa import save_directions
 
         d = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
-        return [save_directions(folder / "dirs.st", d, {"names": ["a", "b", "c", "d"], "layers": [0, 1]},
-                                singular_values=torch.tensor([4.0, 3.0, 2.0, 1.0]))]
+        return [
+            save_directions(
+                folder / "dirs.st",
+                d,
+                {"names": ["a", "b", "c", "d"], "layers": [0, 1]},
+                singular_values=torch.tensor([4.0, 3.0, 2.0, 1.0]),
+            )
+        ]
     if reader == "stats":
         from gancraft.metrics.fid import FeatureStats, save_stats
 
         f = np.random.default_rng(0).standard_normal((6, 4))
-        return [save_stats(folder / "stats.npz", FeatureStats(mu=f.mean(0), sigma=np.cov(f, rowvar=False), n=6,
-                                                              extractor="x", resize="clean", features=f))]
+        return [
+            save_stats(
+                folder / "stats.npz",
+                FeatureStats(
+                    mu=f.mean(0), sigma=np.cov(f, rowvar=False), n=6, extractor="x", resize="clean", features=f
+                ),
+            )
+        ]
     if reader == "images":
         from PIL import Image
 
@@ -167,38 +189,37 @@ def _overwrite(rng: random.Random, data: bytes) -> bytes:
     out = bytearray(data)
     pos = rng.randrange(len(out))
     value = rng.choice((b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff\xff\x7f", b"\x00" * 8, b"\xff" * 8))
-    out[pos:pos + len(value)] = value
-    return bytes(out[:len(data)])
+    out[pos : pos + len(value)] = value
+    return bytes(out[: len(data)])
 
 
 def _truncate(rng: random.Random, data: bytes) -> bytes:
-    return data[:rng.choice((0, 1, 7, 8, 9, rng.randrange(len(data)), len(data) - 1))]
+    return data[: rng.choice((0, 1, 7, 8, 9, rng.randrange(len(data)), len(data) - 1))]
 
 
 def _cut(rng: random.Random, data: bytes) -> bytes:
     a = rng.randrange(len(data))
-    return data[:a] + data[a + rng.randrange(1, 64):]
+    return data[:a] + data[a + rng.randrange(1, 64) :]
 
 
 def _duplicate(rng: random.Random, data: bytes) -> bytes:
     a = rng.randrange(len(data))
-    return data[:a] + data[a:a + rng.randrange(1, 256)] + data[a:]
+    return data[:a] + data[a : a + rng.randrange(1, 256)] + data[a:]
 
 
 def _append(rng: random.Random, data: bytes) -> bytes:
     return data + rng.choice((b"\x00" * 100, bytes(rng.randrange(256) for _ in range(64)), data[:200]))
 
 
-GENERIC: list[Callable[[random.Random, bytes], bytes]] = [_flip_bits, _overwrite, _truncate, _cut, _duplicate,
-                                                            _append]
+GENERIC: list[Callable[[random.Random, bytes], bytes]] = [_flip_bits, _overwrite, _truncate, _cut, _duplicate, _append]
 
 HUGE = (2**31, 2**32 + 1, 2**40, 2**62, 2**64 - 1, -1, 10**30)
 
 
 def _safetensors_edit(rng: random.Random, data: bytes) -> bytes:
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    body = data[8 + n:]
+    header = json.loads(data[8 : 8 + n])
+    body = data[8 + n :]
     tensors = [k for k in header if k != "__metadata__"]
     what = rng.randrange(7)
     name = rng.choice(tensors)
@@ -209,19 +230,34 @@ def _safetensors_edit(rng: random.Random, data: bytes) -> bytes:
     elif what == 2:
         header[name]["dtype"] = rng.choice(("F8_E4M3", "C64", "U64", "BOOL", "I8", "F64", "XYZ", 7))
     elif what == 3:
-        header[name] = rng.choice(({}, [], None, "x", {"dtype": "F32"}, {"dtype": "F32", "shape": "abc",
-                                                                         "data_offsets": [0, 4]}))
+        header[name] = rng.choice(
+            ({}, [], None, "x", {"dtype": "F32"}, {"dtype": "F32", "shape": "abc", "data_offsets": [0, 4]})
+        )
     elif what == 4 and "__metadata__" in header:
         meta = header["__metadata__"]
         key = rng.choice(sorted(meta))
-        meta[key] = rng.choice(("", "{", "[]", "null", "1e999", json.dumps({"G": {"img_resolution": 2**30}}),
-                                json.dumps(rng.choice(HUGE))))
+        meta[key] = rng.choice(
+            ("", "{", "[]", "null", "1e999", json.dumps({"G": {"img_resolution": 2**30}}), json.dumps(rng.choice(HUGE)))
+        )
     elif what == 5 and "__metadata__" in header and "config" in header["__metadata__"]:
         # a config that declares a network far larger than the tensors in the file
         config = json.loads(header["__metadata__"]["config"])
         net = rng.choice(("G", "D")) if "D" in config else "G"
-        key = rng.choice(("img_resolution", "channel_base", "channel_max", "z_dim", "w_dim", "mapping_layers",
-                          "c_dim", "img_channels", "num_fp16_res", "cmap_dim", "mbstd_group_size"))
+        key = rng.choice(
+            (
+                "img_resolution",
+                "channel_base",
+                "channel_max",
+                "z_dim",
+                "w_dim",
+                "mapping_layers",
+                "c_dim",
+                "img_channels",
+                "num_fp16_res",
+                "cmap_dim",
+                "mbstd_group_size",
+            )
+        )
         config[net][key] = rng.choice((*HUGE, 0, 3, 1e300, "x", None, [1]))
         header["__metadata__"]["config"] = json.dumps(config)
     else:
@@ -262,14 +298,14 @@ def _zip_edit(rng: random.Random, data: bytes) -> bytes:
     if what == 6:
         # a central directory that declares a member far larger than it is
         i = raw.rfind(b"PK\x01\x02")
-        raw = raw[:i + 24] + struct.pack("<I", 0xFFFFFFF0) + raw[i + 28:]
+        raw = raw[: i + 24] + struct.pack("<I", 0xFFFFFFF0) + raw[i + 28 :]
     return raw
 
 
 def _npy_edit(rng: random.Random, payload: bytes) -> bytes:
     """An .npy member whose header declares another shape or dtype than its data holds."""
     header_len = struct.unpack("<H", payload[8:10])[0]
-    header = payload[10:10 + header_len].decode("latin1")
+    header = payload[10 : 10 + header_len].decode("latin1")
     choice = rng.randrange(3)
     if choice == 0:
         header = header.replace("'shape': (", f"'shape': ({rng.choice(HUGE[:4])}, ", 1)
@@ -278,7 +314,7 @@ def _npy_edit(rng: random.Random, payload: bytes) -> bytes:
     else:
         header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776,), }"
     header = header.ljust(header_len - 1) + "\n" if len(header) < header_len else header + "\n"
-    return payload[:8] + struct.pack("<H", len(header)) + header.encode("latin1") + payload[10 + header_len:]
+    return payload[:8] + struct.pack("<H", len(header)) + header.encode("latin1") + payload[10 + header_len :]
 
 
 def _png_edit(rng: random.Random, data: bytes) -> bytes:
@@ -301,13 +337,14 @@ def _pickle_edit(rng: random.Random, data: bytes) -> bytes:
         starts = [i for i, b in enumerate(out) if b == ord("J")]
         if starts:
             i = rng.choice(starts)
-            out[i + 1:i + 5] = struct.pack("<i", rng.choice((2**31 - 1, -(2**31), 2**30)))
+            out[i + 1 : i + 5] = struct.pack("<i", rng.choice((2**31 - 1, -(2**31), 2**30)))
     elif what == 1:
         for name in (b"_rebuild_tensor_v2", b"FloatStorage", b"_reconstruct_persistent_obj"):
             j = out.find(name)
             if j >= 0:
-                out[j:j + len(name)] = rng.choice((b"_rebuild_parameter", b"HalfStorage", b"LongStorage",
-                                                   b"ByteStorage", name[::-1]))[:len(name)].ljust(len(name), b"_")
+                out[j : j + len(name)] = rng.choice(
+                    (b"_rebuild_parameter", b"HalfStorage", b"LongStorage", b"ByteStorage", name[::-1])
+                )[: len(name)].ljust(len(name), b"_")
                 break
     elif what == 2:
         return data[:-1] + b"\x80\x02" + data[2:]  # a second pickle glued inside the first
@@ -318,9 +355,15 @@ def _pickle_edit(rng: random.Random, data: bytes) -> bytes:
 
 
 STRUCTURAL: dict[str, Callable[[random.Random, bytes], bytes]] = {
-    "native": _safetensors_edit, "directions": _safetensors_edit, "rosinality": _zip_edit,
-    "latents": _zip_edit, "stats": _zip_edit, "torchscript": _zip_edit, "images": _png_edit,
-    "nvidia": _pickle_edit, "tf": _pickle_edit,
+    "native": _safetensors_edit,
+    "directions": _safetensors_edit,
+    "rosinality": _zip_edit,
+    "latents": _zip_edit,
+    "stats": _zip_edit,
+    "torchscript": _zip_edit,
+    "images": _png_edit,
+    "nvidia": _pickle_edit,
+    "tf": _pickle_edit,
 }
 
 
@@ -383,8 +426,9 @@ def run_cases(reader: str, cases: int, seed: int, folder: Path) -> Iterator[dict
             left = sorted(p.name for p in set(work.iterdir()) - before)
             if left and outcome != "crash":
                 outcome, detail = "crash", f"left files behind: {left}"
-            yield dict(reader=reader, case=case, mutation=name, outcome=outcome, seconds=round(seconds, 4),
-                       detail=detail)
+            yield dict(
+                reader=reader, case=case, mutation=name, outcome=outcome, seconds=round(seconds, 4), detail=detail
+            )
     finally:
         signal.signal(signal.SIGALRM, previous)
 
@@ -425,12 +469,16 @@ def worker(reader: str, cases: int, seed: int, folder: Path) -> None:
     # the limit starts after the corpus is built and the first case has loaded every library
     limit = _data_size() + MEMORY_HEADROOM
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    for rec in ([first] if first else []):
+    for rec in [first] if first else []:
         print(json.dumps(rec), flush=True)
     for rec in records:
         print(json.dumps(rec), flush=True)
-    print(json.dumps(dict(reader=reader, summary=True,
-                          peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)), flush=True)
+    print(
+        json.dumps(
+            dict(reader=reader, summary=True, peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        ),
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------ driver
@@ -446,8 +494,9 @@ class ReaderReport:
     failures: list[dict] = field(default_factory=list)
 
 
-def run_campaign(readers: tuple[str, ...], cases: int, seed: int, folder: Path, jobs: int = 1,
-                 worker_seconds: float = 3600) -> dict[str, ReaderReport]:
+def run_campaign(
+    readers: tuple[str, ...], cases: int, seed: int, folder: Path, jobs: int = 1, worker_seconds: float = 3600
+) -> dict[str, ReaderReport]:
     """Run `cases` cases per reader in worker processes (`jobs` at a time); a report per reader.
 
     A worker that dies or stops reporting is a failure of the case it was on; the rest of that
@@ -461,10 +510,21 @@ def run_campaign(readers: tuple[str, ...], cases: int, seed: int, folder: Path, 
         while queue and len(running) < jobs:
             reader, start = queue.pop(0)
             todo = cases - start
-            cmd = [sys.executable, str(Path(__file__).resolve()), reader, str(todo), str(seed * 1_000_003 + start),
-                   str(folder / f"{reader}-{start}")]
-            running.append((reader, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                     env=env, text=True), time.monotonic()))
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                reader,
+                str(todo),
+                str(seed * 1_000_003 + start),
+                str(folder / f"{reader}-{start}"),
+            ]
+            running.append(
+                (
+                    reader,
+                    subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True),
+                    time.monotonic(),
+                )
+            )
         reader, proc, started = running.pop(0)
         try:
             out, err = proc.communicate(timeout=max(1.0, worker_seconds - (time.monotonic() - started)))
@@ -491,8 +551,14 @@ def run_campaign(readers: tuple[str, ...], cases: int, seed: int, folder: Path, 
             # the worker died inside a case (a signal, the memory limit in C code, a hard hang)
             report.cases += 1
             report.counts["crash"] = report.counts.get("crash", 0) + 1
-            report.failures.append(dict(reader=reader, case=done, outcome="crash",
-                                        detail=f"worker died (exit {proc.returncode}): {err.strip()[-1500:]}"))
+            report.failures.append(
+                dict(
+                    reader=reader,
+                    case=done,
+                    outcome="crash",
+                    detail=f"worker died (exit {proc.returncode}): {err.strip()[-1500:]}",
+                )
+            )
             restart = report.cases
             if restart < cases:
                 queue.append((reader, restart))

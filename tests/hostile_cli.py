@@ -81,22 +81,35 @@ class _Features(torch.nn.Module):
 def make_files(root: Path, make_checkpoint: Callable[..., object]) -> Files:
     save(make_checkpoint(seed=0), root / "a.st")
     save(make_checkpoint(seed=1), root / "b.st")
-    save(make_checkpoint(seed=2, c_dim=2, domains={"cat": {"kind": "class", "class": 0},
-                                                   "dog": {"kind": "class", "class": 1}}), root / "union.st")
+    save(
+        make_checkpoint(
+            seed=2, c_dim=2, domains={"cat": {"kind": "class", "class": 0}, "dog": {"kind": "class", "class": 1}}
+        ),
+        root / "union.st",
+    )
     images = root / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
     for i in range(4):
         save_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), images / f"seed{i:04d}.png")
     w = rng.standard_normal((8, 1, 32)).astype(np.float32)
-    save_latents(root / "lat.npz", Latents(z=np.zeros((8, 0), np.float32), w=w, seeds=np.arange(8),
-                                           domains=["a", "b"] * 4))
+    save_latents(
+        root / "lat.npz", Latents(z=np.zeros((8, 0), np.float32), w=w, seeds=np.arange(8), domains=["a", "b"] * 4)
+    )
     # `direction` reads the labels from the CSV beside the latents
     (root / "lat.csv").write_text("seed,smile\n" + "".join(f"{i},{i % 2}\n" for i in range(8)))
     torch.jit.save(torch.jit.script(_Features()), str(root / "features.pt"))
     (root / "prompts.txt").write_text("a sketch\na cartoon\n")
-    return Files(root, root / "a.st", root / "b.st", root / "union.st", images, root / "lat.npz",
-                 root / "features.pt", root / "prompts.txt")
+    return Files(
+        root,
+        root / "a.st",
+        root / "b.st",
+        root / "union.st",
+        images,
+        root / "lat.npz",
+        root / "features.pt",
+        root / "prompts.txt",
+    )
 
 
 TRAIN = ["--kimg", "0.004", "--batch", "2", "--quiet", "--device", "cpu"]
@@ -116,11 +129,34 @@ def base_invocations(f: Files, out: Path) -> dict[str, list[str]]:
         "direction": ["--latents", str(f.latents), "-o", str(out / "dir.st")],
         "train": [str(f.images), "--resolution", "16", "-o", str(out / "t.st"), *TRAIN],
         "root": ["--root", str(f.ckpt), "--source", str(f.other), "-o", str(out / "rooted"), *TRAIN],
-        "finetune": [str(f.union), "--domain", f"cat={f.ckpt}", "--domain", f"dog={f.other}",
-                     "-o", str(out / "ft.st"), *TRAIN],
+        "finetune": [
+            str(f.union),
+            "--domain",
+            f"cat={f.ckpt}",
+            "--domain",
+            f"dog={f.other}",
+            "-o",
+            str(out / "ft.st"),
+            *TRAIN,
+        ],
         "expand": [str(f.ckpt), "--task", f"kid:model:{f.other}", "-o", str(out / "x.st"), *TRAIN],
-        "hyper": [str(f.ckpt), "--prompts", str(f.prompts), "--steps", "1", "--batch", "2", "--width", "4",
-                  "--depth", "1", "-o", str(out / "h.st"), "--device", "cpu"],
+        "hyper": [
+            str(f.ckpt),
+            "--prompts",
+            str(f.prompts),
+            "--steps",
+            "1",
+            "--batch",
+            "2",
+            "--width",
+            "4",
+            "--depth",
+            "1",
+            "-o",
+            str(out / "h.st"),
+            "--device",
+            "cpu",
+        ],
         "fid compare": [str(f.images), str(f.images), "--batch", "2", *feats],
         "fid stats": [str(f.images), "-o", str(out / "st.npz"), "--batch", "2", *feats],
     }
@@ -176,8 +212,12 @@ def left_behind(scratch: Path, stderr: str) -> list[str]:
     return sorted(p.name for p in scratch.iterdir() if str(p) not in stderr)
 
 
-def run_table(files: Files, scratch: Path, values: tuple[str, ...] = HOSTILE,
-              only: Callable[[str, str], bool] = lambda name, opt: True) -> tuple[list[str], list[Outcome]]:
+def run_table(
+    files: Files,
+    scratch: Path,
+    values: tuple[str, ...] = HOSTILE,
+    only: Callable[[str, str], bool] = lambda name, opt: True,
+) -> tuple[list[str], list[Outcome]]:
     """Run every case; (failures, outcomes). `scratch` is emptied before each case."""
     failures: list[str] = []
     outcomes: list[Outcome] = []
@@ -194,8 +234,7 @@ def run_table(files: Files, scratch: Path, values: tuple[str, ...] = HOSTILE,
                 args = _with_option(base, option, value)
                 t0 = time.perf_counter()
                 code, stdout, stderr = run(name, args)
-                outcomes.append(Outcome(f"{name} {option} {value!r}", code, stdout, stderr,
-                                        time.perf_counter() - t0))
+                outcomes.append(Outcome(f"{name} {option} {value!r}", code, stdout, stderr, time.perf_counter() - t0))
                 problem = judge(name, option, code, stdout, stderr)
                 if problem is None and code == 2 and left_behind(scratch, stderr):
                     problem = f"exit 2 but left {left_behind(scratch, stderr)} behind"
@@ -209,5 +248,5 @@ def _with_option(base: list[str], option: str, value: str) -> list[str]:
     args = list(base)
     if option in args:
         i = args.index(option)
-        del args[i:i + 2]
+        del args[i : i + 2]
     return [*args, option, value]

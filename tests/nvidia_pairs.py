@@ -42,9 +42,11 @@ def load_nvidia(src: str | Path) -> dict[str, Any]:
     src = Path(src).expanduser().resolve()
     module = nvidia_networks_module(src)
     if module is None:
-        raise SystemExit(f"--nvidia-src {src}: neither training/networks_stylegan2.py (stylegan3) nor "
-                         "training/networks.py (stylegan2-ada-pytorch) there "
-                         "(see benchmarks/nvidia_reference/README.md)")
+        raise SystemExit(
+            f"--nvidia-src {src}: neither training/networks_stylegan2.py (stylegan3) nor "
+            "training/networks.py (stylegan2-ada-pytorch) there "
+            "(see benchmarks/nvidia_reference/README.md)"
+        )
     if str(src) not in sys.path:
         sys.path.insert(0, str(src))
     return {
@@ -78,12 +80,22 @@ def plugins_built(nv: dict[str, Any]) -> bool:
 
 def build_nvidia(nv: dict[str, Any], cfg: GeneratorConfig) -> torch.nn.Module:
     """NVIDIA's Generator for a gancraft config (both repositories' constructor styles)."""
-    mapping = dict(num_layers=cfg.mapping_layers, embed_features=cfg.embed_features,
-                   layer_features=cfg.layer_features, lr_multiplier=cfg.mapping_lr_multiplier,
-                   w_avg_beta=cfg.w_avg_beta)
-    synthesis = dict(channel_base=cfg.channel_base, channel_max=cfg.channel_max, num_fp16_res=cfg.num_fp16_res,
-                     conv_clamp=cfg.conv_clamp, architecture=cfg.architecture,
-                     resample_filter=list(cfg.resample_filter), use_noise=cfg.use_noise)
+    mapping = dict(
+        num_layers=cfg.mapping_layers,
+        embed_features=cfg.embed_features,
+        layer_features=cfg.layer_features,
+        lr_multiplier=cfg.mapping_lr_multiplier,
+        w_avg_beta=cfg.w_avg_beta,
+    )
+    synthesis = dict(
+        channel_base=cfg.channel_base,
+        channel_max=cfg.channel_max,
+        num_fp16_res=cfg.num_fp16_res,
+        conv_clamp=cfg.conv_clamp,
+        architecture=cfg.architecture,
+        resample_filter=list(cfg.resample_filter),
+        use_noise=cfg.use_noise,
+    )
     cls = nv["networks"].Generator
     args = (cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.img_resolution, cfg.img_channels)
     # the persistence decorator's __init__ takes (*args, **kwargs): read the decorated class's own
@@ -116,8 +128,9 @@ def randomize_(G: torch.nn.Module, seed: int) -> None:
             t.copy_(r)
 
 
-def make_pair(nv: dict[str, Any], cfg: GeneratorConfig, seed: int = 0,
-              device: str = "cpu") -> tuple[torch.nn.Module, Generator]:
+def make_pair(
+    nv: dict[str, Any], cfg: GeneratorConfig, seed: int = 0, device: str = "cpu"
+) -> tuple[torch.nn.Module, Generator]:
     """NVIDIA's and gancraft's generators holding the same random weights, both in eval mode."""
     ref = build_nvidia(nv, cfg)
     randomize_(ref, seed)
@@ -132,9 +145,16 @@ def nvidia_numerics(precision: str) -> contextlib.AbstractContextManager:
     return exact_fp32() if precision == "fp32" else contextlib.nullcontext()
 
 
-def max_abs_diff(ref: torch.nn.Module, ours: Generator, z: torch.Tensor, c: torch.Tensor | None,
-                 psi: float = 1.0, cutoff: int | None = None, noise_mode: str = "const",
-                 precision: str = "fp32") -> dict[str, float]:
+def max_abs_diff(
+    ref: torch.nn.Module,
+    ours: Generator,
+    z: torch.Tensor,
+    c: torch.Tensor | None,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    noise_mode: str = "const",
+    precision: str = "fp32",
+) -> dict[str, float]:
     """Largest |NVIDIA - gancraft| over w (mapping) and the images, with the image scale for context.
 
     gancraft runs as users run it (no global flags set here), so its fp32 check covers TF32 too."""
@@ -144,5 +164,8 @@ def max_abs_diff(ref: torch.nn.Module, ours: Generator, z: torch.Tensor, c: torc
             img_ref = ref.synthesis(w_ref, noise_mode=noise_mode)
         w_ours = ours.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
         img_ours = ours.synthesis(w_ours, noise_mode=noise_mode, precision=precision)
-    return {"w": (w_ref - w_ours).abs().max().item(), "image": (img_ref - img_ours).abs().max().item(),
-            "image_absmax": img_ref.abs().max().item()}
+    return {
+        "w": (w_ref - w_ours).abs().max().item(),
+        "image": (img_ref - img_ours).abs().max().item(),
+        "image_absmax": img_ref.abs().max().item(),
+    }

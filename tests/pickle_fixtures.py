@@ -25,8 +25,9 @@ import torch
 from gancraft.nets.config import DiscriminatorConfig, GeneratorConfig
 
 FAKE_MODULE_SRC = "# stand-in for training/networks.py\nimport torch\nclass Generator(torch.nn.Module):\n    pass\n"
-STYLEGAN3_MODULE_SRC = ("# stand-in for training/networks_stylegan3.py\n"
-                        "class SynthesisInput(torch.nn.Module):\n    pass\n")
+STYLEGAN3_MODULE_SRC = (
+    "# stand-in for training/networks_stylegan3.py\nclass SynthesisInput(torch.nn.Module):\n    pass\n"
+)
 
 
 def _stand_in_modules() -> dict[str, types.ModuleType]:
@@ -103,8 +104,12 @@ class Persistent:
 _MODULE_INTERNALS = set(torch.nn.Module().__dict__)
 
 
-def persistent_tree(module: torch.nn.Module, init_kwargs: dict | None = None,
-                    module_src: str = FAKE_MODULE_SRC, class_name: str | None = None) -> Persistent:
+def persistent_tree(
+    module: torch.nn.Module,
+    init_kwargs: dict | None = None,
+    module_src: str = FAKE_MODULE_SRC,
+    class_name: str | None = None,
+) -> Persistent:
     """A module as NVIDIA's persistence would pickle it: torch's own ``__dict__`` fields, children as records."""
     state: dict[str, Any] = {}
     for key, value in module.__dict__.items():
@@ -113,8 +118,9 @@ def persistent_tree(module: torch.nn.Module, init_kwargs: dict | None = None,
         if key == "_modules":
             value = OrderedDict((n, persistent_tree(m, {}, module_src)) for n, m in value.items())
         elif key == "_parameters":
-            value = OrderedDict((n, torch.nn.Parameter(p.detach().clone(), requires_grad=False))
-                                for n, p in value.items())
+            value = OrderedDict(
+                (n, torch.nn.Parameter(p.detach().clone(), requires_grad=False)) for n, p in value.items()
+            )
         elif key == "_buffers":
             value = OrderedDict((n, None if b is None else b.detach().clone()) for n, b in value.items())
         elif isinstance(value, dict):
@@ -128,26 +134,44 @@ def persistent_tree(module: torch.nn.Module, init_kwargs: dict | None = None,
 def nvidia_generator_kwargs(cfg: GeneratorConfig) -> dict:
     """How NVIDIA's train.py would have called ``Generator(...)`` for this architecture."""
     return dict(
-        z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.img_resolution,
+        z_dim=cfg.z_dim,
+        c_dim=cfg.c_dim,
+        w_dim=cfg.w_dim,
+        img_resolution=cfg.img_resolution,
         img_channels=cfg.img_channels,
         mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers),
-        synthesis_kwargs=EasyDict(channel_base=cfg.channel_base, channel_max=cfg.channel_max,
-                                  num_fp16_res=cfg.num_fp16_res, conv_clamp=cfg.conv_clamp),
+        synthesis_kwargs=EasyDict(
+            channel_base=cfg.channel_base,
+            channel_max=cfg.channel_max,
+            num_fp16_res=cfg.num_fp16_res,
+            conv_clamp=cfg.conv_clamp,
+        ),
     )
 
 
 def nvidia_discriminator_kwargs(cfg: DiscriminatorConfig) -> dict:
     return dict(
-        c_dim=cfg.c_dim, img_resolution=cfg.img_resolution, img_channels=cfg.img_channels,
-        architecture="resnet", channel_base=cfg.channel_base, channel_max=cfg.channel_max,
-        num_fp16_res=cfg.num_fp16_res, conv_clamp=cfg.conv_clamp, cmap_dim=cfg.cmap_dim,
-        block_kwargs=EasyDict(freeze_layers=0), mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers),
+        c_dim=cfg.c_dim,
+        img_resolution=cfg.img_resolution,
+        img_channels=cfg.img_channels,
+        architecture="resnet",
+        channel_base=cfg.channel_base,
+        channel_max=cfg.channel_max,
+        num_fp16_res=cfg.num_fp16_res,
+        conv_clamp=cfg.conv_clamp,
+        cmap_dim=cfg.cmap_dim,
+        block_kwargs=EasyDict(freeze_layers=0),
+        mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers),
         epilogue_kwargs=EasyDict(mbstd_group_size=cfg.mbstd_group_size),
     )
 
 
-def nvidia_snapshot(G_ema: torch.nn.Module | None = None, G: torch.nn.Module | None = None,
-                    D: torch.nn.Module | None = None, module_src: str = FAKE_MODULE_SRC) -> dict:
+def nvidia_snapshot(
+    G_ema: torch.nn.Module | None = None,
+    G: torch.nn.Module | None = None,
+    D: torch.nn.Module | None = None,
+    module_src: str = FAKE_MODULE_SRC,
+) -> dict:
     """The dict NVIDIA's training loop pickles into network-snapshot-*.pkl."""
     snap: dict[str, Any] = {"training_set_kwargs": EasyDict(path="datasets/x.zip", use_labels=False)}
     for name, mod in (("G", G), ("D", D), ("G_ema", G_ema)):
@@ -177,11 +201,15 @@ def tf_generator_variables(sd: dict[str, torch.Tensor], cfg: GeneratorConfig) ->
     top = [("lod", np.zeros((), np.float32)), ("dlatent_avg", a(sd["mapping.w_avg"]))]
     mapping = []
     if cfg.c_dim:
-        mapping += [("LabelEmbed/weight", _dense_to_tf(sd["mapping.embed.weight"])),
-                    ("LabelEmbed/bias", a(sd["mapping.embed.bias"]))]
+        mapping += [
+            ("LabelEmbed/weight", _dense_to_tf(sd["mapping.embed.weight"])),
+            ("LabelEmbed/bias", a(sd["mapping.embed.bias"])),
+        ]
     for i in range(cfg.mapping_layers):
-        mapping += [(f"Dense{i}/weight", _dense_to_tf(sd[f"mapping.fc{i}.weight"])),
-                    (f"Dense{i}/bias", a(sd[f"mapping.fc{i}.bias"]))]
+        mapping += [
+            (f"Dense{i}/weight", _dense_to_tf(sd[f"mapping.fc{i}.weight"])),
+            (f"Dense{i}/bias", a(sd[f"mapping.fc{i}.bias"])),
+        ]
     synthesis = []
     log2 = int(np.log2(cfg.img_resolution))
     for k in range(2 * log2 - 3):
@@ -193,9 +221,11 @@ def tf_generator_variables(sd: dict[str, torch.Tensor], cfg: GeneratorConfig) ->
         w = _conv_to_tf(sd[prefix + ".weight"])
         if flip:
             w = w[::-1, ::-1].copy()
-        out = [(f"{scope}/weight", w),
-               (f"{scope}/mod_weight", _dense_to_tf(sd[prefix + ".affine.weight"])),
-               (f"{scope}/mod_bias", a(sd[prefix + ".affine.bias"]) - 1)]
+        out = [
+            (f"{scope}/weight", w),
+            (f"{scope}/mod_weight", _dense_to_tf(sd[prefix + ".affine.weight"])),
+            (f"{scope}/mod_bias", a(sd[prefix + ".affine.bias"]) - 1),
+        ]
         if noise:
             out.append((f"{scope}/noise_strength", a(sd[prefix + ".noise_strength"])))
         return out + [(f"{scope}/bias", a(sd[prefix + ".bias"]))]
@@ -215,43 +245,87 @@ def tf_discriminator_variables(sd: dict[str, torch.Tensor], cfg: DiscriminatorCo
     out = []
     for r in cfg.block_resolutions:
         if r == cfg.img_resolution:
-            out += [(f"{r}x{r}/FromRGB/weight", _conv_to_tf(sd[f"b{r}.fromrgb.weight"])),
-                    (f"{r}x{r}/FromRGB/bias", a(sd[f"b{r}.fromrgb.bias"]))]
+            out += [
+                (f"{r}x{r}/FromRGB/weight", _conv_to_tf(sd[f"b{r}.fromrgb.weight"])),
+                (f"{r}x{r}/FromRGB/bias", a(sd[f"b{r}.fromrgb.bias"])),
+            ]
         for tf_name, nv in (("Conv0", "conv0"), ("Conv1_down", "conv1")):
-            out += [(f"{r}x{r}/{tf_name}/weight", _conv_to_tf(sd[f"b{r}.{nv}.weight"])),
-                    (f"{r}x{r}/{tf_name}/bias", a(sd[f"b{r}.{nv}.bias"]))]
+            out += [
+                (f"{r}x{r}/{tf_name}/weight", _conv_to_tf(sd[f"b{r}.{nv}.weight"])),
+                (f"{r}x{r}/{tf_name}/bias", a(sd[f"b{r}.{nv}.bias"])),
+            ]
         out.append((f"{r}x{r}/Skip/weight", _conv_to_tf(sd[f"b{r}.skip.weight"])))
-    out += [("4x4/Conv/weight", _conv_to_tf(sd["b4.conv.weight"])), ("4x4/Conv/bias", a(sd["b4.conv.bias"])),
-            ("4x4/Dense0/weight", _dense_to_tf(sd["b4.fc.weight"])), ("4x4/Dense0/bias", a(sd["b4.fc.bias"])),
-            ("Output/weight", _dense_to_tf(sd["b4.out.weight"])), ("Output/bias", a(sd["b4.out.bias"]))]
+    out += [
+        ("4x4/Conv/weight", _conv_to_tf(sd["b4.conv.weight"])),
+        ("4x4/Conv/bias", a(sd["b4.conv.bias"])),
+        ("4x4/Dense0/weight", _dense_to_tf(sd["b4.fc.weight"])),
+        ("4x4/Dense0/bias", a(sd["b4.fc.bias"])),
+        ("Output/weight", _dense_to_tf(sd["b4.out.weight"])),
+        ("Output/bias", a(sd["b4.out.bias"])),
+    ]
     return out
 
 
-def tf_network(name: str, func: str, static_kwargs: dict, variables: list, components: dict | None = None,
-               build_module_src: str = "# stand-in for training/networks_stylegan2.py\n") -> Any:
-    return TFNetwork(dict(version=4, name=name, static_kwargs=static_kwargs, components=components or {},
-                          build_module_src=build_module_src, build_func_name=func, variables=variables))
+def tf_network(
+    name: str,
+    func: str,
+    static_kwargs: dict,
+    variables: list,
+    components: dict | None = None,
+    build_module_src: str = "# stand-in for training/networks_stylegan2.py\n",
+) -> Any:
+    return TFNetwork(
+        dict(
+            version=4,
+            name=name,
+            static_kwargs=static_kwargs,
+            components=components or {},
+            build_module_src=build_module_src,
+            build_func_name=func,
+            variables=variables,
+        )
+    )
 
 
-def tf_generator(G: torch.nn.Module, name: str = "G", extra_kwargs: dict | None = None,
-                 build_module_src: str = "# stand-in for training/networks_stylegan2.py\n") -> Any:
+def tf_generator(
+    G: torch.nn.Module,
+    name: str = "G",
+    extra_kwargs: dict | None = None,
+    build_module_src: str = "# stand-in for training/networks_stylegan2.py\n",
+) -> Any:
     cfg: GeneratorConfig = G.cfg
     v = tf_generator_variables(G.state_dict(), cfg)
-    kwargs = dict(num_channels=cfg.img_channels, resolution=cfg.img_resolution, label_size=cfg.c_dim,
-                  latent_size=cfg.z_dim, dlatent_size=cfg.w_dim, mapping_layers=cfg.mapping_layers,
-                  fmap_base=cfg.channel_base // 2, fmap_max=cfg.channel_max, truncation_psi=0.5)
+    kwargs = dict(
+        num_channels=cfg.img_channels,
+        resolution=cfg.img_resolution,
+        label_size=cfg.c_dim,
+        latent_size=cfg.z_dim,
+        dlatent_size=cfg.w_dim,
+        mapping_layers=cfg.mapping_layers,
+        fmap_base=cfg.channel_base // 2,
+        fmap_max=cfg.channel_max,
+        truncation_psi=0.5,
+    )
     kwargs.update(extra_kwargs or {})
     mapping = tf_network("G_mapping", "G_mapping", kwargs, v["mapping"], build_module_src=build_module_src)
-    synthesis = tf_network("G_synthesis", "G_synthesis_stylegan2", kwargs, v["synthesis"],
-                           build_module_src=build_module_src)
-    return tf_network(name, "G_main", kwargs, v[""], {"mapping": mapping, "synthesis": synthesis},
-                      build_module_src=build_module_src)
+    synthesis = tf_network(
+        "G_synthesis", "G_synthesis_stylegan2", kwargs, v["synthesis"], build_module_src=build_module_src
+    )
+    return tf_network(
+        name, "G_main", kwargs, v[""], {"mapping": mapping, "synthesis": synthesis}, build_module_src=build_module_src
+    )
 
 
 def tf_discriminator(D: torch.nn.Module) -> Any:
     cfg: DiscriminatorConfig = D.cfg
-    kwargs = dict(num_channels=cfg.img_channels, resolution=cfg.img_resolution, label_size=cfg.c_dim,
-                  fmap_base=cfg.channel_base // 2, fmap_max=cfg.channel_max, mbstd_group_size=cfg.mbstd_group_size)
+    kwargs = dict(
+        num_channels=cfg.img_channels,
+        resolution=cfg.img_resolution,
+        label_size=cfg.c_dim,
+        fmap_base=cfg.channel_base // 2,
+        fmap_max=cfg.channel_max,
+        mbstd_group_size=cfg.mbstd_group_size,
+    )
     return tf_network("D", "D_stylegan2", kwargs, tf_discriminator_variables(D.state_dict(), cfg))
 
 

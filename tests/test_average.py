@@ -37,9 +37,10 @@ def perturbed(seed: int) -> Checkpoint:
     """A child of model 0 (same noise images and filters), as rooting/fine-tuning produces."""
     parent = make_tiny_checkpoint(0)
     gen = torch.Generator().manual_seed(seed)
-    tensors = {k: (v if k.endswith(("noise_const", "resample_filter"))
-                   else v + 0.1 * torch.randn(v.shape, generator=gen))
-               for k, v in parent.tensors.items()}
+    tensors = {
+        k: (v if k.endswith(("noise_const", "resample_filter")) else v + 0.1 * torch.randn(v.shape, generator=gen))
+        for k, v in parent.tensors.items()
+    }
     return Checkpoint(tensors=tensors, g_config=parent.g_config, d_config=parent.d_config)
 
 
@@ -87,13 +88,18 @@ def test_mean_of_two_is_the_exact_half_sum_across_chunk_edges(files, tmp_path, m
     assert max(v.numel() for v in out.tensors.values()) > 10 * 64
     for k, v in out.tensors.items():
         # halving is exact in binary, so the float64 mean rounds once, to the nearest float32
-        want = a.tensors[k] if k.endswith(("noise_const", "resample_filter")) else (
-            (a.tensors[k].double() + b.tensors[k].double()) / 2).float()
+        want = (
+            a.tensors[k]
+            if k.endswith(("noise_const", "resample_filter"))
+            else ((a.tensors[k].double() + b.tensors[k].double()) / 2).float()
+        )
         assert torch.equal(bits(v), bits(want)), k
 
 
-@pytest.mark.parametrize("kwargs", [dict(weights=[0.1, 0.7, 0.2]), dict(weights=[1.0, -0.35], base=True),
-                                    dict(weights=[3, 1], method="slerp")])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(weights=[0.1, 0.7, 0.2]), dict(weights=[1.0, -0.35], base=True), dict(weights=[3, 1], method="slerp")],
+)
 def test_streamed_file_equals_the_whole_tensor_merge(files, tmp_path, monkeypatch, kwargs):
     monkeypatch.setattr(stream_module, "CHUNK", 64)
     names = "abc" if "base" not in kwargs and kwargs.get("method") != "slerp" else "ab"
@@ -205,10 +211,12 @@ def test_recomputed_w_avg_is_the_mean_mapping_output(files, tmp_path):
 
 
 def test_bad_weights_refused(files, tmp_path):
-    for kw, pattern in ((dict(weights=[1]), "got 1 weights for 2 models"),
-                        (dict(weights=[1, -1]), "sum to zero"),
-                        (dict(method="slerp", weights=[1, 1, 1]), "got 3 weights|exactly two"),
-                        (dict(method="nope"), "unknown method")):
+    for kw, pattern in (
+        (dict(weights=[1]), "got 1 weights for 2 models"),
+        (dict(weights=[1, -1]), "sum to zero"),
+        (dict(method="slerp", weights=[1, 1, 1]), "got 3 weights|exactly two"),
+        (dict(method="nope"), "unknown method"),
+    ):
         with pytest.raises(GancraftError, match=pattern):
             average([files["a"], files["b"]], tmp_path / "o.st", **kw)
 

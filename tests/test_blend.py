@@ -105,16 +105,18 @@ def test_blend_width_is_a_sigmoid_over_layer_positions(models):
 def script_position(key: str) -> int | None:
     """blend_models.py's listing, restated: a TF variable name per gancraft layer, then the
     script's prefix match over levels [Conv0_up, Const] and [Conv1, ToRGB] from 4x4 up."""
-    m = re.match(r"^G(?:_ema)?\.synthesis\.b(\d+)\.(const|conv0|conv1|torgb)"
-                 r"(?:\.affine)?(?:\.weight|\.bias|\.noise_strength)?$", key)
+    m = re.match(
+        r"^G(?:_ema)?\.synthesis\.b(\d+)\.(const|conv0|conv1|torgb)"
+        r"(?:\.affine)?(?:\.weight|\.bias|\.noise_strength)?$",
+        key,
+    )
     if not m:
         return None
     res, part = int(m.group(1)), m.group(2)
-    tf_layer = {"const": "Const", "conv0": "Conv0_up", "torgb": "ToRGB",
-                "conv1": "Conv" if res == 4 else "Conv1"}[part]
+    tf_layer = {"const": "Const", "conv0": "Conv0_up", "torgb": "ToRGB", "conv1": "Conv" if res == 4 else "Conv1"}[part]
     name = f"G_synthesis/{res}x{res}/{tf_layer}/x"
     position = 0
-    for r in [4 * 2 ** i for i in range(9)]:
+    for r in [4 * 2**i for i in range(9)]:
         for suffixes in (["Conv0_up", "Const"], ["Conv1", "ToRGB"]):
             if any(name.startswith(f"G_synthesis/{r}x{r}/{sfx}") for sfx in suffixes):
                 return position
@@ -122,14 +124,16 @@ def script_position(key: str) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("spec,width", [("16", None), ("16:1", None), ("8", None), ("32:1", None),
-                                        ("16", 1.0), ("8:1", 0.7), ("4", 2.5)])
+@pytest.mark.parametrize(
+    "spec,width", [("16", None), ("16:1", None), ("8", None), ("32:1", None), ("16", 1.0), ("8:1", 0.7), ("4", 2.5)]
+)
 def test_pinkney_reproduces_blend_models_weights(models, spec, width):
     low, high = models[0], models[1]
     out = blend_checkpoints(low, [high], pinkney=spec, blend_width=width)
     res, _, level = spec.partition(":")
-    mid = {(r, lv): 2 * i + lv for i, r in enumerate([4 * 2 ** i for i in range(9)]) for lv in (0, 1)}[
-        (int(res), int(level or 0))]
+    mid = {(r, lv): 2 * i + lv for i, r in enumerate([4 * 2**i for i in range(9)]) for lv in (0, 1)}[
+        (int(res), int(level or 0))
+    ]
     seen = set()
     for key in out.tensors:
         p = script_position(key)
@@ -153,11 +157,13 @@ def test_pinkney_hard_switch_is_one_resolution_after_switch(models):
 
 def test_pinkney_refusals(models):
     low, high = models[0], models[1]
-    for kw, pattern in [(dict(pinkney="12"), "--pinkney: the model has no resolution 12"),
-                        (dict(pinkney="16:2"), "level must be 0 or 1"),
-                        (dict(pinkney="x"), "cannot read"),
-                        (dict(pinkney="16", switch=16), "replaces --switch"),
-                        (dict(pinkney="16", blend_width=-1.0), "positive")]:
+    for kw, pattern in [
+        (dict(pinkney="12"), "--pinkney: the model has no resolution 12"),
+        (dict(pinkney="16:2"), "level must be 0 or 1"),
+        (dict(pinkney="x"), "cannot read"),
+        (dict(pinkney="16", switch=16), "replaces --switch"),
+        (dict(pinkney="16", blend_width=-1.0), "positive"),
+    ]:
         with pytest.raises(GancraftError, match=pattern):
             blend_checkpoints(low, [high], **kw)
     with pytest.raises(GancraftError, match="exactly two"):
@@ -175,10 +181,12 @@ def test_alpha_per_resolution_matches_formula(models):
         elif not key.endswith(("resample_filter", "noise_const")):
             expect_mix(out, [low, high], key, [1 - alpha[w[0]], alpha[w[0]]])
     # noise images are copied whole from the dominant model of their layer
-    assert torch.equal(out.tensors["G_ema.synthesis.b16.conv0.noise_const"],
-                       low.tensors["G_ema.synthesis.b16.conv0.noise_const"])
-    assert torch.equal(out.tensors["G_ema.synthesis.b32.conv0.noise_const"],
-                       high.tensors["G_ema.synthesis.b32.conv0.noise_const"])
+    assert torch.equal(
+        out.tensors["G_ema.synthesis.b16.conv0.noise_const"], low.tensors["G_ema.synthesis.b16.conv0.noise_const"]
+    )
+    assert torch.equal(
+        out.tensors["G_ema.synthesis.b32.conv0.noise_const"], high.tensors["G_ema.synthesis.b32.conv0.noise_const"]
+    )
 
 
 def test_alpha_with_three_models(models):
@@ -256,8 +264,14 @@ def test_cluster_channels_partition_and_determinism(models):
         cluster_channels(models[0], "b64.conv1", k=3, samples=2)
 
 
-@pytest.mark.parametrize("kwargs", [dict(switch=16), dict(switch=8, blend_width=0.7),
-                                    dict(switch=32, channel_swap=ChannelSwap("b16.conv1", [0, 5, 9]))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(switch=16),
+        dict(switch=8, blend_width=0.7),
+        dict(switch=32, channel_swap=ChannelSwap("b16.conv1", [0, 5, 9])),
+    ],
+)
 def test_streamed_blend_file_equals_the_in_memory_blend(files, models, tmp_path, monkeypatch, kwargs):
     # tiny chunks, so the file is streamed in many pieces per tensor
     monkeypatch.setattr(importlib.import_module("gancraft.merge.stream"), "CHUNK", 64)
@@ -265,8 +279,9 @@ def test_streamed_blend_file_equals_the_in_memory_blend(files, models, tmp_path,
     want = blend_checkpoints(models[0], [models[1]], **kwargs).tensors
     assert set(out) == set(want)
     for k in want:
-        assert out[k].dtype == want[k].dtype and torch.equal(out[k].view(-1).view(torch.int32),
-                                                             want[k].reshape(-1).view(torch.int32)), k
+        assert out[k].dtype == want[k].dtype and torch.equal(
+            out[k].view(-1).view(torch.int32), want[k].reshape(-1).view(torch.int32)
+        ), k
     if "blend_width" not in kwargs and "channel_swap" not in kwargs:
         for k, v in out.items():
             w = where(k)
@@ -316,15 +331,27 @@ def test_cli_blend_with_preview_cluster_map_and_channels(files, tmp_path):
     want = ((low_img[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8)).numpy()
     assert np.array_equal(grid[34:66, 0:32], want)
 
-    r = cli_invoke(*base, "--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4",
-                   "--cluster-map", cmap)
+    r = cli_invoke(
+        *base, "--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4", "--cluster-map", cmap
+    )
     assert r.exit_code == 0, r.output
     assert r.stdout.split() == [str(cmap)]
     assert Image.open(cmap).size[0] == 4 * 64
 
     swapped = tmp_path / "s.st"
-    r = cli_invoke(*base, "--cluster-layer", "b16.conv1", "--clusters", "3", "--cluster-samples", "4",
-                   "--channels", "0", "-o", swapped)
+    r = cli_invoke(
+        *base,
+        "--cluster-layer",
+        "b16.conv1",
+        "--clusters",
+        "3",
+        "--cluster-samples",
+        "4",
+        "--channels",
+        "0",
+        "-o",
+        swapped,
+    )
     assert r.exit_code == 0, r.output
     chans = cluster_channels(load(files[0]), "b16.conv1", k=3, samples=4).channels([0])
     s, lo, hi = load(swapped), load(files[0]), load(files[1])

@@ -39,6 +39,7 @@ def test_history_records_inputs_with_sha256(tmp_path, tiny_ckpt_path):
     hist = load(out).history
     assert hist[-1]["command"] == "convert"
     import hashlib
+
     assert hist[-1]["inputs"][0]["sha256"] == hashlib.sha256(tiny_ckpt_path.read_bytes()).hexdigest()
 
 

@@ -88,7 +88,7 @@ def test_conditional_start_has_one_class_pathway_and_reproduces_d(models):
             per_class.append(G.eval()(z, c))
             torch.testing.assert_close(D(ref, c), D_old(ref), atol=1e-5, rtol=1e-5)
         assert (per_class[0] - per_class[1]).abs().max() > 1e-2
-        G.mapping.fc0.weight[:, G.z_dim:] = 0
+        G.mapping.fc0.weight[:, G.z_dim :] = 0
         for k in range(3):
             c = F.one_hot(torch.full([4], k), 3).float()
             torch.testing.assert_close(G(z, c), ref, atol=1e-5, rtol=1e-5)
@@ -131,8 +131,9 @@ def test_rooting_trains_the_sources_class_toward_the_source(models, tmp_path):
     root = load(models["avg"])
     method = RootingMethod(root, load(models["cat"]), ["avg", "cat"], "cat")
     G0, _, _ = method.networks()
-    trainer = run_training(method, _opts(12, lr_g=0.01, lr_d=0.01, ema_kimg=0, pl_weight=0), tmp_path / "run",
-                           progress=False)
+    trainer = run_training(
+        method, _opts(12, lr_g=0.01, lr_d=0.01, ema_kimg=0, pl_weight=0), tmp_path / "run", progress=False
+    )
     z = torch.randn(16, G0.z_dim, generator=torch.Generator().manual_seed(3))
     c = F.one_hot(torch.full([16], 1), 2).float()
     with torch.no_grad():
@@ -146,9 +147,10 @@ def test_rooting_trains_the_sources_class_toward_the_source(models, tmp_path):
 
 def test_union_labels_follow_the_start_models_class_table(models):
     """A union start rooted as [dog, cat] gives label 0 to dog's images whatever the --domain order."""
-    rooted = Checkpoint.from_modules(*_rooted_nets(models, ["dog", "cat"]),
-                                     domains={"dog": {"kind": "class", "class": 0},
-                                              "cat": {"kind": "class", "class": 1}})
+    rooted = Checkpoint.from_modules(
+        *_rooted_nets(models, ["dog", "cat"]),
+        domains={"dog": {"kind": "class", "class": 0}, "cat": {"kind": "class", "class": 1}},
+    )
     method = UnionMethod(rooted, _sources(models, ("cat", "dog")))
     assert method.names == ["dog", "cat"]
     imgs, labels = method.data.batch(16, 0, 0, 0, 1, torch.device("cpu"))
@@ -203,8 +205,9 @@ def test_domain_vector_mode_changes_only_the_vectors(models, tmp_path):
 
 
 def test_ewc_penalties_are_fisher_weighted_with_separate_lambdas(models):
-    method = UnionMethod(load(models["avg"]), _sources(models), method="ewc", value=(2.0, 3.0, 5.0),
-                         fisher_samples=8, fisher_batch=4)
+    method = UnionMethod(
+        load(models["avg"]), _sources(models), method="ewc", value=(2.0, 3.0, 5.0), fisher_samples=8, fisher_batch=4
+    )
     G, D, _ = method.networks()
     method.setup(G, D, torch.device("cpu"))
     assert method.g_penalty(G).item() == 0 and method.d_penalty(D).item() == 0
@@ -226,8 +229,9 @@ def test_ewc_d_penalty_enters_d_training(models, tmp_path):
     """The D lambda holds D near its start: the Fisher-weighted distance it penalises ends far smaller."""
     dist = {}
     for lam in (0.0, 1e4):
-        method = UnionMethod(load(models["avg"]), _sources(models), method="ewc", value=(0.0, 0.0, lam),
-                             fisher_samples=8, fisher_batch=4)
+        method = UnionMethod(
+            load(models["avg"]), _sources(models), method="ewc", value=(0.0, 0.0, lam), fisher_samples=8, fisher_batch=4
+        )
         trainer = run_training(method, _opts(4), tmp_path / f"run{lam}", progress=False)
         dist[lam] = method._ewc(trainer.D, "D").item()
         lines = [json.loads(x) for x in (tmp_path / f"run{lam}" / "log.jsonl").read_text().splitlines()]
@@ -249,8 +253,9 @@ def test_parse_method():
 def test_root_average_finetune_cli(models, tmp_path):
     common = ["--kimg", "0.008", "--batch", "4", "--quiet"]
     rooted = tmp_path / "rooted"
-    out = cli_ok("root", "--root", models["avg"], "--source", models["cat"], "--source", models["dog"],
-                 "-o", rooted, *common)
+    out = cli_ok(
+        "root", "--root", models["avg"], "--source", models["cat"], "--source", models["dog"], "-o", rooted, *common
+    )
     assert out == [str(rooted / "avg.st"), str(rooted / "cat.st"), str(rooted / "dog.st")]
     table = {n: {"kind": "class", "class": i} for i, n in enumerate(["avg", "cat", "dog"])}
     for name in ("avg", "cat", "dog"):
@@ -266,16 +271,39 @@ def test_root_average_finetune_cli(models, tmp_path):
     cli_ok("average", rooted / "avg.st", rooted / "cat.st", rooted / "dog.st", "-o", avg)
     assert load(avg).domains == table
     union = tmp_path / "union.st"
-    cli_ok("finetune", avg, "--domain", f"dog={models['dog']}", "--domain", f"cat={models['cat']}",
-           "--domain", f"avg={models['avg']}", "-o", union, *common)
+    cli_ok(
+        "finetune",
+        avg,
+        "--domain",
+        f"dog={models['dog']}",
+        "--domain",
+        f"cat={models['cat']}",
+        "--domain",
+        f"avg={models['avg']}",
+        "-o",
+        union,
+        *common,
+    )
     assert load(union).domains == table
-    assert "its classes are" in cli_fails("finetune", avg, "--domain", f"cat={models['cat']}", "-o",
-                                          tmp_path / "x.st", *common)
-    assert "expected NAME=SOURCE_CHECKPOINT" in cli_fails("finetune", models["avg"], "--domain", "catnoequals",
-                                                          "-o", tmp_path / "y.st")
-    assert "D has only" in cli_fails("finetune", models["avg"], "--domain", f"cat={models['cat']}", "--method",
-                                     "freeze-d=99", "-o", tmp_path / "z.st", *common)
-    assert "named like the root" in cli_fails("root", "--root", models["avg"], "--source", models["avg"],
-                                              "-o", tmp_path / "r2", *common)
+    assert "its classes are" in cli_fails(
+        "finetune", avg, "--domain", f"cat={models['cat']}", "-o", tmp_path / "x.st", *common
+    )
+    assert "expected NAME=SOURCE_CHECKPOINT" in cli_fails(
+        "finetune", models["avg"], "--domain", "catnoequals", "-o", tmp_path / "y.st"
+    )
+    assert "D has only" in cli_fails(
+        "finetune",
+        models["avg"],
+        "--domain",
+        f"cat={models['cat']}",
+        "--method",
+        "freeze-d=99",
+        "-o",
+        tmp_path / "z.st",
+        *common,
+    )
+    assert "named like the root" in cli_fails(
+        "root", "--root", models["avg"], "--source", models["avg"], "-o", tmp_path / "r2", *common
+    )
     # without -o the folder is named after the root (this default once ended in UnboundLocalError)
     assert "named like the root" in cli_fails("root", "--root", models["avg"], "--source", models["avg"], *common)

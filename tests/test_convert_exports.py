@@ -41,8 +41,11 @@ TOL = 1e-4
 
 
 def _with_clamp(ckpt: Checkpoint, g: float | None, d: float | None = None) -> Checkpoint:
-    return dataclasses.replace(ckpt, g_config=dataclasses.replace(ckpt.g_config, conv_clamp=g),
-                               d_config=ckpt.d_config and dataclasses.replace(ckpt.d_config, conv_clamp=d))
+    return dataclasses.replace(
+        ckpt,
+        g_config=dataclasses.replace(ckpt.g_config, conv_clamp=g),
+        d_config=ckpt.d_config and dataclasses.replace(ckpt.d_config, conv_clamp=d),
+    )
 
 
 def _images(ckpt: Checkpoint, z: torch.Tensor) -> torch.Tensor:
@@ -89,11 +92,11 @@ def test_discriminator_peak_is_measured_on_generated_images():
     imgs = _images(base, z)
     with torch.no_grad():
         # D sees the images in minibatch-std groups of four, as the measurement does
-        free = torch.cat([base.discriminator()(imgs[i:i + 4]) for i in (0, 4)])
+        free = torch.cat([base.discriminator()(imgs[i : i + 4]) for i in (0, 4)])
         for factor, changes in ((1.001, False), (0.99, True)):
             clamped = _with_clamp(base, None, peak * factor)
             assert measure_clamp(clamped, samples=8).engaged == changes
-            out = torch.cat([clamped.discriminator()(imgs[i:i + 4]) for i in (0, 4)])
+            out = torch.cat([clamped.discriminator()(imgs[i : i + 4]) for i in (0, 4)])
             assert torch.equal(out, free) != changes
 
 
@@ -103,8 +106,7 @@ def test_unclamped_model_needs_no_measurement():
 
 def _ros_generator(ckpt: Checkpoint, obj: dict) -> RosG:
     g = ckpt.g_config
-    ref = RosG(g.img_resolution, g.w_dim, g.mapping_layers,
-               channels={r: g.channels(r) for r in g.block_resolutions})
+    ref = RosG(g.img_resolution, g.w_dim, g.mapping_layers, channels={r: g.channels(r) for r in g.block_resolutions})
     ref.load_state_dict(obj["g_ema"], strict=True)
     return ref
 
@@ -130,15 +132,24 @@ def test_engaged_clamp_is_refused_with_its_figure_unless_allowed(tmp_path):
     src = tmp_path / "hot.st"
     save(ckpt, src)
     out = tmp_path / "hot.pt"
-    line = cli_fails("convert", src, "--to", "rosinality", "--allow-custom-channels", "--clamp-samples", 4,
-                     "-o", out)
+    line = cli_fails("convert", src, "--to", "rosinality", "--allow-custom-channels", "--clamp-samples", 4, "-o", out)
     # the peak may lie in a later layer than b8.conv1: the large activations travel on
     assert "conv_clamp 256 engages over 4 samples" in line and "in G_ema.synthesis.b" in line
     assert "--allow-clamp" in line and not out.exists()
     peak = float(line.split("largest pre-clamp activation ")[1].split()[0])
     assert peak > 256
-    result = cli_invoke("convert", src, "--to", "rosinality", "--allow-custom-channels", "--clamp-samples", 4,
-                        "--allow-clamp", "-o", out)
+    result = cli_invoke(
+        "convert",
+        src,
+        "--to",
+        "rosinality",
+        "--allow-custom-channels",
+        "--clamp-samples",
+        4,
+        "--allow-clamp",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert "engages" in result.stderr and out.exists()
 
@@ -146,18 +157,21 @@ def test_engaged_clamp_is_refused_with_its_figure_unless_allowed(tmp_path):
 def test_cli_reports_an_idle_clamp_and_converts(tmp_path):
     src = tmp_path / "ada.st"
     save(_with_clamp(make_tiny_checkpoint(seed=5), 256.0, 256.0), src)
-    result = cli_invoke("convert", src, "--to", "rosinality", "--allow-custom-channels", "--clamp-samples", 8,
-                        "-o", tmp_path / "ada.pt")
+    result = cli_invoke(
+        "convert", src, "--to", "rosinality", "--allow-custom-channels", "--clamp-samples", 8, "-o", tmp_path / "ada.pt"
+    )
     assert result.exit_code == 0, result.output
     assert "conv_clamp 256 never engages over 8 samples" in result.stderr
     assert result.stdout.split() == [str(tmp_path / "ada.pt")]
 
 
 def test_format_options_belong_to_their_format(tmp_path, ckpt):
-    assert "--fresh-d applies to --to nvidia only" in cli_fails("convert", ckpt, "--fresh-d", "--to", "rosinality",
-                                                                "-o", tmp_path / "x.pt")
+    assert "--fresh-d applies to --to nvidia only" in cli_fails(
+        "convert", ckpt, "--fresh-d", "--to", "rosinality", "-o", tmp_path / "x.pt"
+    )
     assert "--clamp-samples applies to --to rosinality only" in cli_fails(
-        "convert", ckpt, "--clamp-samples", 3, "-o", tmp_path / "x.st")
+        "convert", ckpt, "--clamp-samples", 3, "-o", tmp_path / "x.st"
+    )
     assert not list(tmp_path.iterdir())
 
 
@@ -180,9 +194,12 @@ def _pickle_globals(path: Path) -> set[str]:
 def test_nvidia_export_is_data_and_reads_back_exactly(tmp_path):
     ckpt = _with_clamp(make_tiny_checkpoint(seed=6, c_dim=3), 256.0, 256.0)
     out = save(ckpt, tmp_path / "x.pkl", to="nvidia")
-    assert _pickle_globals(out) <= {"torch_utils.persistence _reconstruct_persistent_obj",
-                                    "torch._utils _rebuild_tensor_v2", "torch.storage _load_from_bytes",
-                                    "collections OrderedDict"}
+    assert _pickle_globals(out) <= {
+        "torch_utils.persistence _reconstruct_persistent_obj",
+        "torch._utils _rebuild_tensor_v2",
+        "torch.storage _load_from_bytes",
+        "collections OrderedDict",
+    }
     data = safe_load(out)
     assert set(data) == {"G", "D", "G_ema"}
     for name, rec in data.items():
@@ -225,6 +242,7 @@ def _nvidia_legacy():
     if str(Path(NVIDIA_SRC).resolve()) not in sys.path:
         sys.path.insert(0, str(Path(NVIDIA_SRC).resolve()))
     import legacy  # noqa: PLC0415 (NVIDIA's code, from GANCRAFT_NVIDIA_SRC)
+
     return legacy
 
 
@@ -266,13 +284,15 @@ def test_ada_trained_pickle_converts_to_rosinality_with_nvidia_images(tmp_path, 
     """A pickle NVIDIA's code wrote, with the conv_clamp=256 every stylegan2-ada-pytorch config uses."""
     res, dim = 16, 32
     # 512 channels up to 32 px: rosinality's stock table
-    cfg = GeneratorConfig(z_dim=dim, w_dim=dim, img_resolution=res, mapping_layers=2, channel_base=16384,
-                          channel_max=512, conv_clamp=256)
+    cfg = GeneratorConfig(
+        z_dim=dim, w_dim=dim, img_resolution=res, mapping_layers=2, channel_base=16384, channel_max=512, conv_clamp=256
+    )
     G, G_ema = nvidia_pairs.build_nvidia(nv, cfg), nvidia_pairs.build_nvidia(nv, cfg)
     nvidia_pairs.randomize_(G, 1)
     nvidia_pairs.randomize_(G_ema, 2)
-    D = nv["networks"].Discriminator(c_dim=0, img_resolution=res, img_channels=3, channel_base=16384,
-                                     channel_max=512, conv_clamp=256)
+    D = nv["networks"].Discriminator(
+        c_dim=0, img_resolution=res, img_channels=3, channel_base=16384, channel_max=512, conv_clamp=256
+    )
     src = tmp_path / "ada.pkl"
     with open(src, "wb") as fh:
         pickle.dump({"G": G.eval(), "D": D.eval(), "G_ema": G_ema.eval()}, fh)

@@ -50,8 +50,9 @@ def test_every_method_trains_on_cuda_with_bf16_autocast(name, tmp_path: Path):
     method = METHODS[name](tmp_path)
     trainer_cls = ExpansionTrainer if name == "expand" else Trainer
     opts = TrainOptions(kimg=1, batch=4, snap_kimg=1, r1_interval=2, pl_interval=2)
-    trainer = run_training(method, opts, tmp_path / "run", device="cuda", progress=False, max_steps=3,
-                           trainer_cls=trainer_cls)
+    trainer = run_training(
+        method, opts, tmp_path / "run", device="cuda", progress=False, max_steps=3, trainer_cls=trainer_cls
+    )
     assert trainer.step == 3 and trainer.amp and trainer.device == torch.device("cuda", torch.cuda.current_device())
     assert not trainer.checkpoint().non_finite()
 

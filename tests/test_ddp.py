@@ -21,8 +21,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, tmp: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from gancraft import distributed
     from gancraft.train.loop import TrainOptions, run_training
@@ -47,6 +48,8 @@ def test_two_process_gloo_run_keeps_replicas_in_sync(tmp_path: Path):
     start = load(tmp_path / "run" / "snapshot-000000.st").tensors
     assert not torch.equal(a["G.synthesis.b16.conv1.weight"], start["G.synthesis.b16.conv1.weight"])
     # only rank 0 writes: one snapshot per step, one log line per step
-    assert sorted(p.name for p in (tmp_path / "run").glob("snapshot-*.st")) == ["snapshot-000000.st",
-                                                                                "snapshot-000003.st"]
+    assert sorted(p.name for p in (tmp_path / "run").glob("snapshot-*.st")) == [
+        "snapshot-000000.st",
+        "snapshot-000003.st",
+    ]
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 3

@@ -38,6 +38,7 @@ META = torch.device("meta")
 
 # -- devices are resolved once, validated, and CUDA ones carry an index ------------------------
 
+
 def test_resolve_device_checks_what_this_machine_has(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -90,6 +91,7 @@ def test_training_on_plain_cuda_selects_an_indexed_device(monkeypatch, tmp_path:
 
 # -- every method and data source puts its tensors on the training device ----------------------
 
+
 def _image_folder(path: Path, n: int = 4) -> Path:
     path.mkdir()
     rng = np.random.default_rng(0)
@@ -109,18 +111,27 @@ def _expansion(tmp_path: Path) -> ExpansionMethod:
 
 METHODS = {
     "scratch-images": lambda tmp: ScratchMethod(ImageFolderData(_image_folder(tmp / "imgs"), 16), *tiny_configs()),
-    "scratch-generated": lambda tmp: ScratchMethod(GeneratedData([make_tiny_checkpoint(1).generator()], 16),
-                                                   *tiny_configs()),
+    "scratch-generated": lambda tmp: ScratchMethod(
+        GeneratedData([make_tiny_checkpoint(1).generator()], 16), *tiny_configs()
+    ),
     "root": lambda tmp: RootingMethod(make_tiny_checkpoint(0), make_tiny_checkpoint(1), ["a", "b"], "b"),
-    "union": lambda tmp: UnionMethod(make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1),
-                                                               "b": make_tiny_checkpoint(2)}),
-    "freeze-d": lambda tmp: UnionMethod(make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1)},
-                                        method="freeze-d", value=2),
-    "ewc": lambda tmp: UnionMethod(make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1)}, method="ewc",
-                                   value=1.0, fisher_samples=4, fisher_batch=2),
-    "domain-vector": lambda tmp: UnionMethod(make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1),
-                                                                       "b": make_tiny_checkpoint(2)},
-                                             params="domain-vector"),
+    "union": lambda tmp: UnionMethod(
+        make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1), "b": make_tiny_checkpoint(2)}
+    ),
+    "freeze-d": lambda tmp: UnionMethod(
+        make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1)}, method="freeze-d", value=2
+    ),
+    "ewc": lambda tmp: UnionMethod(
+        make_tiny_checkpoint(0),
+        {"a": make_tiny_checkpoint(1)},
+        method="ewc",
+        value=1.0,
+        fisher_samples=4,
+        fisher_batch=2,
+    ),
+    "domain-vector": lambda tmp: UnionMethod(
+        make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1), "b": make_tiny_checkpoint(2)}, params="domain-vector"
+    ),
     "expand": _expansion,
 }
 
@@ -144,6 +155,7 @@ def test_training_step_keeps_every_tensor_on_the_device(name, monkeypatch, tmp_p
 
 
 # -- mixed precision: the training step under bfloat16 autocast ---------------------------------
+
 
 def test_mapping_stays_float32_under_autocast():
     g, _ = tiny_configs()
@@ -192,14 +204,22 @@ def test_training_steps_under_bf16_autocast_with_tf32_off(tf32_on, tmp_path: Pat
 
 # -- fp32 synthesis is exact: TF32 off while it runs ---------------------------------------------
 
+
 def _record_convs(monkeypatch) -> list[dict]:
     calls = []
     conv = ops.modulated_conv2d
 
     def spy(x, *args, **kwargs):
-        calls.append({"fused": kwargs.get("fused"), "channels_last": x.dim() == 4 and x.shape[1] > 1 and
-                      x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
-                      "tf32": (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)})
+        calls.append(
+            {
+                "fused": kwargs.get("fused"),
+                "channels_last": x.dim() == 4
+                and x.shape[1] > 1
+                and x.is_contiguous(memory_format=torch.channels_last)
+                and not x.is_contiguous(),
+                "tf32": (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32),
+            }
+        )
         return conv(x, *args, **kwargs)
 
     monkeypatch.setattr(ops, "modulated_conv2d", spy)
@@ -217,6 +237,7 @@ def test_fp32_synthesis_turns_tf32_off_and_restores_it(precision, tf32_inside, t
 
 # -- fast paths follow the device type (MPS is an accelerator, not a CPU) ------------------------
 
+
 def test_inference_fast_path_is_chosen_by_device_type(monkeypatch):
     calls = _record_convs(monkeypatch)
     g, _ = tiny_configs()
@@ -230,6 +251,7 @@ def test_inference_fast_path_is_chosen_by_device_type(monkeypatch):
 
 # -- MPS has no float64: conversions happen after the copy to the CPU ---------------------------
 
+
 class _MetaAsMps(TorchDispatchMode):
     """The meta device playing Apple's MPS: a float64 result on it fails, and so does a copy to the
     CPU that converts on the way; a plain copy to the CPU gives random values (meta has none)."""
@@ -237,8 +259,11 @@ class _MetaAsMps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         src = args[0] if args else None
-        if (func is torch.ops.aten._to_copy.default and src.is_meta
-                and torch.device(kwargs.get("device", src.device)).type == "cpu"):
+        if (
+            func is torch.ops.aten._to_copy.default
+            and src.is_meta
+            and torch.device(kwargs.get("device", src.device)).type == "cpu"
+        ):
             dtype = kwargs.get("dtype") or src.dtype
             assert dtype == src.dtype, f"converted to {dtype} on the device while copying to the CPU"
             if dtype.is_floating_point:
@@ -275,6 +300,7 @@ def test_fid_statistics_convert_to_float64_on_the_cpu():
 
 
 # -- torchrun: a divergence seen on rank 0 stops every rank -------------------------------------
+
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_non_finite_weights_stop_every_rank(rank, monkeypatch, tmp_path: Path):

@@ -71,8 +71,9 @@ def test_orthogonal_projection():
 def _write_latents(tmp_path, w_samples, labels=True, name="lat"):
     path = tmp_path / f"{name}.npz"
     n = w_samples.shape[0]
-    np.savez(path, w=w_samples, z=np.zeros((n, 32), np.float32), seeds=np.arange(n),
-             domain=np.array(["a", "b"] * (n // 2)))
+    np.savez(
+        path, w=w_samples, z=np.zeros((n, 32), np.float32), seeds=np.arange(n), domain=np.array(["a", "b"] * (n // 2))
+    )
     if labels:
         s = w_samples[:, 0] @ HIDDEN
         rows = [f"{i},{int(v > np.median(s))}" for i, v in enumerate(s)]
@@ -100,8 +101,19 @@ def test_cli_csv_beside_latents(tmp_path, w_samples):
     other = tmp_path / "other.st"
     save_directions(other, torch.from_numpy(np.stack([HIDDEN, np.eye(32)[0]])).float(), {"kind": "test"})
     out2 = tmp_path / "cond.st"
-    r = cli_invoke("direction", "--latents", lat, "--domain", "a", "--labels",
-                   tmp_path / "lat.csv", "--orthogonal-to", f"{other}:1", "-o", out2)
+    r = cli_invoke(
+        "direction",
+        "--latents",
+        lat,
+        "--domain",
+        "a",
+        "--labels",
+        tmp_path / "lat.csv",
+        "--orthogonal-to",
+        f"{other}:1",
+        "-o",
+        out2,
+    )
     assert r.exit_code == 0, r.output
     with safe_open(str(out2), "np") as f:
         d2 = f.get_tensor("directions")[0]
@@ -120,8 +132,7 @@ def test_cli_classifier_labels_give_an_editing_direction(tmp_path, tiny_ckpt_pat
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.trace(RedMean(), torch.zeros(1, 3, 16, 16)).save(str(clf))
     out = tmp_path / "red.st"
-    r = cli_invoke("direction", tiny_ckpt_path, "--seeds", "0-199", "--classifier", clf,
-                   "-o", out, "--batch", "50")
+    r = cli_invoke("direction", tiny_ckpt_path, "--seeds", "0-199", "--classifier", clf, "-o", out, "--batch", "50")
     assert r.exit_code == 0, r.output
     with safe_open(str(out), "pt") as f:
         d = f.get_tensor("directions")[0]
@@ -175,8 +186,9 @@ def test_cli_bad_inputs(tmp_path, w_samples, tiny_ckpt_path, monkeypatch):
     assert "nope.st" in _error(["--latents", str(lat), "--orthogonal-to", "nope.st:0", "-o", out])
     assert "b" in _error(["--latents", str(lat), "--domain", "c", "-o", out])
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    assert "junk.npz" in _error(["--latents", str(tmp_path / "junk.npz"), "--labels", str(tmp_path / "lat.csv"),
-                                 "-o", out])
+    assert "junk.npz" in _error(
+        ["--latents", str(tmp_path / "junk.npz"), "--labels", str(tmp_path / "lat.csv"), "-o", out]
+    )
     monkeypatch.setattr("gancraft.metrics.clip.cached_weights", lambda *a, **k: None)
     assert "--clip-weights" in _error([str(tiny_ckpt_path), "--seeds", "0-9", "--clip", "a", "b", "-o", out])
     assert not (tmp_path / "o.st").exists()

@@ -55,7 +55,7 @@ def invocations(text: str) -> list[list[str]]:
             # a command is 'gancraft ...' or 'torchrun ... -m gancraft ...'; anything else is prose or output
             at = segment.index("gancraft") if "gancraft" in segment else -1
             if at == 0 or (at > 0 and segment[at - 1] == "-m"):
-                args = segment[at + 1:]
+                args = segment[at + 1 :]
                 # usage lines ('fid A B [OPTIONS]') name placeholders, not files
                 if args and not any(re.fullmatch(r"\[?[A-Z][A-Z_]*\]?(\.[a-z]+)?", a) for a in args):
                     found.append(_without_redirects(args))

@@ -33,13 +33,13 @@ def explicit_weight(w: torch.Tensor, s: torch.Tensor, d: torch.Tensor, order: st
     return wb
 
 
-def explicit_conv(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, d: torch.Tensor, order: str,
-                  padding: int = 1) -> torch.Tensor:
+def explicit_conv(
+    x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, d: torch.Tensor, order: str, padding: int = 1
+) -> torch.Tensor:
     """explicit_weight, then one grouped convolution over the batch."""
     b, in_ch = s.shape
     wb = explicit_weight(w, s, d, order)
-    y = F.conv2d(x.reshape(1, b * in_ch, *x.shape[2:]), wb.reshape(-1, in_ch, *w.shape[2:]),
-                 padding=padding, groups=b)
+    y = F.conv2d(x.reshape(1, b * in_ch, *x.shape[2:]), wb.reshape(-1, in_ch, *w.shape[2:]), padding=padding, groups=b)
     return y.reshape(b, -1, *y.shape[2:])
 
 
@@ -64,8 +64,9 @@ def test_modulated_conv_matches_the_explicit_construction(order, fused):
     ref = explicit_conv(x, w, s, d, order)
     assert torch.allclose(_conv(x, w, s, d, order, padding=1, fused=fused), ref, atol=1e-5)
     with torch.no_grad():  # the inference path may scale x in place
-        assert torch.allclose(_conv(x.clone(), w, s, d, order, padding=1, fused=fused, consume_input=True), ref,
-                              atol=1e-5)
+        assert torch.allclose(
+            _conv(x.clone(), w, s, d, order, padding=1, fused=fused, consume_input=True), ref, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -86,7 +87,7 @@ def test_upsampling_conv_applies_the_order(order, fused):
     got = _conv(x, w, s, d, order, up=2, padding=1, resample_filter=f, fused=fused)
     # each sample's explicit weight through the resampling convolution (tested on its own in test_nets)
     wb = explicit_weight(w, s, d, order)
-    ref = [ops.conv2d_resample(x[i:i + 1], wb[i], f=f, up=2, padding=1) for i in range(3)]
+    ref = [ops.conv2d_resample(x[i : i + 1], wb[i], f=f, up=2, padding=1) for i in range(3)]
     assert torch.allclose(got, torch.cat(ref), atol=1e-5)
 
 
@@ -121,7 +122,7 @@ def test_synthesis_layer_applies_the_order_it_is_given(order):
     d = 0.3 * torch.randn(2, layer.in_channels, generator=g)
     got = layer(x, wlat, noise_mode="none", style_scale=d, modulation=order)
     ref = explicit_conv(x, layer.weight, layer.affine(wlat), d, order)
-    ref = F.leaky_relu(ref + layer.bias.view(1, -1, 1, 1), 0.2) * 2 ** 0.5
+    ref = F.leaky_relu(ref + layer.bias.view(1, -1, 1, 1), 0.2) * 2**0.5
     assert torch.allclose(got, ref, atol=1e-5)
 
 
@@ -138,16 +139,24 @@ def test_generator_takes_the_order_and_refuses_unknown_ones():
 
 # ---- the order stored with the vectors ---------------------------------------------------------
 
+
 def _vector_ckpt(entry_extra: dict):
     ckpt = make_tiny_checkpoint(domains={"toon": {"kind": "vector", "tensor": "domain_vectors.toon", **entry_extra}})
     G = ckpt.generator()
-    ckpt.tensors["domain_vectors.toon"] = 0.4 * torch.randn(G.synthesis.style_dim,
-                                                            generator=torch.Generator().manual_seed(0))
+    ckpt.tensors["domain_vectors.toon"] = 0.4 * torch.randn(
+        G.synthesis.style_dim, generator=torch.Generator().manual_seed(0)
+    )
     return ckpt, G
 
 
-@pytest.mark.parametrize("stored,expected", [({}, "before-demod"), ({"modulation": "before-demod"}, "before-demod"),
-                                             ({"modulation": "after-demod"}, "after-demod")])
+@pytest.mark.parametrize(
+    "stored,expected",
+    [
+        ({}, "before-demod"),
+        ({"modulation": "before-demod"}, "before-demod"),
+        ({"modulation": "after-demod"}, "after-demod"),
+    ],
+)
 def test_vector_domains_render_in_their_stored_order(stored, expected):
     ckpt, G = _vector_ckpt(stored)
     spec = dom.resolve_domain(ckpt, "toon", G)
@@ -173,8 +182,9 @@ def test_text_vector_order_survives_a_save_and_load(tmp_path):
     results = {}
     for name, order in (("a", "after-demod"), ("b", "before-demod")):
         settings = td.TextVectorSettings(modulation=order).validate()
-        results[name] = td.TextVectorResult(torch.full([G.synthesis.style_dim], 0.1), f"prompt {name}", settings,
-                                            ["clip"])
+        results[name] = td.TextVectorResult(
+            torch.full([G.synthesis.style_dim], 0.1), f"prompt {name}", settings, ["clip"]
+        )
     save(td.vector_checkpoint(parent, results), tmp_path / "v.st")
     back = load(tmp_path / "v.st")
     assert back.domains["a"]["modulation"] == "after-demod" and back.domains["b"]["modulation"] == "before-demod"
@@ -191,10 +201,13 @@ def test_domains_of_different_orders_do_not_mix():
     assert dom.interpolate_domains(a, a, 0.5).modulation == "after-demod"
     with pytest.raises(GancraftError, match="different modulation orders"):
         dom.interpolate_domains(a, b, 0.5)
-    ckpt = make_tiny_checkpoint(domains={"a": {"kind": "vector", "tensor": "domain_vectors.a"},
-                                         "b": {"kind": "vector", "tensor": "domain_vectors.b",
-                                               "modulation": "after-demod"},
-                                         "c": {"kind": "vector", "tensor": "domain_vectors.c"}})
+    ckpt = make_tiny_checkpoint(
+        domains={
+            "a": {"kind": "vector", "tensor": "domain_vectors.a"},
+            "b": {"kind": "vector", "tensor": "domain_vectors.b", "modulation": "after-demod"},
+            "c": {"kind": "vector", "tensor": "domain_vectors.c"},
+        }
+    )
     G = ckpt.generator()
     for n in "abc":
         ckpt.tensors[f"domain_vectors.{n}"] = torch.zeros(G.synthesis.style_dim)
@@ -218,12 +231,29 @@ def test_video_frames_keep_their_order_and_refuse_a_mix():
 
 # ---- training commands record the order --------------------------------------------------------
 
+
 @pytest.mark.parametrize("order", ORDERS)
 def test_adversarial_domain_vector_finetune_records_and_trains_in_its_order(tiny_ckpt_path, tmp_path, order):
     out = tmp_path / "dv.st"
-    r = cli_invoke("finetune", tiny_ckpt_path, "--domain", f"toon={tiny_ckpt_path}", "--params", "domain-vector",
-                   "--modulation-order", order, "--kimg", "0.008", "--batch", "4", "-o", out, "--quiet",
-                   "--run-dir", tmp_path / "run")
+    r = cli_invoke(
+        "finetune",
+        tiny_ckpt_path,
+        "--domain",
+        f"toon={tiny_ckpt_path}",
+        "--params",
+        "domain-vector",
+        "--modulation-order",
+        order,
+        "--kimg",
+        "0.008",
+        "--batch",
+        "4",
+        "-o",
+        out,
+        "--quiet",
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert r.exit_code == 0, r.output
     ckpt = load(out)
     assert ckpt.domains["toon"]["modulation"] == order
@@ -253,6 +283,14 @@ def test_adversarial_training_renders_in_the_methods_order(tiny_ckpt_path, monke
 
 
 def test_modulation_order_needs_domain_vectors(tiny_ckpt_path, tmp_path):
-    r = cli_invoke("finetune", tiny_ckpt_path, "--domain", f"toon={tiny_ckpt_path}", "--modulation-order",
-                   "before-demod", "-o", tmp_path / "x.st")
+    r = cli_invoke(
+        "finetune",
+        tiny_ckpt_path,
+        "--domain",
+        f"toon={tiny_ckpt_path}",
+        "--modulation-order",
+        "before-demod",
+        "-o",
+        tmp_path / "x.st",
+    )
     assert r.exit_code != 0 and "--modulation-order applies to domain vectors" in r.output

@@ -45,8 +45,12 @@ def test_example_models_draw_their_own_domain():
     mean toy feature of real renders of that domain than of any other (a swapped file fails)."""
     net = torch.jit.load(str(EXAMPLES / "toy-features.pt")).eval()
     with torch.no_grad():
-        means = torch.stack([net(torch.from_numpy(toy.render_batch(d, 64, 55, 32)[0]).permute(0, 3, 1, 2).float()
-                                 / 255).mean(0) for d in toy.DOMAINS])
+        means = torch.stack(
+            [
+                net(torch.from_numpy(toy.render_batch(d, 64, 55, 32)[0]).permute(0, 3, 1, 2).float() / 255).mean(0)
+                for d in toy.DOMAINS
+            ]
+        )
         for i, name in enumerate(toy.DOMAINS):
             G = gancraft.load(EXAMPLES / f"{name}.st").generator()
             img = G(torch.randn(32, G.z_dim, generator=torch.Generator().manual_seed(1)))
@@ -84,8 +88,20 @@ def test_factor_regressor_reads_yaw():
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_recipes_parse():
-    for target in ("demo", "cocktail-table", "blend", "directions", "videos", "cocktail", "expand", "examples-report",
-                   "hyper-compare"):
-        r = subprocess.run(["make", "-n", "-C", str(EXAMPLES.parent / "recipes"), target, "OUT=/nonexistent/out"],
-                           capture_output=True, text=True)
+    for target in (
+        "demo",
+        "cocktail-table",
+        "blend",
+        "directions",
+        "videos",
+        "cocktail",
+        "expand",
+        "examples-report",
+        "hyper-compare",
+    ):
+        r = subprocess.run(
+            ["make", "-n", "-C", str(EXAMPLES.parent / "recipes"), target, "OUT=/nonexistent/out"],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, (target, r.stderr)

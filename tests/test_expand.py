@@ -25,8 +25,11 @@ from gancraft.train.loop import TrainOptions
 
 from conftest import cli_invoke, make_tiny_checkpoint
 
-TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
 
 
 def _child(channel: int, offset: float = 1.5, seed: int = 0):
@@ -42,7 +45,6 @@ def _table(G, names, distance=20.0):
     return expansion_table(names, dirs, choose_directions(dirs.shape[0], len(names)), distance)
 
 
-
 def _image_targets(folder: Path, z_dim: int) -> Path:
     """Three images of another tiny model as PNG files in `folder`: an `images` task's targets."""
     from gancraft.media.images import save_png, to_uint8
@@ -53,6 +55,7 @@ def _image_targets(folder: Path, z_dim: int) -> Path:
     for i, arr in enumerate(to_uint8(targets)):
         save_png(arr, folder / f"{i}.png")
     return folder
+
 
 def test_subspaces_match_sampling_side():
     parent = make_tiny_checkpoint(0)
@@ -76,8 +79,12 @@ def test_subspaces_match_sampling_side():
 def test_choose_directions_and_task_parsing():
     assert choose_directions(8, 3) == [7, 6, 5]
     assert choose_directions(8, 2, [1, 4]) == [1, 4]
-    for args, msg in (((8, 2, [1]), "one per task"), ((8, 2, [1, 1]), "twice"), ((8, 1, [8]), "out of range"),
-                      ((2, 3), "directions")):
+    for args, msg in (
+        ((8, 2, [1]), "one per task"),
+        ((8, 2, [1, 1]), "twice"),
+        ((8, 1, [8]), "out of range"),
+        ((2, 3), "directions"),
+    ):
         with pytest.raises(GancraftError, match=msg):
             choose_directions(*args)
     t = parse_task("sketch:clip:photo->a sketch: pencil")
@@ -93,8 +100,12 @@ def _measure_pair(G, method, child_gens, n=16):
     with torch.no_grad():
         ws = G.mapping(z)
         base = method.subspaces.base(ws)
-        out = {"base": (G.synthesis(base, noise_mode="const")
-                        - method.source.synthesis(base, noise_mode="const")).square().mean().item()}
+        out = {
+            "base": (G.synthesis(base, noise_mode="const") - method.source.synthesis(base, noise_mode="const"))
+            .square()
+            .mean()
+            .item()
+        }
         for dom in child_gens:
             img = G.synthesis(method.subspaces.domain(ws, dom), noise_mode="const")
             for target, child in child_gens.items():
@@ -149,8 +160,10 @@ def test_second_domain_does_not_leak_into_first(model_runs):
     # project with the one-direction subspaces, so both runs are compared on the same latents
     sub = subspaces_from_table({"a": model_runs["table"]["a"]}, G0.mapping.w_avg)
     with torch.no_grad():
-        results = {len(names): tr.G_ema.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
-                   for names, tr in model_runs["runs"].items()}
+        results = {
+            len(names): tr.G_ema.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
+            for names, tr in model_runs["runs"].items()
+        }
         child_a = load(model_runs["paths"]["a"]).generator()(z, None, noise_mode="const")
         start = G0.synthesis(sub.domain(G0.mapping(z), "a"), noise_mode="const")
     moved = (results[1] - start).square().mean()
@@ -173,8 +186,9 @@ def test_batch_is_split_over_tasks_and_d_trains_on_base_fakes(model_runs, tmp_pa
         return task_loss(task, edit_img, base_img, context)
 
     method.task_loss = counting
-    tr = run_expansion(method, TrainOptions(kimg=0.012, batch=6, snap_kimg=1, ema_kimg=0.01), tmp_path / "run",
-                       progress=False)
+    tr = run_expansion(
+        method, TrainOptions(kimg=0.012, batch=6, snap_kimg=1, ema_kimg=0.01), tmp_path / "run", progress=False
+    )
     assert seen == {"a": [3, 3], "b": [3, 3]}
     rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all("source_G" in r and "loss_D" in r for r in rows)
@@ -209,8 +223,9 @@ def test_clip_and_images_tasks_run_end_to_end(tmp_path):
     tasks = [parse_task("sketch:clip:a pencil sketch"), parse_task(f"me:images:{folder}")]
     method = ExpansionMethod(parent, tasks, table, ExpansionSettings(invert_steps=4), lpips=lpips, clips=[clip])
     before_clip = method.clip_losses["sketch"]
-    tr = run_expansion(method, TrainOptions(kimg=0.006, batch=2, snap_kimg=1, ema_kimg=0), tmp_path / "run",
-                       progress=False)
+    tr = run_expansion(
+        method, TrainOptions(kimg=0.006, batch=2, snap_kimg=1, ema_kimg=0), tmp_path / "run", progress=False
+    )
     assert tr.step == 3 and before_clip.source_text == "a photo"
     rows = [__import__("json").loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss_sketch"]) and 0 <= r["loss_sketch"] <= 2 for r in rows)
@@ -230,7 +245,11 @@ def test_clip_and_images_tasks_run_end_to_end(tmp_path):
 
     rows, _ = expansion_report(method, tr.G_ema, TorchScriptExtractor(_features(tmp_path)), n=12)
     assert [(r.domain, r.measure.split(":")[0]) for r in rows] == [
-        ("base", "FID to the parent"), ("sketch", "CLIP"), ("base", "probe"), ("me", "probe")]
+        ("base", "FID to the parent"),
+        ("sketch", "CLIP"),
+        ("base", "probe"),
+        ("me", "probe"),
+    ]
     assert all(0 <= r.before <= 1 and 0 <= r.after <= 1 for r in rows[1:])
 
 
@@ -254,10 +273,31 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     save(make_tiny_checkpoint(0), parent)
     save(make_tiny_checkpoint(1), child)
     out, report = tmp_path / "x.st", tmp_path / "report.txt"
-    res = cli_invoke("expand", parent, "--task", f"kid:model:{child}", "-o", out, "--kimg",
-                     "0.008", "--batch", "4", "--directions", "5", "--distance", "15", "--report",
-                     report, "--report-n", "12", "--report-extractor", _features(tmp_path),
-                     "--quiet", "--device", "cpu")
+    res = cli_invoke(
+        "expand",
+        parent,
+        "--task",
+        f"kid:model:{child}",
+        "-o",
+        out,
+        "--kimg",
+        "0.008",
+        "--batch",
+        "4",
+        "--directions",
+        "5",
+        "--distance",
+        "15",
+        "--report",
+        report,
+        "--report-n",
+        "12",
+        "--report-extractor",
+        _features(tmp_path),
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines() == [str(out), str(report)]
     ckpt = load(out)
@@ -270,8 +310,12 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert resolve_domain(ckpt, "kid", ckpt.generator()).shift is not None
     lines = report.read_text().splitlines()
     assert lines[0].startswith("Domain Expansion report: 12 samples per set, features torchscript:")
-    assert [line.split()[:2] for line in lines[3:]] == [["base", "base"], ["kid", "model"], ["base", "base"],
-                                                         ["kid", "model"]]
+    assert [line.split()[:2] for line in lines[3:]] == [
+        ["base", "base"],
+        ["kid", "model"],
+        ["base", "base"],
+        ["kid", "model"],
+    ]
     assert "FID to the parent" in lines[3] and f"FID to {child}" in lines[4] and "probe" in lines[5]
     assert (tmp_path / "x-run" / "run.json").exists()
     # again without --force: refused before any training, one line
@@ -279,13 +323,16 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert res.exit_code == 2 and "exists" in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--task", "kid:model"], "NAME:KIND:ARG"),
-    (["--task", "a:model:{c}", "--task", "a:model:{c}"], "used twice"),
-    (["--task", "a:model:{c}", "--directions", "1,2"], "one per task"),
-    (["--task", "a:model:{c}", "--distance", "0"], "--distance"),
-    (["--task", "a:images:{d}/nowhere"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--task", "kid:model"], "NAME:KIND:ARG"),
+        (["--task", "a:model:{c}", "--task", "a:model:{c}"], "used twice"),
+        (["--task", "a:model:{c}", "--directions", "1,2"], "one per task"),
+        (["--task", "a:model:{c}", "--distance", "0"], "--distance"),
+        (["--task", "a:images:{d}/nowhere"], "does not exist"),
+    ],
+)
 def test_cli_expand_refuses_bad_input(tmp_path, args, msg):
     parent, child = tmp_path / "p.st", tmp_path / "c.st"
     save(make_tiny_checkpoint(0, with_d=False), parent)
@@ -353,10 +400,24 @@ def test_cli_expand_directions_dormant_measured_and_from_csv(tmp_path):
     save(ckpt, parent)
     save(make_tiny_checkpoint(1), child)
     save_directions(dirs, basis, {"kind": "test"}, singular_values=torch.arange(32, 0, -1).float())
-    common = ["expand", str(parent), "--sefa", str(dirs), "--task", f"a:model:{child}", "--task",
-              f"b:model:{child}", "--kimg", "0.004", "--batch", "4", "--quiet", "--device", "cpu"]
-    res = cli_invoke(*common, "-o", tmp_path / "x.st", "--directions", "dormant",
-                     "--dormant-samples", "3")
+    common = [
+        "expand",
+        str(parent),
+        "--sefa",
+        str(dirs),
+        "--task",
+        f"a:model:{child}",
+        "--task",
+        f"b:model:{child}",
+        "--kimg",
+        "0.004",
+        "--batch",
+        "4",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
+    res = cli_invoke(*common, "-o", tmp_path / "x.st", "--directions", "dormant", "--dormant-samples", "3")
     assert res.exit_code == 0, res.output
     out = load(tmp_path / "x.st")
     assert sorted([out.domains["a"]["index"], out.domains["b"]["index"]]) == [7, 25]
@@ -418,8 +479,13 @@ def test_clip_weights_file_of_openai_gets_quick_gelu(tmp_path):
 
     net = load_clip("ViT-B-32", random_init=True, seed=0, **TINY_CLIP).model
     act = lambda c: type(c.model.visual.transformer.resblocks[0].mlp.gelu).__name__  # noqa: E731
-    for name, quick in (("b32.bin", True), ("ViT-B-32.pt", True), ("openai-b32.safetensors.bin", True),
-                        ("CLIP-ViT-B-32-laion2B-s34B-b79K.bin", False), ("datacomp_b32.bin", False)):
+    for name, quick in (
+        ("b32.bin", True),
+        ("ViT-B-32.pt", True),
+        ("openai-b32.safetensors.bin", True),
+        ("CLIP-ViT-B-32-laion2B-s34B-b79K.bin", False),
+        ("datacomp_b32.bin", False),
+    ):
         torch.save(net.state_dict(), tmp_path / name)
         clip = load_clip("ViT-B-32", weights=tmp_path / name, **TINY_CLIP)
         assert (act(clip) == "QuickGELU") == quick and ("QuickGELU" in clip.description) == quick, name
@@ -435,8 +501,13 @@ def test_clip_task_moves_images_along_the_text_direction(tmp_path):
     clip = load_clip("ViT-B-32", random_init=True, seed=0, **TINY_CLIP)
     parent = make_tiny_checkpoint(0, with_d=False)
     G0 = parent.generator()
-    method = ExpansionMethod(parent, [parse_task("s:clip:a pencil sketch")], _table(G0, ["s"]),
-                             ExpansionSettings(replay_lpips=0), clips=[clip])
+    method = ExpansionMethod(
+        parent,
+        [parse_task("s:clip:a pencil sketch")],
+        _table(G0, ["s"]),
+        ExpansionSettings(replay_lpips=0),
+        clips=[clip],
+    )
     text_dir = _text_direction(clip, "a photo", "a pencil sketch", nada_templates())
     z = torch.randn(16, G0.z_dim, generator=torch.Generator().manual_seed(5))
 
@@ -448,8 +519,9 @@ def test_clip_task_moves_images_along_the_text_direction(tmp_path):
             return (torch.nn.functional.normalize(dom - base, dim=-1) @ text_dir).mean().item()
 
     before = alignment(G0)
-    tr = run_expansion(method, TrainOptions(kimg=0.16, batch=8, snap_kimg=1, ema_kimg=0, lr_g=0.02),
-                       tmp_path / "run", progress=False)
+    tr = run_expansion(
+        method, TrainOptions(kimg=0.16, batch=8, snap_kimg=1, ema_kimg=0, lr_g=0.02), tmp_path / "run", progress=False
+    )
     assert alignment(tr.G) > before + 0.2
 
 
@@ -462,8 +534,9 @@ def test_report_follows_the_papers_protocol(model_runs, tmp_path):
     parent = model_runs["parent"]
     tasks = [parse_task(f"{n}:model:{model_runs['paths'][n]}") for n in ("a", "b")]
     method = ExpansionMethod(parent, tasks, model_runs["table"], ExpansionSettings(source_weight=0.0))
-    trainer = run_expansion(method, TrainOptions(kimg=0.24, batch=8, snap_kimg=1, ema_kimg=0, lr_g=0.01),
-                            tmp_path / "run", progress=False)
+    trainer = run_expansion(
+        method, TrainOptions(kimg=0.24, batch=8, snap_kimg=1, ema_kimg=0, lr_g=0.01), tmp_path / "run", progress=False
+    )
     ex = TorchScriptExtractor(_features(tmp_path))
     rows, floor = expansion_report(method, trainer.G, ex, n=48, batch=16)
     got = {(r.domain, r.measure.split(":")[0].split(" ")[0]): r for r in rows}
@@ -488,14 +561,21 @@ def test_replay_and_tasks_see_the_right_subspaces(tmp_path, monkeypatch):
     child = tmp_path / "c.st"
     save(make_tiny_checkpoint(1), child)
     table = _table(G0, ["me", "kid"])
-    method = ExpansionMethod(parent, [parse_task(f"me:images:{folder}"), parse_task(f"kid:model:{child}")], table,
-                             ExpansionSettings(invert_steps=15))
+    method = ExpansionMethod(
+        parent,
+        [parse_task(f"me:images:{folder}"), parse_task(f"kid:model:{child}")],
+        table,
+        ExpansionSettings(invert_steps=15),
+    )
     replayed, on_domain = [], []
     # replay renders without gradients, the inversion (unprojected, its own latents) with them; G and
     # G_ema are deep copies of the source and carry the hook too
     source = method.source.synthesis
-    source.register_forward_pre_hook(lambda module, args: None if module is not source or torch.is_grad_enabled()
-                                     else replayed.append(args[0].detach().clone()))
+    source.register_forward_pre_hook(
+        lambda module, args: (
+            None if module is not source or torch.is_grad_enabled() else replayed.append(args[0].detach().clone())
+        )
+    )
     domain = subspace.Subspaces.domain
 
     def recording(self, ws, name):
@@ -503,20 +583,28 @@ def test_replay_and_tasks_see_the_right_subspaces(tmp_path, monkeypatch):
         return domain(self, ws, name)
 
     monkeypatch.setattr(subspace.Subspaces, "domain", recording)
-    run_expansion(method, TrainOptions(kimg=0.006, batch=6, snap_kimg=1, ema_kimg=0, pl_weight=0),
-                  tmp_path / "run", progress=False, max_steps=1)
+    run_expansion(
+        method,
+        TrainOptions(kimg=0.006, batch=6, snap_kimg=1, ema_kimg=0, pl_weight=0),
+        tmp_path / "run",
+        progress=False,
+        max_steps=1,
+    )
     basis = method.subspaces.basis
     w_avg_coords = G0.mapping.w_avg @ basis.t()
-    assert replayed and all(torch.allclose(ws @ basis.t(), w_avg_coords.expand(*ws.shape[:2], -1), atol=1e-4)
-                            for ws in replayed)
+    assert replayed and all(
+        torch.allclose(ws @ basis.t(), w_avg_coords.expand(*ws.shape[:2], -1), atol=1e-4) for ws in replayed
+    )
     inv = method.inverted["me"]
     trained = [ws for name, ws in on_domain if name == "me" and ws.shape[0] < 6]  # the grid renders 6+
     assert trained, "the images task never rendered its own subspace"
     for ws in trained:
         assert all(any(torch.allclose(row, w, atol=1e-6) for w in inv) for row in ws[:, 0])
     with torch.no_grad():
-        errors = [(G0.synthesis(w.unsqueeze(1).expand(-1, G0.num_ws, -1)) - method.images["me"]).square().mean()
-                  for w in (inv, G0.mapping.w_avg.expand(3, -1))]
+        errors = [
+            (G0.synthesis(w.unsqueeze(1).expand(-1, G0.num_ws, -1)) - method.images["me"]).square().mean()
+            for w in (inv, G0.mapping.w_avg.expand(3, -1))
+        ]
     assert errors[0] < 0.9 * errors[1]
     # and they are the source's inversions of these very images, as invert_images gives them
     assert torch.allclose(inv, invert_images(G0, method.images["me"], steps=15), atol=1e-5)
@@ -529,10 +617,14 @@ def test_source_adversarial_step_updates_g(tmp_path):
     child = tmp_path / "c.st"
     save(make_tiny_checkpoint(1), child)
     settings = ExpansionSettings(replay_l2=0, replay_lpips=0, expansion_weight=0, source_weight=1.0)
-    method = ExpansionMethod(parent, [parse_task(f"kid:model:{child}")], _table(parent.generator(), ["kid"]),
-                             settings)
-    tr = run_expansion(method, TrainOptions(kimg=0.004, batch=4, snap_kimg=1, ema_kimg=0, pl_weight=0),
-                       tmp_path / "run", progress=False, max_steps=1)
+    method = ExpansionMethod(parent, [parse_task(f"kid:model:{child}")], _table(parent.generator(), ["kid"]), settings)
+    tr = run_expansion(
+        method,
+        TrainOptions(kimg=0.004, batch=4, snap_kimg=1, ema_kimg=0, pl_weight=0),
+        tmp_path / "run",
+        progress=False,
+        max_steps=1,
+    )
     G0 = parent.generator()
     moved = [k for k, v in tr.G.state_dict().items() if not torch.equal(v, G0.state_dict()[k])]
     assert any(k.startswith("synthesis.") for k in moved) and not any(k.startswith("mapping.") for k in moved)

@@ -211,8 +211,12 @@ def test_missing_inception_weights_names_file_and_option(plain_samples, tmp_path
 
 @pytest.mark.parametrize("make_bad", ["missing", "junk_ckpt", "junk_npz", "empty_dir"])
 def test_bad_sources_are_one_line_errors(make_bad, plain_samples, features, tmp_path):
-    bad = {"missing": tmp_path / "nothing", "junk_ckpt": tmp_path / "junk.pt",
-           "junk_npz": tmp_path / "junk.npz", "empty_dir": tmp_path / "empty"}[make_bad]
+    bad = {
+        "missing": tmp_path / "nothing",
+        "junk_ckpt": tmp_path / "junk.pt",
+        "junk_npz": tmp_path / "junk.npz",
+        "empty_dir": tmp_path / "empty",
+    }[make_bad]
     if make_bad in ("junk_ckpt", "junk_npz"):
         bad.write_bytes(b"not a model")
     elif make_bad == "empty_dir":
@@ -257,8 +261,11 @@ def test_fd_clip_path_and_missing_clip_weights(plain_samples, work, monkeypatch)
     from gancraft.metrics import ClipExtractor
     from gancraft.metrics import clip as clip_module
 
-    tiny = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                text_cfg=dict(context_length=8, vocab_size=64, width=16, heads=2, layers=1))
+    tiny = dict(
+        embed_dim=16,
+        vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+        text_cfg=dict(context_length=8, vocab_size=64, width=16, heads=2, layers=1),
+    )
     ex = ClipExtractor.random("ViT-B-32", seed=0, device="cpu", **tiny)
     row = fid(plain_samples, plain_samples, ex, batch=8)
     assert row["fid"] < 1e-6 and row["resize"].startswith("clip: bicubic") and row["n_a"] == 24
@@ -300,4 +307,5 @@ def test_two_checkpoints_take_disjoint_seeds_unless_asked(plain, plain_samples, 
             (folder / p.name).write_bytes(p.read_bytes())
     ex = TorchScriptExtractor(features, device="cpu")
     assert fid(plain, plain, ex, n=12, batch=8)["fid"] == pytest.approx(
-        fid(halves["first"], halves["later"], ex)["fid"], rel=1e-6)
+        fid(halves["first"], halves["later"], ex)["fid"], rel=1e-6
+    )

@@ -36,7 +36,7 @@ class Toy(CheckpointFormat):
         return head.startswith(MAGIC)
 
     def read(self, path: Path) -> Checkpoint:
-        seed = json.loads(path.read_bytes()[len(MAGIC):])["seed"]
+        seed = json.loads(path.read_bytes()[len(MAGIC) :])["seed"]
         return make_tiny_checkpoint(seed=seed)
 
     def write(self, ckpt: Checkpoint, path: Path, **options: Any) -> None:
@@ -58,7 +58,7 @@ def test_writers_in_registration_order():
 
 def test_a_registered_format_is_detected_read_and_written(toy, tmp_path):
     path = save(make_tiny_checkpoint(), tmp_path / "m.toy", to="toy", fresh_d=True)
-    assert json.loads(path.read_bytes()[len(MAGIC):]) == {"seed": 3, "fresh_d": True}
+    assert json.loads(path.read_bytes()[len(MAGIC) :]) == {"seed": 3, "fresh_d": True}
     assert detect_format(path) == "toy"
     ckpt = load(path)
     assert ckpt.path == path

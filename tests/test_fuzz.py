@@ -41,21 +41,24 @@ def test_seeded_mutations(reader, tmp_path):
 def _header_edit(path, edit) -> None:
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     edit(header)
     raw = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
 
 
-@pytest.mark.parametrize("net, key, value, what", [
-    ("G", "channel_base", 2**62, "cannot be built|shape"),
-    ("G", "img_resolution", 2**20, "cannot be built|missing|shape"),
-    ("G", "mapping_layers", 10**9, "mapping_layers"),
-    ("D", "c_dim", 0, "cannot be built|shape|unexpected"),
-    ("D", "img_channels", 0, "cannot be built|shape"),
-    ("G", "z_dim", 1.5, "positive integer"),
-    ("G", "z_dim", "x", "positive integer"),  # found by `make fuzz`: was int('x') -> ValueError
-])
+@pytest.mark.parametrize(
+    "net, key, value, what",
+    [
+        ("G", "channel_base", 2**62, "cannot be built|shape"),
+        ("G", "img_resolution", 2**20, "cannot be built|missing|shape"),
+        ("G", "mapping_layers", 10**9, "mapping_layers"),
+        ("D", "c_dim", 0, "cannot be built|shape|unexpected"),
+        ("D", "img_channels", 0, "cannot be built|shape"),
+        ("G", "z_dim", 1.5, "positive integer"),
+        ("G", "z_dim", "x", "positive integer"),  # found by `make fuzz`: was int('x') -> ValueError
+    ],
+)
 def test_config_declaring_a_huge_network_is_refused_before_allocating(tmp_path, net, key, value, what):
     path = tmp_path / "m.st"
     save(make_tiny_checkpoint(resolution=8, c_dim=2 if key == "c_dim" else 0), path)
@@ -86,14 +89,20 @@ def test_png_with_a_corrupt_chunk_is_skipped_or_refused_in_one_line(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "good.png")
     data = (tmp_path / "good.png").read_bytes()
     ihdr_end = 8 + 8 + 13 + 4
-    n = struct.unpack(">I", data[ihdr_end:ihdr_end + 4])[0]
-    assert data[ihdr_end + 4:ihdr_end + 8] == b"IDAT"
-    pixels = data[ihdr_end + 8:ihdr_end + 8 + n]
+    n = struct.unpack(">I", data[ihdr_end : ihdr_end + 4])[0]
+    assert data[ihdr_end + 4 : ihdr_end + 8] == b"IDAT"
+    pixels = data[ihdr_end + 8 : ihdr_end + 8 + n]
     # the pixel data split in two, the second part under a chunk type that is not one (as a damaged
     # file can be): PIL opens the file and only meets the bad chunk while decoding
-    broken = (data[:ihdr_end] + chunk(b"IDAT", pixels[:n // 2])
-              + struct.pack(">I", n - n // 2) + b"_\x82\xc2\xd9" + pixels[n // 2:] + b"\0\0\0\0"
-              + chunk(b"IEND", b""))
+    broken = (
+        data[:ihdr_end]
+        + chunk(b"IDAT", pixels[: n // 2])
+        + struct.pack(">I", n - n // 2)
+        + b"_\x82\xc2\xd9"
+        + pixels[n // 2 :]
+        + b"\0\0\0\0"
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "bad.png").write_bytes(broken)
     folder = read_image_folder(tmp_path, resolution=8)
     assert [p.name for p, _ in folder] == ["good.png"] and folder.skipped[0][0].name == "bad.png"
@@ -144,7 +153,7 @@ def test_zip_member_with_an_unknown_compression_method(tmp_path):
     for sig in (b"PK\x03\x04", b"PK\x01\x02"):
         at = raw.find(sig)
         offset = 8 if sig == b"PK\x03\x04" else 10
-        raw[at + offset:at + offset + 2] = struct.pack("<H", 99)
+        raw[at + offset : at + offset + 2] = struct.pack("<H", 99)
     path = tmp_path / "s.npz"
     path.write_bytes(bytes(raw))
     with pytest.raises(GancraftError, match="cannot read statistics file"):
@@ -161,8 +170,9 @@ def test_a_generated_checkpoint_still_loads_after_the_meta_check(tmp_path):
 
 def test_npy_header_that_is_not_a_python_literal(tmp_path):
     # numpy parses the header with Python's tokenizer: an unclosed brace is a TokenError/SyntaxError
-    path = _npz_with_header(tmp_path, "sigma", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2", b"",
-                            mu=np.zeros(2))
+    path = _npz_with_header(
+        tmp_path, "sigma", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2", b"", mu=np.zeros(2)
+    )
     with pytest.raises(GancraftError, match="cannot read statistics file"):
         load_stats(path)
 

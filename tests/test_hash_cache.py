@@ -87,8 +87,9 @@ def test_a_remembered_digest_is_what_is_returned(cache_dir, tmp_path, opened):
     assert opened.count(str(f.resolve())) == 1
 
 
-@pytest.mark.parametrize("change", ["grow", "same size, new mtime_ns", "same size, mtime set back",
-                                    "replaced by another file"])
+@pytest.mark.parametrize(
+    "change", ["grow", "same size, new mtime_ns", "same size, mtime set back", "replaced by another file"]
+)
 def test_changed_file_is_hashed_again(cache_dir, tmp_path, change):
     f = write(tmp_path / "m.st", b"first version", mtime_ns=1_600_000_000_123_456_789)
     assert sha256_file(f) == digest(b"first version")
@@ -114,9 +115,18 @@ def test_file_changed_within_the_timestamp_tick_is_not_remembered(cache_dir, tmp
     assert cached_sha256(f) is None and not (cache_dir / "sha256.json").exists()
 
 
-@pytest.mark.parametrize("content", [b"\x00\xff not json", b'{"version": 1, "entries": {"a"', b"[]",
-                                     b'{"version": 1, "entries": []}', b'{"version": 99, "entries": {}}',
-                                     b"[" * 100000, b""])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\xff not json",
+        b'{"version": 1, "entries": {"a"',
+        b"[]",
+        b'{"version": 1, "entries": []}',
+        b'{"version": 99, "entries": {}}',
+        b"[" * 100000,
+        b"",
+    ],
+)
 def test_corrupt_cache_file_is_ignored_and_rewritten(cache_dir, tmp_path, content):
     cache_dir.mkdir()
     (cache_dir / "sha256.json").write_bytes(content)
@@ -126,9 +136,17 @@ def test_corrupt_cache_file_is_ignored_and_rewritten(cache_dir, tmp_path, conten
     assert cached_sha256(f) == digest(b"payload")
 
 
-@pytest.mark.parametrize("entry", [{"stat": "x", "sha256": "0" * 64}, {"sha256": "0" * 64}, "nonsense",
-                                   {"stat": None, "sha256": 5}, {"stat": "current", "sha256": "not hex"},
-                                   {"stat": "current", "sha256": "A" * 64}])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"stat": "x", "sha256": "0" * 64},
+        {"sha256": "0" * 64},
+        "nonsense",
+        {"stat": None, "sha256": 5},
+        {"stat": "current", "sha256": "not hex"},
+        {"stat": "current", "sha256": "A" * 64},
+    ],
+)
 def test_malformed_entry_is_ignored(cache_dir, tmp_path, entry):
     f = write(tmp_path / "m.st", b"payload")
     if isinstance(entry, dict) and entry.get("stat") == "current":
@@ -194,10 +212,13 @@ def test_entries_written_by_another_process_are_kept(cache_dir, tmp_path):
     a, b = write(tmp_path / "a.st", b"a"), write(tmp_path / "b.st", b"b")
     sha256_file(a)  # this process now holds a parsed copy of the cache
     # b is milliseconds old, so the child lifts the same-tick guard as the fixture does here
-    code = ("import sys; import gancraft.io_util as u; u._RACY_SECONDS = 0; "
-            "assert u.sha256_file(sys.argv[1]) == u.cached_sha256(sys.argv[1])")
-    subprocess.run([sys.executable, "-c", code, str(b)], check=True,
-                   env={**os.environ, "GANCRAFT_CACHE_DIR": str(cache_dir)})
+    code = (
+        "import sys; import gancraft.io_util as u; u._RACY_SECONDS = 0; "
+        "assert u.sha256_file(sys.argv[1]) == u.cached_sha256(sys.argv[1])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(b)], check=True, env={**os.environ, "GANCRAFT_CACHE_DIR": str(cache_dir)}
+    )
     c = write(tmp_path / "c.st", b"c")
     sha256_file(c)
     assert set(entries(cache_dir)) == {str(p.resolve()) for p in (a, b, c)}
@@ -211,7 +232,8 @@ def test_threads_hashing_at_once_lose_no_entry(cache_dir, tmp_path):
     for t in threads:
         t.join()
     assert {k: v["sha256"] for k, v in entries(cache_dir).items()} == {
-        str(f.resolve()): digest(f.read_bytes()) for f in files}
+        str(f.resolve()): digest(f.read_bytes()) for f in files
+    }
 
 
 def test_cache_location(monkeypatch, tmp_path):

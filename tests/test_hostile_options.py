@@ -19,8 +19,11 @@ from conftest import cli_fails, make_tiny_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST_VALUES = ("nan", "1000000000000", "")
-TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +69,20 @@ def test_every_number_option_is_finite_and_bounded():
     assert ints > 30
 
 
-@pytest.mark.parametrize("args, option, what", [
-    (["render", "{ckpt}", "--seeds", "0,1", "--frames", "1000000000000"], "--frames", "at most"),
-    (["render", "{ckpt}", "--seeds", "0,1", "--frames", "1e12"], "--frames", "whole number"),
-    (["sample", "{ckpt}", "--seeds", "0", "--batch", "4000000000"], "--batch", "at most 1024"),
-    (["sample", "{ckpt}", "--seeds", "0", "--trunc", "1e30"], "--trunc", "at most 10"),
-    (["fid", "stats", "{ckpt}", "-n", "1000000000000"], "--n", "at most"),
-    (["train", "{tmp}", "--resolution", "16", "--kimg", "1e30"], "--kimg", "at most"),
-    (["hyper", "{ckpt}", "--prompts", "{ckpt}", "-o", "{tmp}/h.st", "--width", "0"], "--width", "at least 1"),
-    (["direction", "{ckpt}", "--seeds", "0-3", "--svm-c", "0"], "--svm-c", "above 0"),
-    (["sample", "{ckpt}", "--seeds", "0", "--trunc-cutoff", "-1"], "--trunc-cutoff", "at least 0"),
-])
+@pytest.mark.parametrize(
+    "args, option, what",
+    [
+        (["render", "{ckpt}", "--seeds", "0,1", "--frames", "1000000000000"], "--frames", "at most"),
+        (["render", "{ckpt}", "--seeds", "0,1", "--frames", "1e12"], "--frames", "whole number"),
+        (["sample", "{ckpt}", "--seeds", "0", "--batch", "4000000000"], "--batch", "at most 1024"),
+        (["sample", "{ckpt}", "--seeds", "0", "--trunc", "1e30"], "--trunc", "at most 10"),
+        (["fid", "stats", "{ckpt}", "-n", "1000000000000"], "--n", "at most"),
+        (["train", "{tmp}", "--resolution", "16", "--kimg", "1e30"], "--kimg", "at most"),
+        (["hyper", "{ckpt}", "--prompts", "{ckpt}", "-o", "{tmp}/h.st", "--width", "0"], "--width", "at least 1"),
+        (["direction", "{ckpt}", "--seeds", "0-3", "--svm-c", "0"], "--svm-c", "above 0"),
+        (["sample", "{ckpt}", "--seeds", "0", "--trunc-cutoff", "-1"], "--trunc-cutoff", "at least 0"),
+    ],
+)
 def test_one_line_naming_the_option(tiny_ckpt_path, tmp_path, args, option, what):
     args = [a.format(ckpt=tiny_ckpt_path, tmp=tmp_path) for a in args]
     line = cli_fails(*args)
@@ -86,8 +92,20 @@ def test_one_line_naming_the_option(tiny_ckpt_path, tmp_path, args, option, what
 
 def test_computed_seeds_past_numpy_range(tiny_ckpt_path, tmp_path):
     # --seed-offset is within bounds, but offset + n is not; it fails after the progress bar starts
-    code, _, stderr = hostile_cli.run("fid", ["stats", str(tiny_ckpt_path), "-o", str(tmp_path / "s.npz"), "-n", "8",
-                                              "--seed-offset", str(2**32 - 4),
-                                              "--extractor", str(EXAMPLES / "toy-features.pt")])
+    code, _, stderr = hostile_cli.run(
+        "fid",
+        [
+            "stats",
+            str(tiny_ckpt_path),
+            "-o",
+            str(tmp_path / "s.npz"),
+            "-n",
+            "8",
+            "--seed-offset",
+            str(2**32 - 4),
+            "--extractor",
+            str(EXAMPLES / "toy-features.pt"),
+        ],
+    )
     assert hostile_cli.judge("fid", "--seed-offset", code, "", stderr) is None, stderr
     assert code == 2 and "seed 4294967296" in stderr and not (tmp_path / "s.npz").exists()

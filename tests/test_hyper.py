@@ -20,8 +20,11 @@ from gancraft.train.clip_losses import DirectionalClipLoss
 
 from conftest import cli_invoke, make_tiny_checkpoint
 
-TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
 PROMPTS = ["a pencil sketch", "an oil painting", "a cartoon", "a marble statue"]
 SETTINGS = dict(steps=12, batch=4, lr=2e-2, width=32, depth=2, seed=3)
 
@@ -126,8 +129,9 @@ def test_images_for_a_prompt_come_only_through_the_modulation(hyper_ckpt, parent
     assert not torch.equal(img, G_parent(z))
     # the vector depends on the hyper.* tensors and the text only: zero the heads, get the parent back
     zeroed = copy.copy(hyper_ckpt)
-    zeroed.tensors = {k: (torch.zeros_like(t) if k.startswith("hyper.heads.") else t)
-                      for k, t in hyper_ckpt.tensors.items()}
+    zeroed.tensors = {
+        k: (torch.zeros_like(t) if k.startswith("hyper.heads.") else t) for k, t in hyper_ckpt.tensors.items()
+    }
     v0 = hy.domain_vector_for_prompt(zeroed, "a cartoon", clip)
     assert torch.equal(hyper_ckpt.generator()(z, style_scale=v0), G_parent(z))
     assert torch.equal(style_scale_for_prompt(hyper_ckpt, "a cartoon", clip=clip), v)
@@ -171,8 +175,7 @@ def test_the_modulation_order_is_stored_and_read_back(hyper_ckpt, clip):
     with pytest.raises(GancraftError, match="different modulation orders"):
         resolve_domain(hyper_ckpt, f"toon+{PROMPTS[0]}", G, prompts=pv)
     old = copy.copy(hyper_ckpt)
-    old.extra = {**hyper_ckpt.extra, "hyper": {k: v for k, v in hyper_ckpt.extra["hyper"].items()
-                                               if k != "modulation"}}
+    old.extra = {**hyper_ckpt.extra, "hyper": {k: v for k, v in hyper_ckpt.extra["hyper"].items() if k != "modulation"}}
     old_pv = PromptVectors(old, clip=clip)
     assert old_pv.modulation == "before-demod"
     assert prompt_domain(old, "a pirate", G, prompts=old_pv).modulation == "before-demod"
@@ -195,8 +198,9 @@ def test_batched_directional_loss_matches_the_nada_loss(clip):
     adapted = torch.rand(3, 3, 16, 16, generator=gen) * 2 - 1
     for target in ("a pencil sketch", "a cartoon"):
         text = td.templated_text(clip, ["a photo", target], None)
-        ours = td.directional_loss(clip.encode_images(src), clip.encode_images(adapted),
-                                   td.text_directions(text[0], text[1]))
+        ours = td.directional_loss(
+            clip.encode_images(src), clip.encode_images(adapted), td.text_directions(text[0], text[1])
+        )
         nada = DirectionalClipLoss([clip], "a photo", target)(src, adapted)
         assert torch.allclose(ours, nada, atol=1e-5)
 
@@ -253,13 +257,16 @@ def _one_line_error(result, what: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("gancraft hyper: error: ") and what in lines[0], result.stderr
 
 
-@pytest.mark.parametrize("content, what", [
-    (None, "not found"),
-    ("\n# only a comment\n\n", "no prompts"),
-    ("a sketch\na cartoon\na sketch\n", "appears twice"),
-    ("a sketch\nPhoto\n", "source prompt"),
-    (b"\xff\xfe\x00bad", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        (None, "not found"),
+        ("\n# only a comment\n\n", "no prompts"),
+        ("a sketch\na cartoon\na sketch\n", "appears twice"),
+        ("a sketch\nPhoto\n", "source prompt"),
+        (b"\xff\xfe\x00bad", "not UTF-8"),
+    ],
+)
 def test_cli_bad_prompts_file(tiny_ckpt_path, tmp_path, content, what):
     prompts = tmp_path / "prompts.txt"
     if isinstance(content, bytes):
@@ -277,8 +284,9 @@ def test_cli_bad_options_and_missing_clip(tiny_ckpt_path, tmp_path, monkeypatch)
     out = tmp_path / "out.st"
     _one_line_error(_run(tiny_ckpt_path, "--prompts", prompts, "-o", out, "--batch", "1"), "--batch")
     _one_line_error(_run(tiny_ckpt_path, "--prompts", prompts, "-o", out, "--lr", "0"), "--lr")
-    _one_line_error(_run(tiny_ckpt_path, "--prompts", prompts, "-o", out,
-                         "--clip-weights", tmp_path / "missing.pt"), "missing.pt")
+    _one_line_error(
+        _run(tiny_ckpt_path, "--prompts", prompts, "-o", out, "--clip-weights", tmp_path / "missing.pt"), "missing.pt"
+    )
     # no weights given and none cached: refused without any download attempt
     monkeypatch.setattr(clip_mod, "cached_weights", lambda model="ViT-B-32", tag="openai": None)
     _one_line_error(_run(tiny_ckpt_path, "--prompts", prompts, "-o", out), "--clip-weights")

@@ -22,8 +22,11 @@ from gancraft.train import hyper as hy
 
 from conftest import cli_fails, cli_invoke, cli_ok, make_tiny_checkpoint
 
-TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
 PROMPTS = ["a pencil sketch", "a cartoon"]
 UNSEEN = "a watercolour, of a lighthouse!"
 
@@ -61,6 +64,7 @@ def tiny_clip_loaded(monkeypatch, clip):
     def fake(*args, **kwargs):
         calls.append(kwargs)
         return clip
+
     monkeypatch.setattr(clip_mod, "load_clip", fake)
     return calls
 
@@ -100,11 +104,26 @@ def test_resolving_prompt_domains_loads_clip_once(hyper_path, tiny_clip_loaded, 
 
 def test_sample_seen_and_unseen_prompts(hyper_path, tiny_clip_loaded, clip, tmp_path):
     out = tmp_path / "out"
-    written = ok("sample", hyper_path, "--prompt", PROMPTS[0], "--prompt", UNSEEN, "--seeds", "3,8", "--batch", "2",
-                 "--latents", tmp_path / "z.npz", "-o", out)
+    written = ok(
+        "sample",
+        hyper_path,
+        "--prompt",
+        PROMPTS[0],
+        "--prompt",
+        UNSEEN,
+        "--seeds",
+        "3,8",
+        "--batch",
+        "2",
+        "--latents",
+        tmp_path / "z.npz",
+        "-o",
+        out,
+    )
     folders = {PROMPTS[0]: out / "a_pencil_sketch", UNSEEN: out / "a_watercolour_of_a_lighthouse"}
-    assert written == [str(f / n) for f in folders.values() for n in ("seed0003.png", "seed0008.png")] + \
-        [str(tmp_path / "z.npz")]
+    assert written == [str(f / n) for f in folders.values() for n in ("seed0003.png", "seed0008.png")] + [
+        str(tmp_path / "z.npz")
+    ]
     assert len(tiny_clip_loaded) == 1
     ckpt = load(hyper_path)
     pv = PromptVectors(ckpt, clip=clip)
@@ -133,8 +152,22 @@ def test_render_morph_between_prompts(hyper_path, tiny_clip_loaded, clip, tmp_pa
     ok("sample", hyper_path, "--prompt", "a cartoon", "--prompt", UNSEEN, "--seeds", "3,5", "-o", tmp_path / "s")
     for space in ("vector", "text"):
         frames = tmp_path / f"m_{space}"
-        ok("render", hyper_path, "--prompt", "a cartoon", "--prompt", UNSEEN, "--prompt-space", space,
-           "--seeds", "3,5", "--frames", "5", "-o", frames)
+        ok(
+            "render",
+            hyper_path,
+            "--prompt",
+            "a cartoon",
+            "--prompt",
+            UNSEEN,
+            "--prompt-space",
+            space,
+            "--seeds",
+            "3,5",
+            "--frames",
+            "5",
+            "-o",
+            frames,
+        )
         assert read_video_info(frames) == (5, 32, 16)
         for i, folder in ((0, "a_cartoon"), (4, "a_watercolour_of_a_lighthouse")):
             cells = np.concatenate([png(tmp_path / "s" / folder / f"seed{s:04d}.png") for s in (3, 5)], axis=1)
@@ -142,13 +175,29 @@ def test_render_morph_between_prompts(hyper_path, tiny_clip_loaded, clip, tmp_pa
         middle = png(frames / "frame00002.png")
         assert np.abs(middle - png(frames / "frame00000.png")).max() > 0
     out = tmp_path / "three.gif"
-    assert ok("render", hyper_path, "--prompts", "a cartoon,a pencil sketch,a robot", "--seeds", "1", "--loop",
-              "--frames", "6", "-o", out) == [str(out)]
+    assert ok(
+        "render",
+        hyper_path,
+        "--prompts",
+        "a cartoon,a pencil sketch,a robot",
+        "--seeds",
+        "1",
+        "--loop",
+        "--frames",
+        "6",
+        "-o",
+        out,
+    ) == [str(out)]
     assert read_video_info(out) == (6, 16, 16)
     # one prompt is the domain of an ordinary interpolation
     ok("render", hyper_path, "--prompt", UNSEEN, "--seeds", "3,5", "--frames", "2", "-o", tmp_path / "i")
-    assert np.abs(png(tmp_path / "i" / "frame00000.png")
-                  - png(tmp_path / "s" / "a_watercolour_of_a_lighthouse" / "seed0003.png")).max() <= 1
+    assert (
+        np.abs(
+            png(tmp_path / "i" / "frame00000.png")
+            - png(tmp_path / "s" / "a_watercolour_of_a_lighthouse" / "seed0003.png")
+        ).max()
+        <= 1
+    )
 
 
 def test_misuse_exits_2_with_one_line(hyper_path, plain_path, tmp_path, monkeypatch):
@@ -161,8 +210,9 @@ def test_misuse_exits_2_with_one_line(hyper_path, plain_path, tmp_path, monkeypa
     assert "exclude" in fails("render", hyper_path, "--prompt", "x", "--domain", "toon", "-o", out)
     assert "--prompt" in fails("sample", hyper_path, "--from-latents", tmp_path / "z.npz", "--prompt", "x", "-o", out)
     assert "not both" in fails("render", hyper_path, "--prompts", "a,b", "--prompt", "c", "-o", out)
-    assert "missing.pt" in fails("sample", hyper_path, "--prompt", "x", "--clip-weights", tmp_path / "missing.pt",
-                                 "-o", out)
+    assert "missing.pt" in fails(
+        "sample", hyper_path, "--prompt", "x", "--clip-weights", tmp_path / "missing.pt", "-o", out
+    )
     monkeypatch.setattr(clip_mod, "cached_weights", lambda model="ViT-B-32", tag="openai": None)
     assert "--clip-weights PATH" in fails("sample", hyper_path, "--prompt", "x", "-o", out)
     assert "--clip-weights PATH" in fails("sample", hyper_path, "-o", out)  # stored hyper domains need CLIP too

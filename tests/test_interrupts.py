@@ -79,8 +79,10 @@ def test_disk_full_is_a_clear_error_and_leaves_nothing(tmp_path, tiny_ckpt_path)
 
     mnt = tmp_path / "small"
     mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode
+        == 0
+    )
     try:
         if mounted:
             r = cli_invoke("convert", tiny_ckpt_path, "-o", mnt / "out.st")

@@ -37,6 +37,7 @@ def _images(G, seeds, batch, **kw):
 
 # ---- seeds ---------------------------------------------------------------------------------------
 
+
 def test_parse_seeds_ranges_lists_and_order():
     assert parse_seeds("0-3") == [0, 1, 2, 3]
     assert parse_seeds("9, 1,5-6") == [9, 1, 5, 6]
@@ -44,11 +45,19 @@ def test_parse_seeds_ranges_lists_and_order():
     assert parse_seeds("1,2,1", allow_duplicates=True) == [1, 2, 1]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("", "empty"), ("1,,2", "empty item"), ("a", "not a non-negative integer"), ("-1", "not a non-negative"),
-    ("5-2", "ends before"), ("1.5", "not a non-negative"), ("1,2,1", "more than once"),
-    ("4294967296", "larger than"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "empty"),
+        ("1,,2", "empty item"),
+        ("a", "not a non-negative integer"),
+        ("-1", "not a non-negative"),
+        ("5-2", "ends before"),
+        ("1.5", "not a non-negative"),
+        ("1,2,1", "more than once"),
+        ("4294967296", "larger than"),
+    ],
+)
 def test_parse_seeds_errors_are_clear(text, fragment):
     with pytest.raises(GancraftError, match=fragment):
         parse_seeds(text)
@@ -63,6 +72,7 @@ def test_z_from_seeds_follows_nvidia_convention():
 
 # ---- generation determinism ----------------------------------------------------------------------
 
+
 def test_same_seed_same_image_at_the_same_batch_size_whatever_the_neighbours(G):
     full = _images(G, list(range(8)), batch=4)
     tail = _images(G, [4, 5, 6, 7], batch=4)
@@ -76,6 +86,7 @@ def test_same_seed_across_batch_sizes_within_documented_tolerance(G):
     eight = _images(G, list(range(8)), batch=8)
     assert (one - eight).abs().max().item() <= 2e-5
     from gancraft.media.images import to_uint8
+
     assert np.abs(to_uint8(one).astype(int) - to_uint8(eight).astype(int)).max() <= 1
 
 
@@ -95,6 +106,7 @@ def test_truncation_pulls_toward_w_avg(G):
 
 
 # ---- directions and edits ------------------------------------------------------------------------
+
 
 def _directions_file(tmp_path, G, layers=None):
     d = torch.linalg.qr(torch.randn(G.w_dim, 3, generator=torch.Generator().manual_seed(1)))[0].t()
@@ -131,6 +143,7 @@ def test_directions_file_validation(G, tmp_path):
     with pytest.raises(GancraftError, match="ALPHA 'x'"):
         parse_edit(f"{path}:1:x")
     from safetensors.torch import save_file
+
     save_file({"directions": torch.ones(2, G.w_dim)}, str(tmp_path / "long.st"))
     with pytest.raises(GancraftError, match=r"long\.st: direction 0 has length"):
         load_directions(tmp_path / "long.st")
@@ -150,9 +163,15 @@ def test_direction_of_wrong_width_is_refused(G, tmp_path):
 
 # ---- latents files -------------------------------------------------------------------------------
 
+
 def test_latents_round_trip_and_errors(tmp_path):
-    lat = Latents(z=np.random.randn(3, 4).astype(np.float32), w=np.random.randn(3, 2, 4).astype(np.float32),
-                  seeds=np.array([5, 6, 7]), domains=["cat", "dog", "cat"], batch=2)
+    lat = Latents(
+        z=np.random.randn(3, 4).astype(np.float32),
+        w=np.random.randn(3, 2, 4).astype(np.float32),
+        seeds=np.array([5, 6, 7]),
+        domains=["cat", "dog", "cat"],
+        batch=2,
+    )
     path = save_latents(tmp_path / "l.npz", lat)
     back = load_latents(path)
     assert np.array_equal(back.w, lat.w) and np.array_equal(back.z, lat.z)
@@ -171,9 +190,11 @@ def test_latents_round_trip_and_errors(tmp_path):
 
 # ---- domains -------------------------------------------------------------------------------------
 
+
 def test_class_domains_one_hot_all_and_errors():
-    ckpt = make_tiny_checkpoint(c_dim=3, domains={"cat": {"kind": "class", "class": 0},
-                                                  "dog": {"kind": "class", "class": 2}})
+    ckpt = make_tiny_checkpoint(
+        c_dim=3, domains={"cat": {"kind": "class", "class": 0}, "dog": {"kind": "class", "class": 2}}
+    )
     G = ckpt.generator()
     specs = dom.resolve_domains(ckpt, "all", G)
     assert [s.name for s in specs] == ["cat", "dog"]
@@ -207,9 +228,11 @@ def test_plain_model_refuses_domain_names(G):
 def test_expanded_model_subspaces():
     w_dim = 32
     q = torch.linalg.qr(torch.randn(w_dim, 2, generator=torch.Generator().manual_seed(3)))[0].t()
-    table = {"base": {"kind": "base"},
-             "sketch": {"kind": "repurposed", "direction": q[0].tolist(), "index": 30, "distance": 20.0},
-             "sumo": {"kind": "repurposed", "direction": q[1].tolist(), "index": 31, "distance": 10.0}}
+    table = {
+        "base": {"kind": "base"},
+        "sketch": {"kind": "repurposed", "direction": q[0].tolist(), "index": 30, "distance": 20.0},
+        "sumo": {"kind": "repurposed", "direction": q[1].tolist(), "index": 31, "distance": 10.0},
+    }
     ckpt = make_tiny_checkpoint(domains=table)
     G = ckpt.generator()
     ws = map_latents(G, z_from_seeds([0, 1], w_dim))
@@ -236,14 +259,17 @@ def test_vector_domain_scales_styles():
     spec = dom.resolve_domain(ckpt, "toon", G)
     ws = map_latents(G, z_from_seeds([0], G.z_dim))
     assert not torch.equal(synthesize(G, ws, spec), synthesize(G, ws))
-    assert torch.equal(synthesize(G, ws, dom.interpolate_domains(dom.DomainSpec("plain"), spec, 0.0)),
-                       synthesize(G, ws, dom.DomainSpec("plain", style_scale=torch.zeros_like(spec.style_scale))))
+    assert torch.equal(
+        synthesize(G, ws, dom.interpolate_domains(dom.DomainSpec("plain"), spec, 0.0)),
+        synthesize(G, ws, dom.DomainSpec("plain", style_scale=torch.zeros_like(spec.style_scale))),
+    )
     ckpt.tensors["domain_vectors.toon"] = torch.zeros(3)
     with pytest.raises(GancraftError, match="style width"):
         dom.resolve_domain(ckpt, "toon", G)
 
 
 # ---- interpolation and mixing --------------------------------------------------------------------
+
 
 def test_slerp_endpoints_and_norm():
     a = torch.tensor([1.0, 0.0]) * 3
@@ -273,8 +299,8 @@ def test_style_mix_grid_takes_column_styles_at_the_mixed_layers(G):
     assert imgs.shape[0] == 3 * 4
     assert (imgs[0] == -1).all()
     plain = _images(G, [1, 2, 3, 4, 5], batch=4)
-    assert (imgs[1:4] - plain[2:5]).abs().max() <= 2e-5          # first row: column seeds
-    assert (imgs[[4, 8]] - plain[0:2]).abs().max() <= 2e-5       # first column: row seeds
+    assert (imgs[1:4] - plain[2:5]).abs().max() <= 2e-5  # first row: column seeds
+    assert (imgs[[4, 8]] - plain[0:2]).abs().max() <= 2e-5  # first column: row seeds
     ws = map_latents(G, z_from_seeds([2, 4], G.z_dim))
     mixed = ws[0].clone()
     mixed[layers] = ws[1][layers]

@@ -48,8 +48,9 @@ def import_graph(root: Path) -> dict[str, set[str]]:
                     source = ".".join(base + ([node.module] if node.module else []))
                 else:
                     source = node.module or ""
-                targets.update(f"{source}.{alias.name}" if f"{source}.{alias.name}" in files else source
-                               for alias in node.names)
+                targets.update(
+                    f"{source}.{alias.name}" if f"{source}.{alias.name}" in files else source for alias in node.names
+                )
         graph[name] = {t for t in targets if t in files and t != root.name and t != name}
     return graph
 
@@ -60,8 +61,12 @@ def layer(module: str) -> str:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
-                  if layer(a) != layer(b) and RANK[layer(b)] > RANK[layer(a)])
+    return sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if layer(a) != layer(b) and RANK[layer(b)] > RANK[layer(a)]
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -118,26 +123,43 @@ def _write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("line", "target"), [("from ..train.loop import run", "train.loop"),
-                                              ("from ..train import loop", "train.loop"),
-                                              ("import gancraft.train.loop", "train.loop"),
-                                              ("from ..cli import main", "cli.main"),
-                                              ("from .. import cli", "cli")])
+@pytest.mark.parametrize(
+    ("line", "target"),
+    [
+        ("from ..train.loop import run", "train.loop"),
+        ("from ..train import loop", "train.loop"),
+        ("import gancraft.train.loop", "train.loop"),
+        ("from ..cli import main", "cli.main"),
+        ("from .. import cli", "cli"),
+    ],
+)
 def test_an_upward_import_is_caught(tmp_path, line, target):
     # the rule in miniature, with one import that breaks it, inside a function
-    root = _write(tmp_path / "gancraft", {
-        "__init__.py": "", "errors.py": "", "nets/__init__.py": "",
-        "nets/ops.py": f"from ..errors import x\n\ndef f():\n    {line}\n",
-        "train/__init__.py": "", "train/loop.py": "from ..nets.ops import f\n",
-        "cli/__init__.py": "", "cli/main.py": "from ..train.loop import run\n",
-    })
+    root = _write(
+        tmp_path / "gancraft",
+        {
+            "__init__.py": "",
+            "errors.py": "",
+            "nets/__init__.py": "",
+            "nets/ops.py": f"from ..errors import x\n\ndef f():\n    {line}\n",
+            "train/__init__.py": "",
+            "train/loop.py": "from ..nets.ops import f\n",
+            "cli/__init__.py": "",
+            "cli/main.py": "from ..train.loop import run\n",
+        },
+    )
     assert upward_imports(import_graph(root)) == [f"gancraft.nets.ops -> gancraft.{target}"]
 
 
 def test_a_cycle_is_caught(tmp_path):
-    root = _write(tmp_path / "gancraft", {
-        "__init__.py": "", "latent/__init__.py": "", "latent/seeds.py": "",
-        "latent/domains.py": "from .seeds import z\n\ndef f():\n    from .generate import g\n",
-        "latent/generate.py": "from .domains import f\n",
-    })
+    root = _write(
+        tmp_path / "gancraft",
+        {
+            "__init__.py": "",
+            "latent/__init__.py": "",
+            "latent/seeds.py": "",
+            "latent/domains.py": "from .seeds import z\n\ndef f():\n    from .generate import g\n",
+            "latent/generate.py": "from .domains import f\n",
+        },
+    )
     assert cycles(import_graph(root)) == [["gancraft.latent.domains", "gancraft.latent.generate"]]

@@ -60,8 +60,13 @@ def _rendered_lines(page: Path) -> list[str]:
     """The page as a reader sees it (groff's man output), lines stripped; without groff, the text
     of its unfilled (.nf ... .fi) regions, which is what groff prints line for line."""
     if shutil.which("groff"):
-        out = subprocess.run(["groff", "-k", "-man", "-Tutf8", "-P-cbou", str(page)], capture_output=True,
-                             text=True, check=True, env={**os.environ, "GROFF_NO_SGR": "1"}).stdout
+        out = subprocess.run(
+            ["groff", "-k", "-man", "-Tutf8", "-P-cbou", str(page)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "GROFF_NO_SGR": "1"},
+        ).stdout
         return [" ".join(line.split()).replace("\u2212", "-").replace("\u2010", "-") for line in out.splitlines()]
     lines, unfilled = [], False
     for line in page.read_text().splitlines():
@@ -81,7 +86,8 @@ def test_examples_render_one_per_line_in_every_page():
         for block in _no_rewrap_blocks(cmd):
             want = [" ".join(line.split()) for line in block]
             starts = [i for i, line in enumerate(rendered) if line == want[0]]
-            assert any(rendered[i:i + len(want)] == want for i in starts), (
-                f"man/{name}: the block starting {want[0]!r} is not rendered line for line")
+            assert any(rendered[i : i + len(want)] == want for i in starts), (
+                f"man/{name}: the block starting {want[0]!r} is not rendered line for line"
+            )
             checked += 1
     assert checked >= 15  # every subcommand page with examples, not a vacuous pass

@@ -71,8 +71,8 @@ def test_make_grid_exact_placement():
         r, c = divmod(i, 3)
         y, x = r * 3, c * 4
         assert (grid[y, x] == 200).all()
-        assert (grid[y + 1, x:x + 3] == 10 * (i + 1)).all()
-        assert (grid[y, x + 1:x + 3] == 10 * (i + 1)).all()
+        assert (grid[y + 1, x : x + 3] == 10 * (i + 1)).all()
+        assert (grid[y, x + 1 : x + 3] == 10 * (i + 1)).all()
     # Separators and the unused sixth cell carry the pad value.
     assert (grid[2, :] == 7).all()
     assert (grid[:, 3] == 7).all() and (grid[:, 7] == 7).all()
@@ -330,8 +330,12 @@ def test_video_unwritable_folder(tmp_path, name):
     if shutil.which("unshare") is None:
         pytest.skip("running as root without unshare(1): no way to make a read-only folder")
     mount = 'mount -t tmpfs -o ro,size=1m none "$0" && exec "$1" -c "$2" "$0" "$3"'
-    r = subprocess.run(["unshare", "-m", "sh", "-c", mount, str(locked), sys.executable, _READ_ONLY_WRITE, name],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c", mount, str(locked), sys.executable, _READ_ONLY_WRITE, name],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if r.returncode != 0 and "mount" in r.stderr:
         pytest.skip(f"cannot mount a read-only folder here: {r.stderr.strip()}")
     assert r.returncode == 0, r.stderr

@@ -39,8 +39,12 @@ def child(parent: Checkpoint, seed: int, noise: bool = False) -> Checkpoint:
 def family(tmp_path: Path) -> dict[str, Path]:
     parent = make_tiny_checkpoint(0)
     out = {}
-    for name, ck in (("p", parent), ("c1", child(parent, 1, noise=True)), ("c2", child(parent, 2)),
-                     ("c3", child(parent, 3))):
+    for name, ck in (
+        ("p", parent),
+        ("c1", child(parent, 1, noise=True)),
+        ("c2", child(parent, 2)),
+        ("c3", child(parent, 3)),
+    ):
         out[name] = tmp_path / f"{name}.st"
         save(ck, out[name])
     return out
@@ -70,14 +74,23 @@ def ref_consensus(weighted: list[np.ndarray], weights: list[float], normalize: b
     return out
 
 
-def ref_ties(base: np.ndarray, models: list[np.ndarray], weights: list[float], density: float,
-             lam: float = 1.0) -> np.ndarray:
+def ref_ties(
+    base: np.ndarray, models: list[np.ndarray], weights: list[float], density: float, lam: float = 1.0
+) -> np.ndarray:
     weighted = [w * ref_trim(x - base, density) for w, x in zip(weights, models)]
     return base + lam * ref_consensus(weighted, weights, normalize=True)
 
 
-def ref_dare(base: np.ndarray, models: list[np.ndarray], weights: list[float], masks: list[np.ndarray],
-             density: float, ties: bool, lam: float = 1.0, rule: str = "l1") -> np.ndarray:
+def ref_dare(
+    base: np.ndarray,
+    models: list[np.ndarray],
+    weights: list[float],
+    masks: list[np.ndarray],
+    density: float,
+    ties: bool,
+    lam: float = 1.0,
+    rule: str = "l1",
+) -> np.ndarray:
     def rescaled(tau: np.ndarray, m: np.ndarray) -> np.ndarray:
         kept = np.where(m, tau, 0.0)
         if rule == "density":
@@ -85,6 +98,7 @@ def ref_dare(base: np.ndarray, models: list[np.ndarray], weights: list[float], m
         before, after = np.abs(tau).sum(), np.abs(kept).sum()
         # mergekit: the L1 norm before the drop, unless either norm is (near) zero
         return kept if min(before, after) < 1e-7 else kept * (before / after)
+
     pruned = [rescaled(x - base, m) for x, m in zip(models, masks)]
     weighted = [w * t for w, t in zip(weights, pruned)]
     mixed = ref_consensus(weighted, weights, normalize=False) if ties else sum(weighted)
@@ -124,11 +138,14 @@ def test_ties_by_hand():
     ks = [Checkpoint(tensors={"G_ema.mapping.fc0.weight": m}, g_config=p.g_config) for m in (m1, m2)]
     from gancraft.merge.average import average_recipes
     from gancraft.merge.stream import evaluate, open_sources
+
     sources = open_sources([p, *ks])
-    for weights, lam, want in (([2, 1], 1.0, [3, 1, 0, 7 / 3, -4]), ([1, 1], 1.0, [3, 1, 0, 2.5, -4]),
-                               ([2, 1], 0.5, [1.5, 0.5, 0, 7 / 6, -2])):
-        r = average_recipes(["G_ema.mapping.fc0.weight"], 3, weights, "ties", True,
-                            {"density": 0.6, "lambda": lam})
+    for weights, lam, want in (
+        ([2, 1], 1.0, [3, 1, 0, 7 / 3, -4]),
+        ([1, 1], 1.0, [3, 1, 0, 2.5, -4]),
+        ([2, 1], 0.5, [1.5, 0.5, 0, 7 / 6, -2]),
+    ):
+        r = average_recipes(["G_ema.mapping.fc0.weight"], 3, weights, "ties", True, {"density": 0.6, "lambda": lam})
         out = evaluate(r["G_ema.mapping.fc0.weight"], "G_ema.mapping.fc0.weight", sources)
         torch.testing.assert_close(out, 1 + torch.tensor(want, dtype=torch.float32), rtol=0, atol=1e-6)
 
@@ -136,6 +153,7 @@ def test_ties_by_hand():
 def test_ties_sign_tie_elects_plus():
     # weighted task vectors +1 and -1 sum to exactly 0: mergekit elects +, so only the first counts
     from gancraft.merge.methods.taskvec import merge_task_vectors
+
     base = torch.zeros(2)
     xs = [base, torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.0])]
     out = merge_task_vectors(xs, [1.0, 1.0], lambda i, d: d, consensus=True, normalize=True, scale=1.0, key="k")
@@ -148,8 +166,9 @@ def test_rescale_rules_by_hand():
     assert rescale(tau, kept, "none", 0.5).tolist() == [3, 0, 0, 2, -4]
     assert rescale(tau, kept, "density", 0.5).tolist() == [6, 0, 0, 4, -8]  # 1 / (1 - p), p = 0.5
     # l1: |tau|_1 = 10.5, |kept|_1 = 9, so x 7/6
-    torch.testing.assert_close(rescale(tau, kept, "l1", 0.5), torch.tensor([3.5, 0, 0, 7 / 3, -14 / 3],
-                                                                            dtype=torch.float64))
+    torch.testing.assert_close(
+        rescale(tau, kept, "l1", 0.5), torch.tensor([3.5, 0, 0, 7 / 3, -14 / 3], dtype=torch.float64)
+    )
 
 
 def test_dare_linear_by_hand():
@@ -157,8 +176,9 @@ def test_dare_linear_by_hand():
     # the parent plus twice its task vector, and the drop is the mask keep_mask names
     parent = make_tiny_checkpoint(0)
     kid = child(parent, 1)
-    out = average_checkpoints([kid], weights=[1.0], base=parent, method="dare-linear",
-                              params={"density": 0.5, "rescale": "density"})
+    out = average_checkpoints(
+        [kid], weights=[1.0], base=parent, method="dare-linear", params={"density": 0.5, "rescale": "density"}
+    )
     key = "G_ema.synthesis.b16.conv1.weight"
     p, c, o = (x.tensors[key].double() for x in (parent, kid, out))
     mask = keep_mask(p.shape, 0.5, 0, key, 0)
@@ -172,8 +192,14 @@ def test_dare_linear_by_hand():
 
 def test_ties_file_equals_the_reference(family, tmp_path):
     weights, density, lam = [1.0, 0.5, 2.0], 0.3, 0.8
-    average([family["c1"], family["c2"], family["c3"]], tmp_path / "t.st", base=family["p"], method="ties",
-            weights=weights, params={"density": density, "lambda": lam})
+    average(
+        [family["c1"], family["c2"], family["c3"]],
+        tmp_path / "t.st",
+        base=family["p"],
+        method="ties",
+        weights=weights,
+        params={"density": density, "lambda": lam},
+    )
     out = load(tmp_path / "t.st")
     p, c1, c2, c3 = arrays([family[n] for n in ("p", "c1", "c2", "c3")])
     for k, v in out.tensors.items():
@@ -190,8 +216,9 @@ def test_ties_file_equals_the_reference(family, tmp_path):
 def test_dare_file_equals_the_reference(family, tmp_path, method, rule):
     weights, density, seed = [0.7, 0.4], 0.4, 17
     params = {"density": density, "seed": seed} | ({"rescale": rule} if rule else {})
-    average([family["c1"], family["c2"]], tmp_path / "d.st", base=family["p"], method=method, weights=weights,
-            params=params)
+    average(
+        [family["c1"], family["c2"]], tmp_path / "d.st", base=family["p"], method=method, weights=weights, params=params
+    )
     out = load(tmp_path / "d.st")
     p, c1, c2 = arrays([family[n] for n in ("p", "c1", "c2")])
     for k, v in out.tensors.items():
@@ -207,8 +234,11 @@ def test_dare_drop_is_seeded_per_tensor_and_model():
     a = keep_mask((400, 250), 0.3, 5, "G.x", 0)
     assert torch.equal(a, keep_mask((400, 250), 0.3, 5, "G.x", 0))
     assert abs(a.double().mean().item() - 0.3) < 0.01  # drop probability p = 1 - density
-    for other in (keep_mask((400, 250), 0.3, 6, "G.x", 0), keep_mask((400, 250), 0.3, 5, "G.y", 0),
-                  keep_mask((400, 250), 0.3, 5, "G.x", 1)):
+    for other in (
+        keep_mask((400, 250), 0.3, 6, "G.x", 0),
+        keep_mask((400, 250), 0.3, 5, "G.y", 0),
+        keep_mask((400, 250), 0.3, 5, "G.x", 1),
+    ):
         assert (a != other).double().mean() > 0.3
 
 
@@ -229,8 +259,9 @@ def test_dare_ignores_merge_order_and_global_rng(family):
 def test_streamed_file_equals_the_in_memory_merge(family, tmp_path, method):
     params = {"density": 0.5}
     average([family["c1"], family["c2"]], tmp_path / "o.st", base=family["p"], method=method, params=params)
-    mem = average_checkpoints([load(family["c1"]), load(family["c2"])], base=load(family["p"]), method=method,
-                              params=params)
+    mem = average_checkpoints(
+        [load(family["c1"]), load(family["c2"])], base=load(family["p"]), method=method, params=params
+    )
     out = load(tmp_path / "o.st").tensors
     assert set(out) == set(mem.tensors)
     for k, v in mem.tensors.items():
@@ -262,14 +293,18 @@ def test_cli_choices_and_help_come_from_the_registry():
 
 def test_method_options_refused_where_they_do_not_apply(family, tmp_path):
     a, b, p = family["c1"], family["c2"], family["p"]
-    for kw, pattern in ((dict(params={"density": 0.5}), r"--density: --method mean does not take it "
-                                                        r"\(only ties, dare-linear, dare-ties do\)"),
-                        (dict(method="ties", params={"density": 0.5}), "--method ties needs --base"),
-                        (dict(method="ties", base=p), "--method ties needs --density"),
-                        (dict(method="ties", base=p, params={"density": 0.5, "seed": 3}),
-                         "--seed: --method ties does not take it"),
-                        (dict(method="dare-ties", base=p, params={"density": 1.5}), "--density: must be above 0"),
-                        (dict(method="ties", base=p, params={"density": 0.5, "rescale": "l3"}), "--rescale")):
+    for kw, pattern in (
+        (
+            dict(params={"density": 0.5}),
+            r"--density: --method mean does not take it "
+            r"\(only ties, dare-linear, dare-ties do\)",
+        ),
+        (dict(method="ties", params={"density": 0.5}), "--method ties needs --base"),
+        (dict(method="ties", base=p), "--method ties needs --density"),
+        (dict(method="ties", base=p, params={"density": 0.5, "seed": 3}), "--seed: --method ties does not take it"),
+        (dict(method="dare-ties", base=p, params={"density": 1.5}), "--density: must be above 0"),
+        (dict(method="ties", base=p, params={"density": 0.5, "rescale": "l3"}), "--rescale"),
+    ):
         with pytest.raises(GancraftError, match=pattern):
             average([a, b], tmp_path / "o.st", **kw)
     assert not (tmp_path / "o.st").exists()
@@ -277,20 +312,40 @@ def test_method_options_refused_where_they_do_not_apply(family, tmp_path):
 
 def test_cli_ties_and_dare(family, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = cli_invoke("average", "--base", family["p"], family["c1"], family["c2"],
-                   "--method", "ties", "--density", "0.3")
+    r = cli_invoke("average", "--base", family["p"], family["c1"], family["c2"], "--method", "ties", "--density", "0.3")
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == "c1+c2.ties.st"
-    want = average_checkpoints([load(family["c1"]), load(family["c2"])], base=load(family["p"]), method="ties",
-                               params={"density": 0.3})
+    want = average_checkpoints(
+        [load(family["c1"]), load(family["c2"])], base=load(family["p"]), method="ties", params={"density": 0.3}
+    )
     for k, v in load(tmp_path / "c1+c2.ties.st").tensors.items():
         assert torch.equal(v, want.tensors[k]), k
-    r = cli_invoke("average", "--base", family["p"], family["c1"], "--method", "dare-linear",
-                   "--density", "0.5", "--seed", "3", "--rescale", "l1", "--lambda", "0.5", "-o", "d.st")
+    r = cli_invoke(
+        "average",
+        "--base",
+        family["p"],
+        family["c1"],
+        "--method",
+        "dare-linear",
+        "--density",
+        "0.5",
+        "--seed",
+        "3",
+        "--rescale",
+        "l1",
+        "--lambda",
+        "0.5",
+        "-o",
+        "d.st",
+    )
     assert r.exit_code == 0, r.output
     recorded = load(tmp_path / "d.st").history[-1]["params"]
     assert {k: recorded[k] for k in ("density", "seed", "rescale", "lambda")} == {
-        "density": 0.5, "seed": 3, "rescale": "l1", "lambda": 0.5}
+        "density": 0.5,
+        "seed": 3,
+        "rescale": "l1",
+        "lambda": 0.5,
+    }
     r = cli_invoke("average", family["c1"], family["c2"], "--density", "0.5", "-o", "x.st")
     assert r.exit_code == 2 and "--density" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -310,9 +365,18 @@ def test_weights_by_res_worked_example_from_help():
     assert weights_at(three, 8) == (0.5, 1.0) and weights_at(three, 64) == (2.0, 6.0)
 
 
-@pytest.mark.parametrize("text, pattern", [("4:1,0;6:0,1", "power of two"), ("4:1,0;4:0,1", "given twice"),
-                                           ("4:1,0;8:1", "same number"), ("4=1,0", "RES:W1"), ("", "no RES"),
-                                           ("4:1,nan", "finite"), ("2:1,0", "power of two >= 4")])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("4:1,0;6:0,1", "power of two"),
+        ("4:1,0;4:0,1", "given twice"),
+        ("4:1,0;8:1", "same number"),
+        ("4=1,0", "RES:W1"),
+        ("", "no RES"),
+        ("4:1,nan", "finite"),
+        ("2:1,0", "power of two >= 4"),
+    ],
+)
 def test_weights_by_res_syntax_refused(text, pattern):
     with pytest.raises(GancraftError, match=pattern):
         parse_weights_by_res(text)
@@ -343,8 +407,9 @@ def test_weights_by_res_merge(family, tmp_path):
 
 def test_weights_by_res_with_ties_and_refusals(family, tmp_path):
     p, c1, c2 = (load(family[n]) for n in ("p", "c1", "c2"))
-    mixed = average_checkpoints([c1, c2], base=p, method="ties", params={"density": 0.4},
-                                weights_by_res={4: (1, 0), 16: (0, 1)})
+    mixed = average_checkpoints(
+        [c1, c2], base=p, method="ties", params={"density": 0.4}, weights_by_res={4: (1, 0), 16: (0, 1)}
+    )
     only1 = average_checkpoints([c1, c2], base=p, method="ties", params={"density": 0.4}, weights=[1, 0])
     only2 = average_checkpoints([c1, c2], base=p, method="ties", params={"density": 0.4}, weights=[0, 1])
     k4, k16 = "G_ema.synthesis.b4.conv1.weight", "G_ema.synthesis.b16.conv1.weight"
@@ -359,17 +424,15 @@ def test_weights_by_res_with_ties_and_refusals(family, tmp_path):
 
 def test_cli_weights_by_res(family, tmp_path):
     out = tmp_path / "r.st"
-    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res",
-                   "4:1,0;16:0,1", "-o", out)
+    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1,0;16:0,1", "-o", out)
     assert r.exit_code == 0, r.output
     want = average_checkpoints([load(family["c1"]), load(family["c2"])], weights_by_res={4: (1, 0), 16: (0, 1)})
     for k, v in load(out).tensors.items():
         assert torch.equal(v, want.tensors[k]), k
-    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1",
-                   "-o", tmp_path / "x.st")
+    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1", "-o", tmp_path / "x.st")
     assert r.exit_code == 2 and "--weights-by-res: got 1 weights at 4 for 2 models" in r.stderr.splitlines()[-1]
-    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1;x",
-                   "-o", tmp_path / "x.st")
+    r = cli_invoke("average", family["c1"], family["c2"], "--weights-by-res", "4:1;x", "-o", tmp_path / "x.st")
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
         "gancraft average: error: --weights-by-res: 'x' is not RES:W1,W2,... with RES a power of two >= 4 "
-        "(e.g. '4:1,0;64:0,1')"]
+        "(e.g. '4:1,0;64:0,1')"
+    ]

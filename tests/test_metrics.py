@@ -156,8 +156,9 @@ def test_running_stats_rejects_bad_batches():
 def test_stats_round_trip_with_metadata_and_features(tmp_path):
     rng = np.random.default_rng(2)
     feats = rng.normal(size=(30, 8)).astype(np.float32)
-    stats = stats_from_features([feats[:10], feats[10:]], extractor="torchscript:sha256=ab", resize="none",
-                                keep_features=True)
+    stats = stats_from_features(
+        [feats[:10], feats[10:]], extractor="torchscript:sha256=ab", resize="none", keep_features=True
+    )
     path = save_stats(tmp_path / "ref.npz", stats)
     back = load_stats(path)
     np.testing.assert_array_equal(back.mu, stats.mu)
@@ -190,8 +191,12 @@ def test_bad_stats_files_name_the_file(tmp_path):
     text.write_text("hello")
     np.savez(tmp_path / "nosigma.npz", mu=np.zeros(3))
     np.savez(tmp_path / "shape.npz", mu=np.zeros(3), sigma=np.eye(4))
-    for name, pattern in [("notes.npz", "cannot read"), ("nosigma.npz", "missing sigma"),
-                          ("shape.npz", "shape"), ("absent.npz", "not found")]:
+    for name, pattern in [
+        ("notes.npz", "cannot read"),
+        ("nosigma.npz", "missing sigma"),
+        ("shape.npz", "shape"),
+        ("absent.npz", "not found"),
+    ]:
         with pytest.raises(GancraftError, match=pattern) as info:
             load_stats(tmp_path / name)
         assert name in str(info.value)
@@ -212,6 +217,7 @@ def test_incomparable_stats_are_refused():
 
 def direct_mmd2(x, y):
     """The unbiased estimator written out pair by pair."""
+
     def k(a, b):
         return (np.dot(a, b) / len(a) + 1.0) ** 3
 
@@ -417,8 +423,12 @@ def test_inception_loads_local_weights_file(tmp_path, monkeypatch, random_incept
     # state-dict load inside its own constructor.
     captured = {}
     monkeypatch.setattr(pf_inception, "load_state_dict_from_url", lambda *a, **k: {})
-    monkeypatch.setattr(torchvision.models.inception.Inception3, "load_state_dict",
-                        lambda self, sd, *a, **k: captured.setdefault("net", self), raising=False)
+    monkeypatch.setattr(
+        torchvision.models.inception.Inception3,
+        "load_state_dict",
+        lambda self, sd, *a, **k: captured.setdefault("net", self),
+        raising=False,
+    )
     torch.manual_seed(3)
     pf_inception.fid_inception_v3()
     monkeypatch.undo()
@@ -513,13 +523,15 @@ def test_a_registered_extractor_kind_is_found_by_load_extractor(mean_kind):
     ex = load_extractor("mean:3", resize="clean")
     assert ex.name == "mean" and mean_kind.seen == ("mean:3", "clean")
     assert torch.equal(ex(torch.ones(2, 3, 4, 4)), torch.ones(2, 3))
-    with pytest.raises(GancraftError, match="use inception, clip, clip:MODEL, the path of a TorchScript file, mean "
-                                            "or mean:N$"):
+    with pytest.raises(
+        GancraftError, match="use inception, clip, clip:MODEL, the path of a TorchScript file, mean or mean:N$"
+    ):
         load_extractor("dinov2")
     with pytest.raises(GancraftError, match="--resize applies to the inception or mean extractor only; 'clip'"):
         load_extractor("clip", resize="clean")
-    assert extractors.help_text().endswith(", a TorchScript file taking float32 N x 3 x H x W in [0, 1] and "
-                                           "returning N x D, or mean (channel means).")
+    assert extractors.help_text().endswith(
+        ", a TorchScript file taking float32 N x 3 x H x W in [0, 1] and returning N x D, or mean (channel means)."
+    )
     with pytest.raises(RuntimeError, match="registered twice"):
         extractors.register(type(mean_kind))
 

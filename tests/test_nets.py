@@ -22,7 +22,7 @@ def naive_upfirdn2d(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
         x = z
     px0, px1, py0, py1 = pad
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     k = (f * gain).flip([0, 1])[None, None].repeat(c, 1, 1, 1)
     x = F.conv2d(x, k, groups=c)
     return x[:, :, ::down, ::down]
@@ -32,8 +32,12 @@ def test_upfirdn2d_matches_naive():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 8, 8)
     f = ops.setup_filter([1, 3, 3, 1])
-    for up, down, pad, gain in [(2, 1, (2, 1, 2, 1), 4.0), (1, 2, (1, 1, 1, 1), 1.0), (1, 1, (2, 2, 2, 2), 1.0),
-                                (1, 1, (-1, 2, 0, -1), 1.0)]:
+    for up, down, pad, gain in [
+        (2, 1, (2, 1, 2, 1), 4.0),
+        (1, 2, (1, 1, 1, 1), 1.0),
+        (1, 1, (2, 2, 2, 2), 1.0),
+        (1, 1, (-1, 2, 0, -1), 1.0),
+    ]:
         got = ops.upfirdn2d(x, f, up=up, down=down, padding=pad, gain=gain)
         want = naive_upfirdn2d(x, f, up, down, pad, gain)
         assert got.shape == want.shape
@@ -60,7 +64,7 @@ def test_modulated_conv_fused_equals_unfused_equals_explicit():
     for i in range(3):
         wi = w * s[i].view(1, -1, 1, 1)
         wi = wi / (wi.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
-        ref.append(F.conv2d(x[i:i + 1], wi, padding=1))
+        ref.append(F.conv2d(x[i : i + 1], wi, padding=1))
     assert torch.allclose(ops.modulated_conv2d(x, w, s, padding=1), torch.cat(ref), atol=1e-5)
 
 

@@ -66,4 +66,4 @@ def test_one_network_pickled_as_g_and_g_ema_converts(tmp_path):
     out = cli_ok("convert", src, "-o", tmp_path / "twice.st")
     ck = load(out[0])
     keys = [k for k in ck.tensors if k.startswith("G_ema.")]
-    assert keys and all(torch.equal(ck.tensors[k], ck.tensors["G." + k[len("G_ema."):]]) for k in keys)
+    assert keys and all(torch.equal(ck.tensors[k], ck.tensors["G." + k[len("G_ema.") :]]) for k in keys)

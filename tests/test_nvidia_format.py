@@ -24,8 +24,9 @@ from gancraft.nets.stylegan2 import Discriminator, Generator
 
 
 def _configs(c_dim: int = 0) -> tuple[GeneratorConfig, DiscriminatorConfig]:
-    g = GeneratorConfig(z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32,
-                        mapping_layers=2)
+    g = GeneratorConfig(
+        z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32, mapping_layers=2
+    )
     d = DiscriminatorConfig(c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32, mapping_layers=2)
     return g, d
 
@@ -33,8 +34,11 @@ def _configs(c_dim: int = 0) -> tuple[GeneratorConfig, DiscriminatorConfig]:
 def _networks(c_dim: int = 0, seed: int = 0) -> tuple[Generator, Generator, Discriminator]:
     torch.manual_seed(seed)
     g_cfg, d_cfg = _configs(c_dim)
-    return (perturbed(Generator(g_cfg), seed + 1), perturbed(Generator(g_cfg), seed + 2),
-            perturbed(Discriminator(d_cfg), seed + 3))
+    return (
+        perturbed(Generator(g_cfg), seed + 1),
+        perturbed(Generator(g_cfg), seed + 2),
+        perturbed(Discriminator(d_cfg), seed + 3),
+    )
 
 
 @pytest.mark.parametrize("c_dim", [0, 5])
@@ -96,9 +100,19 @@ def test_stylegan3_repository_flat_synthesis_kwargs(tmp_path):
     """The stylegan3 repo's StyleGAN2 generator takes synthesis options as plain kwargs."""
     G_ema, _, _ = _networks()
     cfg = G_ema.cfg
-    kwargs = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
-                  mapping_kwargs=EasyDict(num_layers=2), channel_base=cfg.channel_base,
-                  channel_max=cfg.channel_max, num_fp16_res=0, conv_clamp=None, fused_modconv_default="inference_only")
+    kwargs = dict(
+        z_dim=32,
+        c_dim=0,
+        w_dim=32,
+        img_resolution=16,
+        img_channels=3,
+        mapping_kwargs=EasyDict(num_layers=2),
+        channel_base=cfg.channel_base,
+        channel_max=cfg.channel_max,
+        num_fp16_res=0,
+        conv_clamp=None,
+        fused_modconv_default="inference_only",
+    )
     ckpt = read_nvidia_pickle(dump({"G_ema": persistent_tree(G_ema, kwargs)}, tmp_path / "sg3repo.pkl"))
     assert ckpt.g_config == cfg
 
@@ -142,7 +156,8 @@ def test_unsupported_options_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="architecture 'resnet' is not supported"):
         read_nvidia_pickle(dump(snap, tmp_path / "a.pkl"))
     snap["G_ema"].meta["state"]["_init_kwargs"]["synthesis_kwargs"] = EasyDict(
-        channel_base=256, channel_max=32, magic_option=1)
+        channel_base=256, channel_max=32, magic_option=1
+    )
     with pytest.raises(CheckpointError, match="magic_option"):
         read_nvidia_pickle(dump(snap, tmp_path / "b.pkl"))
     del snap["G_ema"].meta["state"]["_init_kwargs"]["z_dim"]
@@ -173,18 +188,47 @@ def test_weights_that_do_not_match_the_config_are_caught(tmp_path):
 def test_kwargs_as_written_by_nvidias_tf_converter(tmp_path):
     """Pickles converted from TF by NVIDIA's legacy.py spell out every option, some as None."""
     G_ema, _, D = _networks()
-    g_kwargs = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
-                    mapping_kwargs=EasyDict(num_layers=2, embed_features=None, layer_features=None,
-                                            activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995),
-                    synthesis_kwargs=EasyDict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None,
-                                              architecture="skip", resample_filter=[1, 3, 3, 1], use_noise=True,
-                                              activation="lrelu"))
-    d_kwargs = dict(c_dim=0, img_resolution=16, img_channels=3, architecture="resnet", channel_base=256,
-                    channel_max=32, num_fp16_res=0, conv_clamp=None, cmap_dim=None,
-                    block_kwargs=EasyDict(activation="lrelu", resample_filter=[1, 3, 3, 1], freeze_layers=0),
-                    mapping_kwargs=EasyDict(num_layers=0, embed_features=None, layer_features=None,
-                                            activation="lrelu", lr_multiplier=0.1),
-                    epilogue_kwargs=EasyDict(mbstd_group_size=None, mbstd_num_channels=1, activation="lrelu"))
+    g_kwargs = dict(
+        z_dim=32,
+        c_dim=0,
+        w_dim=32,
+        img_resolution=16,
+        img_channels=3,
+        mapping_kwargs=EasyDict(
+            num_layers=2,
+            embed_features=None,
+            layer_features=None,
+            activation="lrelu",
+            lr_multiplier=0.01,
+            w_avg_beta=0.995,
+        ),
+        synthesis_kwargs=EasyDict(
+            channel_base=256,
+            channel_max=32,
+            num_fp16_res=0,
+            conv_clamp=None,
+            architecture="skip",
+            resample_filter=[1, 3, 3, 1],
+            use_noise=True,
+            activation="lrelu",
+        ),
+    )
+    d_kwargs = dict(
+        c_dim=0,
+        img_resolution=16,
+        img_channels=3,
+        architecture="resnet",
+        channel_base=256,
+        channel_max=32,
+        num_fp16_res=0,
+        conv_clamp=None,
+        cmap_dim=None,
+        block_kwargs=EasyDict(activation="lrelu", resample_filter=[1, 3, 3, 1], freeze_layers=0),
+        mapping_kwargs=EasyDict(
+            num_layers=0, embed_features=None, layer_features=None, activation="lrelu", lr_multiplier=0.1
+        ),
+        epilogue_kwargs=EasyDict(mbstd_group_size=None, mbstd_num_channels=1, activation="lrelu"),
+    )
     snap = {"G_ema": persistent_tree(G_ema, g_kwargs), "D": persistent_tree(D, d_kwargs)}
     ckpt = read_nvidia_pickle(dump(snap, tmp_path / "legacy.pkl"))
     assert ckpt.g_config == G_ema.cfg

@@ -27,8 +27,9 @@ def faces(tmp_path_factory) -> Path:
 def _trainer(faces: Path, tmp_path: Path, **kw):
     g, d = tiny_configs(16, w_dim=8)
     opts = TrainOptions(kimg=0.004, batch=4, snap_kimg=1, seed=1, style_mixing=0, **kw)
-    return run_training(ScratchMethod(ImageFolderData(faces, 16), g, d), opts, tmp_path / "run",
-                        progress=False, max_steps=0)
+    return run_training(
+        ScratchMethod(ImageFolderData(faces, 16), g, d), opts, tmp_path / "run", progress=False, max_steps=0
+    )
 
 
 def _batch(trainer, n: int = 3, seed: int = 0):
@@ -46,8 +47,10 @@ def test_lengths_equal_explicit_jacobian(faces, tmp_path):
     y = noise / math.sqrt(img.shape[2] * img.shape[3])
     expected = []
     for i in range(ws.shape[0]):
+
         def one(w, i=i):
             return trainer.G.synthesis(w[None], noise_mode="const")[0]
+
         jac = torch.autograd.functional.jacobian(one, ws[i].detach())  # C,H,W,num_ws,w_dim
         jty = torch.einsum("chw,chwkd->kd", y[i], jac)
         expected.append(jty.square().sum(1).mean().sqrt())
@@ -76,6 +79,7 @@ def _nvidia_greg(nv_loss, G, z: torch.Tensor, noise: torch.Tensor, pl_mean: floa
     stylegan2-ada-pytorch one takes G_mapping and G_synthesis (mapping gets skip_w_avg_update).
     Constant synthesis noise on both sides; the penalty's noise is `noise` (randn_like is stood in).
     """
+
     class Mapping(torch.nn.Module):
         def forward(self, z, c, update_emas=False, skip_w_avg_update=True):
             return G.mapping(z, c, update_w_avg=update_emas or not skip_w_avg_update)

@@ -43,8 +43,11 @@ def test_an_output_file_replaced_by_a_directory(ckpt, tmp_path, case):
 def test_an_input_file_that_is_a_directory(tmp_path, command):
     folder = tmp_path / "model.st"
     folder.mkdir()
-    args = {"inspect": (folder,), "convert": (folder, "-o", tmp_path / "x.st"),
-            "sample": (folder, "--seeds", "0", "-o", tmp_path / "imgs")}[command]
+    args = {
+        "inspect": (folder,),
+        "convert": (folder, "-o", tmp_path / "x.st"),
+        "sample": (folder, "--seeds", "0", "-o", tmp_path / "imgs"),
+    }[command]
     line = cli_fails(command, *args)
     assert "model.st" in line and "directory" in line
     assert not (tmp_path / "x.st").exists() and not (tmp_path / "imgs").exists()

@@ -9,8 +9,11 @@ from gancraft.errors import GancraftError
 from gancraft.metrics import clip as clip_mod
 from gancraft.metrics.perceptual import load_lpips, perceptual_metric
 
-TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
 
 
 def tiny_clip(seed: int = 0) -> clip_mod.ClipModel:

@@ -34,8 +34,9 @@ def models(tmp_path_factory) -> Path:
 
 def shell(script: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GANCRAFT_HASH_CACHE": "off"}
-    return subprocess.run(["bash", "-o", "pipefail", "-c", script], cwd=cwd, input=stdin, capture_output=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", script], cwd=cwd, input=stdin, capture_output=True, env=env, timeout=600
+    )
 
 
 def pixels(folder: Path) -> dict[str, np.ndarray]:
@@ -43,8 +44,11 @@ def pixels(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_average_blend_sample_pipeline_equals_the_same_steps_through_files(models, tmp_path):
-    r = shell(f"{GANCRAFT} average a.st b.st -o - | {GANCRAFT} blend-layers --low - --high c.st -o - "
-              f"| {GANCRAFT} sample - --seeds 0-3 -o {tmp_path}/piped", models)
+    r = shell(
+        f"{GANCRAFT} average a.st b.st -o - | {GANCRAFT} blend-layers --low - --high c.st -o - "
+        f"| {GANCRAFT} sample - --seeds 0-3 -o {tmp_path}/piped",
+        models,
+    )
     assert r.returncode == 0, r.stderr.decode()
     # stdout carries only the paths of the last command: the checkpoints went down the pipes
     assert r.stdout.decode().split() == [str(tmp_path / "piped" / f"seed000{i}.png") for i in range(4)]
@@ -57,17 +61,22 @@ def test_average_blend_sample_pipeline_equals_the_same_steps_through_files(model
 
 
 def test_sefa_to_render_and_latents_through_pipes(models, tmp_path):
-    r = shell(f"{GANCRAFT} sefa a.st -o - | {GANCRAFT} render a.st --direction -:0 --frames 3 -o {tmp_path}/walk "
-              f"&& {GANCRAFT} sample a.st --seeds 0-2 --latents - > {tmp_path}/z.npz", models)
+    r = shell(
+        f"{GANCRAFT} sefa a.st -o - | {GANCRAFT} render a.st --direction -:0 --frames 3 -o {tmp_path}/walk "
+        f"&& {GANCRAFT} sample a.st --seeds 0-2 --latents - > {tmp_path}/z.npz",
+        models,
+    )
     assert r.returncode == 0, r.stderr.decode()
     assert sorted(p.name for p in (tmp_path / "walk").iterdir()) == [f"frame0000{i}.png" for i in range(3)]
     # the direction that went through the pipe is the one a file gets
     cli_ok("sefa", models / "a.st", "-o", tmp_path / "dirs.st")
-    cli_ok("render", models / "a.st", "--direction", f"{tmp_path / 'dirs.st'}:0", "--frames", "3",
-           "-o", tmp_path / "walk2")
+    cli_ok(
+        "render", models / "a.st", "--direction", f"{tmp_path / 'dirs.st'}:0", "--frames", "3", "-o", tmp_path / "walk2"
+    )
     assert pixels(tmp_path / "walk").keys() == pixels(tmp_path / "walk2").keys()
-    assert all(np.array_equal(a, b) for a, b in zip(pixels(tmp_path / "walk").values(),
-                                                    pixels(tmp_path / "walk2").values()))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(pixels(tmp_path / "walk").values(), pixels(tmp_path / "walk2").values())
+    )
     z = load_latents(tmp_path / "z.npz")
     assert z.seeds.tolist() == [0, 1, 2] and z.w.shape[0] == 3
 
@@ -77,11 +86,13 @@ def test_fid_in_a_loop_with_json_read_by_a_script(models, tmp_path):
     feats = tmp_path / "feat.pt"
     torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(1))).save(str(feats))
     opts = f"--extractor {feats} -n 8 --batch 8"
-    script = (f"{GANCRAFT} fid stats a.st {opts} -o - > ref.npz && "
-              f"for m in a.st b.st; do {GANCRAFT} fid $m ref.npz {opts} --json; done "
-              f"| {shlex.quote(sys.executable)} -c 'import json,sys; dec=json.JSONDecoder(); s=sys.stdin.read(); i=0\n"
-              "while i < len(s.strip()):\n    o, j = dec.raw_decode(s, i); print(o[\"a\"], o[\"rows\"][0][\"fid\"]); "
-              "i = j + 1'")
+    script = (
+        f"{GANCRAFT} fid stats a.st {opts} -o - > ref.npz && "
+        f"for m in a.st b.st; do {GANCRAFT} fid $m ref.npz {opts} --json; done "
+        f"| {shlex.quote(sys.executable)} -c 'import json,sys; dec=json.JSONDecoder(); s=sys.stdin.read(); i=0\n"
+        'while i < len(s.strip()):\n    o, j = dec.raw_decode(s, i); print(o["a"], o["rows"][0]["fid"]); '
+        "i = j + 1'"
+    )
     r = shell(script, models)
     assert r.returncode == 0, r.stderr.decode()
     scores = {name: float(v) for name, v in (line.split() for line in r.stdout.decode().splitlines())}
@@ -125,8 +136,9 @@ def test_stdin_stdout_in_process(models, tmp_path, monkeypatch):
     assert entry == {"path": "-", "sha256": hashlib.sha256(raw).hexdigest()}
     # a checkpoint, directions or latents can each come from stdin; the format is found from the bytes
     cli_ok("sample", models / "a.st", "--seeds", "0,1", "--latents", tmp_path / "z.npz")
-    r = run_stdin((tmp_path / "z.npz").read_bytes(), "sample", models / "a.st", "--from-latents", "-",
-                  "-o", tmp_path / "again")
+    r = run_stdin(
+        (tmp_path / "z.npz").read_bytes(), "sample", models / "a.st", "--from-latents", "-", "-o", tmp_path / "again"
+    )
     assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["seed0000.png", "seed0001.png"]
 
@@ -134,8 +146,11 @@ def test_stdin_stdout_in_process(models, tmp_path, monkeypatch):
 def test_stdin_mistakes_are_one_line(models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw = (models / "a.st").read_bytes()
-    for data, words in ((b"", "standard input is empty"), (raw[: len(raw) // 2], "-: "),
-                        (b"not a checkpoint at all", "-: ")):
+    for data, words in (
+        (b"", "standard input is empty"),
+        (raw[: len(raw) // 2], "-: "),
+        (b"not a checkpoint at all", "-: "),
+    ):
         r = run_stdin(data, "blend-layers", "--low", "-", "--high", models / "b.st", "-o", "x.st")
         assert r.exit_code == 2, r.output
         lines = r.stderr.strip().splitlines()
@@ -193,7 +208,7 @@ def test_default_output_names(models, tmp_path, monkeypatch):
 
 
 def test_default_switch_scales_with_resolution():
-    res = lambda top: [2 ** i for i in range(2, top.bit_length())]  # noqa: E731
+    res = lambda top: [2**i for i in range(2, top.bit_length())]  # noqa: E731
     assert [default_switch(res(r)) for r in (1024, 512, 256, 32)] == [32, 32, 16, 8]
 
 
@@ -218,7 +233,9 @@ def test_render_several_models_into_a_folder(models, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a, b = models / "a.st", models / "b.st"
     assert cli_ok("render", a, b, "--seeds", "0-2", "--loop", "--frames", "3", "-o", "videos/") == [
-        str(Path("videos") / "a.mp4"), str(Path("videos") / "b.mp4")]
+        str(Path("videos") / "a.mp4"),
+        str(Path("videos") / "b.mp4"),
+    ]
     # one model at a time into the same folder, as xargs -n 1 runs it
     assert cli_ok("render", "--seeds", "0-2", "--frames", "3", "-o", "one/", a) == [str(Path("one") / "a.mp4")]
     assert "video each" in cli_fails("render", a, b, "-o", "x.mp4")
@@ -229,13 +246,19 @@ def test_render_several_models_into_a_folder(models, tmp_path, monkeypatch):
 
 def test_pipeline_recipe(models, tmp_path):
     script = ROOT / "recipes" / "pipeline.sh"
-    r = subprocess.run(["bash", str(script), "a.st", "b.st", "c.st", str(tmp_path / "out")], cwd=models,
-                       capture_output=True, env={**os.environ, "GANCRAFT": GANCRAFT, "OMP_NUM_THREADS": "1"},
-                       timeout=600)
+    r = subprocess.run(
+        ["bash", str(script), "a.st", "b.st", "c.st", str(tmp_path / "out")],
+        cwd=models,
+        capture_output=True,
+        env={**os.environ, "GANCRAFT": GANCRAFT, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr.decode()
     out = tmp_path / "out"
-    assert r.stdout.decode().split() == [str(out / "walk.gif"),
-                                         *(str(out / "samples" / f"seed000{i}.png") for i in range(4))]
+    assert r.stdout.decode().split() == [
+        str(out / "walk.gif"),
+        *(str(out / "samples" / f"seed000{i}.png") for i in range(4)),
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["blend.st", "samples", "walk.gif"]
     history = load(out / "blend.st").history
     assert [h["command"] for h in history[-2:]] == ["average", "blend-layers"]
@@ -249,7 +272,9 @@ def test_sample_several_models_one_folder_each(models, tmp_path, monkeypatch):
     assert got == [str(Path("out") / m / f"seed000{i}.png") for m in "ab" for i in range(2)]
     # each folder holds what that model alone gives
     cli_ok("sample", b, "--seeds", "0,1", "-o", "alone")
-    assert all(np.array_equal(x, y) for x, y in zip(pixels(tmp_path / "out" / "b").values(),
-                                                    pixels(tmp_path / "alone").values()))
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(pixels(tmp_path / "out" / "b").values(), pixels(tmp_path / "alone").values())
+    )
     assert cli_ok("sample", a, b, "--seeds", "0") == [str(Path(f"{m}-samples") / "seed0000.png") for m in "ab"]
     assert "one CKPT" in cli_fails("sample", a, b, "--grid", "g.png")

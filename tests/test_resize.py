@@ -42,6 +42,7 @@ def test_resizes_equal_clean_fids_own(name, h, w):
 def _tf1_reference(img: np.ndarray, out: int = 299) -> np.ndarray:
     """TensorFlow 1's resize_bilinear(align_corners=False) from its definition, per axis in float64:
     output j samples input j * in / out, neighbours clamped to the last pixel."""
+
     def axis_weights(n_in: int) -> np.ndarray:
         src = np.arange(out) * (n_in / out)
         lo = np.floor(src).astype(int)
@@ -66,10 +67,14 @@ def test_legacy_tensorflow_is_tf1_bilinear(h, w):
 def test_input_ranges():
     x = torch.tensor([0.0, 127.5, 128.0, 255.0]).reshape(1, 1, 2, 2).expand(1, 3, 2, 2)
     for name in ("clean", "legacy_tensorflow"):
-        assert torch.allclose(CONVENTIONS[name].to_input_range(x)[0, 0].flatten(),
-                              torch.tensor([-1.0, -0.00390625, 0.0, 0.9921875]))
-    assert torch.allclose(CONVENTIONS["legacy_pytorch"].to_input_range(x)[0, 0].flatten(),
-                          torch.tensor([-1.0, 0.0, 1 / 255, 1.0]), atol=1e-6)
+        assert torch.allclose(
+            CONVENTIONS[name].to_input_range(x)[0, 0].flatten(), torch.tensor([-1.0, -0.00390625, 0.0, 0.9921875])
+        )
+    assert torch.allclose(
+        CONVENTIONS["legacy_pytorch"].to_input_range(x)[0, 0].flatten(),
+        torch.tensor([-1.0, 0.0, 1 / 255, 1.0]),
+        atol=1e-6,
+    )
     assert get_convention(DEFAULT_CONVENTION) is CONVENTIONS["legacy_tensorflow"]
     with pytest.raises(GancraftError, match="clean, legacy_tensorflow, legacy_pytorch"):
         get_convention("bilinear")
@@ -86,8 +91,12 @@ def test_tf1_bilinear_keeps_299_and_its_batch():
 def _stats(path, resize: str):
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(8, 4))
-    save_stats(path, FeatureStats(feats.mean(0), np.cov(feats, rowvar=False), n=8,
-                                  extractor="inception-v3-fid-pool3", resize=resize))
+    save_stats(
+        path,
+        FeatureStats(
+            feats.mean(0), np.cov(feats, rowvar=False), n=8, extractor="inception-v3-fid-pool3", resize=resize
+        ),
+    )
     return path
 
 

@@ -60,8 +60,18 @@ def _save_like_train_py(path: Path, g: RosG, g_ema: RosG, d: RosD) -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
     args = argparse.Namespace(size=SIZE, channel_multiplier=2, batch=4, path="lmdb", iter=800000, r1=10.0)
-    torch.save({"g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(), "g_optim": g_optim.state_dict(),
-                "d_optim": d_optim.state_dict(), "args": args, "ada_aug_p": 0.0}, path)
+    torch.save(
+        {
+            "g": g.state_dict(),
+            "d": d.state_dict(),
+            "g_ema": g_ema.state_dict(),
+            "g_optim": g_optim.state_dict(),
+            "d_optim": d_optim.state_dict(),
+            "args": args,
+            "ada_aug_p": 0.0,
+        },
+        path,
+    )
 
 
 def _z(n: int = 4, seed: int = 1) -> torch.Tensor:
@@ -180,8 +190,12 @@ def test_export_loads_strictly_in_rosinality_model_and_matches(tmp_path: Path) -
     channels = {r: g_cfg.channels(r) for r in g_cfg.block_resolutions}
     path = tmp_path / "export.pt"
     info = write_rosinality(ckpt, path, allow_custom_channels=True)
-    assert info["generator"] == {"size": g_cfg.img_resolution, "style_dim": g_cfg.w_dim,
-                                 "n_mlp": g_cfg.mapping_layers, "channel_multiplier": 0}
+    assert info["generator"] == {
+        "size": g_cfg.img_resolution,
+        "style_dim": g_cfg.w_dim,
+        "n_mlp": g_cfg.mapping_layers,
+        "channel_multiplier": 0,
+    }
 
     obj = torch.load(path, map_location="cpu", weights_only=True)
     assert set(obj) == {"g_ema", "g", "d", "latent_avg", "g_latent_avg"}
@@ -231,8 +245,9 @@ def test_model_without_noise_exports_as_zero_noise_strength(tmp_path: Path) -> N
     path = tmp_path / "nonoise.pt"
     write_rosinality(Checkpoint.from_modules(G_ema=G), path, allow_custom_channels=True)
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    ref = RosG(cfg.img_resolution, cfg.w_dim, cfg.mapping_layers,
-               channels={r: cfg.channels(r) for r in cfg.block_resolutions})
+    ref = RosG(
+        cfg.img_resolution, cfg.w_dim, cfg.mapping_layers, channels={r: cfg.channels(r) for r in cfg.block_resolutions}
+    )
     ref.load_state_dict(obj["g_ema"], strict=True)
     z = torch.randn(2, cfg.z_dim, generator=torch.Generator().manual_seed(0))
     # random noise in the reference: a zero strength must make it irrelevant
@@ -265,8 +280,12 @@ def test_native_to_rosinality_to_native_is_exact(tmp_path: Path) -> None:
 
 def test_rosinality_to_native_to_rosinality_is_exact(tmp_path: Path, ros_models) -> None:
     g, g_ema, d = ros_models
-    src = {"g_ema": g_ema.state_dict(), "g": g.state_dict(), "d": d.state_dict(),
-           "latent_avg": g_ema.mean_latent(512)[0]}
+    src = {
+        "g_ema": g_ema.state_dict(),
+        "g": g.state_dict(),
+        "d": d.state_dict(),
+        "latent_avg": g_ema.mean_latent(512)[0],
+    }
     path = tmp_path / "src.pt"
     torch.save(src, path)
     out = tmp_path / "out.pt"
@@ -322,11 +341,14 @@ def test_other_blur_kernel_is_refused(tmp_path: Path, ros_models) -> None:
         read_rosinality(path)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(c_dim=5), "conditional"),
-    (dict(img_channels=1), "1-channel"),
-    (dict(mapping_lr_multiplier=1.0), "lr_mlp"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(c_dim=5), "conditional"),
+        (dict(img_channels=1), "1-channel"),
+        (dict(mapping_lr_multiplier=1.0), "lr_mlp"),
+    ],
+)
 def test_export_refuses_what_rosinality_cannot_express(tmp_path: Path, change: dict, message: str) -> None:
     ckpt = make_tiny_checkpoint(seed=1, c_dim=5) if "c_dim" in change else make_tiny_checkpoint(seed=1)
     ckpt = dataclasses.replace(ckpt, g_config=dataclasses.replace(ckpt.g_config, **change))

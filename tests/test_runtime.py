@@ -38,8 +38,8 @@ def test_freed_blocks_are_reused_without_page_faults():
     system = _probe("system")
     kept = _probe("keep")
     assert not system["applied"] and kept["applied"]
-    assert system["faults"] > pages // 2      # a fresh mmap: every page faults again
-    assert kept["faults"] < pages // 20       # the freed block came back from the heap
+    assert system["faults"] > pages // 2  # a fresh mmap: every page faults again
+    assert kept["faults"] < pages // 20  # the freed block came back from the heap
 
 
 def test_environment_variable_keeps_the_system_allocator():
@@ -61,12 +61,15 @@ def test_command_line_lets_idle_openmp_threads_sleep_before_torch_loads():
     assert json.loads(out.stdout) == {"torch_loaded": False, "policy": "PASSIVE"}
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, "PASSIVE"),
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),    # the user's choice stands
-    ({"GOMP_SPINCOUNT": "1000"}, None),           # so does any other wait setting
-    ({"GANCRAFT_OMP": "spin"}, None),             # the escape hatch: the runtime's own default
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's choice stands
+        ({"GOMP_SPINCOUNT": "1000"}, None),  # so does any other wait setting
+        ({"GANCRAFT_OMP": "spin"}, None),  # the escape hatch: the runtime's own default
+    ],
+)
 def test_wait_policy_respects_the_user(monkeypatch, env, expected):
     from gancraft.runtime import configure_openmp
 

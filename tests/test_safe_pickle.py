@@ -26,8 +26,9 @@ from gancraft.nets.stylegan2 import Generator
 
 def _tiny_generator() -> Generator:
     torch.manual_seed(0)
-    return Generator(GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8,
-                                     mapping_layers=1)).eval()
+    return Generator(
+        GeneratorConfig(z_dim=8, w_dim=8, img_resolution=8, channel_base=64, channel_max=8, mapping_layers=1)
+    ).eval()
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "x.pkl") -> Path:
@@ -54,7 +55,11 @@ def test_plain_data_round_trips(protocol):
         "dtype": torch.bfloat16,
         "np_dtype": np.dtype("<i2"),
         "size": torch.Size([2, 3]),
-        "none": None, "flag": True, "big": 2**70, "c": 1 + 2j, "ba": bytearray(b"\x00\xffab"),
+        "none": None,
+        "flag": True,
+        "big": 2**70,
+        "c": 1 + 2j,
+        "ba": bytearray(b"\x00\xffab"),
     }
     back = safe_loads(pickle.dumps(obj, protocol=protocol))
     for key in ("param", "half_view", "transposed"):
@@ -150,12 +155,16 @@ def _hostile(sentinel: Path) -> dict[str, tuple[bytes, str]]:
         "posix.system": (pickle.dumps(Reduce(os.system, sh), protocol=4), f"{os.system.__module__}.system"),
         "builtins.eval": (pickle.dumps(Reduce(eval, py), protocol=2), "builtins.eval"),
         "builtins.exec": (pickle.dumps(Reduce(exec, py), protocol=4), "builtins.exec"),
-        "builtins.getattr": (_p0(f"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(Vos\ntRVsystem\ntR(V{sh}\ntR."),
-                             "builtins.getattr"),
+        "builtins.getattr": (
+            _p0(f"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(Vos\ntRVsystem\ntR(V{sh}\ntR."),
+            "builtins.getattr",
+        ),
         "__builtin__.eval": (_p0(f"c__builtin__\neval\n(V{py}\ntR."), "builtins.eval"),
         "builtins.__import__": (_p0("cbuiltins\n__import__\n(Vos\ntR."), "builtins.__import__"),
-        "subprocess.Popen": (pickle.dumps(Reduce(subprocess.Popen, ["touch", str(sentinel)]), protocol=3),
-                             "subprocess.Popen"),
+        "subprocess.Popen": (
+            pickle.dumps(Reduce(subprocess.Popen, ["touch", str(sentinel)]), protocol=3),
+            "subprocess.Popen",
+        ),
         "importlib.import_module": (_p0("cimportlib\nimport_module\n(Vos\ntR."), "importlib.import_module"),
         "posix.system (raw)": (_p0(f"cposix\nsystem\n(V{sh}\ntR."), "posix.system"),
         "nt.system": (_p0(f"cnt\nsystem\n(V{sh}\ntR."), "nt.system"),
@@ -253,10 +262,23 @@ def test_persistent_ids_are_refused(tmp_path):
 def snapshot_bytes() -> bytes:
     G = _tiny_generator()
     with stand_in_modules():
-        return pickle.dumps({"G_ema": persistent_tree(G, {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 8,
-                                                           "img_channels": 3, "mapping_kwargs": {"num_layers": 1},
-                                                           "synthesis_kwargs": {"channel_base": 64,
-                                                                                "channel_max": 8}})}, protocol=4)
+        return pickle.dumps(
+            {
+                "G_ema": persistent_tree(
+                    G,
+                    {
+                        "z_dim": 8,
+                        "c_dim": 0,
+                        "w_dim": 8,
+                        "img_resolution": 8,
+                        "img_channels": 3,
+                        "mapping_kwargs": {"num_layers": 1},
+                        "synthesis_kwargs": {"channel_base": 64, "channel_max": 8},
+                    },
+                )
+            },
+            protocol=4,
+        )
 
 
 def test_valid_snapshot_bytes_load(tmp_path, snapshot_bytes):

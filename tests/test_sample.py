@@ -30,8 +30,21 @@ def pixels(path) -> np.ndarray:
 
 def test_names_paths_grid_and_latents(ckpt, tmp_path):
     out = tmp_path / "out"
-    printed = ok(ckpt, "--seeds", "3,10-12", "--batch", "3", "-o", out, "--grid", tmp_path / "g.png",
-                 "--latents", tmp_path / "l.npz", "--trunc", "0.7")
+    printed = ok(
+        ckpt,
+        "--seeds",
+        "3,10-12",
+        "--batch",
+        "3",
+        "-o",
+        out,
+        "--grid",
+        tmp_path / "g.png",
+        "--latents",
+        tmp_path / "l.npz",
+        "--trunc",
+        "0.7",
+    )
     names = [f"seed{s:04d}.png" for s in (3, 10, 11, 12)]
     assert printed == [str(out / n) for n in names] + [str(tmp_path / "l.npz"), str(tmp_path / "g.png")]
     assert sorted(p.name for p in out.iterdir()) == names
@@ -74,16 +87,19 @@ def test_multi_domain_folders_and_grid_rows(union, tmp_path):
     printed = ok(union, "--seeds", "0-2", "-o", tmp_path / "o", "--grid", tmp_path / "g.png")
     assert printed[:6] == [str(tmp_path / "o" / d / f"seed{s:04d}.png") for d in ("cat", "dog") for s in range(3)]
     assert pixels(tmp_path / "g.png").shape == (32, 48, 3)  # one row per domain, 3 seeds each
-    assert not np.array_equal(pixels(tmp_path / "o" / "cat" / "seed0000.png"),
-                              pixels(tmp_path / "o" / "dog" / "seed0000.png"))
+    assert not np.array_equal(
+        pixels(tmp_path / "o" / "cat" / "seed0000.png"), pixels(tmp_path / "o" / "dog" / "seed0000.png")
+    )
     ok(union, "--class", "dog", "--seeds", "0", "-o", tmp_path / "one")
-    assert np.array_equal(pixels(tmp_path / "one" / "dog" / "seed0000.png"),
-                          pixels(tmp_path / "o" / "dog" / "seed0000.png"))
+    assert np.array_equal(
+        pixels(tmp_path / "one" / "dog" / "seed0000.png"), pixels(tmp_path / "o" / "dog" / "seed0000.png")
+    )
     ok(union, "--seeds", "0-2", "--latents", tmp_path / "u.npz", "--batch", "2")
     assert load_latents(tmp_path / "u.npz").domains == ["cat"] * 3 + ["dog"] * 3
     ok(union, "--from-latents", tmp_path / "u.npz", "-o", tmp_path / "re")
-    assert np.array_equal(pixels(tmp_path / "re" / "dog" / "seed0002.png"),
-                          pixels(tmp_path / "o" / "dog" / "seed0002.png"))
+    assert np.array_equal(
+        pixels(tmp_path / "re" / "dog" / "seed0002.png"), pixels(tmp_path / "o" / "dog" / "seed0002.png")
+    )
 
 
 def test_style_mixing_grid(ckpt, tmp_path):

@@ -61,12 +61,15 @@ def test_genforce_normalisation_matches_independent_computation(tiny_ckpt):
     assert not torch.allclose(result.directions.abs(), S.sefa(G, "0,1").directions.abs(), atol=1e-3)
 
 
-@pytest.mark.parametrize("spec, names", [
-    ("first", ["b4.conv1"]),
-    ("8-16", ["b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1"]),
-    ("4-8", ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1"]),
-    ("b16.torgb,0", ["b4.conv1", "b16.torgb"]),
-])
+@pytest.mark.parametrize(
+    "spec, names",
+    [
+        ("first", ["b4.conv1"]),
+        ("8-16", ["b8.conv0", "b8.conv1", "b16.conv0", "b16.conv1"]),
+        ("4-8", ["b4.conv1", "b4.torgb", "b8.conv0", "b8.conv1"]),
+        ("b16.torgb,0", ["b4.conv1", "b16.torgb"]),
+    ],
+)
 def test_layer_specs(tiny_ckpt, spec, names):
     assert [i.name for i in S.select_layers(tiny_ckpt.generator(), spec)] == names
 
@@ -137,8 +140,22 @@ def test_cli_writes_directions_measure_and_sheet(tmp_path):
     save(_narrow_checkpoint(), ckpt_path)
     out = tmp_path / "m.sefa.st"
     sheet = tmp_path / "sheet.png"
-    r = cli_invoke("sefa", ckpt_path, "-o", out, "--measure", "2", "--sheet", sheet,
-                   "--indices", "0,7", "--steps", "3", "--distance", "3")
+    r = cli_invoke(
+        "sefa",
+        ckpt_path,
+        "-o",
+        out,
+        "--measure",
+        "2",
+        "--sheet",
+        sheet,
+        "--indices",
+        "0,7",
+        "--steps",
+        "3",
+        "--distance",
+        "3",
+    )
     assert r.exit_code == 0, r.output
     csv_path, png_path = tmp_path / "m.sefa.measure.csv", tmp_path / "m.sefa.measure.png"
     assert r.stdout.split() == [str(out), str(csv_path), str(png_path), str(sheet)]
@@ -179,8 +196,9 @@ def test_cli_bad_inputs(tmp_path, tiny_ckpt_path):
     out = str(tmp_path / "o.st")
     assert "b9" in _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", out, "--layers", "b9"))
     _one_line_error(cli_invoke("sefa", tmp_path / "missing.st", "-o", out))
-    assert "--indices" in _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", out, "--sheet",
-                                                     tmp_path / "s.png", "--indices", "40"))
+    assert "--indices" in _one_line_error(
+        cli_invoke("sefa", tiny_ckpt_path, "-o", out, "--sheet", tmp_path / "s.png", "--indices", "40")
+    )
     (tmp_path / "exists.st").write_bytes(b"x")
     assert "--force" in _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", tmp_path / "exists.st"))
     assert not (tmp_path / "o.st").exists()
@@ -188,14 +206,17 @@ def test_cli_bad_inputs(tmp_path, tiny_ckpt_path):
 
 def test_cli_class_conditional_needs_domain_and_writes_nothing(tmp_path):
     path = tmp_path / "cond.st"
-    save(make_tiny_checkpoint(c_dim=2, domains={"a": {"kind": "class", "class": 0},
-                                                 "b": {"kind": "class", "class": 1}}), path)
+    save(
+        make_tiny_checkpoint(c_dim=2, domains={"a": {"kind": "class", "class": 0}, "b": {"kind": "class", "class": 1}}),
+        path,
+    )
     out = tmp_path / "c.st"
     line = _one_line_error(cli_invoke("sefa", path, "-o", out, "--measure", "1"))
     assert "--domain" in line
     assert list(tmp_path.iterdir()) == [path]
-    r = cli_invoke("sefa", path, "-o", out, "--sheet", tmp_path / "s.png",
-                   "--domain", "b", "--top-k", "2", "--steps", "2")
+    r = cli_invoke(
+        "sefa", path, "-o", out, "--sheet", tmp_path / "s.png", "--domain", "b", "--top-k", "2", "--steps", "2"
+    )
     assert r.exit_code == 0, r.output
 
 

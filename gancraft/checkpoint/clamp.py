@@ -51,8 +51,10 @@ class ClampReport:
     def describe(self) -> str:
         value, where = self.peak
         verb = "engages" if self.engaged else "never engages"
-        return (f"conv_clamp {self.conv_clamp:g} {verb} over {self.samples} samples (seed {self.seed}): "
-                f"largest pre-clamp activation {value:.4g} in {where}")
+        return (
+            f"conv_clamp {self.conv_clamp:g} {verb} over {self.samples} samples (seed {self.seed}): "
+            f"largest pre-clamp activation {value:.4g} in {where}"
+        )
 
 
 def _clamped_layers(module: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
@@ -77,6 +79,7 @@ class _PeakRecorder:
             value = out.detach().abs().max().item() / gain
             if value > self.peak[0]:
                 self.peak = (value, name)
+
         return record
 
     def close(self) -> None:
@@ -89,8 +92,9 @@ def _batch_size(resolution: int) -> int:
 
 
 @torch.no_grad()
-def measure_clamp(ckpt: Checkpoint, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,
-                  device: str | torch.device = "cpu") -> ClampReport | None:
+def measure_clamp(
+    ckpt: Checkpoint, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED, device: str | torch.device = "cpu"
+) -> ClampReport | None:
     """How close every clamped network of `ckpt` comes to its clamp; None when nothing is clamped."""
     g, d = ckpt.g_config, ckpt.d_config
     nets = [n for n in ("G_ema", "G") if n in ckpt.nets]
@@ -112,8 +116,8 @@ def measure_clamp(ckpt: Checkpoint, samples: int = DEFAULT_SAMPLES, seed: int = 
         G = ckpt.generator(net, device=device)
         recorder = _PeakRecorder(G)
         for i in range(0, samples, batch):
-            cb = c[i:i + batch].to(device) if c is not None else None
-            img = G(z[i:i + batch].to(device), cb, noise_mode="const")
+            cb = c[i : i + batch].to(device) if c is not None else None
+            img = G(z[i : i + batch].to(device), cb, noise_mode="const")
             if net == nets[0]:
                 images.append(img.cpu())
         recorder.close()
@@ -127,9 +131,8 @@ def measure_clamp(ckpt: Checkpoint, samples: int = DEFAULT_SAMPLES, seed: int = 
         # also keep every chunk's size acceptable to it
         step = d.mbstd_group_size or batch
         for i in range(0, samples, step):
-            cb = c[i:i + step].to(device) if c is not None and d.c_dim else None
-            D(imgs[i:i + step].to(device), cb)
+            cb = c[i : i + step].to(device) if c is not None and d.c_dim else None
+            D(imgs[i : i + step].to(device), cb)
         recorder.close()
         report.peaks["D"] = recorder.peak
     return report
-

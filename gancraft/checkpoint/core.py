@@ -44,7 +44,7 @@ class Checkpoint:
 
     def state_dict(self, net: str) -> dict[str, torch.Tensor]:
         prefix = net + "."
-        sd = {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        sd = {k[len(prefix) :]: v for k, v in self.tensors.items() if k.startswith(prefix)}
         if not sd:
             where = f" in {self.path}" if self.path else ""
             raise CheckpointError(f"no {net} network{where} (has: {', '.join(self.nets) or 'none'})")
@@ -81,8 +81,13 @@ class Checkpoint:
         return D.to(device).eval().requires_grad_(False)
 
     @classmethod
-    def from_modules(cls, G_ema: torch.nn.Module | None = None, G: torch.nn.Module | None = None,
-                     D: torch.nn.Module | None = None, **kwargs: Any) -> "Checkpoint":
+    def from_modules(
+        cls,
+        G_ema: torch.nn.Module | None = None,
+        G: torch.nn.Module | None = None,
+        D: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> "Checkpoint":
         tensors: dict[str, torch.Tensor] = {}
         g_cfg = None
         for name, mod in (("G_ema", G_ema), ("G", G), ("D", D)):
@@ -118,8 +123,9 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _build(make: Callable[[], torch.nn.Module], cfg: Any, sd: dict[str, torch.Tensor], net: str,
-           path: Path | None) -> torch.nn.Module:
+def _build(
+    make: Callable[[], torch.nn.Module], cfg: Any, sd: dict[str, torch.Tensor], net: str, path: Path | None
+) -> torch.nn.Module:
     """The network `cfg` describes, holding `sd`.
 
     The config comes from the file, so it is built first on the meta device (no memory) and
@@ -138,8 +144,9 @@ def _build(make: Callable[[], torch.nn.Module], cfg: Any, sd: dict[str, torch.Te
         raise
     except (ArithmeticError, ValueError, TypeError, RuntimeError, IndexError, KeyError) as exc:
         text = str(exc).strip().splitlines()
-        raise CheckpointError(f"{where}{net}: its architecture config cannot be built "
-                              f"({text[0][:200] if text else type(exc).__name__})") from None
+        raise CheckpointError(
+            f"{where}{net}: its architecture config cannot be built ({text[0][:200] if text else type(exc).__name__})"
+        ) from None
     module = make()
     _load_strict(module, sd, net, path)
     return module
@@ -165,4 +172,5 @@ def _check_matches(own: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], ne
     for k, v in own.items():
         if tuple(sd[k].shape) != tuple(v.shape):
             raise CheckpointError(
-                f"{where}{net}.{k} has shape {tuple(sd[k].shape)}, architecture expects {tuple(v.shape)}")
+                f"{where}{net}.{k} has shape {tuple(sd[k].shape)}, architecture expects {tuple(v.shape)}"
+            )

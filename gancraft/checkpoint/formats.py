@@ -57,8 +57,9 @@ class CheckpointFormat(ABC):
         """Write `ckpt` straight to `path` (save() makes it atomic); `options` come from prepare()."""
         raise CheckpointError(f"gancraft cannot write {self.name} checkpoints")
 
-    def prepare(self, ckpt: Checkpoint, device: str | torch.device = "cpu",
-                **options: Any) -> tuple[dict[str, Any], str | None]:
+    def prepare(
+        self, ckpt: Checkpoint, device: str | torch.device = "cpu", **options: Any
+    ) -> tuple[dict[str, Any], str | None]:
         """Check that `ckpt` can be written with these options before anything is written; returns
         the writer's keyword options and a line worth telling the user (or None)."""
         return dict(options), None

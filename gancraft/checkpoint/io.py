@@ -13,6 +13,7 @@ from ..io_util import atomic_write
 # importing a format's module registers it; files are tried in this order (rosinality before the
 # network pickles: torch's pre-zip files are pickles too), and convert --help lists writers in it
 from . import native, rosinality, tf, nvidia  # noqa: F401
+
 # isort: on
 from .core import Checkpoint
 from .formats import HEAD_BYTES, CheckpointFormat, detect, get_writer, writer_names
@@ -52,8 +53,14 @@ def load(path: str | os.PathLike) -> Checkpoint:
     return ckpt
 
 
-def save(ckpt: Checkpoint, path: str | os.PathLike, to: str = "native", force: bool = False,
-         inputs: tuple = (), **options: Any) -> Path:
+def save(
+    ckpt: Checkpoint,
+    path: str | os.PathLike,
+    to: str = "native",
+    force: bool = False,
+    inputs: tuple = (),
+    **options: Any,
+) -> Path:
     """Write atomically in format `to` (one of WRITE_FORMATS); refuses to replace an input, or an
     existing file unless force. `options` go to that format's writer (write_rosinality, write_nvidia)."""
     fmt = get_writer(to)

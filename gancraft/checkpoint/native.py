@@ -21,8 +21,21 @@ from .formats import CheckpointFormat, register
 
 FORMAT_TAG = "gancraft"
 MAX_HEADER = 100 * 1024 * 1024
-_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
+_DTYPE_SIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+}
 
 
 def read_header(path: Path) -> dict[str, Any]:
@@ -58,8 +71,10 @@ def read_header(path: Path) -> dict[str, Any]:
         if dtype not in _DTYPE_SIZES:
             raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
         if not (isinstance(begin, int) and isinstance(end, int)) or not 0 <= begin <= end <= data_size:
-            raise CheckpointError(f"{path}: tensor {name!r} lies outside the file (offsets {begin}..{end}, "
-                                  f"data is {data_size} bytes): truncated or corrupt")
+            raise CheckpointError(
+                f"{path}: tensor {name!r} lies outside the file (offsets {begin}..{end}, "
+                f"data is {data_size} bytes): truncated or corrupt"
+            )
         if count * _DTYPE_SIZES[dtype] != end - begin:
             raise CheckpointError(f"{path}: tensor {name!r} declares shape {shape} but holds {end - begin} bytes")
     return header
@@ -76,8 +91,9 @@ def _meta_json(meta: dict[str, str], key: str, default: Any, path: Path) -> Any:
 
 def parse_metadata(meta: dict[str, str], path: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT_TAG:
-        raise CheckpointError(f"{path}: a safetensors file, but not a gancraft checkpoint (no architecture "
-                              f"config in its metadata)")
+        raise CheckpointError(
+            f"{path}: a safetensors file, but not a gancraft checkpoint (no architecture config in its metadata)"
+        )
     config = _meta_json(meta, "config", None, path)
     if not isinstance(config, dict) or "G" not in config:
         raise CheckpointError(f"{path}: metadata has no generator architecture config")
@@ -87,8 +103,13 @@ def parse_metadata(meta: dict[str, str], path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: model family {family!r} is not supported")
     g_cfg = config_from_dict(g_class, config["G"], f"{path}: generator")
     d_cfg = config_from_dict(DiscriminatorConfig, config["D"], f"{path}: discriminator") if config.get("D") else None
-    return dict(g_config=g_cfg, d_config=d_cfg, domains=_meta_json(meta, "domains", {}, path),
-                history=_meta_json(meta, "history", [], path), extra=_meta_json(meta, "extra", {}, path))
+    return dict(
+        g_config=g_cfg,
+        d_config=d_cfg,
+        domains=_meta_json(meta, "domains", {}, path),
+        history=_meta_json(meta, "history", [], path),
+        extra=_meta_json(meta, "extra", {}, path),
+    )
 
 
 def build_metadata(ckpt: Checkpoint) -> dict[str, str]:

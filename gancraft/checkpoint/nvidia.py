@@ -32,8 +32,20 @@ _TF_GLOBAL = "dnnlib.tflib.network Network"
 _STYLEGAN3_MARKERS = ("class SynthesisInput", "SynthesisInput(")
 
 _G_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
-_D_POSITIONAL = ("c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max",
-                 "num_fp16_res", "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs")
+_D_POSITIONAL = (
+    "c_dim",
+    "img_resolution",
+    "img_channels",
+    "architecture",
+    "channel_base",
+    "channel_max",
+    "num_fp16_res",
+    "conv_clamp",
+    "cmap_dim",
+    "block_kwargs",
+    "mapping_kwargs",
+    "epilogue_kwargs",
+)
 # constructor options that change speed or training only, never the function a network computes
 _G_INERT = {"fp16_channels_last", "fused_modconv_default", "channels_last"}
 _D_INERT = {"fp16_channels_last", "freeze_layers", "channels_last"}
@@ -71,7 +83,8 @@ def sniff_pickle(path: str | os.PathLike) -> str:
     if _PERSISTENCE_GLOBAL in globals_seen:
         return "stylegan3" if stylegan3 else "nvidia"
     raise CheckpointError(
-        f"{p}: this pickle is not a StyleGAN network pickle (no NVIDIA persistence records or TF networks in it)")
+        f"{p}: this pickle is not a StyleGAN network pickle (no NVIDIA persistence records or TF networks in it)"
+    )
 
 
 def read_nvidia_pickle(path: str | os.PathLike) -> Checkpoint:
@@ -89,8 +102,10 @@ def read_pickle(path: str | os.PathLike) -> Checkpoint:
 class NvidiaPickle(NetworkPickle):
     name = "nvidia"
     suffix = ".pkl"
-    summary = ("a network pickle (G, D, G_ema) that NVIDIA's stylegan2-ada-pytorch and stylegan3 tools load with "
-               "their checkout on the path")
+    summary = (
+        "a network pickle (G, D, G_ema) that NVIDIA's stylegan2-ada-pytorch and stylegan3 tools load with "
+        "their checkout on the path"
+    )
     options = ("fresh_d",)
 
     def claims(self, data: Any) -> bool:
@@ -165,8 +180,13 @@ def _is_stylegan3(rec: PersistentRecord) -> bool:
 
 
 # the classes of training/networks_stylegan3.py a StyleGAN3 generator is made of, by attribute
-_STYLEGAN3_CHILDREN = {"mapping": "MappingNetwork", "synthesis": "SynthesisNetwork", "input": "SynthesisInput",
-                       "affine": "FullyConnectedLayer", "embed": "FullyConnectedLayer"}
+_STYLEGAN3_CHILDREN = {
+    "mapping": "MappingNetwork",
+    "synthesis": "SynthesisNetwork",
+    "input": "SynthesisInput",
+    "affine": "FullyConnectedLayer",
+    "embed": "FullyConnectedLayer",
+}
 
 
 def _expect_stylegan3_tree(rec: PersistentRecord, net: str, path: Path) -> None:
@@ -180,8 +200,10 @@ def _expect_stylegan3_tree(rec: PersistentRecord, net: str, path: Path) -> None:
         if want is None:
             want = "FullyConnectedLayer" if key.startswith("fc") else "SynthesisLayer" if key.startswith("L") else None
         if child.class_name != want:
-            raise CheckpointError(f"{path}: {net}.{key} is a {child.class_name}, which a StyleGAN3 generator "
-                                  f"(training.networks_stylegan3) does not have there")
+            raise CheckpointError(
+                f"{path}: {net}.{key} is a {child.class_name}, which a StyleGAN3 generator "
+                f"(training.networks_stylegan3) does not have there"
+            )
         _expect_stylegan3_tree(child, f"{net}.{key}", path)
 
 
@@ -227,7 +249,8 @@ def _arguments(rec: PersistentRecord, positional: tuple[str, ...], where: str) -
     args, kwargs = rec.init_args, rec.init_kwargs
     if len(args) > len(positional):
         raise CheckpointError(
-            f"{where}: {len(args)} positional constructor arguments, expected at most {len(positional)}")
+            f"{where}: {len(args)} positional constructor arguments, expected at most {len(positional)}"
+        )
     merged = dict(zip(positional, args))
     merged.update(kwargs)
     return merged
@@ -274,9 +297,13 @@ def generator_config(rec: PersistentRecord, where: str) -> GeneratorConfig:
     synthesis.update(kw)
     cfg: dict[str, Any] = {k: int(v) for k, v in base.items()}
 
-    for src, dst in (("num_layers", "mapping_layers"), ("lr_multiplier", "mapping_lr_multiplier"),
-                     ("embed_features", "embed_features"), ("layer_features", "layer_features"),
-                     ("w_avg_beta", "w_avg_beta")):
+    for src, dst in (
+        ("num_layers", "mapping_layers"),
+        ("lr_multiplier", "mapping_lr_multiplier"),
+        ("embed_features", "embed_features"),
+        ("layer_features", "layer_features"),
+        ("w_avg_beta", "w_avg_beta"),
+    ):
         if src in mapping:
             cfg[dst] = mapping.pop(src)
     _check_same(mapping.pop("activation", None), "lrelu", "mapping activation", where)
@@ -296,9 +323,24 @@ def generator_config(rec: PersistentRecord, where: str) -> GeneratorConfig:
 
 
 _SG3_MAPPING = {"num_layers": "mapping_layers", "lr_multiplier": "mapping_lr_multiplier", "w_avg_beta": "w_avg_beta"}
-_SG3_SYNTHESIS = ("channel_base", "channel_max", "num_layers", "num_critical", "first_cutoff", "first_stopband",
-                  "last_stopband_rel", "margin_size", "output_scale", "num_fp16_res", "conv_kernel", "filter_size",
-                  "lrelu_upsampling", "use_radial_filters", "conv_clamp", "magnitude_ema_beta")
+_SG3_SYNTHESIS = (
+    "channel_base",
+    "channel_max",
+    "num_layers",
+    "num_critical",
+    "first_cutoff",
+    "first_stopband",
+    "last_stopband_rel",
+    "margin_size",
+    "output_scale",
+    "num_fp16_res",
+    "conv_kernel",
+    "filter_size",
+    "lrelu_upsampling",
+    "use_radial_filters",
+    "conv_clamp",
+    "magnitude_ema_beta",
+)
 
 
 def stylegan3_config(rec: PersistentRecord, where: str) -> StyleGAN3Config:
@@ -337,8 +379,17 @@ def discriminator_config(rec: PersistentRecord, where: str) -> DiscriminatorConf
     mapping = _sub(kw, "mapping_kwargs", where)
     epilogue = _sub(kw, "epilogue_kwargs", where)
     cfg: dict[str, Any] = {}
-    for key in ("c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max",
-                "num_fp16_res", "conv_clamp", "cmap_dim"):
+    for key in (
+        "c_dim",
+        "img_resolution",
+        "img_channels",
+        "architecture",
+        "channel_base",
+        "channel_max",
+        "num_fp16_res",
+        "conv_clamp",
+        "cmap_dim",
+    ):
         if key in kw:
             cfg[key] = kw.pop(key)
     _leftovers(kw, _D_INERT, where)
@@ -354,8 +405,9 @@ def discriminator_config(rec: PersistentRecord, where: str) -> DiscriminatorConf
     if "lr_multiplier" in mapping:
         cfg["mapping_lr_multiplier"] = mapping.pop("lr_multiplier")
     _check_same(mapping.pop("activation", None), "lrelu", "mapping activation", where)
-    probe = DiscriminatorConfig(**{k: v for k, v in cfg.items() if k in ("c_dim", "channel_base", "channel_max",
-                                                                           "img_resolution", "cmap_dim")})
+    probe = DiscriminatorConfig(
+        **{k: v for k, v in cfg.items() if k in ("c_dim", "channel_base", "channel_max", "img_resolution", "cmap_dim")}
+    )
     cmap = probe.resolved_cmap_dim
     for key in ("embed_features", "layer_features"):
         # gancraft's conditional D uses cmap_dim for both, which is NVIDIA's default
@@ -372,5 +424,12 @@ def discriminator_config(rec: PersistentRecord, where: str) -> DiscriminatorConf
     return _build_config(DiscriminatorConfig, cfg, "discriminator", where)
 
 
-__all__ = ["sniff_pickle", "read_nvidia_pickle", "read_pickle", "nvidia_to_checkpoint", "generator_config",
-           "stylegan3_config", "discriminator_config"]
+__all__ = [
+    "sniff_pickle",
+    "read_nvidia_pickle",
+    "read_pickle",
+    "nvidia_to_checkpoint",
+    "generator_config",
+    "stylegan3_config",
+    "discriminator_config",
+]

@@ -100,8 +100,13 @@ class _Record:
 
     def meta(self) -> dict[str, Any]:
         state = {"_init_args": (), "_init_kwargs": self.init_kwargs, "state_dict": self.state_dict}
-        return {"type": "class", "version": PERSISTENCE_VERSION, "module_src": LOADER_SOURCE,
-                "class_name": self.class_name, "state": state}
+        return {
+            "type": "class",
+            "version": PERSISTENCE_VERSION,
+            "module_src": LOADER_SOURCE,
+            "class_name": self.class_name,
+            "state": state,
+        }
 
 
 class _Pickler(pickle._Pickler):  # type: ignore[name-defined]
@@ -125,32 +130,62 @@ class _Pickler(pickle._Pickler):  # type: ignore[name-defined]
 
 def generator_kwargs(g: GeneratorConfig) -> dict[str, Any]:
     """Constructor arguments of NVIDIA's StyleGAN2 Generator for `g` (stylegan2-ada-pytorch's form)."""
-    mapping = {"num_layers": g.mapping_layers, "embed_features": g.embed_features,
-               "layer_features": g.layer_features, "lr_multiplier": g.mapping_lr_multiplier,
-               "w_avg_beta": g.w_avg_beta}
-    synthesis = {"channel_base": g.channel_base, "channel_max": g.channel_max, "num_fp16_res": g.num_fp16_res,
-                 "conv_clamp": g.conv_clamp, "architecture": g.architecture,
-                 "resample_filter": list(g.resample_filter), "use_noise": g.use_noise}
-    return {"z_dim": g.z_dim, "c_dim": g.c_dim, "w_dim": g.w_dim, "img_resolution": g.img_resolution,
-            "img_channels": g.img_channels, "mapping_kwargs": mapping, "synthesis_kwargs": synthesis}
+    mapping = {
+        "num_layers": g.mapping_layers,
+        "embed_features": g.embed_features,
+        "layer_features": g.layer_features,
+        "lr_multiplier": g.mapping_lr_multiplier,
+        "w_avg_beta": g.w_avg_beta,
+    }
+    synthesis = {
+        "channel_base": g.channel_base,
+        "channel_max": g.channel_max,
+        "num_fp16_res": g.num_fp16_res,
+        "conv_clamp": g.conv_clamp,
+        "architecture": g.architecture,
+        "resample_filter": list(g.resample_filter),
+        "use_noise": g.use_noise,
+    }
+    return {
+        "z_dim": g.z_dim,
+        "c_dim": g.c_dim,
+        "w_dim": g.w_dim,
+        "img_resolution": g.img_resolution,
+        "img_channels": g.img_channels,
+        "mapping_kwargs": mapping,
+        "synthesis_kwargs": synthesis,
+    }
 
 
 def discriminator_kwargs(d: DiscriminatorConfig) -> dict[str, Any]:
     """Constructor arguments of NVIDIA's StyleGAN2 Discriminator for `d`."""
-    return {"c_dim": d.c_dim, "img_resolution": d.img_resolution, "img_channels": d.img_channels,
-            "architecture": d.architecture, "channel_base": d.channel_base, "channel_max": d.channel_max,
-            "num_fp16_res": d.num_fp16_res, "conv_clamp": d.conv_clamp, "cmap_dim": d.cmap_dim,
-            "block_kwargs": {"resample_filter": list(d.resample_filter)},
-            "mapping_kwargs": {"num_layers": d.mapping_layers, "lr_multiplier": d.mapping_lr_multiplier},
-            "epilogue_kwargs": {"mbstd_group_size": d.mbstd_group_size,
-                                "mbstd_num_channels": d.mbstd_num_channels}}
+    return {
+        "c_dim": d.c_dim,
+        "img_resolution": d.img_resolution,
+        "img_channels": d.img_channels,
+        "architecture": d.architecture,
+        "channel_base": d.channel_base,
+        "channel_max": d.channel_max,
+        "num_fp16_res": d.num_fp16_res,
+        "conv_clamp": d.conv_clamp,
+        "cmap_dim": d.cmap_dim,
+        "block_kwargs": {"resample_filter": list(d.resample_filter)},
+        "mapping_kwargs": {"num_layers": d.mapping_layers, "lr_multiplier": d.mapping_lr_multiplier},
+        "epilogue_kwargs": {"mbstd_group_size": d.mbstd_group_size, "mbstd_num_channels": d.mbstd_num_channels},
+    }
 
 
 def fresh_discriminator_config(g: GeneratorConfig) -> DiscriminatorConfig:
     """The discriminator NVIDIA's training would pair with generator `g` (same channels and clamp)."""
-    return DiscriminatorConfig(c_dim=g.c_dim, img_resolution=g.img_resolution, img_channels=g.img_channels,
-                               channel_base=g.channel_base, channel_max=g.channel_max, conv_clamp=g.conv_clamp,
-                               resample_filter=list(g.resample_filter))
+    return DiscriminatorConfig(
+        c_dim=g.c_dim,
+        img_resolution=g.img_resolution,
+        img_channels=g.img_channels,
+        channel_base=g.channel_base,
+        channel_max=g.channel_max,
+        conv_clamp=g.conv_clamp,
+        resample_filter=list(g.resample_filter),
+    )
 
 
 def _fresh_discriminator(g: GeneratorConfig) -> tuple[DiscriminatorConfig, dict[str, torch.Tensor]]:
@@ -164,8 +199,12 @@ def _fresh_discriminator(g: GeneratorConfig) -> tuple[DiscriminatorConfig, dict[
 
 
 def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().to(torch.float32).contiguous().clone() if v.is_floating_point()
-            else v.detach().cpu().contiguous().clone() for k, v in sd.items()}
+    return {
+        k: v.detach().cpu().to(torch.float32).contiguous().clone()
+        if v.is_floating_point()
+        else v.detach().cpu().contiguous().clone()
+        for k, v in sd.items()
+    }
 
 
 def write_nvidia(ckpt: Checkpoint, path: str | os.PathLike, fresh_d: bool = False) -> dict[str, str]:
@@ -190,7 +229,8 @@ def write_nvidia(ckpt: Checkpoint, path: str | os.PathLike, fresh_d: bool = Fals
     else:
         raise CheckpointError(
             f"{where}: holds no discriminator, and NVIDIA's load_network_pkl requires one; add a newly initialised "
-            "one with --fresh-d (fine for generating and fine-tuning, not for resuming training)")
+            "one with --fresh-d (fine for generating and fine-tuning, not for resuming training)"
+        )
     # each network is built once through gancraft's own: a tensor its config does not explain stops here
     for net in nets:
         ckpt.discriminator() if net == "D" else ckpt.generator(net)
@@ -209,5 +249,4 @@ def write_nvidia(ckpt: Checkpoint, path: str | os.PathLike, fresh_d: bool = Fals
     return sources
 
 
-__all__ = ["write_nvidia", "generator_kwargs", "discriminator_kwargs", "fresh_discriminator_config",
-           "LOADER_SOURCE"]
+__all__ = ["write_nvidia", "generator_kwargs", "discriminator_kwargs", "fresh_discriminator_config", "LOADER_SOURCE"]

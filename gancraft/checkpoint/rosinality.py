@@ -69,7 +69,7 @@ class _Pair:
 class _Layout:
     pairs: list[_Pair]
     ros_buffers: dict[str, torch.Tensor]  # only rosinality stores these (blur kernels)
-    nv_buffers: dict[str, torch.Tensor]   # only NVIDIA stores these (resample filters)
+    nv_buffers: dict[str, torch.Tensor]  # only NVIDIA stores these (resample filters)
 
 
 def _kernel(gain: float = 1.0) -> torch.Tensor:
@@ -86,8 +86,9 @@ def _modconv(pairs: list[_Pair], ros: str, nv: str, in_ch: int, out_ch: int, k: 
     ]
 
 
-def _styled_conv(lay: _Layout, ros: str, nv: str, noise: str, in_ch: int, out_ch: int, res: int,
-                 style_dim: int) -> None:
+def _styled_conv(
+    lay: _Layout, ros: str, nv: str, noise: str, in_ch: int, out_ch: int, res: int, style_dim: int
+) -> None:
     _modconv(lay.pairs, ros, nv, in_ch, out_ch, 3, style_dim)
     lay.pairs += [
         _Pair(f"{ros}.noise.weight", (1,), f"{nv}.noise_strength", (), noise=True),
@@ -117,10 +118,8 @@ def _g_layout(size: int, style_dim: int, n_mlp: int, ch: Mapping[int, int]) -> _
     k = 0
     while res <= size:
         blk = f"synthesis.b{res}"
-        _styled_conv(lay, f"convs.{2 * k}", f"{blk}.conv0", f"noise_{2 * k + 1}", ch[res // 2], ch[res], res,
-                     style_dim)
-        _styled_conv(lay, f"convs.{2 * k + 1}", f"{blk}.conv1", f"noise_{2 * k + 2}", ch[res], ch[res], res,
-                     style_dim)
+        _styled_conv(lay, f"convs.{2 * k}", f"{blk}.conv0", f"noise_{2 * k + 1}", ch[res // 2], ch[res], res, style_dim)
+        _styled_conv(lay, f"convs.{2 * k + 1}", f"{blk}.conv1", f"noise_{2 * k + 2}", ch[res], ch[res], res, style_dim)
         _to_rgb(lay, f"to_rgbs.{k}", f"{blk}.torgb", ch[res], style_dim)
         # rosinality folds the upsampling gain (factor**2) into the stored kernels
         lay.ros_buffers[f"convs.{2 * k}.conv.blur.kernel"] = _kernel(4.0)
@@ -192,7 +191,8 @@ def _fit_channels(ch: Mapping[int, int], where: str) -> tuple[int, int]:
     table = ", ".join(f"{r}: {c}" for r, c in sorted(ch.items()))
     raise CheckpointError(
         f"{where}: channels per resolution ({table}) do not follow min(channel_base / resolution, channel_max), "
-        "so gancraft's StyleGAN2 networks cannot hold them")
+        "so gancraft's StyleGAN2 networks cannot hold them"
+    )
 
 
 def stock_channel_multiplier(channels: Mapping[int, int]) -> int | None:
@@ -229,8 +229,9 @@ def read_rosinality(path: str | os.PathLike, obj: Any = None) -> Checkpoint:
     if obj is None:
         obj = _load(p)
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{p}: not a rosinality checkpoint (holds a {type(obj).__name__}, expected a dict "
-                              "with g_ema / g / d)")
+        raise CheckpointError(
+            f"{p}: not a rosinality checkpoint (holds a {type(obj).__name__}, expected a dict with g_ema / g / d)"
+        )
     if not any(k in obj for k in ("g_ema", "g", "d")):
         keys = ", ".join(map(str, list(obj)[:8])) or "nothing"
         raise CheckpointError(f"{p}: not a rosinality checkpoint (no g_ema, g or d entry; has {keys})")
@@ -243,8 +244,9 @@ def read_rosinality(path: str | os.PathLike, obj: Any = None) -> Checkpoint:
         sd = _state_dict(obj[key], f"{p}: {key}")
         cfg, lay = _infer_generator(sd, f"{p}: {key}")
         if g_cfg is not None and cfg != g_cfg:
-            raise CheckpointError(f"{p}: g and g_ema have different architectures ({_describe(cfg)} vs "
-                                  f"{_describe(g_cfg)})")
+            raise CheckpointError(
+                f"{p}: g and g_ema have different architectures ({_describe(cfg)} vs {_describe(g_cfg)})"
+            )
         g_cfg = cfg
         tensors.update({f"{net}.{k}": v for k, v in _to_nvidia(sd, lay, f"{p}: {key}").items()})
     if g_cfg is None:
@@ -273,8 +275,7 @@ def read_rosinality(path: str | os.PathLike, obj: Any = None) -> Checkpoint:
     ignored = sorted(str(k) for k in obj if k not in known)
     if ignored:
         extra["ignored_keys"] = ignored
-    return Checkpoint(tensors=tensors, g_config=g_cfg, d_config=d_cfg, extra=extra,
-                      source_format="rosinality", path=p)
+    return Checkpoint(tensors=tensors, g_config=g_cfg, d_config=d_cfg, extra=extra, source_format="rosinality", path=p)
 
 
 def _load(p: Path) -> Any:
@@ -294,10 +295,12 @@ def _load(p: Path) -> Any:
         if blocked:
             raise CheckpointError(
                 f"{p}: refused: the file asks to import {blocked.group(1)}, and loading it could run code from the "
-                "file; gancraft reads only tensors and plain data from .pt files") from None
+                "file; gancraft reads only tensors and plain data from .pt files"
+            ) from None
         if "Weights only load failed" in text:
-            raise CheckpointError(f"{p}: cannot read: its pickled data is malformed or holds objects other than "
-                                  "tensors and plain data") from None
+            raise CheckpointError(
+                f"{p}: cannot read: its pickled data is malformed or holds objects other than tensors and plain data"
+            ) from None
         first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
         raise CheckpointError(f"{p}: cannot read as a PyTorch .pt file (corrupt or truncated?): {first}") from None
 
@@ -340,9 +343,16 @@ def _infer_generator(sd: Mapping[str, torch.Tensor], where: str) -> tuple[Genera
     for k in range(n_up):
         ch[8 * 2**k] = _shape(sd, f"to_rgbs.{k}.conv.weight", 5, where)[2]
     base, cmax = _fit_channels(ch, where)
-    cfg = GeneratorConfig(z_dim=style_dim, w_dim=style_dim, img_resolution=size, img_channels=3,
-                          mapping_layers=len(mlp), mapping_lr_multiplier=RECOMMENDED_LR_MLP,
-                          channel_base=base, channel_max=cmax)
+    cfg = GeneratorConfig(
+        z_dim=style_dim,
+        w_dim=style_dim,
+        img_resolution=size,
+        img_channels=3,
+        mapping_layers=len(mlp),
+        mapping_lr_multiplier=RECOMMENDED_LR_MLP,
+        channel_base=base,
+        channel_max=cmax,
+    )
     return cfg, _g_layout(size, style_dim, len(mlp), ch)
 
 
@@ -368,8 +378,10 @@ def _to_nvidia(sd: Mapping[str, torch.Tensor], lay: _Layout, where: str) -> dict
     unknown = sorted(k for k in sd if k not in expected)
     if unknown:
         more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-        raise CheckpointError(f"{where}: unknown tensor {unknown[0]}{more}; not a stock rosinality StyleGAN2 "
-                              "network (modified architectures and conditional models are not supported)")
+        raise CheckpointError(
+            f"{where}: unknown tensor {unknown[0]}{more}; not a stock rosinality StyleGAN2 "
+            "network (modified architectures and conditional models are not supported)"
+        )
     missing = sorted(k for k in expected if k not in sd)
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -378,14 +390,18 @@ def _to_nvidia(sd: Mapping[str, torch.Tensor], lay: _Layout, where: str) -> dict
     for pr in lay.pairs:
         t = sd[pr.ros]
         if tuple(t.shape) != pr.ros_shape:
-            raise CheckpointError(f"{where}.{pr.ros} has shape {tuple(t.shape)}, but the architecture inferred "
-                                  f"from the other tensors needs {pr.ros_shape}")
+            raise CheckpointError(
+                f"{where}.{pr.ros} has shape {tuple(t.shape)}, but the architecture inferred "
+                f"from the other tensors needs {pr.ros_shape}"
+            )
         out[pr.nv] = t.detach().to(torch.float32).reshape(pr.nv_shape).contiguous().clone()
     for k, want in lay.ros_buffers.items():
         got = sd[k]
         if tuple(got.shape) != tuple(want.shape) or not torch.allclose(got.float(), want, rtol=1e-5, atol=1e-7):
-            raise CheckpointError(f"{where}.{k} is not the [1, 3, 3, 1] blur kernel rosinality uses by default; "
-                                  "models trained with another blur_kernel are not supported")
+            raise CheckpointError(
+                f"{where}.{k} is not the [1, 3, 3, 1] blur kernel rosinality uses by default; "
+                "models trained with another blur_kernel are not supported"
+            )
     out.update({k: v.clone() for k, v in lay.nv_buffers.items()})
     return out
 
@@ -399,8 +415,13 @@ def _latent_avg(value: Any, w_dim: int, where: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def estimate_w_avg(tensors: Mapping[str, torch.Tensor], net: str, cfg: GeneratorConfig,
-                   samples: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED) -> torch.Tensor:
+def estimate_w_avg(
+    tensors: Mapping[str, torch.Tensor],
+    net: str,
+    cfg: GeneratorConfig,
+    samples: int = W_AVG_SAMPLES,
+    seed: int = W_AVG_SEED,
+) -> torch.Tensor:
     """Mean of the mapping network's output over `samples` fixed-seed z (the truncation centre)."""
     z = torch.randn(samples, cfg.z_dim, generator=torch.Generator().manual_seed(seed))
     x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
@@ -414,16 +435,23 @@ def estimate_w_avg(tensors: Mapping[str, torch.Tensor], net: str, cfg: Generator
 
 
 def _describe(cfg: GeneratorConfig) -> str:
-    return (f"{cfg.img_resolution}px, style_dim {cfg.w_dim}, {cfg.mapping_layers} mapping layers, "
-            f"channel_base {cfg.channel_base}, channel_max {cfg.channel_max}")
+    return (
+        f"{cfg.img_resolution}px, style_dim {cfg.w_dim}, {cfg.mapping_layers} mapping layers, "
+        f"channel_base {cfg.channel_base}, channel_max {cfg.channel_max}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # writing
 
 
-def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike, allow_custom_channels: bool = False,
-                     clamp: ClampReport | None = None, allow_clamp: bool = False) -> dict[str, dict[str, int]]:
+def write_rosinality(
+    ckpt: Checkpoint,
+    path: str | os.PathLike,
+    allow_custom_channels: bool = False,
+    clamp: ClampReport | None = None,
+    allow_clamp: bool = False,
+) -> dict[str, dict[str, int]]:
     """Write `ckpt` as a rosinality ``.pt`` that rosinality's model.py loads with strict load_state_dict.
 
     The file holds ``g_ema`` (and ``g``, ``d`` when present), ``latent_avg`` (G_ema's
@@ -477,9 +505,14 @@ def write_rosinality(ckpt: Checkpoint, path: str | os.PathLike, allow_custom_cha
     return result
 
 
-def check_rosinality_export(ckpt: Checkpoint, allow_custom_channels: bool = False, samples: int = DEFAULT_SAMPLES,
-                            seed: int = DEFAULT_SEED, allow_clamp: bool = False,
-                            device: str | torch.device = "cpu") -> ClampReport | None:
+def check_rosinality_export(
+    ckpt: Checkpoint,
+    allow_custom_channels: bool = False,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    allow_clamp: bool = False,
+    device: str | torch.device = "cpu",
+) -> ClampReport | None:
     """Refuse what ``write_rosinality`` would refuse, measuring last whether conv_clamp engages.
 
     Returns the clamp measurement (``measure_clamp``; pass it on as ``write_rosinality(clamp=...)``),
@@ -505,10 +538,21 @@ class Rosinality(CheckpointFormat):
     def read(self, path: Path) -> Checkpoint:
         return read_rosinality(path)
 
-    def prepare(self, ckpt: Checkpoint, device: str | torch.device = "cpu", allow_custom_channels: bool = False,
-                clamp_samples: int | None = None, allow_clamp: bool = False) -> tuple[dict[str, Any], str | None]:
-        clamp = check_rosinality_export(ckpt, allow_custom_channels, samples=clamp_samples or DEFAULT_SAMPLES,
-                                        allow_clamp=allow_clamp, device=device)
+    def prepare(
+        self,
+        ckpt: Checkpoint,
+        device: str | torch.device = "cpu",
+        allow_custom_channels: bool = False,
+        clamp_samples: int | None = None,
+        allow_clamp: bool = False,
+    ) -> tuple[dict[str, Any], str | None]:
+        clamp = check_rosinality_export(
+            ckpt,
+            allow_custom_channels,
+            samples=clamp_samples or DEFAULT_SAMPLES,
+            allow_clamp=allow_clamp,
+            device=device,
+        )
         options = {"allow_custom_channels": allow_custom_channels, "clamp": clamp, "allow_clamp": allow_clamp}
         return options, None if clamp is None else clamp.describe()
 
@@ -532,8 +576,14 @@ def _plan_export(ckpt: Checkpoint, allow_custom_channels: bool) -> tuple[_Layout
     nets = ckpt.nets
     if "G_ema" not in nets and "G" not in nets:
         raise CheckpointError(f"{where}: holds no generator; a rosinality file needs g_ema or g")
-    result = {"generator": {"size": g.img_resolution, "style_dim": g.w_dim, "n_mlp": g.mapping_layers,
-                            "channel_multiplier": g_cm}}
+    result = {
+        "generator": {
+            "size": g.img_resolution,
+            "style_dim": g.w_dim,
+            "n_mlp": g.mapping_layers,
+            "channel_multiplier": g_cm,
+        }
+    }
     d_lay = None
     if "D" in nets and ckpt.d_config is not None:
         d = ckpt.d_config
@@ -549,7 +599,8 @@ def _refuse_engaged_clamp(report: ClampReport | None, allow_clamp: bool, where: 
     if report is not None and report.engaged and not allow_clamp:
         raise CheckpointError(
             f"{where}: cannot export to rosinality format: {report.describe()}; rosinality never clamps, so its "
-            "images would differ (convert anyway with --allow-clamp)")
+            "images would differ (convert anyway with --allow-clamp)"
+        )
 
 
 def _check_generator_exportable(g: GeneratorConfig, where: str) -> None:
@@ -561,11 +612,14 @@ def _check_generator_exportable(g: GeneratorConfig, where: str) -> None:
     if g.z_dim != g.w_dim:
         problems.append(f"z_dim {g.z_dim} differs from w_dim {g.w_dim}; rosinality has a single style_dim")
     if g.layer_features is not None and g.layer_features != g.w_dim:
-        problems.append(f"layer_features={g.layer_features} differs from w_dim {g.w_dim}; rosinality's mapping "
-                        "is style_dim wide")
+        problems.append(
+            f"layer_features={g.layer_features} differs from w_dim {g.w_dim}; rosinality's mapping is style_dim wide"
+        )
     if abs(g.mapping_lr_multiplier - RECOMMENDED_LR_MLP) > 1e-12:
-        problems.append(f"mapping_lr_multiplier is {g.mapping_lr_multiplier}; rosinality's files assume lr_mlp "
-                        f"{RECOMMENDED_LR_MLP}, so its code would compute a different mapping")
+        problems.append(
+            f"mapping_lr_multiplier is {g.mapping_lr_multiplier}; rosinality's files assume lr_mlp "
+            f"{RECOMMENDED_LR_MLP}, so its code would compute a different mapping"
+        )
     if list(g.resample_filter) != BLUR_TAPS:
         problems.append(f"resample_filter {g.resample_filter} is not [1, 3, 3, 1]")
     if problems:
@@ -579,13 +633,17 @@ def _check_discriminator_exportable(d: DiscriminatorConfig, where: str) -> None:
     if d.img_channels != 3:
         problems.append(f"it reads {d.img_channels}-channel images, rosinality's reads 3")
     if d.mbstd_group_size != 4 or d.mbstd_num_channels != 1:
-        problems.append(f"minibatch-std group {d.mbstd_group_size} with {d.mbstd_num_channels} channel(s); "
-                        "rosinality hard-codes group 4 with 1 channel")
+        problems.append(
+            f"minibatch-std group {d.mbstd_group_size} with {d.mbstd_num_channels} channel(s); "
+            "rosinality hard-codes group 4 with 1 channel"
+        )
     if list(d.resample_filter) != BLUR_TAPS:
         problems.append(f"resample_filter {d.resample_filter} is not [1, 3, 3, 1]")
     if problems:
-        raise CheckpointError(f"{where}: cannot export the discriminator to rosinality format: {problems[0]} "
-                              "(export without it: drop D first)")
+        raise CheckpointError(
+            f"{where}: cannot export the discriminator to rosinality format: {problems[0]} "
+            "(export without it: drop D first)"
+        )
 
 
 def _multiplier_or_refuse(ch: Mapping[int, int], what: str, where: str, allow_custom: bool) -> int:
@@ -597,16 +655,20 @@ def _multiplier_or_refuse(ch: Mapping[int, int], what: str, where: str, allow_cu
     table = ", ".join(f"{r}: {c}" for r, c in sorted(ch.items()))
     raise CheckpointError(
         f"{where}: cannot export the {what} to rosinality format: its channels per resolution ({table}) match no "
-        "rosinality channel_multiplier (512 up to 32px, then 16384 * multiplier / resolution)")
+        "rosinality channel_multiplier (512 up to 32px, then 16384 * multiplier / resolution)"
+    )
 
 
-def _to_rosinality(sd: Mapping[str, torch.Tensor], lay: _Layout, use_noise: bool, where: str
-                   ) -> dict[str, torch.Tensor]:
+def _to_rosinality(
+    sd: Mapping[str, torch.Tensor], lay: _Layout, use_noise: bool, where: str
+) -> dict[str, torch.Tensor]:
     covered = {pr.nv for pr in lay.pairs} | set(lay.nv_buffers) | {"mapping.w_avg"}
     stray = sorted(k for k in sd if k not in covered)
     if stray:
-        raise CheckpointError(f"{where}: tensor {stray[0]} has no counterpart in rosinality's networks "
-                              "(does the checkpoint's config match its tensors?)")
+        raise CheckpointError(
+            f"{where}: tensor {stray[0]} has no counterpart in rosinality's networks "
+            "(does the checkpoint's config match its tensors?)"
+        )
     out = {}
     for pr in lay.pairs:
         if pr.noise and not use_noise:
@@ -629,5 +691,10 @@ def _w_avg(ckpt: Checkpoint, net: str, w_dim: int, where: str) -> torch.Tensor:
     return _latent_avg(ckpt.tensors[key], w_dim, f"{where}: {key}")
 
 
-__all__ = ["read_rosinality", "write_rosinality", "check_rosinality_export", "estimate_w_avg",
-           "stock_channel_multiplier"]
+__all__ = [
+    "read_rosinality",
+    "write_rosinality",
+    "check_rosinality_export",
+    "estimate_w_avg",
+    "stock_channel_multiplier",
+]

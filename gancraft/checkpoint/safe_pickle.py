@@ -215,8 +215,15 @@ def _load_storage(data: Any) -> Any:
     return storage
 
 
-def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                    backward_hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     if isinstance(storage, torch.TypedStorage):
         dtype, untyped = storage.dtype, storage._untyped_storage
     elif isinstance(storage, torch.UntypedStorage):
@@ -244,8 +251,9 @@ def _rebuild_tensor_legacy(storage: Any, offset: Any, size: Any, stride: Any) ->
     return _rebuild_tensor(storage, offset, size, stride)
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None,
-                       state: Any = None) -> torch.Tensor:
+def _rebuild_parameter(
+    data: Any, requires_grad: Any = False, backward_hooks: Any = None, state: Any = None
+) -> torch.Tensor:
     if not isinstance(data, torch.Tensor):
         raise pickle.UnpicklingError("parameter without tensor data")
     if backward_hooks:

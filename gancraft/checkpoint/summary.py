@@ -37,8 +37,9 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
         "c_dim": g.c_dim,
         "num_ws": g.num_ws,
         "mapping_layers": g.mapping_layers,
-        "channels": ({s.name: s.out_channels for s in g.layer_specs()} if sg3
-                     else {str(r): g.channels(r) for r in res}),
+        "channels": (
+            {s.name: s.out_channels for s in g.layer_specs()} if sg3 else {str(r): g.channels(r) for r in res}
+        ),
         "networks": {},
         "domains": ckpt.domains,
         "history": ckpt.history,
@@ -61,9 +62,17 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
     if sg3:
         out["stylegan3_config"] = g.config_name
         out["synthesis_layers"] = [
-            {"name": s.name, "size": s.out_size, "channels": s.out_channels, "sampling_rate": s.out_sampling_rate,
-             "cutoff": s.out_cutoff, "critically_sampled": s.is_critically_sampled, "torgb": s.is_torgb}
-            for s in g.layer_specs()]
+            {
+                "name": s.name,
+                "size": s.out_size,
+                "channels": s.out_channels,
+                "sampling_rate": s.out_sampling_rate,
+                "cutoff": s.out_cutoff,
+                "critically_sampled": s.is_critically_sampled,
+                "torgb": s.is_torgb,
+            }
+            for s in g.layer_specs()
+        ]
     # domain vectors scale StyleGAN2's conv inputs; gancraft has none for StyleGAN3
     out["domain_vector_dim"] = None if sg3 else sum(ch for r in res for ch in _conv_inputs(g, r))
     out["domain_parameters"] = _domain_parameters(ckpt)
@@ -71,8 +80,12 @@ def summarize(ckpt: Checkpoint, layers: bool = False) -> dict[str, Any]:
         out["hyper"] = _hyper_summary(ckpt, out["networks"].get("hyper"))
     if layers:
         out["layers"] = [
-            {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
-             "resolution": tensor_resolution(k)}
+            {
+                "name": k,
+                "shape": list(v.shape),
+                "dtype": str(v.dtype).replace("torch.", ""),
+                "resolution": tensor_resolution(k),
+            }
             for k, v in ckpt.tensors.items()
         ]
     return out
@@ -112,5 +125,14 @@ def _conv_inputs(g, res: int) -> list[int]:
 
 def _is_buffer(name: str) -> bool:
     last = name.rsplit(".", 1)[-1]
-    return last in ("w_avg", "noise_const", "resample_filter",
-                    "magnitude_ema", "up_filter", "down_filter", "transform", "freqs", "phases")  # StyleGAN3's
+    return last in (
+        "w_avg",
+        "noise_const",
+        "resample_filter",
+        "magnitude_ema",
+        "up_filter",
+        "down_filter",
+        "transform",
+        "freqs",
+        "phases",
+    )  # StyleGAN3's

@@ -59,10 +59,26 @@ def _noise(v: np.ndarray) -> np.ndarray:
 
 # TF build kwargs that only steer training or graph construction, never the function computed
 _RUNTIME_KWARGS = {
-    "truncation_psi", "truncation_cutoff", "truncation_psi_val", "truncation_cutoff_val", "style_mixing_prob",
-    "is_training", "is_validation", "return_dlatents", "randomize_noise", "dtype", "fused_modconv", "structure",
-    "is_template_graph", "force_clean_graph", "dlatent_broadcast", "freeze_layers", "mapping_func",
-    "synthesis_func", "conditioning", "components",
+    "truncation_psi",
+    "truncation_cutoff",
+    "truncation_psi_val",
+    "truncation_cutoff_val",
+    "style_mixing_prob",
+    "is_training",
+    "is_validation",
+    "return_dlatents",
+    "randomize_noise",
+    "dtype",
+    "fused_modconv",
+    "structure",
+    "is_template_graph",
+    "force_clean_graph",
+    "dlatent_broadcast",
+    "freeze_layers",
+    "mapping_func",
+    "synthesis_func",
+    "conditioning",
+    "components",
 }
 
 
@@ -199,16 +215,20 @@ _G_RULES: list[_Rule] = [
     (r"synthesis/4x4/Const/const", lambda: ("synthesis.b4.const", _first)),
     (r"synthesis/4x4/Conv/(\w+)", lambda f: _modconv("b4", "conv1", f)),
     (r"synthesis/4x4/ToRGB/(\w+)", lambda f: _modconv("b4", "torgb", f)),
-    (r"synthesis/(\d+)x\1/(Conv0_up|Conv1|ToRGB)/(\w+)",
-     lambda r, layer, f: _modconv(f"b{r}", _G_LAYERS[layer], f, flip=layer == "Conv0_up")),
+    (
+        r"synthesis/(\d+)x\1/(Conv0_up|Conv1|ToRGB)/(\w+)",
+        lambda r, layer, f: _modconv(f"b{r}", _G_LAYERS[layer], f, flip=layer == "Conv0_up"),
+    ),
 ]
 
 _D_LAYERS = {"FromRGB": "fromrgb", "Conv0": "conv0", "Conv1_down": "conv1", "Skip": "skip"}
 
 _D_RULES: list[_Rule] = [
     (r"lod", lambda: _IGNORED),
-    (r"(\d+)x\1/(FromRGB|Conv0|Conv1_down)/(weight|bias)",
-     lambda r, layer, f: (f"b{r}.{_D_LAYERS[layer]}.{f}", _conv if f == "weight" else _same)),
+    (
+        r"(\d+)x\1/(FromRGB|Conv0|Conv1_down)/(weight|bias)",
+        lambda r, layer, f: (f"b{r}.{_D_LAYERS[layer]}.{f}", _conv if f == "weight" else _same),
+    ),
     (r"(\d+)x\1/Skip/weight", lambda r: (f"b{r}.skip.weight", _conv)),
     (r"4x4/Conv/(weight|bias)", lambda f: (f"b4.conv.{f}", _conv if f == "weight" else _same)),
     (r"4x4/Dense0/(weight|bias)", lambda f: (f"b4.fc.{f}", _dense if f == "weight" else _same)),
@@ -236,11 +256,15 @@ def _translate(params: dict[str, np.ndarray], rules: list[_Rule], where: str) ->
         else:
             unmapped.append(name)
     if any(re.match(r"(?:synthesis/)?(?:ToRGB|FromRGB)_lod\d+/", n) for n in unmapped):
-        raise CheckpointError(f"{where}: progressive-growing ('orig') TF networks (StyleGAN2 configs a-d or "
-                              "StyleGAN1) are not supported, only StyleGAN2 config-e/f")
+        raise CheckpointError(
+            f"{where}: progressive-growing ('orig') TF networks (StyleGAN2 configs a-d or "
+            "StyleGAN1) are not supported, only StyleGAN2 config-e/f"
+        )
     if any(n.startswith("mapping/LabelConcat/") for n in unmapped):
-        raise CheckpointError(f"{where}: conditional TF StyleGAN2 generators (LabelConcat labels) have no "
-                              "StyleGAN2-ADA counterpart and are not supported")
+        raise CheckpointError(
+            f"{where}: conditional TF StyleGAN2 generators (LabelConcat labels) have no "
+            "StyleGAN2-ADA counterpart and are not supported"
+        )
     if unmapped:
         shown = ", ".join(unmapped[:8]) + (f" and {len(unmapped) - 8} more" if len(unmapped) > 8 else "")
         raise CheckpointError(f"{where}: TF variables with no StyleGAN2 counterpart: {shown}")
@@ -252,12 +276,15 @@ def _complete(converted: dict[str, torch.Tensor], module: torch.nn.Module, where
     expected = module.state_dict()
     extra = [k for k in converted if k not in expected]
     if extra:
-        raise CheckpointError(f"{where}: TF variables for {', '.join(extra[:8])} do not fit the architecture "
-                              "its options describe")
+        raise CheckpointError(
+            f"{where}: TF variables for {', '.join(extra[:8])} do not fit the architecture its options describe"
+        )
     missing = [k for k in expected if k not in converted and not k.endswith("resample_filter")]
     if missing:
-        raise CheckpointError(f"{where}: the TF network lacks weights for {', '.join(missing[:8])}"
-                              + (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
+        raise CheckpointError(
+            f"{where}: the TF network lacks weights for {', '.join(missing[:8])}"
+            + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        )
     out = {}
     for key, ref in expected.items():
         if key not in converted:
@@ -265,8 +292,10 @@ def _complete(converted: dict[str, torch.Tensor], module: torch.nn.Module, where
             continue
         value = converted[key]
         if tuple(value.shape) != tuple(ref.shape):
-            raise CheckpointError(f"{where}: {key} has shape {tuple(value.shape)} after conversion, the "
-                                  f"architecture expects {tuple(ref.shape)}")
+            raise CheckpointError(
+                f"{where}: {key} has shape {tuple(value.shape)} after conversion, the "
+                f"architecture expects {tuple(ref.shape)}"
+            )
         out[key] = value
     return out
 
@@ -302,14 +331,22 @@ def _convert_generator(net: TFNetworkRecord, where: str) -> tuple[GeneratorConfi
     kw.expect("normalize_latents", (True,), "StyleGAN2 always normalises z")
     beta = kw.get("w_avg_beta", kw.get("dlatent_avg_beta", 0.995))
     cfg = GeneratorConfig(
-        z_dim=int(kw.get("latent_size", 512)), c_dim=int(kw.get("label_size", 0)),
-        w_dim=int(kw.get("dlatent_size", 512)), img_resolution=int(kw.get("resolution", 1024)),
-        img_channels=int(kw.get("num_channels", 3)), mapping_layers=int(kw.get("mapping_layers", 8)),
+        z_dim=int(kw.get("latent_size", 512)),
+        c_dim=int(kw.get("label_size", 0)),
+        w_dim=int(kw.get("dlatent_size", 512)),
+        img_resolution=int(kw.get("resolution", 1024)),
+        img_channels=int(kw.get("num_channels", 3)),
+        mapping_layers=int(kw.get("mapping_layers", 8)),
         mapping_lr_multiplier=float(kw.get("mapping_lrmul", 0.01)),
-        embed_features=kw.get("label_fmaps", None), layer_features=kw.get("mapping_fmaps", None),
-        w_avg_beta=float(beta), num_fp16_res=int(kw.get("num_fp16_res", 0)), conv_clamp=kw.get("conv_clamp", None),
-        architecture=str(kw.get("architecture", "skip")), resample_filter=_resample(kw),
-        use_noise=bool(kw.get("use_noise", True)), **_fmaps(kw),
+        embed_features=kw.get("label_fmaps", None),
+        layer_features=kw.get("mapping_fmaps", None),
+        w_avg_beta=float(beta),
+        num_fp16_res=int(kw.get("num_fp16_res", 0)),
+        conv_clamp=kw.get("conv_clamp", None),
+        architecture=str(kw.get("architecture", "skip")),
+        resample_filter=_resample(kw),
+        use_noise=bool(kw.get("use_noise", True)),
+        **_fmaps(kw),
     )
     kw.finish()
     try:
@@ -329,19 +366,30 @@ def _convert_discriminator(net: TFNetworkRecord, where: str) -> tuple[Discrimina
     channels = int(kw.get("mbstd_num_features", 1))
     c_dim = int(kw.get("label_size", 0))
     fields: dict[str, Any] = dict(
-        c_dim=c_dim, img_resolution=int(kw.get("resolution", 1024)), img_channels=int(kw.get("num_channels", 3)),
-        architecture=str(kw.get("architecture", "resnet")), num_fp16_res=int(kw.get("num_fp16_res", 0)),
-        conv_clamp=kw.get("conv_clamp", None), resample_filter=_resample(kw),
+        c_dim=c_dim,
+        img_resolution=int(kw.get("resolution", 1024)),
+        img_channels=int(kw.get("num_channels", 3)),
+        architecture=str(kw.get("architecture", "resnet")),
+        num_fp16_res=int(kw.get("num_fp16_res", 0)),
+        conv_clamp=kw.get("conv_clamp", None),
+        resample_filter=_resample(kw),
         # TF skips the minibatch-stddev layer for groups of one
-        mbstd_group_size=group, mbstd_num_channels=channels if group > 1 else 0, **_fmaps(kw),
+        mbstd_group_size=group,
+        mbstd_num_channels=channels if group > 1 else 0,
+        **_fmaps(kw),
     )
     params = _collect(net, where)
     if c_dim:
         if "LabelEmbed/weight" not in params:
-            raise CheckpointError(f"{where}: conditional TF StyleGAN2 discriminators (label projection on the "
-                                  "output layer) have no StyleGAN2-ADA counterpart and are not supported")
-        fields.update(cmap_dim=kw.get("mapping_fmaps", None), mapping_layers=int(kw.get("mapping_layers", 0)),
-                      mapping_lr_multiplier=float(kw.get("mapping_lrmul", 0.1)))
+            raise CheckpointError(
+                f"{where}: conditional TF StyleGAN2 discriminators (label projection on the "
+                "output layer) have no StyleGAN2-ADA counterpart and are not supported"
+            )
+        fields.update(
+            cmap_dim=kw.get("mapping_fmaps", None),
+            mapping_layers=int(kw.get("mapping_layers", 0)),
+            mapping_lr_multiplier=float(kw.get("mapping_lrmul", 0.1)),
+        )
     else:
         for unused in ("mapping_fmaps", "mapping_layers", "mapping_lrmul"):
             kw.get(unused, None)

@@ -29,60 +29,147 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 @click.command("blend-layers")
-@click.option("--low", required=True, type=InputFile(),
-              help="Model for the coarse (low-resolution) layers; also the source of the mapping network. "
-                   "'-' reads standard input.")
-@click.option("--high", "highs", required=True, multiple=True, type=InputFile(),
-              help="Model for the fine layers. Repeat for resolution-dependent mixes of several models.")
-@click.option("-o", "--output", type=OutputFile(".st"),
-              help="Checkpoint to write (native); '-' writes it to standard output [default: LOW+HIGH.blend.st "
-                   "in the current folder, e.g. ffhq+ukiyoe.blend.st].")
-@click.option("--switch", type=int, metavar="RES",
-              help="Layers at RES and above from --high, below from --low [default with one --high and no "
-                   "--alpha: the block a third of the way up, as Pinkney's 32 of 1024 px; 16 at 256 px]. "
-                   "StyleGAN3: a layer index (see below).")
-@click.option("--pinkney", metavar="RES[:LEVEL]",
-              help="Blend exactly as Pinkney's blend_models.py --res RES --level LEVEL [--blend_width W] "
-                   "(LEVEL 0 if omitted): its hard switch starts the high model a whole resolution after "
-                   "--switch's (see below).")
-@click.option("--switch-level", type=click.IntRange(0, 1), default=0, show_default=True,
-              help="Switch at the block's first conv (0) or its second conv and toRGB (1).")
-@click.option("--blend-width", type=float, metavar="W",
-              help="Smooth switch: the high weight is sigmoid((layer position - switch position) / W), two "
-                   "positions per resolution (with --switch or --pinkney).")
-@click.option("--alpha", metavar="RES:A,...",
-              help="Weight of --high per resolution, e.g. 4:0,8:0,16:0.3,32:1 (unlisted resolutions repeat the "
-                   "one below; the low model gets 1 - A). Several --high: 16:0.3/0.2.")
-@click.option("--mapping-from", default="low", show_default=True, metavar="low|high|N",
-              help="Where the mapping network comes from (N: 0 = low, 1.. = the --high models in order).")
-@click.option("--w-avg-from", default=None, metavar="low|high|N",
-              help="Where w_avg comes from [default: with the mapping network].")
-@click.option("--torgb-from", default="blend", show_default=True, metavar="blend|low|high|N",
-              help="toRGB layers: follow their resolution's blend, or all from one model.")
+@click.option(
+    "--low",
+    required=True,
+    type=InputFile(),
+    help="Model for the coarse (low-resolution) layers; also the source of the mapping network. "
+    "'-' reads standard input.",
+)
+@click.option(
+    "--high",
+    "highs",
+    required=True,
+    multiple=True,
+    type=InputFile(),
+    help="Model for the fine layers. Repeat for resolution-dependent mixes of several models.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=OutputFile(".st"),
+    help="Checkpoint to write (native); '-' writes it to standard output [default: LOW+HIGH.blend.st "
+    "in the current folder, e.g. ffhq+ukiyoe.blend.st].",
+)
+@click.option(
+    "--switch",
+    type=int,
+    metavar="RES",
+    help="Layers at RES and above from --high, below from --low [default with one --high and no "
+    "--alpha: the block a third of the way up, as Pinkney's 32 of 1024 px; 16 at 256 px]. "
+    "StyleGAN3: a layer index (see below).",
+)
+@click.option(
+    "--pinkney",
+    metavar="RES[:LEVEL]",
+    help="Blend exactly as Pinkney's blend_models.py --res RES --level LEVEL [--blend_width W] "
+    "(LEVEL 0 if omitted): its hard switch starts the high model a whole resolution after "
+    "--switch's (see below).",
+)
+@click.option(
+    "--switch-level",
+    type=click.IntRange(0, 1),
+    default=0,
+    show_default=True,
+    help="Switch at the block's first conv (0) or its second conv and toRGB (1).",
+)
+@click.option(
+    "--blend-width",
+    type=float,
+    metavar="W",
+    help="Smooth switch: the high weight is sigmoid((layer position - switch position) / W), two "
+    "positions per resolution (with --switch or --pinkney).",
+)
+@click.option(
+    "--alpha",
+    metavar="RES:A,...",
+    help="Weight of --high per resolution, e.g. 4:0,8:0,16:0.3,32:1 (unlisted resolutions repeat the "
+    "one below; the low model gets 1 - A). Several --high: 16:0.3/0.2.",
+)
+@click.option(
+    "--mapping-from",
+    default="low",
+    show_default=True,
+    metavar="low|high|N",
+    help="Where the mapping network comes from (N: 0 = low, 1.. = the --high models in order).",
+)
+@click.option(
+    "--w-avg-from",
+    default=None,
+    metavar="low|high|N",
+    help="Where w_avg comes from [default: with the mapping network].",
+)
+@click.option(
+    "--torgb-from",
+    default="blend",
+    show_default=True,
+    metavar="blend|low|high|N",
+    help="toRGB layers: follow their resolution's blend, or all from one model.",
+)
 @click.option("--nets", metavar="G_ema,G", help="Generators to blend (default: those all inputs have).")
 @click.option("--keep-d", is_flag=True, help="Also copy the low model's discriminator into the output.")
-@click.option("--cluster-layer", metavar="bRES.convN",
-              help="Conv layer whose channels are clustered (e.g. b32.conv1), for --cluster-map and --channels.")
+@click.option(
+    "--cluster-layer",
+    metavar="bRES.convN",
+    help="Conv layer whose channels are clustered (e.g. b32.conv1), for --cluster-map and --channels.",
+)
 @click.option("--clusters", type=click.IntRange(1), default=8, show_default=True, help="Number of clusters.")
-@click.option("--cluster-samples", type=click.IntRange(1), default=32, show_default=True,
-              help="Images sampled for the clustering (seeds S..S+N-1, S = --cluster-seed).")
+@click.option(
+    "--cluster-samples",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Images sampled for the clustering (seeds S..S+N-1, S = --cluster-seed).",
+)
 @click.option("--cluster-seed", type=int, default=0, show_default=True, help="Seed of the clustering.")
-@click.option("--cluster-map", type=click.Path(dir_okay=False), metavar="FILE.png",
-              help="Write the low model's images with their pixels coloured by cluster (no -o needed).")
-@click.option("--channels", "channel_clusters", metavar="K1,K2",
-              help="Swap only the channels of these clusters of --cluster-layer from the (first) high model.")
-@click.option("--preview", type=click.Path(dir_okay=False), metavar="FILE.png",
-              help="Also write a grid: a row per seed, columns low | blended | high.")
+@click.option(
+    "--cluster-map",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.png",
+    help="Write the low model's images with their pixels coloured by cluster (no -o needed).",
+)
+@click.option(
+    "--channels",
+    "channel_clusters",
+    metavar="K1,K2",
+    help="Swap only the channels of these clusters of --cluster-layer from the (first) high model.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.png",
+    help="Also write a grid: a row per seed, columns low | blended | high.",
+)
 @click.option("--preview-seeds", default="0-3", show_default=True, help="Seeds of the preview grid.")
 @click.option("--preview-psi", type=float, default=1.0, show_default=True, help="Truncation psi of the preview.")
 @device_option
 @force_option
-def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | None, switch_level: int,
-            blend_width: float | None, alpha: str | None, mapping_from: str, w_avg_from: str | None,
-            torgb_from: str, pinkney: str | None, nets: str | None, keep_d: bool, cluster_layer: str | None,
-            clusters: int,
-            cluster_samples: int, cluster_seed: int, cluster_map: str | None, channel_clusters: str | None,
-            preview: str | None, preview_seeds: str, preview_psi: float, device: str | None, force: bool) -> None:
+def command(
+    low: str,
+    highs: tuple[str, ...],
+    output: str | None,
+    switch: int | None,
+    switch_level: int,
+    blend_width: float | None,
+    alpha: str | None,
+    mapping_from: str,
+    w_avg_from: str | None,
+    torgb_from: str,
+    pinkney: str | None,
+    nets: str | None,
+    keep_d: bool,
+    cluster_layer: str | None,
+    clusters: int,
+    cluster_samples: int,
+    cluster_seed: int,
+    cluster_map: str | None,
+    channel_clusters: str | None,
+    preview: str | None,
+    preview_seeds: str,
+    preview_psi: float,
+    device: str | None,
+    force: bool,
+) -> None:
     """Blend generators layer by layer (Justin Pinkney's layer swapping).
 
     Coarse layers (pose, shape) come from --low and fine layers (texture, style) from --high,
@@ -157,12 +244,36 @@ def command(low: str, highs: tuple[str, ...], output: str | None, switch: int | 
             log(f"swapping {len(channels)} channels of {cluster_layer} (clusters {chosen}) from {highs[0]}")
             swap = ChannelSwap(cluster_layer, channels)
     if output is not None:
-        emit_path(blend_layers(low, list(highs), output, switch=switch, blend_width=blend_width,
-                               level=switch_level, alpha=alpha, mapping_from=mapping_from, w_avg_from=w_avg_from,
-                               torgb_from=torgb_from, nets=parse_nets(nets), keep_d=keep_d, channel_swap=swap,
-                               pinkney=pinkney, force=force, progress=True))
+        emit_path(
+            blend_layers(
+                low,
+                list(highs),
+                output,
+                switch=switch,
+                blend_width=blend_width,
+                level=switch_level,
+                alpha=alpha,
+                mapping_from=mapping_from,
+                w_avg_from=w_avg_from,
+                torgb_from=torgb_from,
+                nets=parse_nets(nets),
+                keep_d=keep_d,
+                channel_swap=swap,
+                pinkney=pinkney,
+                force=force,
+                progress=True,
+            )
+        )
     if cluster_map:
         emit_path(write_cluster_map(low_ckpt, found, cluster_map, device=dev, force=force))
     if preview:
-        emit_path(render_preview([low, output, *highs], preview, parse_ints(preview_seeds, "--preview-seeds"),
-                                 preview_psi, device=dev, force=force))
+        emit_path(
+            render_preview(
+                [low, output, *highs],
+                preview,
+                parse_ints(preview_seeds, "--preview-seeds"),
+                preview_psi,
+                device=dev,
+                force=force,
+            )
+        )

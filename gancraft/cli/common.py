@@ -16,29 +16,41 @@ def force_option(f):
 
 
 def device_option(f):
-    return click.option("--device", default=None, metavar="DEV",
-                        help="Torch device (cpu, cuda, cuda:1). Default: cuda when available, else cpu.")(f)
+    return click.option(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="Torch device (cpu, cuda, cuda:1). Default: cuda when available, else cpu.",
+    )(f)
 
 
 modulation_option = click.option(
-    "--modulation-order", "modulation", type=click.Choice(MODULATION_ORDERS), default=DEFAULT_MODULATION,
+    "--modulation-order",
+    "modulation",
+    type=click.Choice(MODULATION_ORDERS),
+    default=DEFAULT_MODULATION,
     show_default=True,
     help="Where the trained domain vector d meets each conv layer. after-demod: the modulated and "
-         "demodulated weight is multiplied by (1 + d) along its input channels, as the official code "
-         "(MACderRu/HyperDomainNet gan_models/StyleGAN2/offsets_model.py ModModulatedConv2d, patch "
-         "'cin_mult' of core/stylegan_patches.py), so its vectors mean the same here. before-demod: the "
-         "styles are scaled by (1 + d) before demodulation, as the paper's figure draws it. The order is "
-         "stored with the vectors and sample, render and fid apply it when they read them back (files "
-         "written before it was stored: before-demod).")
+    "demodulated weight is multiplied by (1 + d) along its input channels, as the official code "
+    "(MACderRu/HyperDomainNet gan_models/StyleGAN2/offsets_model.py ModModulatedConv2d, patch "
+    "'cin_mult' of core/stylegan_patches.py), so its vectors mean the same here. before-demod: the "
+    "styles are scaled by (1 + d) before demodulation, as the paper's figure draws it. The order is "
+    "stored with the vectors and sample, render and fid apply it when they read them back (files "
+    "written before it was stored: before-demod).",
+)
 
 
 precision_option = click.option(
-    "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
     help="Synthesis arithmetic. fp32 is exact (NVIDIA's reference numerics). mixed runs the model's "
-         "num_fp16_res highest-resolution blocks in float16 (none if it is 0), as NVIDIA runs them on GPU; "
-         "bf16 runs those blocks (every block if there are none) in bfloat16. Both are meant for GPUs (on "
-         "this project's CPU, without AMX, they were slower than fp32) and move pixels slightly (up to "
-         "~0.2% and ~1.5% of the peak value in tests).")
+    "num_fp16_res highest-resolution blocks in float16 (none if it is 0), as NVIDIA runs them on GPU; "
+    "bf16 runs those blocks (every block if there are none) in bfloat16. Both are meant for GPUs (on "
+    "this project's CPU, without AMX, they were slower than fp32) and move pixels slightly (up to "
+    "~0.2% and ~1.5% of the peak value in tests).",
+)
 
 
 def resolve_device(name: str | None) -> torch.device:

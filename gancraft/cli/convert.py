@@ -18,24 +18,51 @@ _TO_HELP = "; ".join(f"{f.name}: {f.summary}" for f in writers()) + "."
 
 @click.command("convert")
 @click.argument("src", type=InputFile(dir_okay=True))
-@click.option("-o", "--output", type=OutputFile(), help="File to write; '-' writes it to standard output "
-              f"[default: SRC's name with {_SUFFIXES_HELP}, in the current folder].")
+@click.option(
+    "-o",
+    "--output",
+    type=OutputFile(),
+    help="File to write; '-' writes it to standard output "
+    f"[default: SRC's name with {_SUFFIXES_HELP}, in the current folder].",
+)
 @click.option("--to", "to", type=click.Choice(writer_names()), default="native", show_default=True, help=_TO_HELP)
-@click.option("--allow-custom-channels", is_flag=True,
-              help="rosinality only: write a channel layout no channel_multiplier produces (the loading code "
-                   "must then be given the same channel table).")
-@click.option("--clamp-samples", type=click.IntRange(min=1), default=None, metavar="N",
-              help=f"rosinality only: latents (seed 0) on which to check that conv_clamp never engages "
-                   f"[default: {DEFAULT_SAMPLES}].")
-@click.option("--allow-clamp", is_flag=True,
-              help="rosinality only: convert even when conv_clamp engages (rosinality never clamps, so images then "
-                   "differ where it did).")
-@click.option("--fresh-d", is_flag=True,
-              help="nvidia only: when SRC has no discriminator, add a newly initialised one (NVIDIA's loader "
-                   "requires a D; fine for generating and fine-tuning, not for resuming training).")
+@click.option(
+    "--allow-custom-channels",
+    is_flag=True,
+    help="rosinality only: write a channel layout no channel_multiplier produces (the loading code "
+    "must then be given the same channel table).",
+)
+@click.option(
+    "--clamp-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help=f"rosinality only: latents (seed 0) on which to check that conv_clamp never engages "
+    f"[default: {DEFAULT_SAMPLES}].",
+)
+@click.option(
+    "--allow-clamp",
+    is_flag=True,
+    help="rosinality only: convert even when conv_clamp engages (rosinality never clamps, so images then "
+    "differ where it did).",
+)
+@click.option(
+    "--fresh-d",
+    is_flag=True,
+    help="nvidia only: when SRC has no discriminator, add a newly initialised one (NVIDIA's loader "
+    "requires a D; fine for generating and fine-tuning, not for resuming training).",
+)
 @force_option
-def command(src: str, output: str | None, to: str, allow_custom_channels: bool, clamp_samples: int | None,
-            allow_clamp: bool, fresh_d: bool, force: bool) -> None:
+def command(
+    src: str,
+    output: str | None,
+    to: str,
+    allow_custom_channels: bool,
+    clamp_samples: int | None,
+    allow_clamp: bool,
+    fresh_d: bool,
+    force: bool,
+) -> None:
     """Convert SRC (any supported format) to a native, rosinality or NVIDIA checkpoint.
 
     A model trained with conv_clamp (every stylegan2-ada-pytorch model) goes to rosinality format
@@ -57,15 +84,21 @@ def command(src: str, output: str | None, to: str, allow_custom_channels: bool, 
       gancraft convert nada.pt --to nvidia --fresh-d -o nada.pkl
     """
     fmt = get_writer(to)
-    given = {"allow_custom_channels": allow_custom_channels, "clamp_samples": clamp_samples,
-             "allow_clamp": allow_clamp, "fresh_d": fresh_d}
+    given = {
+        "allow_custom_channels": allow_custom_channels,
+        "clamp_samples": clamp_samples,
+        "allow_clamp": allow_clamp,
+        "fresh_d": fresh_d,
+    }
     _check_format_options(to, given)
     if output is None:
         output = stem(src) + fmt.suffix
     ckpt = load(src)
     if ckpt.family not in fmt.families:
-        raise GancraftError(f"{src}: a StyleGAN3 model converts --to native only (rosinality's code has no StyleGAN3 "
-                            f"network, and the model's NVIDIA pickle is the file it came from)")
+        raise GancraftError(
+            f"{src}: a StyleGAN3 model converts --to native only (rosinality's code has no StyleGAN3 "
+            f"network, and the model's NVIDIA pickle is the file it came from)"
+        )
     ckpt = ckpt.with_operation("convert", {"to": to, "from": ckpt.source_format}, [src])
     options, note = fmt.prepare(ckpt, device=resolve_device(None), **{k: given[k] for k in fmt.options})
     if note is not None:

@@ -35,50 +35,119 @@ def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarra
 
 @click.command("direction")
 @click.argument("ckpt", required=False, type=InputFile())
-@click.option("-o", "--output", type=OutputFile(".st"),
-              help="Directions file to write (one unit row, usable by sample --edit and render --direction); "
-                   "'-' writes it to standard output [default: CKPT's (else --latents') name + "
-                   ".direction.st in the current folder].")
-@click.option("--latents", type=InputFile(), default=None,
-              help="Latents file from `sample --latents` (w is used; w[:, 0] when stored per layer).")
-@click.option("--labels", type=click.Path(dir_okay=False), default=None,
-              help="CSV of scores or 0/1 labels, matched by a 'seed' column or by row order. Default with "
-                   "--latents and no other labeller: the .csv beside it.")
+@click.option(
+    "-o",
+    "--output",
+    type=OutputFile(".st"),
+    help="Directions file to write (one unit row, usable by sample --edit and render --direction); "
+    "'-' writes it to standard output [default: CKPT's (else --latents') name + "
+    ".direction.st in the current folder].",
+)
+@click.option(
+    "--latents",
+    type=InputFile(),
+    default=None,
+    help="Latents file from `sample --latents` (w is used; w[:, 0] when stored per layer).",
+)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV of scores or 0/1 labels, matched by a 'seed' column or by row order. Default with "
+    "--latents and no other labeller: the .csv beside it.",
+)
 @click.option("--label-column", default=None, help="Column of --labels to use (default: the only non-seed one).")
-@click.option("--seeds", default=None, metavar="SEEDS",
-              help="Sample these seeds from CKPT instead of reading --latents (e.g. 0-1999).")
-@click.option("--clip", "clip_prompts", nargs=2, default=None, metavar="POSITIVE NEGATIVE",
-              help="Label by zero-shot CLIP: score = cos(image, POSITIVE) - cos(image, NEGATIVE).")
+@click.option(
+    "--seeds",
+    default=None,
+    metavar="SEEDS",
+    help="Sample these seeds from CKPT instead of reading --latents (e.g. 0-1999).",
+)
+@click.option(
+    "--clip",
+    "clip_prompts",
+    nargs=2,
+    default=None,
+    metavar="POSITIVE NEGATIVE",
+    help="Label by zero-shot CLIP: score = cos(image, POSITIVE) - cos(image, NEGATIVE).",
+)
 @click.option("--clip-model", default="ViT-B-32", show_default=True, help="open_clip model name.")
-@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None,
-              help="CLIP weights file (e.g. open_clip_pytorch_model.bin of timm/vit_base_patch32_clip_224.openai). "
-                   "Default: an earlier open_clip download on this machine.")
+@click.option(
+    "--clip-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CLIP weights file (e.g. open_clip_pytorch_model.bin of timm/vit_base_patch32_clip_224.openai). "
+    "Default: an earlier open_clip download on this machine.",
+)
 @click.option("--clip-download", is_flag=True, help="Allow open_clip to download the OpenAI weights.")
-@click.option("--classifier", type=click.Path(dir_okay=False), default=None,
-              help="TorchScript classifier: images N x 3 x H x W in [-1, 1] -> scores N or logits N x K.")
+@click.option(
+    "--classifier",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TorchScript classifier: images N x 3 x H x W in [-1, 1] -> scores N or logits N x K.",
+)
 @click.option("--class-index", type=int, default=None, help="Logit column of --classifier to use.")
-@click.option("--domain", default=None, metavar="NAME",
-              help="Domain the labels come from: selects latents of that domain, or samples --seeds in it. "
-                   "The direction can then be applied to any domain of the model.")
-@click.option("--fraction", type=float, default=0.25, show_default=True,
-              help="Positives = top FRACTION of scores, negatives = bottom FRACTION (0/1 labels: all samples).")
-@click.option("--val-split", type=float, default=0.3, show_default=True,
-              help="Fraction of each class held out to report accuracy.")
-@click.option("--svm-c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="SVM regularisation C.")
-@click.option("--orthogonal-to", multiple=True, metavar="DIRFILE:INDEX",
-              help="Project out this direction (conditional editing). Repeatable.")
+@click.option(
+    "--domain",
+    default=None,
+    metavar="NAME",
+    help="Domain the labels come from: selects latents of that domain, or samples --seeds in it. "
+    "The direction can then be applied to any domain of the model.",
+)
+@click.option(
+    "--fraction",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Positives = top FRACTION of scores, negatives = bottom FRACTION (0/1 labels: all samples).",
+)
+@click.option(
+    "--val-split",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Fraction of each class held out to report accuracy.",
+)
+@click.option(
+    "--svm-c", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="SVM regularisation C."
+)
+@click.option(
+    "--orthogonal-to",
+    multiple=True,
+    metavar="DIRFILE:INDEX",
+    help="Project out this direction (conditional editing). Repeatable.",
+)
 @click.option("--name", default=None, help="Name stored with the direction (default: the label column or prompt).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
 @click.option("--truncation-psi", "psi", type=float, default=1.0, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @device_option
 @force_option
-def command(ckpt: str | None, output: str | None, latents: str | None, labels: str | None, label_column: str | None,
-            seeds: str | None, clip_prompts: tuple[str, str] | None, clip_model: str, clip_weights: str | None,
-            clip_download: bool, classifier: str | None, class_index: int | None, domain: str | None,
-            fraction: float, val_split: float, svm_c: float, orthogonal_to: tuple[str, ...], name: str | None,
-            seed: int, psi: float, batch: int, device: str | None, force: bool) -> None:
+def command(
+    ckpt: str | None,
+    output: str | None,
+    latents: str | None,
+    labels: str | None,
+    label_column: str | None,
+    seeds: str | None,
+    clip_prompts: tuple[str, str] | None,
+    clip_model: str,
+    clip_weights: str | None,
+    clip_download: bool,
+    classifier: str | None,
+    class_index: int | None,
+    domain: str | None,
+    fraction: float,
+    val_split: float,
+    svm_c: float,
+    orthogonal_to: tuple[str, ...],
+    name: str | None,
+    seed: int,
+    psi: float,
+    batch: int,
+    device: str | None,
+    force: bool,
+) -> None:
     """Train a linear SVM boundary on latents and write its normal as an editing direction.
 
     Samples are ranked by a score; the top and bottom --fraction become the two classes
@@ -121,14 +190,17 @@ def command(ckpt: str | None, output: str | None, latents: str | None, labels: s
             model = load_clip(clip_model, clip_weights, device=dev, download=clip_download)
             log(f"labels: zero-shot {model.description}: '{clip_prompts[0]}' vs '{clip_prompts[1]}'")
             scorer = svm.clip_scorer(model, *clip_prompts)
-            label_desc = {"kind": "clip", "model": model.name, "positive": clip_prompts[0],
-                          "negative": clip_prompts[1]}
+            label_desc = {"kind": "clip", "model": model.name, "positive": clip_prompts[0], "negative": clip_prompts[1]}
             default_name = clip_prompts[0]
         else:
             ts = svm.load_classifier(classifier, dev)
             scorer = svm.classifier_scorer(ts, classifier, class_index)
-            label_desc = {"kind": "classifier", "file": str(classifier), "sha256": sha256_file(classifier),
-                          "class_index": class_index}
+            label_desc = {
+                "kind": "classifier",
+                "file": str(classifier),
+                "sha256": sha256_file(classifier),
+                "class_index": class_index,
+            }
             default_name = Path(classifier).stem + (f"[{class_index}]" if class_index is not None else "")
 
     checkpoint = G = None
@@ -159,8 +231,10 @@ def command(ckpt: str | None, output: str | None, latents: str | None, labels: s
 
     ortho = None
     if orthogonal_to:
-        vectors = [load_direction(spec_with_stdin(spec_text), "--orthogonal-to").vector.double().numpy()
-                   for spec_text in orthogonal_to]
+        vectors = [
+            load_direction(spec_with_stdin(spec_text), "--orthogonal-to").vector.double().numpy()
+            for spec_text in orthogonal_to
+        ]
         if any(v.size != w_train.shape[1] for v in vectors):
             raise GancraftError(f"--orthogonal-to: directions must have {w_train.shape[1]} dimensions like the latents")
         ortho = np.stack(vectors)
@@ -172,12 +246,15 @@ def command(ckpt: str | None, output: str | None, latents: str | None, labels: s
     else:
         scores = svm.score_latents(G, ws.to(dev), scorer, batch, spec)
 
-    boundary = svm.train_boundary(w_train, scores, fraction=fraction, val_split=val_split, C=svm_c, seed=seed,
-                                  orthogonal_to=ortho)
+    boundary = svm.train_boundary(
+        w_train, scores, fraction=fraction, val_split=val_split, C=svm_c, seed=seed, orthogonal_to=ortho
+    )
     val = "n/a" if boundary.val_accuracy is None else f"{boundary.val_accuracy:.3f}"
-    log(f"svm: {boundary.n_positive} positive / {boundary.n_negative} negative"
+    log(
+        f"svm: {boundary.n_positive} positive / {boundary.n_negative} negative"
         f"{' (0/1 labels)' if boundary.binary_labels else f' (top/bottom {fraction:g})'}; "
-        f"train accuracy {boundary.train_accuracy:.3f}, held-out accuracy {val} on {boundary.n_val}")
+        f"train accuracy {boundary.train_accuracy:.3f}, held-out accuracy {val} on {boundary.n_val}"
+    )
     if not boundary.converged:
         log("svm: warning: liblinear did not converge; try a smaller --svm-c")
     meta = {

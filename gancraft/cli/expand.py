@@ -34,12 +34,15 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise GancraftError(f"--directions {text!r}: expected a comma list of indices (e.g. 511,510), "
-                            "'dormant' or 'dormant:MEASURE.csv'") from None
+        raise GancraftError(
+            f"--directions {text!r}: expected a comma list of indices (e.g. 511,510), "
+            "'dormant' or 'dormant:MEASURE.csv'"
+        ) from None
 
 
-def _measured_changes(spec: str, dirs, singular_values, G, distance: float, samples: int, lpips_weights: str | None,
-                      device, quiet: bool) -> np.ndarray:
+def _measured_changes(
+    spec: str, dirs, singular_values, G, distance: float, samples: int, lpips_weights: str | None, device, quiet: bool
+) -> np.ndarray:
     """Each direction's mean image change: from a `sefa --measure` CSV, or measured now at --distance."""
 
     from ..latent.generate import map_latents
@@ -51,98 +54,230 @@ def _measured_changes(spec: str, dirs, singular_values, G, distance: float, samp
         path = spec.split(":", 1)[1]
         changes, svs = read_measure_csv(path)
         if changes.size != dirs.shape[0]:
-            raise GancraftError(f"--directions {spec}: the CSV measures {changes.size} directions, the directions "
-                                f"have {dirs.shape[0]}")
+            raise GancraftError(
+                f"--directions {spec}: the CSV measures {changes.size} directions, the directions have {dirs.shape[0]}"
+            )
         # the CSV keeps 6 significant digits; other singular values mean another model or factorisation
         if singular_values is not None and not np.allclose(svs, singular_values.numpy(), rtol=1e-4, atol=1e-6):
-            raise GancraftError(f"--directions {spec}: its singular values are not those of the directions "
-                                "(measured on another model or --layers?)")
+            raise GancraftError(
+                f"--directions {spec}: its singular values are not those of the directions "
+                "(measured on another model or --layers?)"
+            )
         log(f"dormancy: mean change per direction from {path}")
         return changes
     metric = perceptual_metric(lpips_weights, device=device)
     G = G.to(device)
     ws = map_latents(G, z_from_seeds(list(range(samples)), G.z_dim))
-    log(f"dormancy: measuring {dirs.shape[0]} directions on {samples} samples moved by +-{distance:g} "
-        f"({metric.description})")
+    log(
+        f"dormancy: measuring {dirs.shape[0]} directions on {samples} samples moved by +-{distance:g} "
+        f"({metric.description})"
+    )
     changes, _ = measure_directions(G, dirs, ws, distance, metric, progress=not quiet)
     return changes
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
 @click.argument("ckpt", type=InputFile())
-@click.option("--task", "tasks", multiple=True, required=True, metavar="NAME:KIND:ARG",
-              help="A new domain (repeat for several). KIND: clip, images or model (see below).")
-@click.option("-o", "--output", type=NamedOutput(),
-              help="Expanded model (.st) [default: CKPT's name and the task names joined by '+' with .expand.st, "
-                   "e.g. face+cat+dog.expand.st, in the current folder]. Not '-': the run folder is named after it.")
-@click.option("--sefa", "sefa_path", type=click.Path(dir_okay=False), default=None, metavar="DIRS",
-              help="Directions file from 'gancraft sefa' (default: factorise now as the official code does: "
-                   "every modulation except the toRGB ones after 4x4, i.e. `sefa --layers all`; the paper's "
-                   "text says the first layer only: `sefa --layers first`).")
-@click.option("--directions", default=None, metavar="I,J,...|dormant[:CSV]",
-              help="Directions to repurpose, one per task in order: indices; 'dormant': the ones that change "
-                   "the images least, measured now (--dormant-samples samples moved by +-DISTANCE, LPIPS, else "
-                   "pixels); 'dormant:CSV': least mean change in a 'sefa --measure' CSV of the same directions "
-                   "[default: the last ones, smallest singular value].")
-@click.option("--dormant-samples", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
-              help="Samples per direction when --directions dormant measures.")
-@click.option("--distance", type=float, default=20.0, show_default=True,
-              help="s: how far each repurposed subspace lies from the base one (paper: 10-30 useful).")
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    required=True,
+    metavar="NAME:KIND:ARG",
+    help="A new domain (repeat for several). KIND: clip, images or model (see below).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=NamedOutput(),
+    help="Expanded model (.st) [default: CKPT's name and the task names joined by '+' with .expand.st, "
+    "e.g. face+cat+dog.expand.st, in the current folder]. Not '-': the run folder is named after it.",
+)
+@click.option(
+    "--sefa",
+    "sefa_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="DIRS",
+    help="Directions file from 'gancraft sefa' (default: factorise now as the official code does: "
+    "every modulation except the toRGB ones after 4x4, i.e. `sefa --layers all`; the paper's "
+    "text says the first layer only: `sefa --layers first`).",
+)
+@click.option(
+    "--directions",
+    default=None,
+    metavar="I,J,...|dormant[:CSV]",
+    help="Directions to repurpose, one per task in order: indices; 'dormant': the ones that change "
+    "the images least, measured now (--dormant-samples samples moved by +-DISTANCE, LPIPS, else "
+    "pixels); 'dormant:CSV': least mean change in a 'sefa --measure' CSV of the same directions "
+    "[default: the last ones, smallest singular value].",
+)
+@click.option(
+    "--dormant-samples",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="Samples per direction when --directions dormant measures.",
+)
+@click.option(
+    "--distance",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="s: how far each repurposed subspace lies from the base one (paper: 10-30 useful).",
+)
 @click.option("--replay-l2", type=float, default=10.0, show_default=True, help="Weight of base-subspace replay L2.")
-@click.option("--replay-lpips", type=float, default=10.0, show_default=True,
-              help="Weight of base-subspace replay LPIPS.")
-@click.option("--source-weight", type=float, default=1.0, show_default=True,
-              help="Weight of the original adversarial G loss on the base subspace (needs D in CKPT).")
+@click.option(
+    "--replay-lpips", type=float, default=10.0, show_default=True, help="Weight of base-subspace replay LPIPS."
+)
+@click.option(
+    "--source-weight",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Weight of the original adversarial G loss on the base subspace (needs D in CKPT).",
+)
 @click.option("--expansion-weight", type=float, default=1.0, show_default=True, help="Weight of the task losses.")
-@click.option("--source-text", default="a photo", show_default=True,
-              help="Source prompt of clip tasks that give only a target.")
-@click.option("--templates/--no-templates", default=True, show_default=True,
-              help="Clip tasks: the text direction is the mean over the official code's 79 ImageNet prompt "
-                   "templates ('a sketch of a {}.', ...); --no-templates uses the bare prompts.")
-@click.option("--clip-model", "clip_models", multiple=True, default=("ViT-B-32", "ViT-B-16"), show_default=True,
-              help="CLIP models for clip tasks (repeat; NADA uses both defaults; their losses are summed).")
-@click.option("--clip-weights", multiple=True, type=click.Path(dir_okay=False), metavar="PATH",
-              help="Weights for each --clip-model, in order (default: local open_clip caches). A file is taken "
-                   "as OpenAI's, with QuickGELU, unless its name says another source (laion2b..., datacomp...).")
+@click.option(
+    "--source-text", default="a photo", show_default=True, help="Source prompt of clip tasks that give only a target."
+)
+@click.option(
+    "--templates/--no-templates",
+    default=True,
+    show_default=True,
+    help="Clip tasks: the text direction is the mean over the official code's 79 ImageNet prompt "
+    "templates ('a sketch of a {}.', ...); --no-templates uses the bare prompts.",
+)
+@click.option(
+    "--clip-model",
+    "clip_models",
+    multiple=True,
+    default=("ViT-B-32", "ViT-B-16"),
+    show_default=True,
+    help="CLIP models for clip tasks (repeat; NADA uses both defaults; their losses are summed).",
+)
+@click.option(
+    "--clip-weights",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Weights for each --clip-model, in order (default: local open_clip caches). A file is taken "
+    "as OpenAI's, with QuickGELU, unless its name says another source (laion2b..., datacomp...).",
+)
 @click.option("--clip-download", is_flag=True, help="Let open_clip download missing CLIP weights.")
-@click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="LPIPS backbone (torchvision alexnet) weights; default: torch hub cache, else pixel losses only.")
+@click.option(
+    "--lpips-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="LPIPS backbone (torchvision alexnet) weights; default: torch hub cache, else pixel losses only.",
+)
 @click.option("--invert-steps", type=int, default=300, show_default=True, help="Inversion steps for images tasks.")
-@click.option("--report", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Evaluate as the paper does and write the table to FILE, parent before, expanded model "
-                   "after: FID of the base subspace against the parent, of each model task's domain against "
-                   "its model; a linear domain probe on the features (parent, models, images) labelling every "
-                   "subspace's samples; for clip tasks the share nearer the target prompt (CLIP zero-shot).")
-@click.option("--report-n", type=click.IntRange(min=10), default=1000, show_default=True, metavar="N",
-              help="Samples per set for --report (the paper: 50000; fewer raise every FID, the floor line "
-                   "says by how much).")
-@click.option("--report-extractor", default="inception", show_default=True, metavar="NAME|PATH",
-              help="Features for --report: inception (from the local cache; 'gancraft weights' gets it), "
-                   "clip, or a TorchScript file as 'gancraft fid --extractor' takes.")
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Evaluate as the paper does and write the table to FILE, parent before, expanded model "
+    "after: FID of the base subspace against the parent, of each model task's domain against "
+    "its model; a linear domain probe on the features (parent, models, images) labelling every "
+    "subspace's samples; for clip tasks the share nearer the target prompt (CLIP zero-shot).",
+)
+@click.option(
+    "--report-n",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Samples per set for --report (the paper: 50000; fewer raise every FID, the floor line says by how much).",
+)
+@click.option(
+    "--report-extractor",
+    default="inception",
+    show_default=True,
+    metavar="NAME|PATH",
+    help="Features for --report: inception (from the local cache; 'gancraft weights' gets it), "
+    "clip, or a TorchScript file as 'gancraft fid --extractor' takes.",
+)
 @click.option("--kimg", type=float, default=4.0, show_default=True, help="Training length in thousands of images.")
-@click.option("--batch", type=int, default=32, show_default=True,
-              help="Latents per step, split over the tasks (each task gets about batch/tasks).")
-@click.option("--lr", type=float, default=0.001, show_default=True,
-              help="Adam learning rate (official stylegan2 config; lazy path length makes G's 0.0008, "
-                   "betas (0, 0.99^0.8)).")
-@click.option("--ema", "ema_kimg", type=float, default=10.0, show_default=True, metavar="KIMG",
-              help="EMA half-life in kimg; the output is G_ema (0: the trained generator itself).")
-@click.option("--snap", "snap_kimg", type=float, default=1.0, show_default=True, metavar="KIMG",
-              help="Snapshot (weights, optimiser state, per-domain grid) every KIMG.")
+@click.option(
+    "--batch",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Latents per step, split over the tasks (each task gets about batch/tasks).",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=0.001,
+    show_default=True,
+    help="Adam learning rate (official stylegan2 config; lazy path length makes G's 0.0008, betas (0, 0.99^0.8)).",
+)
+@click.option(
+    "--ema",
+    "ema_kimg",
+    type=float,
+    default=10.0,
+    show_default=True,
+    metavar="KIMG",
+    help="EMA half-life in kimg; the output is G_ema (0: the trained generator itself).",
+)
+@click.option(
+    "--snap",
+    "snap_kimg",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="KIMG",
+    help="Snapshot (weights, optimiser state, per-domain grid) every KIMG.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible).")
-@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run').")
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run').",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its newest snapshot.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
 @force_option
-def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: str | None, directions: str | None,
-            dormant_samples: int, distance: float, replay_l2: float, replay_lpips: float, source_weight: float,
-            expansion_weight: float, source_text: str, templates: bool, clip_models: tuple[str, ...],
-            clip_weights: tuple[str, ...], clip_download: bool, lpips_weights: str | None, invert_steps: int,
-            report: str | None, report_n: int, report_extractor: str, kimg: float, batch: int, lr: float,
-            ema_kimg: float, snap_kimg: float, seed: int, run_dir: str | None, resume: bool, quiet: bool,
-            device: str | None, force: bool) -> None:
+def command(
+    ckpt: str,
+    tasks: tuple[str, ...],
+    output: str | None,
+    sefa_path: str | None,
+    directions: str | None,
+    dormant_samples: int,
+    distance: float,
+    replay_l2: float,
+    replay_lpips: float,
+    source_weight: float,
+    expansion_weight: float,
+    source_text: str,
+    templates: bool,
+    clip_models: tuple[str, ...],
+    clip_weights: tuple[str, ...],
+    clip_download: bool,
+    lpips_weights: str | None,
+    invert_steps: int,
+    report: str | None,
+    report_n: int,
+    report_extractor: str,
+    kimg: float,
+    batch: int,
+    lr: float,
+    ema_kimg: float,
+    snap_kimg: float,
+    seed: int,
+    run_dir: str | None,
+    resume: bool,
+    quiet: bool,
+    device: str | None,
+    force: bool,
+) -> None:
     """Expand CKPT with new domains, each on a repurposed dormant direction (Domain Expansion).
 
     The base subspace keeps CKPT's domain (replay against a frozen copy); every task trains only
@@ -177,8 +312,9 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
         check_output_path(report, force)
         # before training, so that missing weights cost no run
         extractor = load_extractor(report_extractor, device=dev)
-    settings = ExpansionSettings(distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text,
-                                 templates, invert_steps).validate()
+    settings = ExpansionSettings(
+        distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text, templates, invert_steps
+    ).validate()
     parent = load(ckpt)
     G = parent.generator()
     if sefa_path is not None:
@@ -193,8 +329,9 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
         source = "sefa --layers all (computed by expand)"
         log(f"no --sefa given: factorised {ckpt}'s modulations (all but the toRGB ones after 4x4)")
     if directions is not None and (directions == "dormant" or directions.startswith("dormant:")):
-        changes = _measured_changes(directions, dirs, singular_values, G, distance, dormant_samples, lpips_weights,
-                                    dev, quiet)
+        changes = _measured_changes(
+            directions, dirs, singular_values, G, distance, dormant_samples, lpips_weights, dev, quiet
+        )
         indices = least_changing(changes, len(specs))
         source += f"; directions by measured dormancy ({directions})"
         log("least image change: " + ", ".join(f"direction {k} ({changes[k]:.4g})" for k in indices))
@@ -213,16 +350,20 @@ def command(ckpt: str, tasks: tuple[str, ...], output: str | None, sefa_path: st
         from ..metrics.clip import load_clip
 
         if clip_weights and len(clip_weights) != len(clip_models):
-            raise GancraftError(f"--clip-weights: {len(clip_weights)} files for {len(clip_models)} --clip-model; "
-                                "give one per model, in order")
+            raise GancraftError(
+                f"--clip-weights: {len(clip_weights)} files for {len(clip_models)} --clip-model; "
+                "give one per model, in order"
+            )
         for i, name in enumerate(clip_models):
-            clips.append(load_clip(name, weights=clip_weights[i] if clip_weights else None, device=dev,
-                                   download=clip_download))
+            clips.append(
+                load_clip(name, weights=clip_weights[i] if clip_weights else None, device=dev, download=clip_download)
+            )
             log(f"CLIP: {clips[-1].description}")
 
     method = ExpansionMethod(parent, specs, table, settings, lpips=lpips, clips=clips, directions_source=source)
-    opts = TrainOptions(kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg,
-                        gamma=10.0)
+    opts = TrainOptions(
+        kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg, gamma=10.0
+    )
     rdir = Path(run_dir) if run_dir is not None else out.with_name(out.stem + "-run")
     trainer = run_expansion(method, opts, rdir, dev, resume=resume, progress=not quiet)
     inputs = [ckpt] + ([sefa_path] if sefa_path else []) + [t.arg for t in specs if t.kind == "model"]

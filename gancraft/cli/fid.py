@@ -52,31 +52,83 @@ Statistics files record the convention; two sides made under different ones are 
 
 def _source_options(f):
     options = [
-        click.option("--extractor", default="inception", show_default=True, metavar="NAME|PATH",
-                     help=extractor_help()),
-        click.option("--weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-                     help="Local weights for inception or clip instead of the usual download/cache."),
-        click.option("--download/--no-download", default=True, show_default=True,
-                     help="Let pytorch-fid/open_clip download missing weights."),
-        click.option("--resize", type=click.Choice(list(CONVENTIONS)), default=None,
-                     help=f"How images reach the Inception (see below) [default: {DEFAULT_CONVENTION}: "
-                          "NVIDIA's, behind the StyleGAN papers' figures]."),
-        click.option("-n", "--n", "--num-images", "n", type=click.IntRange(min=2), default=50000, show_default=True,
-                     help="Images to generate from a checkpoint source (under torchrun write -n or "
-                          "--num-images: torchrun takes --n for its own options)."),
-        click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
-                     help="Images per batch (generation and feature extraction)."),
-        click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI",
-                     help="Truncation psi for checkpoint sources (1: none)."),
-        click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
-                     help="Truncate only the first N ws."),
-        click.option("--seed-offset", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="First seed for checkpoint sources (of A when both sides are checkpoints; see below)."),
-        click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
-                     help="Noise inputs of checkpoint sources."),
-        click.option("--domain", "--class", "domain", default=None, metavar="NAME|all",
-                     help="Domain of a multi-domain checkpoint: a name, 'a+b', a comma list or 'all' "
-                          "(one row per domain)."),
+        click.option("--extractor", default="inception", show_default=True, metavar="NAME|PATH", help=extractor_help()),
+        click.option(
+            "--weights",
+            type=click.Path(dir_okay=False),
+            default=None,
+            metavar="PATH",
+            help="Local weights for inception or clip instead of the usual download/cache.",
+        ),
+        click.option(
+            "--download/--no-download",
+            default=True,
+            show_default=True,
+            help="Let pytorch-fid/open_clip download missing weights.",
+        ),
+        click.option(
+            "--resize",
+            type=click.Choice(list(CONVENTIONS)),
+            default=None,
+            help=f"How images reach the Inception (see below) [default: {DEFAULT_CONVENTION}: "
+            "NVIDIA's, behind the StyleGAN papers' figures].",
+        ),
+        click.option(
+            "-n",
+            "--n",
+            "--num-images",
+            "n",
+            type=click.IntRange(min=2),
+            default=50000,
+            show_default=True,
+            help="Images to generate from a checkpoint source (under torchrun write -n or "
+            "--num-images: torchrun takes --n for its own options).",
+        ),
+        click.option(
+            "--batch",
+            type=click.IntRange(min=1),
+            default=32,
+            show_default=True,
+            help="Images per batch (generation and feature extraction).",
+        ),
+        click.option(
+            "--trunc",
+            "psi",
+            type=float,
+            default=1.0,
+            show_default=True,
+            metavar="PSI",
+            help="Truncation psi for checkpoint sources (1: none).",
+        ),
+        click.option(
+            "--trunc-cutoff",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="N",
+            help="Truncate only the first N ws.",
+        ),
+        click.option(
+            "--seed-offset",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="First seed for checkpoint sources (of A when both sides are checkpoints; see below).",
+        ),
+        click.option(
+            "--noise-mode",
+            type=click.Choice(NOISE_MODES),
+            default="const",
+            show_default=True,
+            help="Noise inputs of checkpoint sources.",
+        ),
+        click.option(
+            "--domain",
+            "--class",
+            "domain",
+            default=None,
+            metavar="NAME|all",
+            help="Domain of a multi-domain checkpoint: a name, 'a+b', a comma list or 'all' (one row per domain).",
+        ),
         device_option,
     ]
     for option in reversed(options):
@@ -84,20 +136,33 @@ def _source_options(f):
     return f
 
 
-def _setup(extractor: str, weights: str | None, download: bool, resize: str | None, device: str | None,
-           needs_extractor: bool):
+def _setup(
+    extractor: str, weights: str | None, download: bool, resize: str | None, device: str | None, needs_extractor: bool
+):
     from ..metrics.evaluate import init_distributed
     from ..metrics.features import load_extractor
 
     info, dev = init_distributed(resolve_device(device))
-    ex = load_extractor(extractor, weights=weights, device=dev, download=download,
-                        resize=resize) if needs_extractor else None
+    ex = (
+        load_extractor(extractor, weights=weights, device=dev, download=download, resize=resize)
+        if needs_extractor
+        else None
+    )
     return info, dev, ex
 
 
 def _options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info) -> dict:
-    return dict(n=n, batch=batch, trunc=psi, trunc_cutoff=trunc_cutoff, seed_offset=seed_offset,
-                noise_mode=noise_mode, device=dev, progress=True, dist=info)
+    return dict(
+        n=n,
+        batch=batch,
+        trunc=psi,
+        trunc_cutoff=trunc_cutoff,
+        seed_offset=seed_offset,
+        noise_mode=noise_mode,
+        device=dev,
+        progress=True,
+        dist=info,
+    )
 
 
 def format_table(rows: list[dict]) -> str:
@@ -154,18 +219,41 @@ def command() -> None:
 @command.command("compare", hidden=True, epilog=EPILOG)
 @click.argument("a", type=InputFile(dir_okay=True))
 @click.argument("b", type=InputFile(dir_okay=True), required=False)
-@click.option("--ref", type=InputFile(dir_okay=True), default=None, metavar="B",
-              help="The reference B as an option (fid A --ref B), e.g. cached statistics.")
+@click.option(
+    "--ref",
+    type=InputFile(dir_okay=True),
+    default=None,
+    metavar="B",
+    help="The reference B as an option (fid A --ref B), e.g. cached statistics.",
+)
 @_source_options
-@click.option("--same-seeds", is_flag=True,
-              help="Two checkpoints: generate B from A's seeds too (paired images; default: B's seeds follow "
-                   "A's).")
+@click.option(
+    "--same-seeds",
+    is_flag=True,
+    help="Two checkpoints: generate B from A's seeds too (paired images; default: B's seeds follow A's).",
+)
 @click.option("--kid", is_flag=True, help="Also compute KID (mean ± std over 100 subsets of up to 1000).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str | None, download: bool,
-            resize: str | None, n: int, batch: int,
-            psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str, domain: str | None,
-            device: str | None, same_seeds: bool, kid: bool, as_json: bool) -> None:
+def compare(
+    a: str,
+    b: str | None,
+    ref: str | None,
+    extractor: str,
+    weights: str | None,
+    download: bool,
+    resize: str | None,
+    n: int,
+    batch: int,
+    psi: float,
+    trunc_cutoff: int | None,
+    seed_offset: int,
+    noise_mode: str,
+    domain: str | None,
+    device: str | None,
+    same_seeds: bool,
+    kid: bool,
+    as_json: bool,
+) -> None:
     """Score A against B; each is an image folder, a statistics .npz or a checkpoint."""
     if (b is None) == (ref is None):
         raise GancraftError("give the reference once: fid A B, or fid A --ref B")
@@ -179,33 +267,68 @@ def compare(a: str, b: str | None, ref: str | None, extractor: str, weights: str
         resize = next((s.stats.resize for s in (sa, sb) if s.kind == "stats" and s.stats.resize in CONVENTIONS), None)
     info, dev, ex = _setup(extractor, weights, download, resize, device, needs)
     try:
-        rows = fid_domains(sa, sb, ex, domain=domain, kid=kid, same_seeds=same_seeds,
-                           **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
+        rows = fid_domains(
+            sa,
+            sb,
+            ex,
+            domain=domain,
+            kid=kid,
+            same_seeds=same_seeds,
+            **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info),
+        )
     finally:
         shutdown_distributed(info)
     if not info.is_main:
         return
     if as_json:
-        click.echo(json.dumps({"a": display_name(a), "b": display_name(b), "extractor": rows[0]["extractor"],
-                               "resize": rows[0]["resize"],
-                               "rows": rows}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "a": display_name(a),
+                    "b": display_name(b),
+                    "extractor": rows[0]["extractor"],
+                    "resize": rows[0]["resize"],
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     else:
         click.echo(format_table(rows))
 
 
 @command.command("stats", epilog=EPILOG)
 @click.argument("src", type=InputFile(dir_okay=True))
-@click.option("-o", "--output", type=OutputFile(".npz", dir_okay=True), metavar="STATS.npz",
-              help="Statistics file to write (a folder of <domain>.npz files with several domains); '-' writes "
-                   "it to standard output [default: SRC's name + .stats.npz (.stats/ for several domains) in the "
-                   "current folder].")
+@click.option(
+    "-o",
+    "--output",
+    type=OutputFile(".npz", dir_okay=True),
+    metavar="STATS.npz",
+    help="Statistics file to write (a folder of <domain>.npz files with several domains); '-' writes "
+    "it to standard output [default: SRC's name + .stats.npz (.stats/ for several domains) in the "
+    "current folder].",
+)
 @_source_options
 @click.option("--kid", is_flag=True, help="Also store the features, which KID needs (N x D float32).")
 @force_option
-def stats(src: str, output: str | None, extractor: str, weights: str | None, download: bool, resize: str | None,
-          n: int, batch: int, psi: float, trunc_cutoff: int | None, seed_offset: int, noise_mode: str,
-          domain: str | None,
-          device: str | None, kid: bool, force: bool) -> None:
+def stats(
+    src: str,
+    output: str | None,
+    extractor: str,
+    weights: str | None,
+    download: bool,
+    resize: str | None,
+    n: int,
+    batch: int,
+    psi: float,
+    trunc_cutoff: int | None,
+    seed_offset: int,
+    noise_mode: str,
+    domain: str | None,
+    device: str | None,
+    kid: bool,
+    force: bool,
+) -> None:
     """Write the feature statistics (mu, sigma; pytorch-fid layout plus metadata) of SRC."""
     from ..metrics.evaluate import open_source, shutdown_distributed, write_domain_stats
 
@@ -217,8 +340,15 @@ def stats(src: str, output: str | None, extractor: str, weights: str | None, dow
         output = stem(src) + (".stats" if several else ".stats.npz")
     info, dev, ex = _setup(extractor, weights, download, resize, device, True)
     try:
-        written = write_domain_stats(source, ex, output, domain=domain, force=force, keep_features=kid,
-                                     **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info))
+        written = write_domain_stats(
+            source,
+            ex,
+            output,
+            domain=domain,
+            force=force,
+            keep_features=kid,
+            **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info),
+        )
     finally:
         shutdown_distributed(info)
     for path in written:

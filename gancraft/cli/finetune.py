@@ -27,27 +27,66 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("finetune")
 @click.argument("start", type=InputFile())
-@click.option("--domain", "domains", multiple=True, metavar="NAME=SOURCE",
-              help="A domain of the union model and the source generator whose images define it (repeat; "
-                   "required unless --prompt).")
-@click.option("-o", "--output", type=NamedOutput(),
-              help="Checkpoint to write [default: START's name + '.' + the method + .st, e.g. avg.union.st, in the "
-                   "current folder]. Not '-': the run folder is named after it.")
-@click.option("--method", "method_spec", default="union", show_default=True,
-              help="union (GAN Cocktail from an average of rooted models; TransferGAN from a pretrained one, "
-                   "also accepted as 'transfer'), freeze-d=K (K layers of D from the image side), "
-                   "ewc=LAMBDA or ewc=MAPPING,SYNTHESIS,D, or scratch.")
-@click.option("--params", type=click.Choice(["all", "domain-vector"]), default="all", show_default=True,
-              help="domain-vector: train only one modulation vector per domain (HyperDomainNet); G stays frozen.")
-@click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi of the source generators' images.")
-@click.option("--fisher-samples", type=click.IntRange(min=1), default=50000, show_default=True,
-              help="ewc: generated images the Fisher information is estimated from (official: 50000).")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    metavar="NAME=SOURCE",
+    help="A domain of the union model and the source generator whose images define it (repeat; "
+    "required unless --prompt).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=NamedOutput(),
+    help="Checkpoint to write [default: START's name + '.' + the method + .st, e.g. avg.union.st, in the "
+    "current folder]. Not '-': the run folder is named after it.",
+)
+@click.option(
+    "--method",
+    "method_spec",
+    default="union",
+    show_default=True,
+    help="union (GAN Cocktail from an average of rooted models; TransferGAN from a pretrained one, "
+    "also accepted as 'transfer'), freeze-d=K (K layers of D from the image side), "
+    "ewc=LAMBDA or ewc=MAPPING,SYNTHESIS,D, or scratch.",
+)
+@click.option(
+    "--params",
+    type=click.Choice(["all", "domain-vector"]),
+    default="all",
+    show_default=True,
+    help="domain-vector: train only one modulation vector per domain (HyperDomainNet); G stays frozen.",
+)
+@click.option(
+    "--truncation",
+    "truncation_psi",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Truncation psi of the source generators' images.",
+)
+@click.option(
+    "--fisher-samples",
+    type=click.IntRange(min=1),
+    default=50000,
+    show_default=True,
+    help="ewc: generated images the Fisher information is estimated from (official: 50000).",
+)
 @modulation_option
 @training_options
 @text_vector_options
-def command(start: str, domains: tuple[str, ...], output: str | None, method_spec: str, params: str,
-            truncation_psi: float, fisher_samples: int, modulation: str, **kw: Any) -> None:
+def command(
+    start: str,
+    domains: tuple[str, ...],
+    output: str | None,
+    method_spec: str,
+    params: str,
+    truncation_psi: float,
+    fisher_samples: int,
+    modulation: str,
+    **kw: Any,
+) -> None:
     """Turn START into one class-conditional union GAN, trained only on images the source
     generators produce on the fly. Training starts from START's G_ema (G_ema starts equal to G).
 
@@ -90,8 +129,9 @@ def command(start: str, domains: tuple[str, ...], output: str | None, method_spe
         check_text_mode(ctx, {"params": params, **kw})
         return run_text_vectors(start, kw["text_prompts"], output, {"modulation": modulation, **kw})
     if params != "domain-vector" and ctx.get_parameter_source("modulation") == click.core.ParameterSource.COMMANDLINE:
-        raise GancraftError("--modulation-order applies to domain vectors: use it with --params domain-vector "
-                            "or --prompt")
+        raise GancraftError(
+            "--modulation-order applies to domain vectors: use it with --params domain-vector or --prompt"
+        )
     if not domains:
         raise GancraftError("give at least one --domain NAME=SOURCE (or --prompt NAME=TEXT for text-driven vectors)")
     method, value = parse_method(method_spec)
@@ -99,10 +139,30 @@ def command(start: str, domains: tuple[str, ...], output: str | None, method_spe
         output = f"{stem(start)}.{method}{'-dv' if params == 'domain-vector' else ''}.st"
     paths = _parse_domains(domains)
     sources = {n: load(p) for n, p in paths.items()}
-    um = UnionMethod(load(start), sources, method=method, value=value, params=params, seed=kw["seed"],
-                     truncation_psi=truncation_psi, fisher_samples=fisher_samples, modulation=modulation)
+    um = UnionMethod(
+        load(start),
+        sources,
+        method=method,
+        value=value,
+        params=params,
+        seed=kw["seed"],
+        truncation_psi=truncation_psi,
+        fisher_samples=fisher_samples,
+        modulation=modulation,
+    )
     opts = build_options(kw, batch=32, kimg=50.0, snap_kimg=10.0, lr=0.002, gamma=10.0, ema_kimg=10.0)
-    train_and_save(um, opts, output, kw, "finetune",
-                   {"start": start, "domains": paths, "method": method_spec, "params": params,
-                    **({"modulation": modulation} if params == "domain-vector" else {})},
-                   inputs=[start, *paths.values()])
+    train_and_save(
+        um,
+        opts,
+        output,
+        kw,
+        "finetune",
+        {
+            "start": start,
+            "domains": paths,
+            "method": method_spec,
+            "params": params,
+            **({"modulation": modulation} if params == "domain-vector" else {}),
+        },
+        inputs=[start, *paths.values()],
+    )

@@ -22,27 +22,58 @@ _ADVERSARIAL_ONLY = ("kimg", "snap_kimg", "gamma", "pl_weight", "ema_kimg", "dif
 def text_vector_options(f):
     """--prompt/--source-prompt/--clip-model/--clip-weights/--download-clip/--steps/--style-mixing/--no-templates."""
     opts = [
-        click.option("--prompt", "text_prompts", multiple=True, metavar="NAME=TEXT",
-                     help="Train domain vector NAME from the text TEXT alone (repeat for several; each is "
-                          "trained on its own): HyperDomainNet's text-driven single-domain recipe, no "
-                          "--domain sources and no discriminator.  [default recipe: td_single_ffhq.yaml]"),
-        click.option("--source-prompt", default="Photo", show_default=True,
-                     help="--prompt: what START makes now (official: Photo)."),
-        click.option("--clip-model", "clip_models", multiple=True, metavar="MODEL",
-                     help="--prompt: open_clip model(s) whose directional losses are summed (repeat). "
-                          "[default: ViT-B-32 and ViT-B-16, as the official config]"),
-        click.option("--clip-weights", multiple=True, type=click.Path(dir_okay=False), metavar="PATH",
-                     help="--prompt: weights file of each --clip-model, in the same order; default: earlier "
-                          "open_clip downloads found in the local caches."),
+        click.option(
+            "--prompt",
+            "text_prompts",
+            multiple=True,
+            metavar="NAME=TEXT",
+            help="Train domain vector NAME from the text TEXT alone (repeat for several; each is "
+            "trained on its own): HyperDomainNet's text-driven single-domain recipe, no "
+            "--domain sources and no discriminator.  [default recipe: td_single_ffhq.yaml]",
+        ),
+        click.option(
+            "--source-prompt",
+            default="Photo",
+            show_default=True,
+            help="--prompt: what START makes now (official: Photo).",
+        ),
+        click.option(
+            "--clip-model",
+            "clip_models",
+            multiple=True,
+            metavar="MODEL",
+            help="--prompt: open_clip model(s) whose directional losses are summed (repeat). "
+            "[default: ViT-B-32 and ViT-B-16, as the official config]",
+        ),
+        click.option(
+            "--clip-weights",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="PATH",
+            help="--prompt: weights file of each --clip-model, in the same order; default: earlier "
+            "open_clip downloads found in the local caches.",
+        ),
         click.option("--download-clip", is_flag=True, help="--prompt: allow open_clip to download OpenAI weights."),
-        click.option("--steps", type=int, default=300, show_default=True,
-                     help="--prompt: optimisation steps per vector (official: 300; batch 4, lr 0.1 unless "
-                          "--batch/--lr say otherwise)."),
-        click.option("--style-mixing", type=float, default=0.9, show_default=True,
-                     help="--prompt: probability that a batch mixes two latents at a random layer."),
-        click.option("--no-templates", is_flag=True,
-                     help="--prompt: use the bare prompts instead of averaging them over the 79 ImageNet "
-                          "prompt templates."),
+        click.option(
+            "--steps",
+            type=int,
+            default=300,
+            show_default=True,
+            help="--prompt: optimisation steps per vector (official: 300; batch 4, lr 0.1 unless "
+            "--batch/--lr say otherwise).",
+        ),
+        click.option(
+            "--style-mixing",
+            type=float,
+            default=0.9,
+            show_default=True,
+            help="--prompt: probability that a batch mixes two latents at a random layer.",
+        ),
+        click.option(
+            "--no-templates",
+            is_flag=True,
+            help="--prompt: use the bare prompts instead of averaging them over the 79 ImageNet prompt templates.",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -66,12 +97,17 @@ def parse_prompts(specs: tuple[str, ...]) -> dict[str, str]:
 
 def check_text_mode(ctx: click.Context, kw: dict[str, Any]) -> None:
     """Refuse options of the adversarial recipe given together with --prompt."""
-    given = [n for n in ("domains", "method_spec", "truncation_psi", *_ADVERSARIAL_ONLY)
-             if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+    given = [
+        n
+        for n in ("domains", "method_spec", "truncation_psi", *_ADVERSARIAL_ONLY)
+        if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE
+    ]
     if given:
         opt = next(p.opts[-1] for p in ctx.command.params if p.name == given[0])
-        raise GancraftError(f"{opt} belongs to adversarial fine-tuning; --prompt trains text-driven vectors "
-                            "(use --steps, --batch, --lr)")
+        raise GancraftError(
+            f"{opt} belongs to adversarial fine-tuning; --prompt trains text-driven vectors "
+            "(use --steps, --batch, --lr)"
+        )
     if ctx.get_parameter_source("params") == click.core.ParameterSource.COMMANDLINE and kw["params"] != "domain-vector":
         raise GancraftError("--prompt trains domain vectors only; drop --params or use --params domain-vector")
 
@@ -83,10 +119,16 @@ def run_text_vectors(start: str, specs: tuple[str, ...], output: str | None, kw:
     from ..train import text_domain as td
 
     prompts = parse_prompts(specs)
-    settings = td.TextVectorSettings(steps=kw["steps"], batch=kw["batch"] if kw["batch"] is not None else 4,
-                                     lr=kw["lr"] if kw["lr"] is not None else 0.1, source_prompt=kw["source_prompt"],
-                                     style_mixing=kw["style_mixing"], templates=not kw["no_templates"],
-                                     seed=kw["seed"], modulation=kw["modulation"]).validate()
+    settings = td.TextVectorSettings(
+        steps=kw["steps"],
+        batch=kw["batch"] if kw["batch"] is not None else 4,
+        lr=kw["lr"] if kw["lr"] is not None else 0.1,
+        source_prompt=kw["source_prompt"],
+        style_mixing=kw["style_mixing"],
+        templates=not kw["no_templates"],
+        seed=kw["seed"],
+        modulation=kw["modulation"],
+    ).validate()
     for text in prompts.values():
         td.check_target(text, settings.source_prompt)
     models = kw["clip_models"] or DEFAULT_CLIP_MODELS
@@ -98,14 +140,22 @@ def run_text_vectors(start: str, specs: tuple[str, ...], output: str | None, kw:
     dev = resolve_device(kw["device"])
     parent = load(start)
     td.check_unconditional(parent, "text-driven domain vectors")
-    clips = [clip_mod.load_clip(m, weights=weights[i] if weights else None, device=dev, download=kw["download_clip"])
-             for i, m in enumerate(models)]
+    clips = [
+        clip_mod.load_clip(m, weights=weights[i] if weights else None, device=dev, download=kw["download_clip"])
+        for i, m in enumerate(models)
+    ]
     results = {}
     for name, text in prompts.items():
         log(f"finetune: domain vector {name!r} <- {text!r} ({len(models)} CLIP: {', '.join(models)})")
         results[name] = td.train_text_vector(parent, text, clips, settings, device=dev, progress=not kw["quiet"])
-        log(f"finetune: {name}: direction {results[name].log[0]['direction']:.4f} -> "
-            f"{results[name].log[-1]['direction']:.4f}")
-    ckpt = td.vector_checkpoint(parent, results, {"start": start, "prompts": prompts, "clip_models": list(models),
-                                                  "clip": [c.name for c in clips]}, inputs=[start])
+        log(
+            f"finetune: {name}: direction {results[name].log[0]['direction']:.4f} -> "
+            f"{results[name].log[-1]['direction']:.4f}"
+        )
+    ckpt = td.vector_checkpoint(
+        parent,
+        results,
+        {"start": start, "prompts": prompts, "clip_models": list(models), "clip": [c.name for c in clips]},
+        inputs=[start],
+    )
     emit_path(save(ckpt, output, force=kw["force"], inputs=(start,)))

@@ -9,54 +9,154 @@ from .common import device_option, emit_path, force_option, log, modulation_opti
 
 @click.command("hyper")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Text file with one target-domain description per line ('#' lines and blank lines skipped).")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Text file with one target-domain description per line ('#' lines and blank lines skipped).",
+)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write.")
-@click.option("--source-prompt", default="Photo", show_default=True,
-              help="What the generator makes now; directions in CLIP space start here (official: Photo).")
-@click.option("--clip-model", default="ViT-B-32", show_default=True,
-              help="open_clip model: it embeds the prompts for the hyper-network and scores the images.")
-@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None,
-              help="CLIP weights file; default: an earlier open_clip download found in the local caches.")
+@click.option(
+    "--source-prompt",
+    default="Photo",
+    show_default=True,
+    help="What the generator makes now; directions in CLIP space start here (official: Photo).",
+)
+@click.option(
+    "--clip-model",
+    default="ViT-B-32",
+    show_default=True,
+    help="open_clip model: it embeds the prompts for the hyper-network and scores the images.",
+)
+@click.option(
+    "--clip-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CLIP weights file; default: an earlier open_clip download found in the local caches.",
+)
 @click.option("--download-clip", is_flag=True, help="Allow open_clip to download the OpenAI weights.")
 @click.option("--steps", type=int, default=10000, show_default=True, help="Training steps (official: 10000).")
-@click.option("--batch", type=int, default=8, show_default=True,
-              help="Images per step, each with its own latent and prompt mixture (official: 8).")
-@click.option("--lr", type=float, default=5e-5, show_default=True,
-              help="Adam learning rate, betas (0.9, 0.999) (official: 5e-5).")
+@click.option(
+    "--batch",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Images per step, each with its own latent and prompt mixture (official: 8).",
+)
+@click.option(
+    "--lr", type=float, default=5e-5, show_default=True, help="Adam learning rate, betas (0.9, 0.999) (official: 5e-5)."
+)
 @click.option("--width", type=int, default=512, show_default=True, help="Width of the residual mapper.")
-@click.option("--depth", type=int, default=4, show_default=True,
-              help="Backbone depth: one linear block then DEPTH - 1 residual blocks.")
-@click.option("--head-depth", type=int, default=2, show_default=True,
-              help="Per conv layer: HEAD_DEPTH - 1 residual blocks then a linear layer.")
-@click.option("--tt-weight", type=float, default=0.4, show_default=True,
-              help="Weight of the target-target direction loss between the batch's domains (official: 0.4).")
-@click.option("--angle-weight", type=float, default=0.0, show_default=True,
-              help="Weight of the in-domain angle consistency loss (not in td_multiple; the official "
-                   "'indomain' loss).")
-@click.option("--norm-weight", type=float, default=0.0, show_default=True,
-              help="Weight of the domain-norm penalty, the vectors' mean square (not in td_multiple).")
-@click.option("--convex-hull/--no-convex-hull", default=True, show_default=True,
-              help="Train on Dirichlet mixtures of the batch's prompt embeddings instead of the prompts alone.")
-@click.option("--resample-cos", type=float, default=0.95, show_default=True,
-              help="Move each loss target to a random point with at least this cosine to it; 1 turns it off.")
-@click.option("--crop", type=float, default=0.8, show_default=True,
-              help="CLIP sees a random square crop of this fraction of each image side; 1 turns it off.")
-@click.option("--style-mixing", type=float, default=0.9, show_default=True,
-              help="Probability that a batch mixes two latents at a random layer.")
-@click.option("--templates/--no-templates", default=True, show_default=True,
-              help="Average the loss targets' text embeddings over the 79 ImageNet prompt templates.")
-@click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi of the training latents.")
+@click.option(
+    "--depth",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Backbone depth: one linear block then DEPTH - 1 residual blocks.",
+)
+@click.option(
+    "--head-depth",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Per conv layer: HEAD_DEPTH - 1 residual blocks then a linear layer.",
+)
+@click.option(
+    "--tt-weight",
+    type=float,
+    default=0.4,
+    show_default=True,
+    help="Weight of the target-target direction loss between the batch's domains (official: 0.4).",
+)
+@click.option(
+    "--angle-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of the in-domain angle consistency loss (not in td_multiple; the official 'indomain' loss).",
+)
+@click.option(
+    "--norm-weight",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Weight of the domain-norm penalty, the vectors' mean square (not in td_multiple).",
+)
+@click.option(
+    "--convex-hull/--no-convex-hull",
+    default=True,
+    show_default=True,
+    help="Train on Dirichlet mixtures of the batch's prompt embeddings instead of the prompts alone.",
+)
+@click.option(
+    "--resample-cos",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Move each loss target to a random point with at least this cosine to it; 1 turns it off.",
+)
+@click.option(
+    "--crop",
+    type=float,
+    default=0.8,
+    show_default=True,
+    help="CLIP sees a random square crop of this fraction of each image side; 1 turns it off.",
+)
+@click.option(
+    "--style-mixing",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Probability that a batch mixes two latents at a random layer.",
+)
+@click.option(
+    "--templates/--no-templates",
+    default=True,
+    show_default=True,
+    help="Average the loss targets' text embeddings over the 79 ImageNet prompt templates.",
+)
+@click.option(
+    "--truncation",
+    "truncation_psi",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Truncation psi of the training latents.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, prompts and latents.")
 @modulation_option
 @device_option
 @force_option
-def command(checkpoint: str, prompts_file: str, output: str, source_prompt: str, clip_model: str,
-            clip_weights: str | None, download_clip: bool, steps: int, batch: int, lr: float, width: int,
-            depth: int, head_depth: int, tt_weight: float, angle_weight: float, norm_weight: float,
-            convex_hull: bool, resample_cos: float, crop: float, style_mixing: float, templates: bool,
-            truncation_psi: float, seed: int, modulation: str, device: str | None, force: bool) -> None:
+def command(
+    checkpoint: str,
+    prompts_file: str,
+    output: str,
+    source_prompt: str,
+    clip_model: str,
+    clip_weights: str | None,
+    download_clip: bool,
+    steps: int,
+    batch: int,
+    lr: float,
+    width: int,
+    depth: int,
+    head_depth: int,
+    tt_weight: float,
+    angle_weight: float,
+    norm_weight: float,
+    convex_hull: bool,
+    resample_cos: float,
+    crop: float,
+    style_mixing: float,
+    templates: bool,
+    truncation_psi: float,
+    seed: int,
+    modulation: str,
+    device: str | None,
+    force: bool,
+) -> None:
     """Train a hyper-network that maps a text prompt to a domain vector of CHECKPOINT's generator.
 
     The generator stays frozen: a domain vector only rescales the input channels of every conv
@@ -96,26 +196,46 @@ def command(checkpoint: str, prompts_file: str, output: str, source_prompt: str,
 
     prompts = hyper_mod.read_prompts(prompts_file)
     settings = hyper_mod.HyperSettings(
-        steps=steps, batch=batch, lr=lr, seed=seed, source_prompt=source_prompt, width=width, depth=depth,
-        head_depth=head_depth, tt_weight=tt_weight, angle_weight=angle_weight, norm_weight=norm_weight,
-        convex_hull=convex_hull, resample_cos=None if resample_cos == 1 else resample_cos,
-        crop=None if crop == 1 else crop, style_mixing=style_mixing, templates=templates,
-        truncation_psi=truncation_psi, modulation=modulation).validate()
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        source_prompt=source_prompt,
+        width=width,
+        depth=depth,
+        head_depth=head_depth,
+        tt_weight=tt_weight,
+        angle_weight=angle_weight,
+        norm_weight=norm_weight,
+        convex_hull=convex_hull,
+        resample_cos=None if resample_cos == 1 else resample_cos,
+        crop=None if crop == 1 else crop,
+        style_mixing=style_mixing,
+        templates=templates,
+        truncation_psi=truncation_psi,
+        modulation=modulation,
+    ).validate()
     hyper_mod.check_prompts(prompts, source_prompt, where=prompts_file)
     check_output_path(output, force=force, inputs=(checkpoint, prompts_file))
     dev = resolve_device(device)
     parent = load(checkpoint)
     hyper_mod.check_generator(parent)
     clip = clip_mod.load_clip(clip_model, weights=clip_weights, device=dev, download=download_clip)
-    log(f"hyper: {len(prompts)} prompts, {hyper_mod.parameters_per_domain(parent):,} parameters per domain, "
-        f"CLIP {clip.description}")
-    result = hyper_mod.train_hyper(parent, prompts, clip, settings, device=dev, progress=True,
-                                   clip_model=clip_model)
+    log(
+        f"hyper: {len(prompts)} prompts, {hyper_mod.parameters_per_domain(parent):,} parameters per domain, "
+        f"CLIP {clip.description}"
+    )
+    result = hyper_mod.train_hyper(parent, prompts, clip, settings, device=dev, progress=True, clip_model=clip_model)
     n_hyper = sum(p.numel() for p in result.hyper.parameters())
     final = result.log[-1]
-    log(f"hyper: hyper-network {n_hyper:,} parameters; last step direction {final['direction']:.4f}, "
-        f"tt-direction {final['tt_direction']:.4f}")
-    ckpt = hyper_mod.hyper_checkpoint(parent, result, {"checkpoint": checkpoint, "prompts_file": prompts_file,
-                                                       "clip_model": clip_model, "clip": clip.name},
-                                      inputs=[checkpoint, prompts_file])
+    log(
+        f"hyper: hyper-network {n_hyper:,} parameters; last step direction {final['direction']:.4f}, "
+        f"tt-direction {final['tt_direction']:.4f}"
+    )
+    ckpt = hyper_mod.hyper_checkpoint(
+        parent,
+        result,
+        {"checkpoint": checkpoint, "prompts_file": prompts_file, "clip_model": clip_model, "clip": clip.name},
+        inputs=[checkpoint, prompts_file],
+    )
     emit_path(save(ckpt, output, force=force, inputs=(checkpoint, prompts_file)))

@@ -29,31 +29,42 @@ def command(checkpoint: str, layers: bool, as_json: bool) -> None:
     click.echo(f"file          {info['file']}")
     click.echo(f"format        {info['format']}  (sha256 {info['sha256'][:16]}…)")
     config = f" (config {info['stylegan3_config']})" if "stylegan3_config" in info else ""
-    click.echo(f"family        {info['family']}{config}, {info['resolution']}x{info['resolution']}, "
-               f"{info['img_channels']} channels")
-    click.echo(f"latents       z {info['z_dim']}, w {info['w_dim']} x {info['num_ws']}, "
-               f"mapping {info['mapping_layers']} layers" + (f", {info['c_dim']} classes" if info["c_dim"] else ""))
+    click.echo(
+        f"family        {info['family']}{config}, {info['resolution']}x{info['resolution']}, "
+        f"{info['img_channels']} channels"
+    )
+    click.echo(
+        f"latents       z {info['z_dim']}, w {info['w_dim']} x {info['num_ws']}, "
+        f"mapping {info['mapping_layers']} layers" + (f", {info['c_dim']} classes" if info["c_dim"] else "")
+    )
     if "synthesis_layers" in info:
         click.echo("layers        name, size, channels, sampling rate, cutoff (after the Fourier-feature input)")
         for layer in info["synthesis_layers"]:
             kind = "toRGB" if layer["torgb"] else "critically sampled" if layer["critically_sampled"] else ""
-            click.echo(f"  {layer['name']:<14}{layer['size']:>5}px {layer['channels']:>5}ch  "
-                       f"rate {layer['sampling_rate']:<5} cutoff {layer['cutoff']:<8.4g}{kind}".rstrip())
+            click.echo(
+                f"  {layer['name']:<14}{layer['size']:>5}px {layer['channels']:>5}ch  "
+                f"rate {layer['sampling_rate']:<5} cutoff {layer['cutoff']:<8.4g}{kind}".rstrip()
+            )
     else:
         click.echo("channels      " + "  ".join(f"{r}:{c}" for r, c in info["channels"].items()))
     for net, n in info["networks"].items():
         click.echo(f"{net:<14}{n['parameters']:,} parameters in {n['tensors']} tensors")
     if info["domain_vector_dim"] is not None:
-        click.echo(f"domain vector {info['domain_vector_dim']:,} parameters per domain "
-                   f"(one scale per conv input channel)")
+        click.echo(
+            f"domain vector {info['domain_vector_dim']:,} parameters per domain (one scale per conv input channel)"
+        )
     if "hyper" in info:
         h = info["hyper"]
         arch = h["architecture"] or {}
-        click.echo(f"hyper-network {h['parameters']:,} parameters: CLIP text {arch.get('embed_dim', '?')} -> "
-                   f"{arch.get('depth', '?')} x {arch.get('width', '?')} -> {len(arch.get('style_dims', []))} "
-                   f"heads ({sum(arch.get('style_dims', [])):,} values)")
-        click.echo(f"  CLIP {h['clip_model']} ({h['clip']}); {h['prompts']} training prompts, "
-                   f"source prompt {h['source_prompt']!r}; any text works with --prompt")
+        click.echo(
+            f"hyper-network {h['parameters']:,} parameters: CLIP text {arch.get('embed_dim', '?')} -> "
+            f"{arch.get('depth', '?')} x {arch.get('width', '?')} -> {len(arch.get('style_dims', []))} "
+            f"heads ({sum(arch.get('style_dims', [])):,} values)"
+        )
+        click.echo(
+            f"  CLIP {h['clip_model']} ({h['clip']}); {h['prompts']} training prompts, "
+            f"source prompt {h['source_prompt']!r}; any text works with --prompt"
+        )
     if info["domains"]:
         click.echo("domains")
         for name, d in info["domains"].items():
@@ -70,8 +81,10 @@ def command(checkpoint: str, layers: bool, as_json: bool) -> None:
         click.echo("tensors")
         for layer in info["layers"]:
             r = layer["resolution"]
-            click.echo(f"  {layer['name']:<48}{str(tuple(layer['shape'])):<22}{layer['dtype']:<10}"
-                       f"{'' if r is None else str(r) + 'px'}")
+            click.echo(
+                f"  {layer['name']:<48}{str(tuple(layer['shape'])):<22}{layer['dtype']:<10}"
+                f"{'' if r is None else str(r) + 'px'}"
+            )
     for w in info["warnings"]:
         click.echo(f"warning: {w}", err=True)
 

@@ -1,6 +1,6 @@
 """Generate man pages from the click commands, so man/ can never drift from --help.
 
-    python -m gancraft.cli.manpage man/
+python -m gancraft.cli.manpage man/
 """
 
 from __future__ import annotations
@@ -75,12 +75,21 @@ def render(cmd: click.Command, name: str, ctx: click.Context, options_from: clic
         lines += [".SH COMMANDS"]
         for sub in cmd.list_commands(ctx):
             subcmd = cmd.get_command(ctx, sub)
-            lines += [".TP", f"\\fBgancraft {sub}\\fR", _esc(subcmd.get_short_help_str(80)), ]
+            lines += [
+                ".TP",
+                f"\\fBgancraft {sub}\\fR",
+                _esc(subcmd.get_short_help_str(80)),
+            ]
         lines += [".SH SEE ALSO", ", ".join(f"\\fBgancraft\\-{s}\\fR(1)" for s in cmd.list_commands(ctx))]
-        lines += [".SH SHELL COMPLETION", ".PP",
-                  "bash: eval \"$(_GANCRAFT_COMPLETE=bash_source gancraft)\"",
-                  ".br", "zsh: eval \"$(_GANCRAFT_COMPLETE=zsh_source gancraft)\"",
-                  ".br", "fish: _GANCRAFT_COMPLETE=fish_source gancraft | source"]
+        lines += [
+            ".SH SHELL COMPLETION",
+            ".PP",
+            'bash: eval "$(_GANCRAFT_COMPLETE=bash_source gancraft)"',
+            ".br",
+            'zsh: eval "$(_GANCRAFT_COMPLETE=zsh_source gancraft)"',
+            ".br",
+            "fish: _GANCRAFT_COMPLETE=fish_source gancraft | source",
+        ]
     else:
         lines += [".SH SEE ALSO", "\\fBgancraft\\fR(1)"]
     return "\n".join(lines) + "\n"

@@ -76,8 +76,10 @@ def stdout_target(suffix: str) -> Path:
     if state.stdout is not None:
         raise GancraftError("'-' (standard output) is given twice; only one file can go there")
     if binary_stream("stdout").isatty():
-        raise GancraftError("'-o -' writes binary data to standard output, which is a terminal; "
-                            "redirect or pipe it (> file, | gancraft ...) or give a file name")
+        raise GancraftError(
+            "'-o -' writes binary data to standard output, which is a terminal; "
+            "redirect or pipe it (> file, | gancraft ...) or give a file name"
+        )
     state.stdout = state.tmp() / f"stdout{suffix}"
     return state.stdout
 
@@ -132,15 +134,17 @@ class NamedOutput(click.Path):
 
     def convert(self, value, param, ctx):
         if value == STDIO:
-            raise GancraftError("-o -: this command names its run folder after the output, so it needs a file "
-                                "name (a file called '-' is ./-)")
+            raise GancraftError(
+                "-o -: this command names its run folder after the output, so it needs a file "
+                "name (a file called '-' is ./-)"
+            )
         return super().convert(value, param, ctx)
 
 
 def spec_with_stdin(spec: str) -> str:
     """'-:REST' (a directions file on standard input, then its index) with '-' read into a file."""
     if spec.startswith(STDIO + ":"):
-        return f"{read_stdin()}{spec[len(STDIO):]}"
+        return f"{read_stdin()}{spec[len(STDIO) :]}"
     return spec
 
 

@@ -70,50 +70,116 @@ def _parse_range(text: str) -> tuple[float, float]:
 
 @click.command("render", epilog=EPILOG)
 @click.argument("ckpts", nargs=-1, required=True, type=InputFile(), metavar="CKPT...")
-@click.option("-o", "--output", type=click.Path(),
-              help="OUT.mp4, OUT.gif, a path without extension for a folder of frame00000.png, or a folder "
-                   "ending in '/' for one CKPT-name.mp4 per model [default: CKPT's name + .mp4 in the current "
-                   "folder; with several CKPTs, -o is their folder].")
-@click.option("--seeds", "seed_lists", multiple=True, metavar="SEEDS",
-              help="Seeds (e.g. 1,2,3 or 0-3). Interpolation: one cell per --seeds option; "
-                   "--direction/--domains: one cell per seed [default: 0,1].")
-@click.option("--path", "path_kind", type=click.Choice(PATHS), default="cubic", show_default=True,
-              help="Interpolation: cubic: a smooth spline through the keyframes' w (NVIDIA's gen_video; "
-                   "periodic with --loop); linear: straight segments between keyframes (--space).")
-@click.option("--space", type=click.Choice(["z", "w"]), default=None,
-              help="--path linear: interpolate z (spherical) or w (linear, after truncation and the domain "
-                   "transform) [default: z; cubic paths run in w].")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    help="OUT.mp4, OUT.gif, a path without extension for a folder of frame00000.png, or a folder "
+    "ending in '/' for one CKPT-name.mp4 per model [default: CKPT's name + .mp4 in the current "
+    "folder; with several CKPTs, -o is their folder].",
+)
+@click.option(
+    "--seeds",
+    "seed_lists",
+    multiple=True,
+    metavar="SEEDS",
+    help="Seeds (e.g. 1,2,3 or 0-3). Interpolation: one cell per --seeds option; "
+    "--direction/--domains: one cell per seed [default: 0,1].",
+)
+@click.option(
+    "--path",
+    "path_kind",
+    type=click.Choice(PATHS),
+    default="cubic",
+    show_default=True,
+    help="Interpolation: cubic: a smooth spline through the keyframes' w (NVIDIA's gen_video; "
+    "periodic with --loop); linear: straight segments between keyframes (--space).",
+)
+@click.option(
+    "--space",
+    type=click.Choice(["z", "w"]),
+    default=None,
+    help="--path linear: interpolate z (spherical) or w (linear, after truncation and the domain "
+    "transform) [default: z; cubic paths run in w].",
+)
 @click.option("--frames", type=click.IntRange(min=1), default=120, show_default=True, help="Frames in the video.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
 @click.option("--loop", is_flag=True, help="Return to the start: the last keyframe leads back to the first.")
-@click.option("--direction", default=None, metavar="FILE:INDEX",
-              help="Traverse direction INDEX (number or name) of a directions file (sefa/direction output; "
-                   "'-:INDEX' reads it from standard input).")
-@click.option("--range", "alpha_range", default="-3:3", show_default=True, metavar="LO:HI",
-              help="Traversal distances along --direction.")
+@click.option(
+    "--direction",
+    default=None,
+    metavar="FILE:INDEX",
+    help="Traverse direction INDEX (number or name) of a directions file (sefa/direction output; "
+    "'-:INDEX' reads it from standard input).",
+)
+@click.option(
+    "--range",
+    "alpha_range",
+    default="-3:3",
+    show_default=True,
+    metavar="LO:HI",
+    help="Traversal distances along --direction.",
+)
 @click.option("--domains", default=None, metavar="A,B,...", help="Morph through these domains ('all' for every one).")
-@click.option("--domain", "--class", "domain", default=None, metavar="NAME",
-              help="Domain for interpolation/traversal in a multi-domain model [default: its first domain].")
-@click.option("--prompts", "prompt_csv", default=None, metavar="A,B,...",
-              help="Hyper-network models: morph through the domains of these texts (comma separated).")
-@click.option("--prompt", "prompt_items", multiple=True, metavar="TEXT",
-              help="One text domain for interpolation/traversal; repeated, a morph like --prompts "
-                   "(texts may then hold commas).")
-@click.option("--prompt-space", type=click.Choice(["vector", "text"]), default="vector", show_default=True,
-              help="Morph by blending the prompts' domain vectors, or by walking between their CLIP text "
-                   "embeddings (every frame a domain of its own).")
-@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].")
+@click.option(
+    "--domain",
+    "--class",
+    "domain",
+    default=None,
+    metavar="NAME",
+    help="Domain for interpolation/traversal in a multi-domain model [default: its first domain].",
+)
+@click.option(
+    "--prompts",
+    "prompt_csv",
+    default=None,
+    metavar="A,B,...",
+    help="Hyper-network models: morph through the domains of these texts (comma separated).",
+)
+@click.option(
+    "--prompt",
+    "prompt_items",
+    multiple=True,
+    metavar="TEXT",
+    help="One text domain for interpolation/traversal; repeated, a morph like --prompts (texts may then hold commas).",
+)
+@click.option(
+    "--prompt-space",
+    type=click.Choice(["vector", "text"]),
+    default="vector",
+    show_default=True,
+    help="Morph by blending the prompts' domain vectors, or by walking between their CLIP text "
+    "embeddings (every frame a domain of its own).",
+)
+@click.option(
+    "--clip-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].",
+)
 @click.option("--download-clip", is_flag=True, help="Allow open_clip to download the CLIP weights.")
 @click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI", help="Truncation psi.")
-@click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Truncate only the first N ws.")
+@click.option(
+    "--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N", help="Truncate only the first N ws."
+)
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True)
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images synthesised at a time (across frames).")
+@click.option(
+    "--batch",
+    "batch_size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Images synthesised at a time (across frames).",
+)
 @click.option("--cols", type=click.IntRange(min=1), default=None, help="Grid columns [default: about square].")
-@click.option("--quality", type=click.FloatRange(1, 10), default=7, show_default=True,
-              help="mp4 quality, 1 (small) to 10 (near lossless).")
+@click.option(
+    "--quality",
+    type=click.FloatRange(1, 10),
+    default=7,
+    show_default=True,
+    help="mp4 quality, 1 (small) to 10 (near lossless).",
+)
 @precision_option
 @device_option
 @force_option
@@ -145,12 +211,34 @@ def _targets(ckpts: tuple[str, ...], output: str | None, force: bool) -> list[tu
     return targets
 
 
-def _render(ckpt: str, out: Path, seed_lists: tuple[str, ...], path_kind: str, space: str | None, frames: int,
-            fps: float, loop: bool, direction: str | None, alpha_range: str, domains: str | None, domain: str | None,
-            prompt_csv: str | None, prompt_items: tuple[str, ...], prompt_space: str, clip_weights: str | None,
-            download_clip: bool, psi: float,
-            trunc_cutoff: int | None, noise_mode: str, batch_size: int, cols: int | None, quality: float,
-            precision: str, device: str | None, force: bool) -> None:
+def _render(
+    ckpt: str,
+    out: Path,
+    seed_lists: tuple[str, ...],
+    path_kind: str,
+    space: str | None,
+    frames: int,
+    fps: float,
+    loop: bool,
+    direction: str | None,
+    alpha_range: str,
+    domains: str | None,
+    domain: str | None,
+    prompt_csv: str | None,
+    prompt_items: tuple[str, ...],
+    prompt_space: str,
+    clip_weights: str | None,
+    download_clip: bool,
+    psi: float,
+    trunc_cutoff: int | None,
+    noise_mode: str,
+    batch_size: int,
+    cols: int | None,
+    quality: float,
+    precision: str,
+    device: str | None,
+    force: bool,
+) -> None:
     if direction is not None and domains is not None:
         raise GancraftError("--direction and --domains exclude each other")
     if domains is not None and domain is not None:
@@ -186,8 +274,9 @@ def _render(ckpt: str, out: Path, seed_lists: tuple[str, ...], path_kind: str, s
         dom.prompt_domain(model, prompts[0], G, prompts=get_prompts)  # raises: the model has no hyper-network
     if morph_prompts:
         vectors = dom.prompt_morph_vectors(get_prompts(), prompts, frames, loop, prompt_space)
-        plan = style_scale_plan(G, [s for lst in lists for s in lst], vectors, psi, trunc_cutoff,
-                                get_prompts().modulation)
+        plan = style_scale_plan(
+            G, [s for lst in lists for s in lst], vectors, psi, trunc_cutoff, get_prompts().modulation
+        )
     elif domains is not None:
         specs = dom.resolve_domains(model, domains, G, option="--domains", prompts=get_prompts)
         seeds = [s for lst in lists for s in lst]
@@ -198,8 +287,9 @@ def _render(ckpt: str, out: Path, seed_lists: tuple[str, ...], path_kind: str, s
         else:
             spec = _single_domain(model, domain, G, get_prompts)
         if picked is not None:
-            plan = traversal_plan(G, [s for lst in lists for s in lst], picked, lo, hi, frames, loop, spec,
-                                  psi, trunc_cutoff)
+            plan = traversal_plan(
+                G, [s for lst in lists for s in lst], picked, lo, hi, frames, loop, spec, psi, trunc_cutoff
+            )
         else:
             plan = interpolation_plan(G, lists, frames, loop, space, spec, psi, trunc_cutoff, path=path_kind)
     cells = plan[0].ws.shape[0]

@@ -15,21 +15,53 @@ from .train import build_options, training_options
 
 
 @click.command("root")
-@click.option("--root", "root_path", required=True, type=click.Path(dir_okay=False),
-              help="The root model (G and D) whose copies are trained toward each source.")
-@click.option("--source", "sources", required=True, multiple=True, type=click.Path(dir_okay=False),
-              help="A source generator (repeat for several). Only its generated images are used.")
-@click.option("-o", "--output", type=NamedOutput(file_okay=False, dir_okay=True),
-              help="Folder for the rooted models, one <source name>.st each (created if missing) [default: "
-                   "ROOT's name + '-rooted' in the current folder].")
-@click.option("--truncation", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi of the source generators' images.")
-@click.option("--classes", "classes_spec", default=None, metavar="NAME,NAME,...",
-              help="The union model's domains in class order; each source is the class named by its file "
-                   "stem. Default: the root's stem, then each source's.")
+@click.option(
+    "--root",
+    "root_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The root model (G and D) whose copies are trained toward each source.",
+)
+@click.option(
+    "--source",
+    "sources",
+    required=True,
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="A source generator (repeat for several). Only its generated images are used.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=NamedOutput(file_okay=False, dir_okay=True),
+    help="Folder for the rooted models, one <source name>.st each (created if missing) [default: "
+    "ROOT's name + '-rooted' in the current folder].",
+)
+@click.option(
+    "--truncation",
+    "truncation_psi",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Truncation psi of the source generators' images.",
+)
+@click.option(
+    "--classes",
+    "classes_spec",
+    default=None,
+    metavar="NAME,NAME,...",
+    help="The union model's domains in class order; each source is the class named by its file "
+    "stem. Default: the root's stem, then each source's.",
+)
 @training_options
-def command(root_path: str, sources: tuple[str, ...], output: str | None, truncation_psi: float,
-            classes_spec: str | None, **kw: Any) -> None:
+def command(
+    root_path: str,
+    sources: tuple[str, ...],
+    output: str | None,
+    truncation_psi: float,
+    classes_spec: str | None,
+    **kw: Any,
+) -> None:
     """Root each SOURCE to the root model (GAN Cocktail stage 1, as the official code runs it):
     the root's G and D (training starts from its G_ema) get one class per domain of the
     future union model, with a new random class pathway, and a copy is trained on images the
@@ -69,8 +101,9 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
         raise GancraftError(f"--resume {kw['resume']}: for root, resume names the -o folder ({out_dir})")
     root_stem = Path(root_path).stem
     if root_stem in stems:
-        raise GancraftError(f"--source: a source is named like the root ({root_stem!r}); its rooted file "
-                            "would collide with the root's")
+        raise GancraftError(
+            f"--source: a source is named like the root ({root_stem!r}); its rooted file would collide with the root's"
+        )
     classes = [c.strip() for c in classes_spec.split(",")] if classes_spec else [root_stem, *stems]
     info = distributed.from_env()
     # checked before the output folder and the rooting start file are made, so a bad number
@@ -87,22 +120,33 @@ def command(root_path: str, sources: tuple[str, ...], output: str | None, trunca
             check_output_path(t, force=kw["force"], inputs=(root_path, *sources))
     device = resolve_device(kw["device"])
     root = load(root_path)
-    methods = [(RootingMethod(root, load(src), classes, name, seed=kw["seed"], truncation_psi=truncation_psi),
-                src, name, t) for src, name, t in zip(sources, stems, targets)]
+    methods = [
+        (RootingMethod(root, load(src), classes, name, seed=kw["seed"], truncation_psi=truncation_psi), src, name, t)
+        for src, name, t in zip(sources, stems, targets)
+    ]
     if start_target in todo and info.is_main:
-        emit_path(save_rooting_start(methods[0][0], start_target, {"root": root_path, "classes": classes},
-                                     [root_path], force=kw["force"]))
+        emit_path(
+            save_rooting_start(
+                methods[0][0], start_target, {"root": root_path, "classes": classes}, [root_path], force=kw["force"]
+            )
+        )
     # not `stem`: a loop variable of that name would make paths.stem, used above, a local of this function
     for method, src, name, target in methods:
         if target not in todo:
             continue
         run_dir = out_dir / f"{name}-run"
         log(f"rooting {src} to {root_path} as class {method.label} ({name}) of {', '.join(classes)}")
-        trainer = run_training(method, build_options(kw, **opts_kw), run_dir, device=device,
-                               resume=resume and latest_snapshot(run_dir) is not None,
-                               progress=not kw["quiet"])
-        written = finish(trainer, target, "root", {"root": root_path, "source": src}, inputs=[root_path, src],
-                         force=kw["force"])
+        trainer = run_training(
+            method,
+            build_options(kw, **opts_kw),
+            run_dir,
+            device=device,
+            resume=resume and latest_snapshot(run_dir) is not None,
+            progress=not kw["quiet"],
+        )
+        written = finish(
+            trainer, target, "root", {"root": root_path, "source": src}, inputs=[root_path, src], force=kw["force"]
+        )
         if written is not None:
             emit_path(written)
     distributed.shutdown(info)

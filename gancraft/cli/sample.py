@@ -54,53 +54,135 @@ def _image_name(seed: int, row: int) -> str:
 
 @click.command("sample", epilog=EPILOG)
 @click.argument("ckpts", nargs=-1, required=True, type=InputFile(), metavar="CKPT...")
-@click.option("-o", "--output", type=click.Path(), default=None,
-              help="Folder for the images (created if missing); with --mix-rows, the grid PNG to write "
-                   "[default: CKPT's name + '-samples' in the current folder, unless only --grid or --latents "
-                   "is asked for; CKPT's name + '.mix.png' with --mix-rows].")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    default=None,
+    help="Folder for the images (created if missing); with --mix-rows, the grid PNG to write "
+    "[default: CKPT's name + '-samples' in the current folder, unless only --grid or --latents "
+    "is asked for; CKPT's name + '.mix.png' with --mix-rows].",
+)
 @click.option("--seeds", default=None, metavar="SEEDS", help="Seeds and ranges, e.g. 0-63 or 1,5,9-12 [default: 0-7].")
-@click.option("--from-latents", "from_latents", type=InputFile(), default=None, metavar="FILE.npz",
-              help="Synthesise the w stored in a latents file (from --latents) instead of seeds ('-': standard "
-                   "input).")
+@click.option(
+    "--from-latents",
+    "from_latents",
+    type=InputFile(),
+    default=None,
+    metavar="FILE.npz",
+    help="Synthesise the w stored in a latents file (from --latents) instead of seeds ('-': standard input).",
+)
 @click.option("--trunc", "psi", type=float, default=None, metavar="PSI", help="Truncation psi [default: 1, none].")
-@click.option("--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Truncate only the first N ws (coarse layers).")
-@click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True,
-              help="const: deterministic stored noise; random: fresh noise; none: no noise.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=None,
-              help="Images per batch [default: 8, or the batch stored in --from-latents].")
+@click.option(
+    "--trunc-cutoff",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Truncate only the first N ws (coarse layers).",
+)
+@click.option(
+    "--noise-mode",
+    type=click.Choice(NOISE_MODES),
+    default="const",
+    show_default=True,
+    help="const: deterministic stored noise; random: fresh noise; none: no noise.",
+)
+@click.option(
+    "--batch",
+    "batch_size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per batch [default: 8, or the batch stored in --from-latents].",
+)
 @precision_option
 @device_option
-@click.option("--domain", "--class", "domain", default=None, metavar="NAME|all",
-              help="Domain(s) of a multi-domain model: a name, 'a+b', a comma list or 'all' [default: all].")
-@click.option("--prompt", "prompts", multiple=True, metavar="TEXT",
-              help="Hyper-network models (gancraft hyper): a domain described by any text, seen in training "
-                   "or not. Repeatable; with --domain, adds to those domains [default: --domain's default].")
-@click.option("--clip-weights", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].")
+@click.option(
+    "--domain",
+    "--class",
+    "domain",
+    default=None,
+    metavar="NAME|all",
+    help="Domain(s) of a multi-domain model: a name, 'a+b', a comma list or 'all' [default: all].",
+)
+@click.option(
+    "--prompt",
+    "prompts",
+    multiple=True,
+    metavar="TEXT",
+    help="Hyper-network models (gancraft hyper): a domain described by any text, seen in training "
+    "or not. Repeatable; with --domain, adds to those domains [default: --domain's default].",
+)
+@click.option(
+    "--clip-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].",
+)
 @click.option("--download-clip", is_flag=True, help="Allow open_clip to download the CLIP weights.")
-@click.option("--grid", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
-              help="Also write one contact sheet (one row per domain for multi-domain models).")
-@click.option("--grid-cols", type=click.IntRange(min=1), default=None,
-              help="Columns of the contact sheet [default: about square; seeds per row with domains].")
-@click.option("--latents", "latents_out", type=OutputFile(".npz"), default=None, metavar="OUT.npz",
-              help="Also write the latents (z, w, seeds, domain) for --from-latents ('-': standard output).")
-@click.option("--edit", "edits", multiple=True, metavar="DIRFILE:INDEX:ALPHA",
-              help="Move w by ALPHA along direction INDEX (number or name) of a directions file ('-': standard "
-                   "input). Repeatable.")
+@click.option(
+    "--grid",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.png",
+    help="Also write one contact sheet (one row per domain for multi-domain models).",
+)
+@click.option(
+    "--grid-cols",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Columns of the contact sheet [default: about square; seeds per row with domains].",
+)
+@click.option(
+    "--latents",
+    "latents_out",
+    type=OutputFile(".npz"),
+    default=None,
+    metavar="OUT.npz",
+    help="Also write the latents (z, w, seeds, domain) for --from-latents ('-': standard output).",
+)
+@click.option(
+    "--edit",
+    "edits",
+    multiple=True,
+    metavar="DIRFILE:INDEX:ALPHA",
+    help="Move w by ALPHA along direction INDEX (number or name) of a directions file ('-': standard "
+    "input). Repeatable.",
+)
 @click.option("--mix-rows", default=None, metavar="SEEDS", help="Style mixing: seeds of the grid's rows.")
-@click.option("--mix-cols", default=None, metavar="SEEDS",
-              help="Style mixing: seeds of the columns, whose styles replace the rows' at the mixed layers.")
-@click.option("--mix-layers", default=None, metavar="LIST",
-              help="Mixed layers as w indices (0-6, 1,3,5), as NVIDIA's style_mixing.py counts them.")
-@click.option("--mix-res", default=None, metavar="LO-HI",
-              help="Mixed layers by resolution, e.g. 4-32 (coarse) or 64-1024 (fine) [default: 4-32; StyleGAN3 "
-                   "models have no resolution blocks: give --mix-layers].")
-@click.option("--translate", default=None, metavar="X,Y",
-              help="StyleGAN3 only: move the image by X,Y (in image widths, e.g. 0.3,1), as NVIDIA's "
-                   "gen_images.py --translate: the input layer's Fourier features are sampled further along.")
-@click.option("--rotate", type=float, default=None, metavar="DEGREES",
-              help="StyleGAN3 only: turn the image by this angle, as gen_images.py --rotate.")
+@click.option(
+    "--mix-cols",
+    default=None,
+    metavar="SEEDS",
+    help="Style mixing: seeds of the columns, whose styles replace the rows' at the mixed layers.",
+)
+@click.option(
+    "--mix-layers",
+    default=None,
+    metavar="LIST",
+    help="Mixed layers as w indices (0-6, 1,3,5), as NVIDIA's style_mixing.py counts them.",
+)
+@click.option(
+    "--mix-res",
+    default=None,
+    metavar="LO-HI",
+    help="Mixed layers by resolution, e.g. 4-32 (coarse) or 64-1024 (fine) [default: 4-32; StyleGAN3 "
+    "models have no resolution blocks: give --mix-layers].",
+)
+@click.option(
+    "--translate",
+    default=None,
+    metavar="X,Y",
+    help="StyleGAN3 only: move the image by X,Y (in image widths, e.g. 0.3,1), as NVIDIA's "
+    "gen_images.py --translate: the input layer's Fourier features are sampled further along.",
+)
+@click.option(
+    "--rotate",
+    type=float,
+    default=None,
+    metavar="DEGREES",
+    help="StyleGAN3 only: turn the image by this angle, as gen_images.py --rotate.",
+)
 @force_option
 def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], **kw) -> None:
     """Generate images from CKPT for seeds or stored latents.
@@ -117,8 +199,13 @@ def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], 
     if len(ckpts) == 1:
         _sample(ckpts[0], output, edits=edits, **kw)
         return
-    for option, name in (("--grid", "grid"), ("--latents", "latents_out"), ("--from-latents", "from_latents"),
-                         ("--mix-rows", "mix_rows"), ("--mix-cols", "mix_cols")):
+    for option, name in (
+        ("--grid", "grid"),
+        ("--latents", "latents_out"),
+        ("--from-latents", "from_latents"),
+        ("--mix-rows", "mix_rows"),
+        ("--mix-cols", "mix_cols"),
+    ):
         if kw[name] is not None:
             raise GancraftError(f"{option} writes or reads one model's file; give one CKPT with it")
     names = [stem(c) for c in ckpts]
@@ -129,12 +216,33 @@ def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], 
         _sample(ckpt, str(Path(output) / name) if output is not None else None, edits=edits, **kw)
 
 
-def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str | None, psi: float | None,
-            trunc_cutoff: int | None, noise_mode: str, batch_size: int | None, precision: str, device: str | None,
-            domain: str | None, prompts: tuple[str, ...], clip_weights: str | None, download_clip: bool,
-            grid: str | None, grid_cols: int | None, latents_out: str | None,
-            edits: tuple[str, ...], mix_rows: str | None, mix_cols: str | None, mix_layers: str | None,
-            mix_res: str | None, translate: str | None, rotate: float | None, force: bool) -> None:
+def _sample(
+    ckpt: str,
+    output: str | None,
+    seeds: str | None,
+    from_latents: str | None,
+    psi: float | None,
+    trunc_cutoff: int | None,
+    noise_mode: str,
+    batch_size: int | None,
+    precision: str,
+    device: str | None,
+    domain: str | None,
+    prompts: tuple[str, ...],
+    clip_weights: str | None,
+    download_clip: bool,
+    grid: str | None,
+    grid_cols: int | None,
+    latents_out: str | None,
+    edits: tuple[str, ...],
+    mix_rows: str | None,
+    mix_cols: str | None,
+    mix_layers: str | None,
+    mix_res: str | None,
+    translate: str | None,
+    rotate: float | None,
+    force: bool,
+) -> None:
     dev = resolve_device(device)
     place = _input_transform(translate, rotate)
     _check_prompts(prompts)
@@ -143,9 +251,29 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     if output is None and (mixing or (grid is None and latents_out is None)):
         output = stem(ckpt) + (".mix.png" if mixing else "-samples")
     if mixing:
-        _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid,
-                      latents_out, psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force,
-                      prompt_args, precision, place)
+        _style_mixing(
+            ckpt,
+            output,
+            mix_rows,
+            mix_cols,
+            mix_layers,
+            mix_res,
+            seeds,
+            from_latents,
+            grid,
+            latents_out,
+            psi,
+            trunc_cutoff,
+            noise_mode,
+            batch_size,
+            dev,
+            domain,
+            edits,
+            force,
+            prompt_args,
+            precision,
+            place,
+        )
         return
     if mix_layers is not None or mix_res is not None:
         raise GancraftError("--mix-layers/--mix-res need --mix-rows and --mix-cols")
@@ -153,8 +281,10 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
         if seeds is not None:
             raise GancraftError("--seeds and --from-latents exclude each other")
         if domain is not None or prompts or psi is not None or trunc_cutoff is not None:
-            raise GancraftError("--domain/--prompt/--trunc/--trunc-cutoff do not apply to --from-latents "
-                                "(the stored w already carries them)")
+            raise GancraftError(
+                "--domain/--prompt/--trunc/--trunc-cutoff do not apply to --from-latents "
+                "(the stored w already carries them)"
+            )
     seed_list = parse_seeds(seeds if seeds is not None else "0-7")
     parsed_edits = [parse_edit(e) for e in edits]
     for p in (grid, latents_out):
@@ -185,13 +315,15 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
     try:
         with tqdm(total=total, file=sys.stderr, unit="img", desc="sample", leave=False) as bar:
             for spec, rows, ws in jobs:
-                kwargs = dict(domain=spec, noise_mode=noise_mode, edits=parsed_edits, batch_size=batch,
-                              precision=precision)
+                kwargs = dict(
+                    domain=spec, noise_mode=noise_mode, edits=parsed_edits, batch_size=batch, precision=precision
+                )
                 if ws is None:
                     batches = generate(G, rows, psi=1.0 if psi is None else psi, cutoff=trunc_cutoff, **kwargs)
                 else:
-                    batches = generate(G, [s for s, _ in rows], ws=ws, z=torch.from_numpy(
-                        stored.z[[i for _, i in rows]]), **kwargs)
+                    batches = generate(
+                        G, [s for s, _ in rows], ws=ws, z=torch.from_numpy(stored.z[[i for _, i in rows]]), **kwargs
+                    )
                 for b in batches:
                     pixels = to_uint8(b.images)
                     if writer is not None:
@@ -213,8 +345,15 @@ def _sample(ckpt: str, output: str | None, seeds: str | None, from_latents: str 
         emit_path(path)
     if latents_out is not None:
         z_all = _stack_z(rows_z)
-        emit_path(save_latents(latents_out, Latents(z=z_all, w=np.concatenate(rows_w), seeds=np.asarray(rows_seed),
-                                                    domains=rows_domain, batch=batch), force=force))
+        emit_path(
+            save_latents(
+                latents_out,
+                Latents(
+                    z=z_all, w=np.concatenate(rows_w), seeds=np.asarray(rows_seed), domains=rows_domain, batch=batch
+                ),
+                force=force,
+            )
+        )
     if grid is not None:
         emit_path(save_png(_contact_sheet(images, jobs, multi, grid_cols), grid, force=force))
 
@@ -240,8 +379,9 @@ def _placed_generator(model, dev: torch.device, place: torch.Tensor | None) -> t
     G = model.generator(device=dev)
     if place is not None:
         if model.family != "stylegan3":
-            raise GancraftError(f"--translate/--rotate move a StyleGAN3 model's input grid; {model.path} is "
-                                f"{model.family}")
+            raise GancraftError(
+                f"--translate/--rotate move a StyleGAN3 model's input grid; {model.path} is {model.family}"
+            )
         G.synthesis.input.transform.copy_(place)
     return G
 
@@ -264,8 +404,9 @@ def _check_prompts(prompts: tuple[str, ...]) -> None:
         folders[folder] = p
 
 
-def _specs(model, G: torch.nn.Module, domain: str | None, prompts: tuple[str, ...],
-           get_prompts: dom.PromptSource) -> list[dom.DomainSpec]:
+def _specs(
+    model, G: torch.nn.Module, domain: str | None, prompts: tuple[str, ...], get_prompts: dom.PromptSource
+) -> list[dom.DomainSpec]:
     """--domain's specs (all of them by default, unless only prompts are asked for), then one per --prompt."""
     specs = dom.resolve_domains(model, domain, G, prompts=get_prompts) if domain is not None or not prompts else []
     specs += [dom.prompt_domain(model, p, G, prompts=get_prompts) for p in prompts]
@@ -276,8 +417,7 @@ def _specs(model, G: torch.nn.Module, domain: str | None, prompts: tuple[str, ..
     return specs
 
 
-def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents, source: str,
-                       get_prompts: dom.PromptSource) -> list:
+def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents, source: str, get_prompts: dom.PromptSource) -> list:
     """Group stored rows by domain, keeping file order within each group.
 
     A name outside the domain table of a hyper-network model is a prompt that was given with --prompt.
@@ -336,7 +476,7 @@ def _contact_sheet(images: list[np.ndarray], jobs: list, multi: bool, cols: int 
         blank = np.zeros_like(arr[0])
         lines = 0
         for _, rows, _ in jobs:
-            block = list(arr[r:r + len(rows)])
+            block = list(arr[r : r + len(rows)])
             r += len(rows)
             n_lines = max(1, math.ceil(len(block) / per_row))
             block += [blank] * (n_lines * per_row - len(block))
@@ -348,13 +488,37 @@ def _contact_sheet(images: list[np.ndarray], jobs: list, multi: bool, cols: int 
     return make_grid(arr, math.ceil(n / cols), cols)
 
 
-def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, from_latents, grid, latents_out,
-                  psi, trunc_cutoff, noise_mode, batch_size, dev, domain, edits, force, prompt_args,
-                  precision, place) -> None:
+def _style_mixing(
+    ckpt,
+    output,
+    mix_rows,
+    mix_cols,
+    mix_layers,
+    mix_res,
+    seeds,
+    from_latents,
+    grid,
+    latents_out,
+    psi,
+    trunc_cutoff,
+    noise_mode,
+    batch_size,
+    dev,
+    domain,
+    edits,
+    force,
+    prompt_args,
+    precision,
+    place,
+) -> None:
     if mix_rows is None or mix_cols is None:
         raise GancraftError("style mixing needs both --mix-rows and --mix-cols")
-    for name, value in (("--seeds", seeds), ("--from-latents", from_latents), ("--grid", grid),
-                        ("--latents", latents_out)):
+    for name, value in (
+        ("--seeds", seeds),
+        ("--from-latents", from_latents),
+        ("--grid", grid),
+        ("--latents", latents_out),
+    ):
         if value is not None:
             raise GancraftError(f"{name} does not apply to style mixing (--mix-rows/--mix-cols)")
     if edits:
@@ -367,17 +531,34 @@ def _style_mixing(ckpt, output, mix_rows, mix_cols, mix_layers, mix_res, seeds, 
     model = load(ckpt)
     G = _placed_generator(model, dev, place)
     if mix_layers is None and model.family == "stylegan3":
-        raise GancraftError(f"--mix-res: {ckpt} is a StyleGAN3 model, whose layers have no resolution blocks; "
-                            f"give --mix-layers (w indices 0-{G.num_ws - 1})")
+        raise GancraftError(
+            f"--mix-res: {ckpt} is a StyleGAN3 model, whose layers have no resolution blocks; "
+            f"give --mix-layers (w indices 0-{G.num_ws - 1})"
+        )
     prompts, clip_weights, download_clip = prompt_args
     specs = _specs(model, G, domain, prompts, dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip))
     if len(specs) != 1:
-        raise GancraftError(f"style mixing uses one domain; choose one with --domain or --prompt "
-                            f"(known: {', '.join(dom.domain_names(model))})")
-    layers = (layer_indices(G, mix_layers) if mix_layers is not None
-              else resolution_indices(G, mix_res if mix_res is not None else "4-32"))
+        raise GancraftError(
+            f"style mixing uses one domain; choose one with --domain or --prompt "
+            f"(known: {', '.join(dom.domain_names(model))})"
+        )
+    layers = (
+        layer_indices(G, mix_layers)
+        if mix_layers is not None
+        else resolution_indices(G, mix_res if mix_res is not None else "4-32")
+    )
     log(f"mixing ws {','.join(map(str, layers))} from the column seeds")
-    images = style_mix(G, rows, cols, layers, specs[0], psi=1.0 if psi is None else psi, cutoff=trunc_cutoff,
-                       noise_mode=noise_mode, batch_size=batch_size or 8, precision=precision)
+    images = style_mix(
+        G,
+        rows,
+        cols,
+        layers,
+        specs[0],
+        psi=1.0 if psi is None else psi,
+        cutoff=trunc_cutoff,
+        noise_mode=noise_mode,
+        batch_size=batch_size or 8,
+        precision=precision,
+    )
     sheet = make_grid(to_uint8(images), len(rows) + 1, len(cols) + 1)
     emit_path(save_png(sheet, output, force=force))

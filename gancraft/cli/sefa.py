@@ -37,47 +37,112 @@ def _beside(output: str, suffix: str) -> Path:
 
 @click.command("sefa")
 @click.argument("ckpt", type=InputFile())
-@click.option("-o", "--output", type=OutputFile(".st"),
-              help="Directions file to write (safetensors: directions, singular_values); '-' writes it to "
-                   "standard output [default: CKPT's name + .sefa.st in the current folder].")
+@click.option(
+    "-o",
+    "--output",
+    type=OutputFile(".st"),
+    help="Directions file to write (safetensors: directions, singular_values); '-' writes it to "
+    "standard output [default: CKPT's name + .sefa.st in the current folder].",
+)
 @click.option("--layers", default="all", show_default=True, metavar="SPEC", help=sefa_lib.LAYER_SPEC_HELP + ".")
-@click.option("--normalize", is_flag=True,
-              help="Scale each style channel's weight row to unit norm first (genforce's SeFA).")
+@click.option(
+    "--normalize", is_flag=True, help="Scale each style channel's weight row to unit norm first (genforce's SeFA)."
+)
 @click.option("--net", default=None, metavar="NAME", help="Generator to factorise (default G_ema, else G).")
-@click.option("--measure", "measure_n", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Measure every direction's mean perceptual change over N samples moved by +-DISTANCE; "
-                   "writes a CSV and a plot beside OUTPUT.")
-@click.option("--distance", type=float, default=5.0, show_default=True, metavar="S",
-              help="Step along a direction for --measure and --sheet (w units).")
-@click.option("--measure-csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV for --measure (default: OUTPUT's stem + .measure.csv; CKPT's name + .sefa.measure.csv "
-                   "with -o -).")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None,
-              help="Plot PNG for --measure (default: OUTPUT's stem + .measure.png).")
-@click.option("--dormant-fraction", type=float, default=0.05, show_default=True,
-              help="Mark a direction dormant when its change is below this fraction of the largest one's.")
-@click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
-              help="LPIPS AlexNet backbone file (torchvision's alexnet-owt-7be5be79.pth). Default: torch hub's "
-                   "cache; without it a pixel metric is used, and said so.")
-@click.option("--sheet", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
-              help="Write a traversal contact sheet: one row per direction, -DISTANCE..+DISTANCE.")
-@click.option("--top-k", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Directions on the sheet: the first K.")
+@click.option(
+    "--measure",
+    "measure_n",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Measure every direction's mean perceptual change over N samples moved by +-DISTANCE; "
+    "writes a CSV and a plot beside OUTPUT.",
+)
+@click.option(
+    "--distance",
+    type=float,
+    default=5.0,
+    show_default=True,
+    metavar="S",
+    help="Step along a direction for --measure and --sheet (w units).",
+)
+@click.option(
+    "--measure-csv",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CSV for --measure (default: OUTPUT's stem + .measure.csv; CKPT's name + .sefa.measure.csv with -o -).",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Plot PNG for --measure (default: OUTPUT's stem + .measure.png).",
+)
+@click.option(
+    "--dormant-fraction",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Mark a direction dormant when its change is below this fraction of the largest one's.",
+)
+@click.option(
+    "--lpips-weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="LPIPS AlexNet backbone file (torchvision's alexnet-owt-7be5be79.pth). Default: torch hub's "
+    "cache; without it a pixel metric is used, and said so.",
+)
+@click.option(
+    "--sheet",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.png",
+    help="Write a traversal contact sheet: one row per direction, -DISTANCE..+DISTANCE.",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=8, show_default=True, help="Directions on the sheet: the first K."
+)
 @click.option("--indices", default=None, metavar="I,J,...", help="Directions on the sheet, instead of --top-k.")
 @click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Columns of the sheet.")
-@click.option("--seeds", default=None, metavar="SEEDS",
-              help="Seeds of the samples: for the sheet (default 0) and --measure (default 0..N-1).")
-@click.option("--domain", default=None, metavar="NAME",
-              help="Domain of a multi-domain model to sample in (needed for class-conditional models).")
+@click.option(
+    "--seeds",
+    default=None,
+    metavar="SEEDS",
+    help="Seeds of the samples: for the sheet (default 0) and --measure (default 0..N-1).",
+)
+@click.option(
+    "--domain",
+    default=None,
+    metavar="NAME",
+    help="Domain of a multi-domain model to sample in (needed for class-conditional models).",
+)
 @click.option("--truncation-psi", "psi", type=float, default=1.0, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @device_option
 @force_option
-def command(ckpt: str, output: str | None, layers: str, normalize: bool, net: str | None, measure_n: int | None,
-            distance: float, measure_csv: str | None, plot: str | None, dormant_fraction: float,
-            lpips_weights: str | None, sheet: str | None, top_k: int, indices: str | None, steps: int,
-            seeds: str | None, domain: str | None, psi: float, batch: int, device: str | None,
-            force: bool) -> None:
+def command(
+    ckpt: str,
+    output: str | None,
+    layers: str,
+    normalize: bool,
+    net: str | None,
+    measure_n: int | None,
+    distance: float,
+    measure_csv: str | None,
+    plot: str | None,
+    dormant_fraction: float,
+    lpips_weights: str | None,
+    sheet: str | None,
+    top_k: int,
+    indices: str | None,
+    steps: int,
+    seeds: str | None,
+    domain: str | None,
+    psi: float,
+    batch: int,
+    device: str | None,
+    force: bool,
+) -> None:
     """Closed-form factorisation (SeFA) of CKPT's style modulation weights.
 
     The directions are the right singular vectors of the stacked modulation weights of the
@@ -140,35 +205,42 @@ def command(ckpt: str, output: str | None, layers: str, normalize: bool, net: st
         sheet_seed = seed_list[0] if seed_list else 0
         sheet_ws = map_latents(G, z_from_seeds([sheet_seed], G.z_dim), spec, psi)
     sv = result.singular_values
-    log(f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
+    log(
+        f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
         f"{'per-row normalised' if normalize else 'no normalisation'}; singular values "
-        f"{sv[0]:.4g} .. {sv[-1]:.4g}")
+        f"{sv[0]:.4g} .. {sv[-1]:.4g}"
+    )
     meta = sefa_lib.sefa_metadata(result, display_name(ckpt), sha256_file(ckpt), net_name)
-    emit_path(sefa_lib.save_directions(output, result.directions, meta, singular_values=sv, force=force,
-                                       inputs=(ckpt,)))
+    emit_path(
+        sefa_lib.save_directions(output, result.directions, meta, singular_values=sv, force=force, inputs=(ckpt,))
+    )
 
     if measure_n is not None:
         log(f"measure: {metric.description}")
-        means, stds = sefa_lib.measure_directions(G, result.directions, measure_ws, distance, metric, batch,
-                                                  spec, mask)
+        means, stds = sefa_lib.measure_directions(G, result.directions, measure_ws, distance, metric, batch, spec, mask)
         dormant = sefa_lib.dormant_mask(means, dormant_fraction)
         sefa_lib.write_measure_csv(measure_csv, means, stds, sv.numpy(), dormant, metric.name, force=force)
         emit_path(measure_csv)
-        title = (f"mean {metric.name} change per direction, {measure_n} samples, step +-{distance:g} "
-                 f"({int(dormant.sum())} dormant: < {dormant_fraction:g} x max)")
+        title = (
+            f"mean {metric.name} change per direction, {measure_n} samples, step +-{distance:g} "
+            f"({int(dormant.sum())} dormant: < {dormant_fraction:g} x max)"
+        )
         sefa_lib.plot_measure_png(plot, means, dormant, dormant_fraction * float(np.max(means)), title, force=force)
         emit_path(plot)
         first = int(np.argmax(dormant)) if dormant.any() else None
-        log(f"measure ({metric.name}): largest change {means.max():.4g} (direction {int(np.argmax(means))}), "
+        log(
+            f"measure ({metric.name}): largest change {means.max():.4g} (direction {int(np.argmax(means))}), "
             f"smallest {means.min():.4g} (direction {int(np.argmin(means))}); {int(dormant.sum())} of "
-            f"{len(means)} dormant" + (f", the first at index {first}" if first is not None else ""))
+            f"{len(means)} dormant" + (f", the first at index {first}" if first is not None else "")
+        )
 
     if sheet:
         from ..media.images import save_png
 
-        grid = sefa_lib.traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, spec, batch,
-                                        mask)
+        grid = sefa_lib.traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, spec, batch, mask)
         save_png(grid, sheet, force=force)
-        log(f"sheet: rows = directions {','.join(str(i) for i in chosen)} (seed {sheet_seed}), "
-            f"columns = -{distance:g}..+{distance:g} in {steps} steps")
+        log(
+            f"sheet: rows = directions {','.join(str(i) for i in chosen)} (seed {sheet_seed}), "
+            f"columns = -{distance:g}..+{distance:g} in {steps} steps"
+        )
         emit_path(sheet)

@@ -20,27 +20,59 @@ def training_options(f):
     """--kimg/--batch/--snap/--seed/--lr/--gamma/--pl-weight/--ema/--diffaug/--run-dir/--resume/--device/--force."""
     opts = [
         click.option("--kimg", type=float, default=None, help="Training length in thousands of images shown to D."),
-        click.option("--batch", type=int, default=None,
-                     help="Global batch size (split over torchrun processes)."),
-        click.option("--snap", "snap_kimg", type=float, default=None, metavar="KIMG",
-                     help="Write a snapshot (weights, optimiser state, sample grid) every KIMG."),
+        click.option("--batch", type=int, default=None, help="Global batch size (split over torchrun processes)."),
+        click.option(
+            "--snap",
+            "snap_kimg",
+            type=float,
+            default=None,
+            metavar="KIMG",
+            help="Write a snapshot (weights, optimiser state, sample grid) every KIMG.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible)."),
         click.option("--lr", type=float, default=None, help="Adam learning rate for G and D."),
-        click.option("--gamma", type=float, default=None,
-                     help="R1 weight. Default: the config's, else 0.0002 * resolution^2 / batch."),
-        click.option("--pl-weight", type=float, default=None,
-                     help="Path-length regularisation weight, lazy every 4 steps as NVIDIA's "
-                          "StyleGAN2 (default 2; 0 turns it off)."),
-        click.option("--ema", "ema_kimg", type=float, default=None, metavar="KIMG",
-                     help="Half-life of the EMA generator in kimg (default: batch * 10 / 32)."),
-        click.option("--diffaug", default="", metavar="POLICY",
-                     help="DiffAugment policy, e.g. color,translation,cutout (default: none)."),
+        click.option(
+            "--gamma",
+            type=float,
+            default=None,
+            help="R1 weight. Default: the config's, else 0.0002 * resolution^2 / batch.",
+        ),
+        click.option(
+            "--pl-weight",
+            type=float,
+            default=None,
+            help="Path-length regularisation weight, lazy every 4 steps as NVIDIA's "
+            "StyleGAN2 (default 2; 0 turns it off).",
+        ),
+        click.option(
+            "--ema",
+            "ema_kimg",
+            type=float,
+            default=None,
+            metavar="KIMG",
+            help="Half-life of the EMA generator in kimg (default: batch * 10 / 32).",
+        ),
+        click.option(
+            "--diffaug",
+            default="",
+            metavar="POLICY",
+            help="DiffAugment policy, e.g. color,translation,cutout (default: none).",
+        ),
         click.option("--no-amp", is_flag=True, help="Disable bfloat16 mixed precision on GPU."),
-        click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run')."),
-        click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None, metavar="RUN_DIR",
-                     help="Continue the run in RUN_DIR from its newest snapshot (same options as it started with; "
-                          "--kimg there sets a new total length)."),
+        click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run').",
+        ),
+        click.option(
+            "--resume",
+            type=click.Path(file_okay=False, exists=True),
+            default=None,
+            metavar="RUN_DIR",
+            help="Continue the run in RUN_DIR from its newest snapshot (same options as it started with; "
+            "--kimg there sets a new total length).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         device_option,
         force_option,
@@ -50,20 +82,32 @@ def training_options(f):
     return f
 
 
-def build_options(kw: dict[str, Any], batch: int, kimg: float, snap_kimg: float, lr: float,
-                  gamma: float | None, ema_kimg: float | None):
+def build_options(
+    kw: dict[str, Any],
+    batch: int,
+    kimg: float,
+    snap_kimg: float,
+    lr: float,
+    gamma: float | None,
+    ema_kimg: float | None,
+):
     """TrainOptions from the shared CLI options, falling back to the given defaults."""
     from ..train.loop import TrainOptions
 
     lr = kw["lr"] if kw["lr"] is not None else lr
-    return TrainOptions(kimg=kw["kimg"] if kw["kimg"] is not None else kimg,
-                        batch=kw["batch"] if kw["batch"] is not None else batch,
-                        snap_kimg=kw["snap_kimg"] if kw["snap_kimg"] is not None else snap_kimg,
-                        seed=kw["seed"], lr_g=lr, lr_d=lr,
-                        gamma=kw["gamma"] if kw["gamma"] is not None else gamma,
-                        ema_kimg=kw["ema_kimg"] if kw["ema_kimg"] is not None else ema_kimg,
-                        diffaug=kw["diffaug"], amp=not kw["no_amp"],
-                        **({"pl_weight": kw["pl_weight"]} if kw["pl_weight"] is not None else {}))
+    return TrainOptions(
+        kimg=kw["kimg"] if kw["kimg"] is not None else kimg,
+        batch=kw["batch"] if kw["batch"] is not None else batch,
+        snap_kimg=kw["snap_kimg"] if kw["snap_kimg"] is not None else snap_kimg,
+        seed=kw["seed"],
+        lr_g=lr,
+        lr_d=lr,
+        gamma=kw["gamma"] if kw["gamma"] is not None else gamma,
+        ema_kimg=kw["ema_kimg"] if kw["ema_kimg"] is not None else ema_kimg,
+        diffaug=kw["diffaug"],
+        amp=not kw["no_amp"],
+        **({"pl_weight": kw["pl_weight"]} if kw["pl_weight"] is not None else {}),
+    )
 
 
 def run_dir_for(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
@@ -78,8 +122,9 @@ def run_dir_for(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
     return out.with_name(out.stem + "-run"), False
 
 
-def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, params: dict[str, Any],
-                   inputs: list) -> None:
+def train_and_save(
+    method, opts, output: str, kw: dict[str, Any], command: str, params: dict[str, Any], inputs: list
+) -> None:
     from .. import distributed
     from ..train.loop import finish, run_training
 
@@ -88,8 +133,15 @@ def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, 
         check_output_path(output, force=kw["force"], inputs=tuple(inputs))
     run_dir, resume = run_dir_for(output, kw)
     device = resolve_device(kw["device"])
-    trainer = run_training(method, opts, run_dir, device=device, resume=resume, progress=not kw["quiet"],
-                           resume_kimg=kw["kimg"] if resume else None)
+    trainer = run_training(
+        method,
+        opts,
+        run_dir,
+        device=device,
+        resume=resume,
+        progress=not kw["quiet"],
+        resume_kimg=kw["kimg"] if resume else None,
+    )
     written = finish(trainer, output, command, params, inputs=inputs, force=kw["force"])
     distributed.shutdown(info)
     if written is not None:
@@ -99,19 +151,34 @@ def train_and_save(method, opts, output: str, kw: dict[str, Any], command: str, 
 
 @click.command("train")
 @click.argument("images", type=click.Path())
-@click.option("-o", "--output", type=NamedOutput(),
-              help="Checkpoint to write [default: IMAGES' folder name + .st in the current folder]. Not '-': the "
-                   "run folder is named after it.")
+@click.option(
+    "-o",
+    "--output",
+    type=NamedOutput(),
+    help="Checkpoint to write [default: IMAGES' folder name + .st in the current folder]. Not '-': the "
+    "run folder is named after it.",
+)
 @click.option("--resolution", type=int, required=True, help="Image and model resolution (power of two).")
-@click.option("--config", "config_name", default="tiny", show_default=True,
-              help="Architecture and hyper-parameters: tiny, small (CPU-sized), toy (the bundled examples: "
-                   "512-d z and w, 8 mapping layers, 64 channels), paper256, stylegan2 (NVIDIA's).")
+@click.option(
+    "--config",
+    "config_name",
+    default="tiny",
+    show_default=True,
+    help="Architecture and hyper-parameters: tiny, small (CPU-sized), toy (the bundled examples: "
+    "512-d z and w, 8 mapping layers, 64 channels), paper256, stylegan2 (NVIDIA's).",
+)
 @click.option("--mirror", is_flag=True, help="Also train on horizontally flipped images.")
-@click.option("--subset", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Train on the first N images only (in sorted path order).")
+@click.option(
+    "--subset",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Train on the first N images only (in sorted path order).",
+)
 @training_options
-def command(images: str, output: str | None, resolution: int, config_name: str, mirror: bool, subset: int | None,
-            **kw: Any) -> None:
+def command(
+    images: str, output: str | None, resolution: int, config_name: str, mirror: bool, subset: int | None, **kw: Any
+) -> None:
     """Train a StyleGAN2 from scratch on the images in IMAGES (a folder, searched recursively).
 
     Images of another size are centre-cropped and resized to RESOLUTION. Snapshots go to the
@@ -132,10 +199,30 @@ def command(images: str, output: str | None, resolution: int, config_name: str, 
         output = (Path(images).resolve().name or "model") + ".st"
     preset = get_preset(config_name)
     g_cfg, d_cfg = architecture(config_name, resolution)
-    opts = build_options(kw, batch=preset.batch, kimg=1000.0, snap_kimg=preset.snap_kimg, lr=preset.lr,
-                         gamma=preset.gamma, ema_kimg=preset.ema_kimg)
+    opts = build_options(
+        kw,
+        batch=preset.batch,
+        kimg=1000.0,
+        snap_kimg=preset.snap_kimg,
+        lr=preset.lr,
+        gamma=preset.gamma,
+        ema_kimg=preset.ema_kimg,
+    )
     data = ImageFolderData(images, resolution, xflip=mirror, subset=subset)
     method = ScratchMethod(data, g_cfg, d_cfg)
-    train_and_save(method, opts, output, kw, "train",
-                   {"images": str(images), "resolution": resolution, "config": config_name, "mirror": mirror,
-                    "subset": subset, "num_images": len(data)}, inputs=[])
+    train_and_save(
+        method,
+        opts,
+        output,
+        kw,
+        "train",
+        {
+            "images": str(images),
+            "resolution": resolution,
+            "config": config_name,
+            "mirror": mirror,
+            "subset": subset,
+            "num_images": len(data),
+        },
+        inputs=[],
+    )

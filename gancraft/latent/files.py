@@ -76,8 +76,13 @@ def load_latents(path: str | os.PathLike) -> Latents:
     if domains.dtype.kind != "U":
         raise GancraftError(f"{p}: 'domain' must be strings, got {domains.dtype}")
     batch = int(arrays["batch"]) if "batch" in arrays and arrays["batch"].size == 1 else None
-    return Latents(z=z.astype(np.float32), w=w.astype(np.float32), seeds=seeds.astype(np.int64),
-                   domains=[str(d) for d in domains], batch=batch)
+    return Latents(
+        z=z.astype(np.float32),
+        w=w.astype(np.float32),
+        seeds=seeds.astype(np.int64),
+        domains=[str(d) for d in domains],
+        batch=batch,
+    )
 
 
 @dataclass
@@ -140,8 +145,13 @@ def load_directions(path: str | os.PathLike) -> Directions:
         raise GancraftError(f"{p}: metadata 'names' has {len(names)} entries for {d.shape[0]} directions")
     if layers is not None and not all(isinstance(x, (int, str)) and not isinstance(x, bool) for x in layers):
         raise GancraftError(f"{p}: metadata 'layers' must list w indices or layer names")
-    return Directions(directions=d, singular_values=None if sv is None else sv.reshape(-1).to(torch.float32),
-                      names=[str(n) for n in names] if names is not None else None, layers=layers, path=p)
+    return Directions(
+        directions=d,
+        singular_values=None if sv is None else sv.reshape(-1).to(torch.float32),
+        names=[str(n) for n in names] if names is not None else None,
+        layers=layers,
+        path=p,
+    )
 
 
 def _meta_list(meta: dict, key: str, p: Path) -> list | None:

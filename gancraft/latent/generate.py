@@ -47,8 +47,9 @@ def _device_of(G: torch.nn.Module) -> torch.device:
     return next(G.parameters()).device
 
 
-def map_latents(G: torch.nn.Module, z: torch.Tensor, spec: DomainSpec | None = None, psi: float = 1.0,
-                cutoff: int | None = None) -> torch.Tensor:
+def map_latents(
+    G: torch.nn.Module, z: torch.Tensor, spec: DomainSpec | None = None, psi: float = 1.0, cutoff: int | None = None
+) -> torch.Tensor:
     """z [N, z_dim] -> ws [N, num_ws, w_dim]: mapping (with the domain's class), truncation, domain transform."""
     dev = _device_of(G)
     z = z.to(dev, torch.float32)
@@ -62,9 +63,15 @@ def map_latents(G: torch.nn.Module, z: torch.Tensor, spec: DomainSpec | None = N
         return apply_domain(ws, spec.to(dev) if spec is not None else None)
 
 
-def synthesize(G: torch.nn.Module, ws: torch.Tensor, spec: DomainSpec | None = None,
-               noise_mode: str = "const", style_scale: torch.Tensor | None = None,
-               precision: str = "fp32", modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
+def synthesize(
+    G: torch.nn.Module,
+    ws: torch.Tensor,
+    spec: DomainSpec | None = None,
+    noise_mode: str = "const",
+    style_scale: torch.Tensor | None = None,
+    precision: str = "fp32",
+    modulation: str = DEFAULT_MODULATION,
+) -> torch.Tensor:
     """ws -> NCHW float32 images on G's device, with the domain's style scales in the domain's
     modulation order (or explicit per-row ones, in order `modulation`).
 
@@ -79,9 +86,13 @@ def synthesize(G: torch.nn.Module, ws: torch.Tensor, spec: DomainSpec | None = N
     if style_scale is None and spec is not None and spec.style_scale is not None:
         style_scale, modulation = spec.style_scale, spec.modulation
     with torch.no_grad():
-        return G.synthesis(ws.to(dev, torch.float32), noise_mode=noise_mode,
-                           style_scale=None if style_scale is None else style_scale.to(dev), precision=precision,
-                           modulation=modulation)
+        return G.synthesis(
+            ws.to(dev, torch.float32),
+            noise_mode=noise_mode,
+            style_scale=None if style_scale is None else style_scale.to(dev),
+            precision=precision,
+            modulation=modulation,
+        )
 
 
 def edit_layer_mask(G: torch.nn.Module, layers: Sequence[int | str] | None, what: str = "direction") -> torch.Tensor:
@@ -105,8 +116,9 @@ def edit_layer_mask(G: torch.nn.Module, layers: Sequence[int | str] | None, what
 
 def check_direction(G: torch.nn.Module, direction: Direction) -> None:
     if direction.vector.numel() != G.w_dim:
-        raise GancraftError(f"{direction.source}: direction has {direction.vector.numel()} dimensions, "
-                            f"the model's w has {G.w_dim}")
+        raise GancraftError(
+            f"{direction.source}: direction has {direction.vector.numel()} dimensions, the model's w has {G.w_dim}"
+        )
     edit_layer_mask(G, direction.layers, direction.source)
 
 
@@ -131,10 +143,20 @@ def _pad(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat([x, x[-1:].expand(size - x.shape[0], *x.shape[1:])])
 
 
-def generate(G: torch.nn.Module, seeds: Sequence[int] | None = None, *, ws: torch.Tensor | None = None,
-             z: torch.Tensor | None = None, domain: DomainSpec | None = None, psi: float = 1.0,
-             cutoff: int | None = None, noise_mode: str = "const", edits: Sequence[Edit] = (),
-             batch_size: int = 8, precision: str = "fp32") -> Iterator[Batch]:
+def generate(
+    G: torch.nn.Module,
+    seeds: Sequence[int] | None = None,
+    *,
+    ws: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    domain: DomainSpec | None = None,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    noise_mode: str = "const",
+    edits: Sequence[Edit] = (),
+    batch_size: int = 8,
+    precision: str = "fp32",
+) -> Iterator[Batch]:
     """Yield Batches for `seeds` (z from NVIDIA's seed convention) or for given `ws` (then z is only carried).
 
     precision applies to synthesis only (see `synthesize`); mapping and the stored ws stay float32.
@@ -157,8 +179,10 @@ def generate(G: torch.nn.Module, seeds: Sequence[int] | None = None, *, ws: torc
         n = len(seeds)
     else:
         if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
-            raise GancraftError(f"latents have shape {tuple(ws.shape[1:])} per row, the model needs "
-                                f"{(G.num_ws, G.w_dim)} (num_ws x w_dim)")
+            raise GancraftError(
+                f"latents have shape {tuple(ws.shape[1:])} per row, the model needs "
+                f"{(G.num_ws, G.w_dim)} (num_ws x w_dim)"
+            )
         n = ws.shape[0]
         seeds = [-1] * n if seeds is None else [int(s) for s in seeds]
     name = domain.name if domain is not None else ""
@@ -177,6 +201,7 @@ def generate(G: torch.nn.Module, seeds: Sequence[int] | None = None, *, ws: torc
 
 
 # ---- interpolation -------------------------------------------------------------------------------
+
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return a + (b - a) * t
@@ -231,9 +256,17 @@ def cubic_path(keys: torch.Tensor, frames: int, loop: bool) -> torch.Tensor:
     return torch.from_numpy(spline(np.asarray(positions))).to(keys.dtype)
 
 
-def interpolation_plan(G: torch.nn.Module, cells: Sequence[Sequence[int]], frames: int, loop: bool = False,
-                       space: str = "w", domain: DomainSpec | None = None, psi: float = 1.0,
-                       cutoff: int | None = None, path: str = "cubic") -> list[Frame]:
+def interpolation_plan(
+    G: torch.nn.Module,
+    cells: Sequence[Sequence[int]],
+    frames: int,
+    loop: bool = False,
+    space: str = "w",
+    domain: DomainSpec | None = None,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    path: str = "cubic",
+) -> list[Frame]:
     """Each cell walks through its own seed list: a cubic spline through the keyframes' w, or
     piecewise slerp in z (then mapping) or lerp in w."""
     if space not in ("z", "w"):
@@ -259,9 +292,18 @@ def interpolation_plan(G: torch.nn.Module, cells: Sequence[Sequence[int]], frame
     return _frames_from_cells(per_cell, domain)
 
 
-def traversal_plan(G: torch.nn.Module, seeds: Sequence[int], direction: Direction, lo: float, hi: float,
-                   frames: int, loop: bool = False, domain: DomainSpec | None = None, psi: float = 1.0,
-                   cutoff: int | None = None) -> list[Frame]:
+def traversal_plan(
+    G: torch.nn.Module,
+    seeds: Sequence[int],
+    direction: Direction,
+    lo: float,
+    hi: float,
+    frames: int,
+    loop: bool = False,
+    domain: DomainSpec | None = None,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+) -> list[Frame]:
     """Each seed is a cell moving along the direction from lo to hi (and back with loop)."""
     check_direction(G, direction)
     base = map_latents(G, z_from_seeds(seeds, G.z_dim), domain, psi, cutoff).cpu()
@@ -274,8 +316,15 @@ def traversal_plan(G: torch.nn.Module, seeds: Sequence[int], direction: Directio
     return out
 
 
-def domain_morph_plan(G: torch.nn.Module, seeds: Sequence[int], domains: Sequence[DomainSpec], frames: int,
-                      loop: bool = False, psi: float = 1.0, cutoff: int | None = None) -> list[Frame]:
+def domain_morph_plan(
+    G: torch.nn.Module,
+    seeds: Sequence[int],
+    domains: Sequence[DomainSpec],
+    frames: int,
+    loop: bool = False,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+) -> list[Frame]:
     """Each seed is a cell; the same z moves through the domains in order (class vectors, shifts or
     style scales interpolated)."""
     if len(domains) < 2:
@@ -284,21 +333,34 @@ def domain_morph_plan(G: torch.nn.Module, seeds: Sequence[int], domains: Sequenc
     out = []
     for i, j, t in frame_times(len(domains), frames, loop):
         spec = interpolate_domains(domains[i], domains[j], t)
-        out.append(Frame(ws=map_latents(G, z, spec, psi, cutoff).cpu(), style_scale=_rows(spec, len(seeds)),
-                         modulation=spec.modulation))
+        out.append(
+            Frame(
+                ws=map_latents(G, z, spec, psi, cutoff).cpu(),
+                style_scale=_rows(spec, len(seeds)),
+                modulation=spec.modulation,
+            )
+        )
     return out
 
 
-def style_scale_plan(G: torch.nn.Module, seeds: Sequence[int], scales: torch.Tensor, psi: float = 1.0,
-                     cutoff: int | None = None, modulation: str = DEFAULT_MODULATION) -> list[Frame]:
+def style_scale_plan(
+    G: torch.nn.Module,
+    seeds: Sequence[int],
+    scales: torch.Tensor,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    modulation: str = DEFAULT_MODULATION,
+) -> list[Frame]:
     """Each seed is a cell with fixed ws; frame f applies domain vector scales[f] ([frames, style_dim]) in
     order `modulation` to every cell, e.g. vectors moving between text prompts (`domains.prompt_morph_vectors`)."""
     if scales.ndim != 2 or scales.shape[1] != G.synthesis.style_dim:
-        raise GancraftError(f"style scales have shape {tuple(scales.shape)}, expected [frames, "
-                            f"{G.synthesis.style_dim}]")
+        raise GancraftError(
+            f"style scales have shape {tuple(scales.shape)}, expected [frames, {G.synthesis.style_dim}]"
+        )
     ws = map_latents(G, z_from_seeds(seeds, G.z_dim), None, psi, cutoff).cpu()
-    return [Frame(ws=ws, style_scale=s.reshape(1, -1).expand(len(seeds), -1).cpu(), modulation=modulation)
-            for s in scales]
+    return [
+        Frame(ws=ws, style_scale=s.reshape(1, -1).expand(len(seeds), -1).cpu(), modulation=modulation) for s in scales
+    ]
 
 
 def _rows(spec: DomainSpec | None, n: int) -> torch.Tensor | None:
@@ -313,12 +375,19 @@ def _order(spec: DomainSpec | None) -> str:
 
 def _frames_from_cells(per_cell: list[torch.Tensor], domain: DomainSpec | None) -> list[Frame]:
     n_frames = per_cell[0].shape[0]
-    return [Frame(ws=torch.stack([c[f] for c in per_cell]), style_scale=_rows(domain, len(per_cell)),
-                  modulation=_order(domain)) for f in range(n_frames)]
+    return [
+        Frame(
+            ws=torch.stack([c[f] for c in per_cell]),
+            style_scale=_rows(domain, len(per_cell)),
+            modulation=_order(domain),
+        )
+        for f in range(n_frames)
+    ]
 
 
-def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "const",
-                  batch_size: int = 8, precision: str = "fp32") -> Iterator[torch.Tensor]:
+def render_frames(
+    G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "const", batch_size: int = 8, precision: str = "fp32"
+) -> Iterator[torch.Tensor]:
     """Synthesise a plan batch by batch across frame boundaries; yield each frame's cells [cells, C, H, W].
 
     precision as in `synthesize`.
@@ -341,11 +410,17 @@ def render_frames(G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "
     for sl in _batches(ws.shape[0], batch_size):
         count = sl.stop - sl.start
         scale = None if scales is None else _pad(scales[sl], batch_size)
-        imgs = synthesize(G, _pad(ws[sl], batch_size), noise_mode=noise_mode, style_scale=scale,
-                          precision=precision, modulation=modulation)[:count].cpu()
+        imgs = synthesize(
+            G,
+            _pad(ws[sl], batch_size),
+            noise_mode=noise_mode,
+            style_scale=scale,
+            precision=precision,
+            modulation=modulation,
+        )[:count].cpu()
         pending.extend(imgs)
         while len(pending) - done >= cells:
-            yield torch.stack(pending[done:done + cells])
+            yield torch.stack(pending[done : done + cells])
             done += cells
         if done:
             pending, done = pending[done:], 0
@@ -387,14 +462,26 @@ def resolution_indices(G: torch.nn.Module, text: str, option: str = "--mix-res")
     if hi < min(valid) or lo > max(valid):
         raise GancraftError(f"{option} {text!r}: the model's resolutions are {min(valid)}-{max(valid)}")
     top = G.synthesis.layers()[-1]
-    idx = {info.w_index for info in G.synthesis.layers()
-           if lo <= info.resolution <= hi and (info.kind == "conv" or info is top)}
+    idx = {
+        info.w_index
+        for info in G.synthesis.layers()
+        if lo <= info.resolution <= hi and (info.kind == "conv" or info is top)
+    }
     return sorted(idx)
 
 
-def style_mix(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[int], layers: Sequence[int],
-              domain: DomainSpec | None = None, psi: float = 1.0, cutoff: int | None = None,
-              noise_mode: str = "const", batch_size: int = 8, precision: str = "fp32") -> torch.Tensor:
+def style_mix(
+    G: torch.nn.Module,
+    row_seeds: Sequence[int],
+    col_seeds: Sequence[int],
+    layers: Sequence[int],
+    domain: DomainSpec | None = None,
+    psi: float = 1.0,
+    cutoff: int | None = None,
+    noise_mode: str = "const",
+    batch_size: int = 8,
+    precision: str = "fp32",
+) -> torch.Tensor:
     """Images [(R+1)*(C+1), C, H, W] row-major for a mixing grid: cell (r, c) takes the row seed's ws
     with the column seed's ws at `layers`; the first row holds the column seeds' own images, the
     first column the row seeds', and the corner is blank (-1, black). precision as in `synthesize`."""
@@ -403,7 +490,7 @@ def style_mix(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[
         raise GancraftError("style mixing needs at least one layer to take from the column seeds")
     seeds = list(row_seeds) + list(col_seeds)
     all_ws = map_latents(G, z_from_seeds(seeds, G.z_dim), domain, psi, cutoff).cpu()
-    row_ws, col_ws = all_ws[:len(row_seeds)], all_ws[len(row_seeds):]
+    row_ws, col_ws = all_ws[: len(row_seeds)], all_ws[len(row_seeds) :]
     cells = [col_ws[0]]  # placeholder for the corner, replaced by black below
     cells += list(col_ws)
     for r in range(len(row_seeds)):
@@ -413,7 +500,13 @@ def style_mix(G: torch.nn.Module, row_seeds: Sequence[int], col_seeds: Sequence[
             mixed[layers] = col_ws[c][layers]
             cells.append(mixed)
     ws = torch.stack(cells)
-    images = torch.cat([b.images for b in generate(G, ws=ws, domain=domain, noise_mode=noise_mode,
-                                                   batch_size=batch_size, precision=precision)])
+    images = torch.cat(
+        [
+            b.images
+            for b in generate(
+                G, ws=ws, domain=domain, noise_mode=noise_mode, batch_size=batch_size, precision=precision
+            )
+        ]
+    )
     images[0] = -1
     return images

@@ -20,7 +20,7 @@ from ..checkpoint import Checkpoint
 from ..errors import GancraftError
 
 HYPER_PREFIX = "hyper."
-MAPPER = "residual"     # recorded in checkpoints; earlier gancraft versions wrote a plain MLP
+MAPPER = "residual"  # recorded in checkpoints; earlier gancraft versions wrote a plain MLP
 
 
 @dataclass
@@ -28,10 +28,10 @@ class HyperConfig:
     """Architecture of the official ``residual_channelin`` mapper (td_multiple.yaml: width 512, backbone 4, head 2)."""
 
     embed_dim: int
-    style_dims: list[int]   # input widths of G's conv layers, in style_scale order
-    width: int = 512        # also the inner width of the residual blocks (the official code fixes it at 512)
-    depth: int = 4          # backbone: one linear block then depth - 1 residual blocks
-    head_depth: int = 2     # per head: head_depth - 1 residual blocks then the output layer
+    style_dims: list[int]  # input widths of G's conv layers, in style_scale order
+    width: int = 512  # also the inner width of the residual blocks (the official code fixes it at 512)
+    depth: int = 4  # backbone: one linear block then depth - 1 residual blocks
+    head_depth: int = 2  # per head: head_depth - 1 residual blocks then the output layer
 
     @property
     def out_dim(self) -> int:
@@ -48,8 +48,9 @@ class _LinearBlock(nn.Sequential):
 class _ResidualBlock(nn.Module):
     def __init__(self, width: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
-                                  nn.Linear(width, width), nn.BatchNorm1d(width))
+        self.body = nn.Sequential(
+            nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, width), nn.BatchNorm1d(width)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + x)
@@ -67,11 +68,13 @@ class HyperNetwork(nn.Module):
         if min(cfg.depth, cfg.head_depth, cfg.width, cfg.embed_dim) < 1 or not cfg.style_dims:
             raise GancraftError(f"hyper-network: invalid architecture {asdict(cfg)}")
         self.cfg = cfg
-        self.backbone = nn.Sequential(_LinearBlock(cfg.embed_dim, cfg.width),
-                                      *(_ResidualBlock(cfg.width) for _ in range(cfg.depth - 1)))
+        self.backbone = nn.Sequential(
+            _LinearBlock(cfg.embed_dim, cfg.width), *(_ResidualBlock(cfg.width) for _ in range(cfg.depth - 1))
+        )
         self.heads = nn.ModuleList(
             nn.Sequential(*(_ResidualBlock(cfg.width) for _ in range(cfg.head_depth - 1)), nn.Linear(cfg.width, c))
-            for c in cfg.style_dims)
+            for c in cfg.style_dims
+        )
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 # small, not zero: at exactly d = 0 nothing distinguishes the prompts yet
@@ -91,7 +94,7 @@ def style_dims(G: nn.Module) -> list[int]:
 def parameters_per_domain(ckpt: Checkpoint) -> int:
     """Width of one domain vector of this generator (sum of its conv layers' style widths)."""
     g = ckpt.g_config
-    res = [2 ** i for i in range(2, int(math.log2(g.img_resolution)) + 1)]
+    res = [2**i for i in range(2, int(math.log2(g.img_resolution)) + 1)]
     return sum(g.channels(4) if r == 4 else g.channels(r // 2) + g.channels(r) for r in res)
 
 
@@ -106,19 +109,28 @@ def load_hyper(ckpt: Checkpoint, device: str | torch.device = "cpu") -> HyperNet
         raise GancraftError(f"{where}holds no hyper-network (train one with `gancraft hyper`)")
     info = ckpt.extra["hyper"]
     if info.get("mapper") != MAPPER:
-        raise GancraftError(f"{where}its hyper-network is the plain MLP of an earlier gancraft version; "
-                            "train it again with `gancraft hyper` (now the official residual mapper)")
+        raise GancraftError(
+            f"{where}its hyper-network is the plain MLP of an earlier gancraft version; "
+            "train it again with `gancraft hyper` (now the official residual mapper)"
+        )
     arch = info.get("architecture")
     try:
-        cfg = HyperConfig(embed_dim=int(arch["embed_dim"]), style_dims=[int(c) for c in arch["style_dims"]],
-                          width=int(arch["width"]), depth=int(arch["depth"]), head_depth=int(arch["head_depth"]))
+        cfg = HyperConfig(
+            embed_dim=int(arch["embed_dim"]),
+            style_dims=[int(c) for c in arch["style_dims"]],
+            width=int(arch["width"]),
+            depth=int(arch["depth"]),
+            head_depth=int(arch["head_depth"]),
+        )
     except (TypeError, KeyError, ValueError):
         raise GancraftError(f"{where}extra['hyper']['architecture'] is missing or malformed") from None
     if cfg.out_dim != parameters_per_domain(ckpt):
-        raise GancraftError(f"{where}hyper-network predicts {cfg.out_dim} values but the generator's "
-                            f"domain vectors have {parameters_per_domain(ckpt)}")
+        raise GancraftError(
+            f"{where}hyper-network predicts {cfg.out_dim} values but the generator's "
+            f"domain vectors have {parameters_per_domain(ckpt)}"
+        )
     net = HyperNetwork(cfg)
-    sd = {k[len(HYPER_PREFIX):]: v for k, v in ckpt.tensors.items() if k.startswith(HYPER_PREFIX)}
+    sd = {k[len(HYPER_PREFIX) :]: v for k, v in ckpt.tensors.items() if k.startswith(HYPER_PREFIX)}
     own = net.state_dict()
     if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
         raise GancraftError(f"{where}hyper.* tensors do not match the stored hyper-network architecture")
@@ -147,5 +159,7 @@ def check_clip_matches(ckpt: Checkpoint, clip) -> None:
     info = ckpt.extra.get("hyper", {})
     trained = info.get("clip")
     if trained and not _same_clip(trained, clip.name):
-        raise GancraftError(f"{ckpt.path or 'checkpoint'}: its hyper-network was trained with CLIP {trained}, "
-                            f"not {clip.name}; pass the same weights with --clip-weights")
+        raise GancraftError(
+            f"{ckpt.path or 'checkpoint'}: its hyper-network was trained with CLIP {trained}, "
+            f"not {clip.name}; pass the same weights with --clip-weights"
+        )

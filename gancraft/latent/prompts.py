@@ -24,8 +24,14 @@ INTERPOLATION_SPACES = ("vector", "text")
 class PromptVectors:
     """A checkpoint's hyper-network together with the CLIP text encoder it was trained with."""
 
-    def __init__(self, ckpt, clip_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                 clip=None, download: bool = False):
+    def __init__(
+        self,
+        ckpt,
+        clip_weights: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        clip=None,
+        download: bool = False,
+    ):
         from .hyper import check_clip_matches, load_hyper
 
         self.ckpt = ckpt
@@ -72,8 +78,9 @@ class PromptVectors:
         hyper-network at every point, i.e. it visits the unseen domains "between" the prompts.
         """
         if space not in INTERPOLATION_SPACES:
-            raise GancraftError(f"prompt interpolation space must be one of {', '.join(INTERPOLATION_SPACES)}, "
-                                f"got {space!r}")
+            raise GancraftError(
+                f"prompt interpolation space must be one of {', '.join(INTERPOLATION_SPACES)}, got {space!r}"
+            )
         t = torch.as_tensor(ts, dtype=torch.float32, device=self.clip.device).reshape(-1, 1)
         if space == "vector":
             va, vb = self.vectors([a, b])
@@ -91,15 +98,29 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-def style_scale_for_prompt(ckpt, prompt: str, clip_weights: str | os.PathLike | None = None,
-                           device: str | torch.device = "cpu", clip=None, download: bool = False) -> torch.Tensor:
+def style_scale_for_prompt(
+    ckpt,
+    prompt: str,
+    clip_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    clip=None,
+    download: bool = False,
+) -> torch.Tensor:
     """The domain vector [style_dim] for `prompt`: pass it as ``G(z, style_scale=..., modulation=...)`` with
     the order `PromptVectors.modulation` reads from the checkpoint."""
     return PromptVectors(ckpt, clip_weights, device, clip, download).vector(prompt)
 
 
-def interpolate_prompts(ckpt, a: str, b: str, ts: Sequence[float] | torch.Tensor,
-                        clip_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                        clip=None, space: str = "vector", download: bool = False) -> torch.Tensor:
+def interpolate_prompts(
+    ckpt,
+    a: str,
+    b: str,
+    ts: Sequence[float] | torch.Tensor,
+    clip_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    clip=None,
+    space: str = "vector",
+    download: bool = False,
+) -> torch.Tensor:
     """[len(ts), style_dim] domain vectors between prompts a and b (see `PromptVectors.interpolate`)."""
     return PromptVectors(ckpt, clip_weights, device, clip, download).interpolate(a, b, ts, space)

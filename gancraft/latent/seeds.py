@@ -45,8 +45,7 @@ def parse_seeds(text: str, option: str = "--seeds", allow_duplicates: bool = Fal
             _check_count(len(seeds) + 1, option, text)
             seeds.append(value)
         else:
-            raise GancraftError(
-                f"{option} {text!r}: {item!r} is not a non-negative integer or a range like 0-63")
+            raise GancraftError(f"{option} {text!r}: {item!r} is not a non-negative integer or a range like 0-63")
     if not allow_duplicates:
         seen: set[int] = set()
         for s in seeds:
@@ -59,8 +58,9 @@ def parse_seeds(text: str, option: str = "--seeds", allow_duplicates: bool = Fal
 def _check_count(count: int, option: str, text: str) -> None:
     # checked before the list grows, so a typo like 0-4000000000 costs nothing
     if count > MAX_SEEDS:
-        raise GancraftError(f"{option} {text!r}: more than {MAX_SEEDS:,} seeds in one run; split the range "
-                            f"over several runs")
+        raise GancraftError(
+            f"{option} {text!r}: more than {MAX_SEEDS:,} seeds in one run; split the range over several runs"
+        )
 
 
 def _check_bound(value: int, option: str, text: str) -> None:
@@ -79,8 +79,10 @@ def z_from_seeds(seeds: list[int] | np.ndarray, z_dim: int) -> torch.Tensor:
     # --seed-offset and -n make) are checked here, before numpy refuses them with a traceback
     past = [int(s) for s in seeds if not 0 <= int(s) <= MAX_SEED]
     if past:
-        raise GancraftError(f"seed {past[0]} is outside numpy's seed range 0-{MAX_SEED}: a seed offset plus the "
-                            "number of images must stay within it (lower --seed-offset or -n)")
+        raise GancraftError(
+            f"seed {past[0]} is outside numpy's seed range 0-{MAX_SEED}: a seed offset plus the "
+            "number of images must stay within it (lower --seed-offset or -n)"
+        )
     if z_dim <= 0:
         return torch.zeros([len(seeds), 0])
     rows = [np.random.RandomState(int(s)).randn(z_dim) for s in seeds]

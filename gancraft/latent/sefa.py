@@ -46,9 +46,9 @@ LAYER_SPEC_HELP = (
 
 @dataclass
 class SefaResult:
-    directions: torch.Tensor        # [w_dim, w_dim] float32, unit rows, most influential first
-    singular_values: torch.Tensor   # [w_dim] descending, zeros for the null space
-    layers: list[str]               # layer names whose modulation weights were stacked
+    directions: torch.Tensor  # [w_dim, w_dim] float32, unit rows, most influential first
+    singular_values: torch.Tensor  # [w_dim] descending, zeros for the null space
+    layers: list[str]  # layer names whose modulation weights were stacked
     normalized: bool = False
     edit_layers: list[str] | None = None  # where edits along these directions apply; None: every w
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -72,12 +72,15 @@ def select_layers(G: torch.nn.Module, spec: str = "all") -> list:
         resolutions = {info.resolution for info in layers}
         for res in (lo, hi):
             if res not in resolutions:
-                raise GancraftError(f"--layers {spec}: {res} is not a resolution of this generator "
-                                    f"(it has {', '.join(str(r) for r in sorted(resolutions))})")
+                raise GancraftError(
+                    f"--layers {spec}: {res} is not a resolution of this generator "
+                    f"(it has {', '.join(str(r) for r in sorted(resolutions))})"
+                )
         if lo > hi:
             raise GancraftError(f"--layers {spec}: the first resolution must not exceed the second")
-        chosen = [info for info in layers if lo <= info.resolution <= hi
-                  and (info.kind == "conv" or info is first_torgb)]
+        chosen = [
+            info for info in layers if lo <= info.resolution <= hi and (info.kind == "conv" or info is first_torgb)
+        ]
     else:
         convs = _conv_layers(layers)
         by_name = {info.name: info for info in layers}
@@ -88,8 +91,10 @@ def select_layers(G: torch.nn.Module, spec: str = "all") -> list:
             if item.isdigit():
                 idx = int(item)
                 if idx >= len(convs):
-                    raise GancraftError(f"--layers {spec}: layer index {idx} out of range "
-                                        f"(this generator has conv layers 0-{len(convs) - 1})")
+                    raise GancraftError(
+                        f"--layers {spec}: layer index {idx} out of range "
+                        f"(this generator has conv layers 0-{len(convs) - 1})"
+                    )
                 info = convs[idx]
             elif item in by_name:
                 info = by_name[item]
@@ -152,9 +157,15 @@ def sefa(G: torch.nn.Module, layers: str = "all", normalize: bool = False) -> Se
     return SefaResult(directions, singular_values, names, normalize, edit_layers, {"layer_spec": layers})
 
 
-def save_directions(path: str | os.PathLike, directions: torch.Tensor, metadata: dict[str, Any],
-                    singular_values: torch.Tensor | None = None, extra_tensors: dict[str, torch.Tensor] | None = None,
-                    force: bool = False, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def save_directions(
+    path: str | os.PathLike,
+    directions: torch.Tensor,
+    metadata: dict[str, Any],
+    singular_values: torch.Tensor | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    force: bool = False,
+    inputs: Iterable[str | os.PathLike] = (),
+) -> Path:
     """Write a directions file: ``directions`` [K, w_dim] unit rows, optional ``singular_values`` [K].
 
     Metadata values are stored as JSON strings (safetensors metadata is str -> str); the readers in
@@ -180,8 +191,9 @@ def save_directions(path: str | os.PathLike, directions: torch.Tensor, metadata:
     return Path(path)
 
 
-def sefa_metadata(result: SefaResult, source: str | os.PathLike | None, source_sha256: str | None,
-                  net: str | None = None) -> dict[str, Any]:
+def sefa_metadata(
+    result: SefaResult, source: str | os.PathLike | None, source_sha256: str | None, net: str | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "kind": "sefa",
         "factorized_layers": result.layers,
@@ -209,10 +221,17 @@ def _step(direction: torch.Tensor, num_ws: int, layer_mask: torch.Tensor | None)
 
 
 @torch.no_grad()
-def measure_directions(G: torch.nn.Module, directions: torch.Tensor, ws: torch.Tensor, distance: float,
-                       metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch_size: int = 16,
-                       spec=None, layer_mask: torch.Tensor | None = None, progress: bool = True
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def measure_directions(
+    G: torch.nn.Module,
+    directions: torch.Tensor,
+    ws: torch.Tensor,
+    distance: float,
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch_size: int = 16,
+    spec=None,
+    layer_mask: torch.Tensor | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std over samples and both signs of metric(G(w), G(w +- distance * d)) per direction.
 
     ``ws``: base latents [N, num_ws, w_dim]; the step moves every layer's w (a w-space edit) unless
@@ -224,16 +243,16 @@ def measure_directions(G: torch.nn.Module, directions: torch.Tensor, ws: torch.T
     device = ws.device
     dirs = directions.to(device, torch.float32)
     n = ws.shape[0]
-    base = torch.cat([_synthesize(G, ws[i:i + batch_size], spec) for i in range(0, n, batch_size)])
+    base = torch.cat([_synthesize(G, ws[i : i + batch_size], spec) for i in range(0, n, batch_size)])
     means, stds = [], []
     for k in tqdm(range(dirs.shape[0]), desc="measure", unit="dir", disable=not progress, file=sys.stderr):
         step = distance * _step(dirs[k], ws.shape[1], layer_mask)
         values = []
         for i in range(0, n, batch_size):
-            chunk = ws[i:i + batch_size]
+            chunk = ws[i : i + batch_size]
             moved = torch.cat([chunk + step, chunk - step])
             imgs = _synthesize(G, moved, spec)
-            ref = base[i:i + batch_size]
+            ref = base[i : i + batch_size]
             values.append(metric(torch.cat([ref, ref]), imgs).float().cpu())
         v = torch.cat(values).double()
         means.append(v.mean().item())
@@ -251,8 +270,15 @@ def dormant_mask(changes: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     return changes < fraction * changes.max() if changes.size else np.zeros(0, dtype=bool)
 
 
-def write_measure_csv(path: str | os.PathLike, changes: np.ndarray, stds: np.ndarray, singular_values: np.ndarray,
-                      dormant: np.ndarray, metric_name: str, force: bool = False) -> Path:
+def write_measure_csv(
+    path: str | os.PathLike,
+    changes: np.ndarray,
+    stds: np.ndarray,
+    singular_values: np.ndarray,
+    dormant: np.ndarray,
+    metric_name: str,
+    force: bool = False,
+) -> Path:
     with atomic_write(path, force=force) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
@@ -278,15 +304,17 @@ def read_measure_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         changes = np.array([float(r[change_col]) for r in body])
         svs = np.array([float(r[sv_col]) for r in body])
     except (IndexError, StopIteration, ValueError, OSError, UnicodeDecodeError):
-        raise GancraftError(f"{p}: not a 'gancraft sefa --measure' CSV (index, singular_value, mean_METRIC, ...)") \
-            from None
+        raise GancraftError(
+            f"{p}: not a 'gancraft sefa --measure' CSV (index, singular_value, mean_METRIC, ...)"
+        ) from None
     if indices != list(range(len(body))) or not np.isfinite(changes).all():
         raise GancraftError(f"{p}: rows must be directions 0, 1, 2, ... with finite changes")
     return changes, svs
 
 
-def plot_measure_png(path: str | os.PathLike, changes: np.ndarray, dormant: np.ndarray, threshold: float,
-                     title: str, force: bool = False) -> Path:
+def plot_measure_png(
+    path: str | os.PathLike, changes: np.ndarray, dormant: np.ndarray, threshold: float, title: str, force: bool = False
+) -> Path:
     """Bar chart of the change per direction (dormant ones grey), like Domain Expansion's Fig. 12."""
     from PIL import Image, ImageDraw
 
@@ -328,9 +356,17 @@ def plot_measure_png(path: str | os.PathLike, changes: np.ndarray, dormant: np.n
 
 
 @torch.no_grad()
-def traversal_sheet(G: torch.nn.Module, directions: torch.Tensor, indices: Sequence[int], ws: torch.Tensor,
-                    distance: float, steps: int = 7, spec=None, batch_size: int = 16,
-                    layer_mask: torch.Tensor | None = None) -> np.ndarray:
+def traversal_sheet(
+    G: torch.nn.Module,
+    directions: torch.Tensor,
+    indices: Sequence[int],
+    ws: torch.Tensor,
+    distance: float,
+    steps: int = 7,
+    spec=None,
+    batch_size: int = 16,
+    layer_mask: torch.Tensor | None = None,
+) -> np.ndarray:
     """One row per (sample, direction), ``steps`` columns from -distance to +distance; HWC uint8."""
     from ..media.images import make_grid, to_uint8
 
@@ -343,7 +379,5 @@ def traversal_sheet(G: torch.nn.Module, directions: torch.Tensor, indices: Seque
             step = _step(directions[idx].to(ws.device, torch.float32), ws.shape[1], layer_mask)
             rows.append(w.unsqueeze(0) + offsets.view(-1, 1, 1) * step)
     all_ws = torch.cat(rows)
-    imgs = torch.cat([_synthesize(G, all_ws[i:i + batch_size], spec)
-                      for i in range(0, all_ws.shape[0], batch_size)])
+    imgs = torch.cat([_synthesize(G, all_ws[i : i + batch_size], spec) for i in range(0, all_ws.shape[0], batch_size)])
     return make_grid(to_uint8(imgs), rows=len(rows), cols=steps, pad=2, pad_value=255)
-

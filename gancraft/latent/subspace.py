@@ -34,13 +34,14 @@ def orthonormal_basis(directions: torch.Tensor) -> torch.Tensor:
 class Subspaces:
     """Everything needed to put a latent on the base subspace or on one domain's subspace."""
 
-    basis: torch.Tensor            # k x w_dim orthonormal rows spanning the repurposed directions
-    mean_component: torch.Tensor   # w_avg's part in that span
+    basis: torch.Tensor  # k x w_dim orthonormal rows spanning the repurposed directions
+    mean_component: torch.Tensor  # w_avg's part in that span
     shifts: dict[str, torch.Tensor]  # domain name -> distance * direction
 
     def to(self, device: torch.device | str) -> "Subspaces":
-        return Subspaces(self.basis.to(device), self.mean_component.to(device),
-                         {k: v.to(device) for k, v in self.shifts.items()})
+        return Subspaces(
+            self.basis.to(device), self.mean_component.to(device), {k: v.to(device) for k, v in self.shifts.items()}
+        )
 
     def base(self, ws: torch.Tensor) -> torch.Tensor:
         """Latents (any leading shape, last dim w_dim) projected onto the base subspace."""
@@ -113,6 +114,10 @@ def expansion_table(names: list[str], directions: torch.Tensor, indices: list[in
     table: dict[str, dict] = {"base": {"kind": "base"}}
     for name, k in zip(names, indices):
         d = directions[k].detach().cpu().to(torch.float32)
-        table[name] = {"kind": "repurposed", "direction": (d / d.norm()).tolist(), "index": int(k),
-                       "distance": float(distance)}
+        table[name] = {
+            "kind": "repurposed",
+            "direction": (d / d.norm()).tolist(),
+            "index": int(k),
+            "distance": float(distance),
+        }
     return table

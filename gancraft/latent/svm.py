@@ -24,8 +24,8 @@ from ..errors import GancraftError
 
 @dataclass
 class Boundary:
-    direction: np.ndarray      # [w_dim] unit normal, towards higher scores
-    intercept: float           # decision = direction . w + intercept (in w units)
+    direction: np.ndarray  # [w_dim] unit normal, towards higher scores
+    intercept: float  # decision = direction . w + intercept (in w units)
     train_accuracy: float
     val_accuracy: float | None
     n_positive: int
@@ -38,8 +38,12 @@ class Boundary:
         return {
             "train_accuracy": round(self.train_accuracy, 6),
             "val_accuracy": None if self.val_accuracy is None else round(self.val_accuracy, 6),
-            "n_positive": self.n_positive, "n_negative": self.n_negative, "n_val": self.n_val,
-            "binary_labels": self.binary_labels, "intercept": self.intercept, "converged": self.converged,
+            "n_positive": self.n_positive,
+            "n_negative": self.n_negative,
+            "n_val": self.n_val,
+            "binary_labels": self.binary_labels,
+            "intercept": self.intercept,
+            "converged": self.converged,
         }
 
 
@@ -54,8 +58,10 @@ def project_out(direction: np.ndarray, others: np.ndarray | Sequence[np.ndarray]
     rest = d - q @ (q.T @ d)
     norm = np.linalg.norm(rest)
     if norm < 1e-6 * max(np.linalg.norm(d), 1e-12):
-        raise GancraftError("--orthogonal-to: the learnt direction lies in the span of the given directions; "
-                            "nothing is left after projecting them out")
+        raise GancraftError(
+            "--orthogonal-to: the learnt direction lies in the span of the given directions; "
+            "nothing is left after projecting them out"
+        )
     return rest / norm
 
 
@@ -79,8 +85,15 @@ def split_extremes(scores: np.ndarray, fraction: float) -> tuple[np.ndarray, np.
     return order[::-1][:k], order[:k], False
 
 
-def train_boundary(latents: np.ndarray, scores: np.ndarray, fraction: float = 0.25, val_split: float = 0.3,
-                   C: float = 1.0, seed: int = 0, orthogonal_to: np.ndarray | None = None) -> Boundary:
+def train_boundary(
+    latents: np.ndarray,
+    scores: np.ndarray,
+    fraction: float = 0.25,
+    val_split: float = 0.3,
+    C: float = 1.0,
+    seed: int = 0,
+    orthogonal_to: np.ndarray | None = None,
+) -> Boundary:
     """Fit a linear SVM between the top and bottom ``fraction`` of samples by score.
 
     ``latents``: [N, w_dim]; ``val_split`` of each class is held out for the reported accuracy.
@@ -101,8 +114,10 @@ def train_boundary(latents: np.ndarray, scores: np.ndarray, fraction: float = 0.
     pos, neg = rng.permutation(pos), rng.permutation(neg)
     n_val_pos, n_val_neg = int(round(val_split * pos.size)), int(round(val_split * neg.size))
     if min(pos.size - n_val_pos, neg.size - n_val_neg) < 2 or (val_split > 0 and min(n_val_pos, n_val_neg) < 1):
-        raise GancraftError(f"too few samples per class ({pos.size} positive, {neg.size} negative after "
-                            f"--fraction {fraction}); use more latents or a larger --fraction")
+        raise GancraftError(
+            f"too few samples per class ({pos.size} positive, {neg.size} negative after "
+            f"--fraction {fraction}); use more latents or a larger --fraction"
+        )
     train_idx = np.concatenate([pos[n_val_pos:], neg[n_val_neg:]])
     val_idx = np.concatenate([pos[:n_val_pos], neg[:n_val_neg]])
     y = np.zeros(x.shape[0], dtype=np.int64)
@@ -128,12 +143,22 @@ def train_boundary(latents: np.ndarray, scores: np.ndarray, fraction: float = 0.
     val_acc = float((svm.predict(xs[val_idx]) == y[val_idx]).mean()) if val_idx.size else None
     if orthogonal_to is not None and np.size(orthogonal_to):
         direction = project_out(direction, orthogonal_to)
-    return Boundary(direction.astype(np.float64), intercept, train_acc, val_acc, int(pos.size), int(neg.size),
-                    int(val_idx.size), binary, converged)
+    return Boundary(
+        direction.astype(np.float64),
+        intercept,
+        train_acc,
+        val_acc,
+        int(pos.size),
+        int(neg.size),
+        int(val_idx.size),
+        binary,
+        converged,
+    )
 
 
-def read_label_csv(path: str | os.PathLike, seeds: np.ndarray | None, n: int, column: str | None = None
-                   ) -> tuple[np.ndarray, str]:
+def read_label_csv(
+    path: str | os.PathLike, seeds: np.ndarray | None, n: int, column: str | None = None
+) -> tuple[np.ndarray, str]:
     """Scores from a CSV with a header: matched to latents by a ``seed`` column when both have
     seeds, else by row order. ``column`` defaults to the only non-seed column."""
     p = Path(path)
@@ -173,8 +198,9 @@ def read_label_csv(path: str | os.PathLike, seeds: np.ndarray | None, n: int, co
             by_seed[int(number(row, seed_key, line))] = number(row, column, line)
         missing = [int(s) for s in seeds if int(s) not in by_seed]
         if missing:
-            raise GancraftError(f"{p}: no label for seed {missing[0]} ({len(missing)} seeds of the latents "
-                                f"file have no row)")
+            raise GancraftError(
+                f"{p}: no label for seed {missing[0]} ({len(missing)} seeds of the latents file have no row)"
+            )
         return np.array([by_seed[int(s)] for s in seeds], dtype=np.float64), column
     if len(rows) != n:
         raise GancraftError(f"{p}: {len(rows)} label rows for {n} latents (add a seed column to match by seed)")
@@ -205,8 +231,9 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise GancraftError(f"{p}: not a TorchScript classifier ({str(exc).strip().splitlines()[0]})") from None
 
 
-def classifier_scorer(model: torch.jit.ScriptModule, path: str | os.PathLike, class_index: int | None = None
-                      ) -> Callable[[torch.Tensor], torch.Tensor]:
+def classifier_scorer(
+    model: torch.jit.ScriptModule, path: str | os.PathLike, class_index: int | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """Scores from a user's TorchScript classifier taking NCHW images in [-1, 1]: its output [N]
     or [N, 1], or column ``class_index`` of [N, K] logits."""
 
@@ -214,9 +241,10 @@ def classifier_scorer(model: torch.jit.ScriptModule, path: str | os.PathLike, cl
         try:
             out = model(images)
         except Exception as exc:  # whatever the user's scripted code raises
-            raise GancraftError(f"{path}: classifier failed on images {tuple(images.shape)} "
-                                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
-                                ) from None
+            raise GancraftError(
+                f"{path}: classifier failed on images {tuple(images.shape)} "
+                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+            ) from None
         if not isinstance(out, torch.Tensor) or out.shape[0] != images.shape[0] or out.ndim > 2:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise GancraftError(f"{path}: classifier must return N or N x K scores, got {got}")
@@ -232,8 +260,14 @@ def classifier_scorer(model: torch.jit.ScriptModule, path: str | os.PathLike, cl
 
 
 @torch.no_grad()
-def score_latents(G: torch.nn.Module, ws: torch.Tensor, scorer: Callable[[torch.Tensor], torch.Tensor],
-                  batch_size: int = 16, spec=None, progress: bool = True) -> np.ndarray:
+def score_latents(
+    G: torch.nn.Module,
+    ws: torch.Tensor,
+    scorer: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 16,
+    spec=None,
+    progress: bool = True,
+) -> np.ndarray:
     """Render ``ws`` [N, num_ws, w_dim] (in DomainSpec ``spec``'s synthesis) and score the images."""
     import sys
 
@@ -242,9 +276,7 @@ def score_latents(G: torch.nn.Module, ws: torch.Tensor, scorer: Callable[[torch.
     from .generate import synthesize
 
     out = []
-    for i in tqdm(range(0, ws.shape[0], batch_size), desc="score", unit="batch", disable=not progress,
-                  file=sys.stderr):
-        imgs = synthesize(G, ws[i:i + batch_size], spec)
+    for i in tqdm(range(0, ws.shape[0], batch_size), desc="score", unit="batch", disable=not progress, file=sys.stderr):
+        imgs = synthesize(G, ws[i : i + batch_size], spec)
         out.append(scorer(imgs).float().cpu())
     return torch.cat(out).double().numpy()
-

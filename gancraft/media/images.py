@@ -83,7 +83,7 @@ def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 0, pad_value:
     for i in range(n):
         r, col = divmod(i, cols)
         y, x = r * (h + pad), col * (w + pad)
-        grid[y:y + h, x:x + w] = imgs[i]
+        grid[y : y + h, x : x + w] = imgs[i]
     return grid
 
 
@@ -95,8 +95,9 @@ class ImageWriter:
     `write()` or at `close()`; `close()` waits for every queued image.
     """
 
-    def __init__(self, workers: int | None = None, max_pending: int = 64, force: bool = False,
-                 compress_level: int = 6) -> None:
+    def __init__(
+        self, workers: int | None = None, max_pending: int = 64, force: bool = False, compress_level: int = 6
+    ) -> None:
         workers = workers or min(4, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gancraft-png")
         self._slots = threading.BoundedSemaphore(max_pending)
@@ -305,5 +306,6 @@ def read_image_folder(path: str | os.PathLike, resolution: int | None = None) ->
                     f"{p}: is {size[0]}x{size[1]} but {files[0]} is {sizes[0][0]}x{sizes[0][1]}; "
                     "give a resolution to resize them all"
                 )
-    return ImageFolder(root=root, resolution=None if resolution is None else int(resolution),
-                       files=files, sizes=sizes, skipped=skipped)
+    return ImageFolder(
+        root=root, resolution=None if resolution is None else int(resolution), files=files, sizes=sizes, skipped=skipped
+    )

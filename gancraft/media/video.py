@@ -27,8 +27,10 @@ def _video_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".mp4", ".gif"):
         return suffix[1:]
-    raise GancraftError(f"{path}: unsupported video extension {path.suffix!r}; use .mp4, .gif, "
-                        "or a path without an extension for a folder of PNG frames")
+    raise GancraftError(
+        f"{path}: unsupported video extension {path.suffix!r}; use .mp4, .gif, "
+        "or a path without an extension for a folder of PNG frames"
+    )
 
 
 def _frame_name(index: int) -> str:
@@ -48,8 +50,10 @@ def _checked_frames(frames: Iterable[np.ndarray], path: Path) -> tuple[np.ndarra
         for i, frame in enumerate(it, start=1):
             frame = _rgb_frame(frame, i, path)
             if frame.shape != first.shape:
-                raise GancraftError(f"{path}: frame {i} is {frame.shape[1]}x{frame.shape[0]} "
-                                    f"but frame 0 is {first.shape[1]}x{first.shape[0]}")
+                raise GancraftError(
+                    f"{path}: frame {i} is {frame.shape[1]}x{frame.shape[0]} "
+                    f"but frame 0 is {first.shape[1]}x{first.shape[0]}"
+                )
             yield frame
 
     return first, all_frames()
@@ -83,8 +87,15 @@ def _write_mp4(first: np.ndarray, frames: Iterator[np.ndarray], tmp: Path, fps: 
 
     h, w = _pad_even(first).shape[:2]
     writer = imageio_ffmpeg.write_frames(
-        str(tmp), size=(w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
-        quality=quality, macro_block_size=1, ffmpeg_log_level="error",
+        str(tmp),
+        size=(w, h),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_in="rgb24",
+        pix_fmt_out="yuv420p",
+        quality=quality,
+        macro_block_size=1,
+        ffmpeg_log_level="error",
         # The temporary name ends in .tmp, so ffmpeg cannot guess the container.
         output_params=["-f", "mp4", "-movflags", "+faststart"],
     )
@@ -127,8 +138,9 @@ def _write_dir(frames: Iterator[np.ndarray], out: Path, force: bool, bar) -> Non
             raise GancraftError(f"{out}: already exists (use --force to replace it)")
         foreign = [p.name for p in out.iterdir() if not (p.name.startswith(_FRAME_PREFIX) and p.suffix == ".png")]
         if foreign:
-            raise GancraftError(f"{out}: holds files other than {_FRAME_PREFIX}NNNNN.png ({foreign[0]}); "
-                                "refusing to replace it")
+            raise GancraftError(
+                f"{out}: holds files other than {_FRAME_PREFIX}NNNNN.png ({foreign[0]}); refusing to replace it"
+            )
     parent = out.parent
     if not parent.is_dir():
         raise GancraftError(f"{out}: folder {parent} does not exist or is not a folder")
@@ -156,8 +168,15 @@ def _write_dir(frames: Iterator[np.ndarray], out: Path, force: bool, bar) -> Non
             shutil.rmtree(old, ignore_errors=True)
 
 
-def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 30.0, quality: float = 7,
-                force: bool = False, progress: bool = False, total: int | None = None) -> Path:
+def write_video(
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike,
+    fps: float = 30.0,
+    quality: float = 7,
+    force: bool = False,
+    progress: bool = False,
+    total: int | None = None,
+) -> Path:
     """Write H x W x 3 uint8 frames to `path`; returns the path written.
 
     The format follows the path: `.mp4` (H.264, yuv420p; odd sides are padded to even by

@@ -47,9 +47,15 @@ def is_buffer(name: str) -> bool:
 W_AVG_MODES = ("mean", "recompute")
 
 
-def average_recipes(keys: Sequence[str], n: int, weights: Sequence[float] | None = None, method: str = "mean",
-                    base: bool = False, params: Mapping[str, object] | None = None,
-                    weights_by_res: Mapping[int, Sequence[float]] | None = None) -> dict[str, Recipe]:
+def average_recipes(
+    keys: Sequence[str],
+    n: int,
+    weights: Sequence[float] | None = None,
+    method: str = "mean",
+    base: bool = False,
+    params: Mapping[str, object] | None = None,
+    weights_by_res: Mapping[int, Sequence[float]] | None = None,
+) -> dict[str, Recipe]:
     """Per-tensor recipes for averaging n models (with `base`, input 0 is the common parent).
 
     `weights` follow the models (not the base) and default to the method's (1/N each against a
@@ -81,8 +87,7 @@ def average_recipes(keys: Sequence[str], n: int, weights: Sequence[float] | None
     out = {}
     for k in keys:
         res = block_resolution(k) if weights_by_res else None
-        recipe, copy = default if res is None else plan(weights_at(weights_by_res, res),
-                                                        f"--weights-by-res (at {res})")
+        recipe, copy = default if res is None else plan(weights_at(weights_by_res, res), f"--weights-by-res (at {res})")
         out[k] = copy if is_buffer(k) else recipe
     return out
 
@@ -91,8 +96,9 @@ def _onehot(i: int, n: int) -> tuple[float, ...]:
     return tuple(1.0 if j == i else 0.0 for j in range(n))
 
 
-def recompute_w_avg(sources: Sequence[Source], recipes: dict[str, Recipe], keys: Sequence[str],
-                    samples: int = 10000, seed: int = 0) -> dict[str, torch.Tensor]:
+def recompute_w_avg(
+    sources: Sequence[Source], recipes: dict[str, Recipe], keys: Sequence[str], samples: int = 10000, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """The mean w of each merged mapping network, estimated from `samples` z (uniform classes)."""
     from ..nets.stylegan2 import MappingNetwork
 
@@ -102,11 +108,19 @@ def recompute_w_avg(sources: Sequence[Source], recipes: dict[str, Recipe], keys:
         key = f"{net}.mapping.w_avg"
         if key not in recipes:
             continue
-        mapping = MappingNetwork(g.z_dim, g.c_dim, g.w_dim, None, g.mapping_layers, g.embed_features,
-                                 g.layer_features, g.mapping_lr_multiplier, None)
+        mapping = MappingNetwork(
+            g.z_dim,
+            g.c_dim,
+            g.w_dim,
+            None,
+            g.mapping_layers,
+            g.embed_features,
+            g.layer_features,
+            g.mapping_lr_multiplier,
+            None,
+        )
         prefix = f"{net}.mapping."
-        sd = {k[len(prefix):]: evaluate(recipes[k], k, sources) for k in keys
-              if k.startswith(prefix) and k != key}
+        sd = {k[len(prefix) :]: evaluate(recipes[k], k, sources) for k in keys if k.startswith(prefix) and k != key}
         mapping.load_state_dict(sd, strict=True)
         gen = torch.Generator().manual_seed(seed)
         total = torch.zeros(g.w_dim, dtype=torch.float64)
@@ -131,8 +145,9 @@ def _prepare_average(inputs: Sequence, weights, method, base, nets, w_avg, param
         keys = select_keys(sources, nets)
         if weights_by_res:
             if sources[0].skeleton.family != "stylegan2":
-                raise GancraftError("--weights-by-res: the models have no resolution blocks "
-                                    f"({sources[0].skeleton.family})")
+                raise GancraftError(
+                    f"--weights-by-res: the models have no resolution blocks ({sources[0].skeleton.family})"
+                )
             check_table(weights_by_res, len(inputs), sources[0].skeleton.g_config.block_resolutions)
         recipes = average_recipes(keys, len(sources), weights, method, base is not None, params, weights_by_res)
         overrides = recompute_w_avg(sources, recipes, keys) if w_avg == "recompute" else {}
@@ -140,9 +155,13 @@ def _prepare_average(inputs: Sequence, weights, method, base, nets, w_avg, param
         for s in sources:
             s.close()
         raise
-    record = {"method": method, "weights": list(weights) if weights is not None else None,
-              "base": str(base) if base is not None and not isinstance(base, Checkpoint) else None,
-              "nets": sorted({k.split(".", 1)[0] for k in keys}), "w_avg": w_avg}
+    record = {
+        "method": method,
+        "weights": list(weights) if weights is not None else None,
+        "base": str(base) if base is not None and not isinstance(base, Checkpoint) else None,
+        "nets": sorted({k.split(".", 1)[0] for k in keys}),
+        "w_avg": w_avg,
+    }
     # only what a method or option adds, so the history of a plain mean keeps its old shape
     record.update(methods.resolve_params(methods.get(method), params or {}))
     if weights_by_res:
@@ -150,11 +169,19 @@ def _prepare_average(inputs: Sequence, weights, method, base, nets, w_avg, param
     return sources, keys, recipes, overrides, record
 
 
-def average(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, weights: Sequence[float] | None = None,
-            method: str = "mean", base: str | os.PathLike | None = None, nets: Sequence[str] | None = None,
-            w_avg: str = "mean", force: bool = False, progress: bool = False,
-            params: Mapping[str, object] | None = None,
-            weights_by_res: Mapping[int, Sequence[float]] | None = None) -> Path:
+def average(
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    weights: Sequence[float] | None = None,
+    method: str = "mean",
+    base: str | os.PathLike | None = None,
+    nets: Sequence[str] | None = None,
+    w_avg: str = "mean",
+    force: bool = False,
+    progress: bool = False,
+    params: Mapping[str, object] | None = None,
+    weights_by_res: Mapping[int, Sequence[float]] | None = None,
+) -> Path:
     """Average checkpoints into `out` (native safetensors), streaming tensor by tensor.
 
     `weights` follow `inputs` (not the base); `method` is a registered method's name and
@@ -167,22 +194,39 @@ def average(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, weights
     """
     paths = [*inputs, *([base] if base is not None else [])]
     check_output_path(out, force=force, inputs=tuple(paths))
-    sources, keys, recipes, overrides, record = _prepare_average(inputs, weights, method, base, nets, w_avg, params,
-                                                                 weights_by_res)
+    sources, keys, recipes, overrides, record = _prepare_average(
+        inputs, weights, method, base, nets, w_avg, params, weights_by_res
+    )
     try:
-        return merge_to_file(sources, recipes, out, output_skeleton(sources, keys), "average", record, force=force,
-                             overrides=overrides, progress=progress)
+        return merge_to_file(
+            sources,
+            recipes,
+            out,
+            output_skeleton(sources, keys),
+            "average",
+            record,
+            force=force,
+            overrides=overrides,
+            progress=progress,
+        )
     finally:
         for s in sources:
             s.close()
 
 
-def average_checkpoints(ckpts: Sequence[Checkpoint], weights: Sequence[float] | None = None, method: str = "mean",
-                        base: Checkpoint | None = None, nets: Sequence[str] | None = None,
-                        w_avg: str = "mean", params: Mapping[str, object] | None = None,
-                        weights_by_res: Mapping[int, Sequence[float]] | None = None) -> Checkpoint:
+def average_checkpoints(
+    ckpts: Sequence[Checkpoint],
+    weights: Sequence[float] | None = None,
+    method: str = "mean",
+    base: Checkpoint | None = None,
+    nets: Sequence[str] | None = None,
+    w_avg: str = "mean",
+    params: Mapping[str, object] | None = None,
+    weights_by_res: Mapping[int, Sequence[float]] | None = None,
+) -> Checkpoint:
     """In-memory `average` for Python callers (no files, no history entry)."""
-    sources, keys, recipes, overrides, _ = _prepare_average(ckpts, weights, method, base, nets, w_avg, params,
-                                                            weights_by_res)
+    sources, keys, recipes, overrides, _ = _prepare_average(
+        ckpts, weights, method, base, nets, w_avg, params, weights_by_res
+    )
     skel = output_skeleton(sources, keys)
     return merge_to_checkpoint(sources, recipes, skel, overrides)

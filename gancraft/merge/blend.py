@@ -60,8 +60,9 @@ _SYN3 = re.compile(r"^(?:G|G_ema)\.synthesis\.(?:L(\d+)_\d+_\d+|(input))\.")
 _SG3_INPUT_BUFFERS = ("freqs", "phases", "transform")
 
 
-def layer_position(name: str, resolutions: Sequence[int],
-                   family: str = "stylegan2") -> tuple[int, int, str | None] | None:
+def layer_position(
+    name: str, resolutions: Sequence[int], family: str = "stylegan2"
+) -> tuple[int, int, str | None] | None:
     """(resolution, level, part) of a generator synthesis tensor; None outside synthesis.
 
     part is 'const', 'conv0', 'conv1', 'torgb', or None for block-level buffers. For StyleGAN3,
@@ -115,8 +116,9 @@ def parse_pinkney(spec: str) -> tuple[int, int]:
     return res, level
 
 
-def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int],
-                unit: str = "resolution") -> dict[int, tuple[float, ...]]:
+def parse_alpha(
+    spec: str, n_high: int, resolutions: Sequence[int], unit: str = "resolution"
+) -> dict[int, tuple[float, ...]]:
     """'4:0,8:0,16:0.3,32:1' -> {res: weights of the high models}; several highs as '16:0.3/0.2'.
 
     A resolution that is not listed takes the value of the nearest listed resolution below it
@@ -134,11 +136,13 @@ def parse_alpha(spec: str, n_high: int, resolutions: Sequence[int],
         if not vals:
             raise GancraftError(f"--alpha: {part!r} has no weight (expected RES:WEIGHT, e.g. 16:0.3)")
         if res not in resolutions:
-            raise GancraftError(f"--alpha: the model has no {unit} {res} "
-                                f"(its layers are at {_units(resolutions, unit)})")
+            raise GancraftError(
+                f"--alpha: the model has no {unit} {res} (its layers are at {_units(resolutions, unit)})"
+            )
         if len(vals) != n_high:
-            raise GancraftError(f"--alpha: {part!r} gives {len(vals)} weights for {n_high} high model(s) "
-                                f"(separate them with '/')")
+            raise GancraftError(
+                f"--alpha: {part!r} gives {len(vals)} weights for {n_high} high model(s) (separate them with '/')"
+            )
         if not all(math.isfinite(v) for v in vals):
             raise GancraftError(f"--alpha: {part!r} has a weight that is not a finite number")
         if res in given:
@@ -189,12 +193,22 @@ def default_switch(resolutions: Sequence[int]) -> int:
     return resolutions[round(len(resolutions) / 3)]  # StyleGAN3: layer 5 of 15, L5
 
 
-def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int, *,
-                  switch: int | None = None, blend_width: float | None = None, level: int = 0,
-                  alpha: dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
-                  w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
-                  channel_swap: "ChannelSwap | None" = None,
-                  pinkney: tuple[int, int] | None = None, family: str = "stylegan2") -> dict[str, Recipe]:
+def blend_recipes(
+    keys: Sequence[str],
+    resolutions: Sequence[int],
+    n_models: int,
+    *,
+    switch: int | None = None,
+    blend_width: float | None = None,
+    level: int = 0,
+    alpha: dict[int, Sequence[float]] | None = None,
+    mapping_from: str | int = "low",
+    w_avg_from: str | int | None = None,
+    torgb_from: str | int = "blend",
+    channel_swap: "ChannelSwap | None" = None,
+    pinkney: tuple[int, int] | None = None,
+    family: str = "stylegan2",
+) -> dict[str, Recipe]:
     """Per-tensor weights over [low, *highs] for a layer blend.
 
     Exactly one of `switch` (two models), `pinkney` ((res, level) of the reference script, two
@@ -206,9 +220,11 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
         raise GancraftError("blend-layers needs a low model and at least one high model")
     sg3 = family == "stylegan3"
     if sg3:
-        for value, what in ((pinkney, "--pinkney (blend_models.py has StyleGAN2's layers only)"),
-                            (channel_swap, "channel clusters and swaps"),
-                            (level or None, "--switch-level (its layers have one level each)")):
+        for value, what in (
+            (pinkney, "--pinkney (blend_models.py has StyleGAN2's layers only)"),
+            (channel_swap, "channel clusters and swaps"),
+            (level or None, "--switch-level (its layers have one level each)"),
+        ):
             if value is not None:
                 raise GancraftError(f"{what}: not available for StyleGAN3 models")
     if pinkney is not None:
@@ -229,8 +245,10 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
             raise GancraftError("--switch blends exactly two models; use --alpha for more")
         if switch not in resolutions:
             unit = "layer" if sg3 else "resolution"
-            raise GancraftError(f"{'--pinkney' if pinkney else '--switch'}: the model has no {unit} {switch} "
-                                f"(its layers are at {_units(resolutions, unit)})")
+            raise GancraftError(
+                f"{'--pinkney' if pinkney else '--switch'}: the model has no {unit} {switch} "
+                f"(its layers are at {_units(resolutions, unit)})"
+            )
         if level not in (0, 1):
             raise GancraftError("--switch-level must be 0 (first conv of the block) or 1 (second conv and toRGB)")
         if blend_width is not None and not blend_width > 0:
@@ -251,8 +269,7 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
     def layer_weights(res: int, lvl: int) -> tuple[float, ...]:
         if switch is not None:
             sw = position_index(switch, level, resolutions, family)
-            t = switch_weight(position_index(res, lvl, resolutions, family), sw, blend_width,
-                              first=2 if pinkney else 0)
+            t = switch_weight(position_index(res, lvl, resolutions, family), sw, blend_width, first=2 if pinkney else 0)
             highs = (t,)
         else:
             highs = tuple(float(a) for a in alpha[res])
@@ -273,8 +290,9 @@ def blend_recipes(keys: Sequence[str], resolutions: Sequence[int], n_models: int
                 w = onehot(0)  # the script never lists TF's 4x4/Conv
             if part == "torgb" and torgb_idx is not None:
                 w = onehot(torgb_idx)
-            if (key.endswith(("resample_filter", "up_filter", "down_filter"))
-                    or (pinkney and key.endswith("noise_const"))):
+            if key.endswith(("resample_filter", "up_filter", "down_filter")) or (
+                pinkney and key.endswith("noise_const")
+            ):
                 w = onehot(0)
             elif key.endswith("noise_const") or (part == "input" and key.endswith(_SG3_INPUT_BUFFERS)):
                 # a fixed noise image is copied from the model that dominates its layer, so the
@@ -302,11 +320,16 @@ class ChannelSwap:
     def apply(self, recipes: dict[str, Recipe], n_models: int, resolutions: Sequence[int]) -> None:
         if not 0 < self.source < n_models:
             raise GancraftError(f"channel swap: model index {self.source} is not a high model")
-        targets = [k for k in recipes if k.split(".", 1)[0] in ("G", "G_ema")
-                   and k.split(".", 1)[1] in (f"synthesis.{self.layer}.weight", f"synthesis.{self.layer}.bias")]
+        targets = [
+            k
+            for k in recipes
+            if k.split(".", 1)[0] in ("G", "G_ema")
+            and k.split(".", 1)[1] in (f"synthesis.{self.layer}.weight", f"synthesis.{self.layer}.bias")
+        ]
         if not targets:
-            raise GancraftError(f"--cluster-layer: no conv layer {self.layer!r} in the model "
-                                f"(names look like b32.conv0 or b32.conv1)")
+            raise GancraftError(
+                f"--cluster-layer: no conv layer {self.layer!r} in the model (names look like b32.conv0 or b32.conv1)"
+            )
         row = tuple(1.0 if j == self.source else 0.0 for j in range(n_models))
         for k in targets:
             base = recipes[k]
@@ -335,56 +358,116 @@ def _prepare(low, highs, nets, keep_d, **kw) -> tuple[list[Source], list[str], d
         resolutions = list(range(g.num_layers + 1)) if family == "stylegan3" else g.block_resolutions
         alpha = kw.get("alpha")
         if isinstance(alpha, str):
-            kw["alpha"] = parse_alpha(alpha, len(highs), resolutions,
-                                      "layer" if family == "stylegan3" else "resolution")
+            kw["alpha"] = parse_alpha(
+                alpha, len(highs), resolutions, "layer" if family == "stylegan3" else "resolution"
+            )
         if isinstance(kw.get("pinkney"), str):
             kw["pinkney"] = parse_pinkney(kw["pinkney"])
-        if kw.get("switch") is None and kw.get("alpha") is None and kw.get("channel_swap") is None \
-                and kw.get("pinkney") is None and len(highs) == 1:
+        if (
+            kw.get("switch") is None
+            and kw.get("alpha") is None
+            and kw.get("channel_swap") is None
+            and kw.get("pinkney") is None
+            and len(highs) == 1
+        ):
             kw["switch"] = default_switch(resolutions)
         recipes = blend_recipes(keys, resolutions, len(sources), family=family, **kw)
     except BaseException:
         for s in sources:
             s.close()
         raise
-    params = {k: (v if not isinstance(v, ChannelSwap) else {"layer": v.layer, "channels": v.channels,
-                                                            "source": v.source}) for k, v in kw.items()}
+    params = {
+        k: (v if not isinstance(v, ChannelSwap) else {"layer": v.layer, "channels": v.channels, "source": v.source})
+        for k, v in kw.items()
+    }
     params["keep_d"] = keep_d
     return sources, keys, recipes, params
 
 
-def blend_layers(low: str | os.PathLike, highs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
-                 switch: int | None = None, blend_width: float | None = None, level: int = 0,
-                 alpha: str | dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
-                 w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
-                 nets: Sequence[str] | None = None, keep_d: bool = False, channel_swap: ChannelSwap | None = None,
-                 pinkney: str | tuple[int, int] | None = None, force: bool = False, progress: bool = False) -> Path:
+def blend_layers(
+    low: str | os.PathLike,
+    highs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    switch: int | None = None,
+    blend_width: float | None = None,
+    level: int = 0,
+    alpha: str | dict[int, Sequence[float]] | None = None,
+    mapping_from: str | int = "low",
+    w_avg_from: str | int | None = None,
+    torgb_from: str | int = "blend",
+    nets: Sequence[str] | None = None,
+    keep_d: bool = False,
+    channel_swap: ChannelSwap | None = None,
+    pinkney: str | tuple[int, int] | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> Path:
     """Blend generator files layer by layer into `out` (native safetensors), streaming."""
     check_output_path(out, force=force, inputs=(low, *highs))
     sources, keys, recipes, params = _prepare(
-        low, highs, nets, keep_d, switch=switch, blend_width=blend_width, level=level, alpha=alpha,
-        mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap,
-        pinkney=pinkney)
+        low,
+        highs,
+        nets,
+        keep_d,
+        switch=switch,
+        blend_width=blend_width,
+        level=level,
+        alpha=alpha,
+        mapping_from=mapping_from,
+        w_avg_from=w_avg_from,
+        torgb_from=torgb_from,
+        channel_swap=channel_swap,
+        pinkney=pinkney,
+    )
     try:
-        return merge_to_file(sources, recipes, out, output_skeleton(sources, keys), "blend-layers", params,
-                             force=force, progress=progress)
+        return merge_to_file(
+            sources,
+            recipes,
+            out,
+            output_skeleton(sources, keys),
+            "blend-layers",
+            params,
+            force=force,
+            progress=progress,
+        )
     finally:
         for s in sources:
             s.close()
 
 
-def blend_checkpoints(low: Checkpoint, highs: Sequence[Checkpoint], *, switch: int | None = None,
-                      blend_width: float | None = None, level: int = 0,
-                      alpha: str | dict[int, Sequence[float]] | None = None, mapping_from: str | int = "low",
-                      w_avg_from: str | int | None = None, torgb_from: str | int = "blend",
-                      nets: Sequence[str] | None = None, keep_d: bool = False,
-                      channel_swap: ChannelSwap | None = None,
-                      pinkney: str | tuple[int, int] | None = None) -> Checkpoint:
+def blend_checkpoints(
+    low: Checkpoint,
+    highs: Sequence[Checkpoint],
+    *,
+    switch: int | None = None,
+    blend_width: float | None = None,
+    level: int = 0,
+    alpha: str | dict[int, Sequence[float]] | None = None,
+    mapping_from: str | int = "low",
+    w_avg_from: str | int | None = None,
+    torgb_from: str | int = "blend",
+    nets: Sequence[str] | None = None,
+    keep_d: bool = False,
+    channel_swap: ChannelSwap | None = None,
+    pinkney: str | tuple[int, int] | None = None,
+) -> Checkpoint:
     """In-memory `blend_layers` for Python callers (no files, no history entry)."""
     sources, keys, recipes, _ = _prepare(
-        low, highs, nets, keep_d, switch=switch, blend_width=blend_width, level=level, alpha=alpha,
-        mapping_from=mapping_from, w_avg_from=w_avg_from, torgb_from=torgb_from, channel_swap=channel_swap,
-        pinkney=pinkney)
+        low,
+        highs,
+        nets,
+        keep_d,
+        switch=switch,
+        blend_width=blend_width,
+        level=level,
+        alpha=alpha,
+        mapping_from=mapping_from,
+        w_avg_from=w_avg_from,
+        torgb_from=torgb_from,
+        channel_swap=channel_swap,
+        pinkney=pinkney,
+    )
     return merge_to_checkpoint(sources, recipes, output_skeleton(sources, keys))
 
 
@@ -393,9 +476,14 @@ def z_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds])).float()
 
 
-def render_preview(models: Sequence[Checkpoint | str | os.PathLike], path: str | os.PathLike,
-                   seeds: Sequence[int] = (0, 1, 2, 3), truncation_psi: float = 1.0,
-                   device: str | torch.device = "cpu", force: bool = False) -> Path:
+def render_preview(
+    models: Sequence[Checkpoint | str | os.PathLike],
+    path: str | os.PathLike,
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    truncation_psi: float = 1.0,
+    device: str | torch.device = "cpu",
+    force: bool = False,
+) -> Path:
     """One PNG: a row per seed, a column per model (e.g. low | blended | high)."""
     from ..media.images import make_grid, save_png, to_uint8
 

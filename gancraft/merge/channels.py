@@ -40,8 +40,9 @@ def conv_layer(G: torch.nn.Module, layer: str) -> torch.nn.Module:
     return getattr(getattr(G.synthesis, block), part)
 
 
-def layer_features(G: torch.nn.Module, layer: str, z: torch.Tensor, batch: int = 8,
-                   truncation_psi: float = 1.0) -> torch.Tensor:
+def layer_features(
+    G: torch.nn.Module, layer: str, z: torch.Tensor, batch: int = 8, truncation_psi: float = 1.0
+) -> torch.Tensor:
     """The layer's output feature maps [N, C, H, W] for latents z (synthesis stops right after it)."""
     module = conv_layer(G, layer)
     out: list[torch.Tensor] = []
@@ -54,7 +55,7 @@ def layer_features(G: torch.nn.Module, layer: str, z: torch.Tensor, batch: int =
     try:
         with torch.no_grad():
             for start in range(0, len(z), batch):
-                zb = z[start:start + batch]
+                zb = z[start : start + batch]
                 c = None
                 if G.c_dim:
                     c = torch.zeros(len(zb), G.c_dim, device=zb.device)
@@ -108,9 +109,9 @@ def spherical_kmeans(x: torch.Tensor, k: int, iters: int = 100, seed: int = 0) -
 @dataclass
 class ChannelClusters:
     layer: str
-    centroids: torch.Tensor      # [k, C], unit rows
+    centroids: torch.Tensor  # [k, C], unit rows
     channel_cluster: torch.Tensor  # [C]: the cluster each channel belongs to
-    sizes: list[int]             # feature vectors per cluster in the sample
+    sizes: list[int]  # feature vectors per cluster in the sample
 
     @property
     def k(self) -> int:
@@ -136,8 +137,15 @@ def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
     return z_for_seeds(range(seed, seed + n), z_dim)
 
 
-def cluster_channels(ckpt: Checkpoint, layer: str, k: int = 8, samples: int = 32, seed: int = 0,
-                     max_vectors: int = 200_000, device: str | torch.device = "cpu") -> ChannelClusters:
+def cluster_channels(
+    ckpt: Checkpoint,
+    layer: str,
+    k: int = 8,
+    samples: int = 32,
+    seed: int = 0,
+    max_vectors: int = 200_000,
+    device: str | torch.device = "cpu",
+) -> ChannelClusters:
     """Cluster `layer`'s per-pixel features over `samples` images (seeds seed..seed+samples-1)."""
     if ckpt.family == "stylegan3":
         raise GancraftError("channel clusters are not available for StyleGAN3 models")
@@ -158,9 +166,14 @@ def palette(k: int) -> np.ndarray:
     return (np.array(cols) * 255).round().astype(np.uint8)
 
 
-def write_cluster_map(ckpt: Checkpoint, clusters: ChannelClusters, path: str | os.PathLike,
-                      seeds: Sequence[int] = (0, 1, 2, 3), device: str | torch.device = "cpu",
-                      force: bool = False) -> Path:
+def write_cluster_map(
+    ckpt: Checkpoint,
+    clusters: ChannelClusters,
+    path: str | os.PathLike,
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    device: str | torch.device = "cpu",
+    force: bool = False,
+) -> Path:
     """PNG: generated images (top), their pixels coloured by cluster over the image (middle),
     and a legend strip of numbered colours with each cluster's channel count (bottom)."""
     from PIL import Image, ImageDraw

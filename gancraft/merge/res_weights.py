@@ -30,8 +30,9 @@ def parse_weights_by_res(text: str) -> dict[int, tuple[float, ...]]:
         except ValueError:
             res, weights = 0, ()
         if not sep or res < 4 or res & (res - 1) or not weights:
-            raise GancraftError(f"--weights-by-res: {part!r} is not RES:W1,W2,... with RES a power of two >= 4 "
-                                f"(e.g. '4:1,0;64:0,1')")
+            raise GancraftError(
+                f"--weights-by-res: {part!r} is not RES:W1,W2,... with RES a power of two >= 4 (e.g. '4:1,0;64:0,1')"
+            )
         if any(not math.isfinite(w) for w in weights):
             raise GancraftError(f"--weights-by-res: {part!r}: weights must be finite numbers")
         if res in table:
@@ -51,8 +52,10 @@ def check_table(table: Mapping[int, Sequence[float]], n_models: int, resolutions
         if len(weights) != n_models:
             raise GancraftError(f"--weights-by-res: got {len(weights)} weights at {res} for {n_models} models")
         if res not in resolutions:
-            raise GancraftError(f"--weights-by-res: the models have no resolution {res} "
-                                f"(their blocks are at {', '.join(map(str, resolutions))})")
+            raise GancraftError(
+                f"--weights-by-res: the models have no resolution {res} "
+                f"(their blocks are at {', '.join(map(str, resolutions))})"
+            )
 
 
 def weights_at(table: Mapping[int, Sequence[float]], res: int) -> tuple[float, ...]:

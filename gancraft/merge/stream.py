@@ -30,9 +30,18 @@ from ..errors import GancraftError
 from ..io_util import atomic_write, display_name, sha256_file
 from ..nets.config import config_to_dict
 
-_ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-              torch.bool: "BOOL"}
+_ST_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 _TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
 
 # ---------------------------------------------------------------------------------------------
@@ -42,9 +51,16 @@ _TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
 class Source:
     """One merge input: its metadata, tensor names/shapes/dtypes, and tensors on demand."""
 
-    def __init__(self, skeleton: Checkpoint, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dtype],
-                 getter: Callable[[str], torch.Tensor], path: Path | None, closer: Callable[[], None] | None = None,
-                 reader: Callable[[str, int, torch.Tensor], None] | None = None):
+    def __init__(
+        self,
+        skeleton: Checkpoint,
+        shapes: dict[str, tuple[int, ...]],
+        dtypes: dict[str, torch.dtype],
+        getter: Callable[[str], torch.Tensor],
+        path: Path | None,
+        closer: Callable[[], None] | None = None,
+        reader: Callable[[str, int, torch.Tensor], None] | None = None,
+    ):
         self.skeleton = skeleton
         self.shapes = shapes
         self.dtypes = dtypes
@@ -66,7 +82,7 @@ class Source:
         if self._read is not None:
             self._read(key, start, out)
         else:
-            out.copy_(self._get(key).reshape(-1)[start:start + out.numel()])
+            out.copy_(self._get(key).reshape(-1)[start : start + out.numel()])
         return out
 
     def close(self) -> None:
@@ -77,8 +93,13 @@ class Source:
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint) -> "Source":
         skel = replace(ckpt, tensors={})
-        return cls(skel, {k: tuple(v.shape) for k, v in ckpt.tensors.items()},
-                   {k: v.dtype for k, v in ckpt.tensors.items()}, ckpt.tensors.__getitem__, ckpt.path)
+        return cls(
+            skel,
+            {k: tuple(v.shape) for k, v in ckpt.tensors.items()},
+            {k: v.dtype for k, v in ckpt.tensors.items()},
+            ckpt.tensors.__getitem__,
+            ckpt.path,
+        )
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Source":
@@ -145,8 +166,9 @@ def select_keys(sources: Sequence[Source], nets: Sequence[str] | None) -> list[s
                 raise GancraftError(f"--nets: unknown network {n!r} (choose from {', '.join(NETS)})")
             for s, h in zip(sources, have):
                 if n not in h:
-                    raise GancraftError(f"--nets: {s.name} has no {n} network "
-                                        f"(it has {', '.join(sorted(h)) or 'none'})")
+                    raise GancraftError(
+                        f"--nets: {s.name} has no {n} network (it has {', '.join(sorted(h)) or 'none'})"
+                    )
     check_configs(sources, with_d="D" in nets)
     keys = [k for k in first.shapes if k.split(".", 1)[0] in nets]
     check_compatible(sources, keys)
@@ -161,8 +183,10 @@ def check_configs(sources: Sequence[Source], with_d: bool) -> None:
         diff = [k for k in g0 if g0[k] != g.get(k)]
         if diff:
             k = diff[0]
-            raise GancraftError(f"{s.name}: generator architecture differs from {ref.name} "
-                                f"({k} = {g.get(k)!r} vs {g0[k]!r}); only models of one architecture can be merged")
+            raise GancraftError(
+                f"{s.name}: generator architecture differs from {ref.name} "
+                f"({k} = {g.get(k)!r} vs {g0[k]!r}); only models of one architecture can be merged"
+            )
         if with_d and ref.skeleton.d_config != s.skeleton.d_config:
             raise GancraftError(f"{s.name}: discriminator architecture differs from {ref.name}")
 
@@ -173,11 +197,14 @@ def check_compatible(sources: Sequence[Source], keys: Sequence[str]) -> None:
     for s in sources[1:]:
         for k in keys:
             if k not in s.shapes:
-                raise GancraftError(f"{s.name}: has no tensor {k} (present in {ref.name}); "
-                                    f"the models are not compatible")
+                raise GancraftError(
+                    f"{s.name}: has no tensor {k} (present in {ref.name}); the models are not compatible"
+                )
             if s.shapes[k] != ref.shapes[k]:
-                raise GancraftError(f"{s.name}: tensor {k} has shape {list(s.shapes[k])}, but {ref.name} has "
-                                    f"{list(ref.shapes[k])}; the models are not compatible")
+                raise GancraftError(
+                    f"{s.name}: tensor {k} has shape {list(s.shapes[k])}, but {ref.name} has "
+                    f"{list(ref.shapes[k])}; the models are not compatible"
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,6 +218,7 @@ class Linear:
     `rows` optionally overrides whole slices along dim 0 (output channels) with other weights:
     ``{row_index: weights}`` - used by per-channel swapping.
     """
+
     weights: tuple[float, ...]
     rows: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
@@ -200,6 +228,7 @@ class Apply:
     """fn(key, inputs) on the whole tensors of every input, for merges that are no linear
     combination (slerp, TIES, DARE): they need all of a tensor at once, so they do not stream in
     chunks. The result must have the shape of the inputs and the dtype of input `dtype_from`."""
+
     fn: Callable[[str, list[torch.Tensor]], torch.Tensor]
     dtype_from: int = 0
 
@@ -207,9 +236,9 @@ class Apply:
 Recipe = Linear | Apply
 
 
-
-def combine(tensors: Callable[[int], torch.Tensor], weights: Sequence[float], like: torch.Tensor | None = None
-            ) -> torch.Tensor:
+def combine(
+    tensors: Callable[[int], torch.Tensor], weights: Sequence[float], like: torch.Tensor | None = None
+) -> torch.Tensor:
     """Weighted sum in float64, cast back to the input dtype.
 
     A single weight of exactly 1 returns that input unchanged (bit for bit, -0.0 included);
@@ -280,8 +309,9 @@ class _Buffers:
         return buf
 
 
-def linear_chunks(weights: Sequence[float], key: str, sources: Sequence[Source], dtype: torch.dtype,
-                  buffers: _Buffers) -> Iterator[torch.Tensor]:
+def linear_chunks(
+    weights: Sequence[float], key: str, sources: Sequence[Source], dtype: torch.dtype, buffers: _Buffers
+) -> Iterator[torch.Tensor]:
     """`combine` of one tensor, chunk by chunk, as flat pieces of `dtype`.
 
     Same arithmetic as `combine` (float64 products and sums, one rounding back at the end), so
@@ -315,8 +345,9 @@ def linear_chunks(weights: Sequence[float], key: str, sources: Sequence[Source],
             yield out.copy_(acc)
 
 
-def iter_merged(sources: Sequence[Source], recipes: dict[str, Recipe],
-                overrides: dict[str, torch.Tensor] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_merged(
+    sources: Sequence[Source], recipes: dict[str, Recipe], overrides: dict[str, torch.Tensor] | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Output tensors in recipe order; `overrides` replaces computed ones (e.g. a recomputed w_avg)."""
     overrides = overrides or {}
     for key, recipe in recipes.items():
@@ -328,9 +359,12 @@ def iter_merged(sources: Sequence[Source], recipes: dict[str, Recipe],
         yield key, out
 
 
-def _iter_streamed(sources: Sequence[Source], recipes: dict[str, Recipe],
-                   specs: dict[str, tuple[tuple[int, ...], torch.dtype]], overrides: dict[str, torch.Tensor]
-                   ) -> Iterator[tuple[str, torch.Tensor | Iterator[torch.Tensor]]]:
+def _iter_streamed(
+    sources: Sequence[Source],
+    recipes: dict[str, Recipe],
+    specs: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    overrides: dict[str, torch.Tensor],
+) -> Iterator[tuple[str, torch.Tensor | Iterator[torch.Tensor]]]:
     """`iter_merged` for a file: plain linear recipes (nearly every tensor) arrive in chunks."""
     buffers = _Buffers()
     for key, recipe in recipes.items():
@@ -358,11 +392,15 @@ def _one_thread() -> Iterator[None]:
 # output
 
 
-def write_streaming(path: str | os.PathLike, specs: dict[str, tuple[tuple[int, ...], torch.dtype]],
-                    tensors: Iterable[tuple[str, torch.Tensor | Iterable[torch.Tensor]]], metadata: dict[str, str],
-                    force: bool = False,
-                    inputs: Sequence[str | os.PathLike] = (),
-                    final_metadata: Callable[[], dict[str, str]] | None = None) -> Path:
+def write_streaming(
+    path: str | os.PathLike,
+    specs: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    tensors: Iterable[tuple[str, torch.Tensor | Iterable[torch.Tensor]]],
+    metadata: dict[str, str],
+    force: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
+    final_metadata: Callable[[], dict[str, str]] | None = None,
+) -> Path:
     """Write a safetensors file tensor by tensor: the header is computed from `specs` up front.
 
     Tensors must arrive in `specs` order with the declared shapes and dtypes, each either whole
@@ -389,8 +427,10 @@ def write_streaming(path: str | os.PathLike, specs: dict[str, tuple[tuple[int, .
                 count = 0
                 for t in [data] if whole else data:
                     if name != want_name or t.dtype != dtype or (whole and tuple(t.shape) != tuple(shape)):
-                        raise RuntimeError(f"merge produced {name} {tuple(t.shape)} {t.dtype}, expected "
-                                           f"{want_name} {tuple(shape)} {dtype}")
+                        raise RuntimeError(
+                            f"merge produced {name} {tuple(t.shape)} {t.dtype}, expected "
+                            f"{want_name} {tuple(shape)} {dtype}"
+                        )
                     t = t.detach().cpu().contiguous()
                     if t.numel():
                         fh.write(t.view(-1).view(torch.uint8).numpy().data)
@@ -417,9 +457,17 @@ def _header_bytes(metadata: dict[str, str], entries: dict[str, object]) -> bytes
     return raw + b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors' writer does
 
 
-def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: str | os.PathLike,
-                  skeleton: Checkpoint, command: str, params: dict, force: bool = False,
-                  overrides: dict[str, torch.Tensor] | None = None, progress: bool = False) -> Path:
+def merge_to_file(
+    sources: Sequence[Source],
+    recipes: dict[str, Recipe],
+    out: str | os.PathLike,
+    skeleton: Checkpoint,
+    command: str,
+    params: dict,
+    force: bool = False,
+    overrides: dict[str, torch.Tensor] | None = None,
+    progress: bool = False,
+) -> Path:
     """Stream the merge into `out`, appending a history entry with the inputs' sha256.
 
     The inputs are hashed on background threads while the merge runs (hashlib releases the
@@ -428,7 +476,8 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
     """
     specs = {k: (sources[0].shapes[k], sources[_dtype_source(r)].dtypes[k]) for k, r in recipes.items()}
     stream: Iterable[tuple[str, torch.Tensor | Iterator[torch.Tensor]]] = _iter_streamed(
-        sources, recipes, specs, overrides or {})
+        sources, recipes, specs, overrides or {}
+    )
     if progress:
         from tqdm import tqdm
 
@@ -437,8 +486,10 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
     recorded = skeleton.with_operation(command, params, [])
 
     def metadata(digests: Sequence[str]) -> dict[str, str]:
-        entry = {**recorded.history[-1],
-                 "inputs": [{"path": display_name(p), "sha256": d} for p, d in zip(paths, digests)]}
+        entry = {
+            **recorded.history[-1],
+            "inputs": [{"path": display_name(p), "sha256": d} for p, d in zip(paths, digests)],
+        }
         return build_metadata(replace(recorded, history=[*recorded.history[:-1], entry]))
 
     # sha256 runs at about 1.4 GB/s a core, slower than the merge itself reads: one thread per
@@ -448,16 +499,26 @@ def merge_to_file(sources: Sequence[Source], recipes: dict[str, Recipe], out: st
     try:
         digests = [pool.submit(sha256_file, p) for p in paths]
         with _one_thread():
-            return write_streaming(out, specs, stream, metadata(["0" * 64] * len(paths)), force=force,
-                                   inputs=paths, final_metadata=lambda: metadata([d.result() for d in digests]))
+            return write_streaming(
+                out,
+                specs,
+                stream,
+                metadata(["0" * 64] * len(paths)),
+                force=force,
+                inputs=paths,
+                final_metadata=lambda: metadata([d.result() for d in digests]),
+            )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def merge_to_checkpoint(sources: Sequence[Source], recipes: dict[str, Recipe], skeleton: Checkpoint,
-                        overrides: dict[str, torch.Tensor] | None = None) -> Checkpoint:
-    return replace(skeleton, tensors=dict(iter_merged(sources, recipes, overrides)), path=None,
-                   source_format="native")
+def merge_to_checkpoint(
+    sources: Sequence[Source],
+    recipes: dict[str, Recipe],
+    skeleton: Checkpoint,
+    overrides: dict[str, torch.Tensor] | None = None,
+) -> Checkpoint:
+    return replace(skeleton, tensors=dict(iter_merged(sources, recipes, overrides)), path=None, source_format="native")
 
 
 def _dtype_source(recipe: Recipe) -> int:
@@ -477,11 +538,17 @@ def output_skeleton(sources: Sequence[Source], keys: Sequence[str]) -> Checkpoin
     nets = {k.split(".", 1)[0] for k in keys}
     domains = first.domains
     if any(s.skeleton.domains != domains for s in sources[1:]) or any(
-            d.get("kind") == "vector" for d in domains.values()):
+        d.get("kind") == "vector" for d in domains.values()
+    ):
         # per-model domain tables (or domain vectors, which are not merged) would mislabel the result
         domains = {}
-    skel = Checkpoint(tensors={}, g_config=first.g_config, d_config=first.d_config if "D" in nets else None,
-                      domains=domains, history=list(first.history), extra={}, source_format="native")
+    skel = Checkpoint(
+        tensors={},
+        g_config=first.g_config,
+        d_config=first.d_config if "D" in nets else None,
+        domains=domains,
+        history=list(first.history),
+        extra={},
+        source_format="native",
+    )
     return skel
-
-

@@ -69,8 +69,7 @@ def missing_clip_message(model: str = "ViT-B-32", tag: str = "openai") -> str:
 class ClipModel:
     """A frozen open_clip model with text/image encoders returning unit-norm embeddings."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, name: str, description: str,
-                 device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer, name: str, description: str, device: torch.device) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -94,10 +93,9 @@ class ClipModel:
         new_h, new_w = max(self.size, round(h * scale)), max(self.size, round(w * scale))
         if (new_h, new_w) != (h, w):
             # antialias only matters (and is only defined) when shrinking
-            x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False,
-                              antialias=new_h < h)
+            x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=new_h < h)
         top, left = (new_h - self.size) // 2, (new_w - self.size) // 2
-        x = x[..., top:top + self.size, left:left + self.size]
+        x = x[..., top : top + self.size, left : left + self.size]
         return (x - self.mean) / self.std
 
     def encode_images(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -144,9 +142,17 @@ def _openai_file(open_clip, model: str, source: Path, tag: str) -> bool:
     return tag == "openai"
 
 
-def load_clip(model: str = "ViT-B-32", weights: str | os.PathLike | None = None, random_init: bool = False,
-              device: str | torch.device = "cpu", tag: str = "openai", download: bool = False,
-              quick_gelu: bool | None = None, seed: int = 0, **model_kwargs) -> ClipModel:
+def load_clip(
+    model: str = "ViT-B-32",
+    weights: str | os.PathLike | None = None,
+    random_init: bool = False,
+    device: str | torch.device = "cpu",
+    tag: str = "openai",
+    download: bool = False,
+    quick_gelu: bool | None = None,
+    seed: int = 0,
+    **model_kwargs,
+) -> ClipModel:
     """Build an open_clip model with real weights (or random ones for tests), frozen, in eval mode.
 
     Weights come from ``weights`` (an open_clip/OpenAI checkpoint file), else from a file an

@@ -104,11 +104,17 @@ def _checkpoint_domain(ckpt: Checkpoint, G: torch.nn.Module, domain: str | None,
 def _check_stats(src: Source, extractor: FeatureExtractor | None, keep_features: bool) -> None:
     stats = src.stats
     if keep_features and stats.features is None:
-        raise GancraftError(f"{src.label}: statistics file has no stored features, which KID needs "
-                            "(write it with 'gancraft fid stats --kid')")
+        raise GancraftError(
+            f"{src.label}: statistics file has no stored features, which KID needs "
+            "(write it with 'gancraft fid stats --kid')"
+        )
     if extractor is not None:
-        check_comparable(stats, FeatureStats(stats.mu, stats.sigma, extractor=extractor.name,
-                                             resize=extractor.resize), src.label, "the chosen --extractor")
+        check_comparable(
+            stats,
+            FeatureStats(stats.mu, stats.sigma, extractor=extractor.name, resize=extractor.resize),
+            src.label,
+            "the chosen --extractor",
+        )
 
 
 def compute_stats(
@@ -146,7 +152,7 @@ def compute_stats(
     acc = RunningStats(keep_features=keep_features)
     show = progress and info.is_main
     if src.kind == "folder":
-        files = list_images(src.path)[info.rank::info.world]
+        files = list_images(src.path)[info.rank :: info.world]
         with _progress(len(files), f"features {src.label}", show) as bar:
             for feats in (extractor(x) for x in _counted(iter_image_batches(files, batch), bar)):
                 acc.update(feats)
@@ -158,9 +164,13 @@ def compute_stats(
         dev = torch.device(device) if device is not None else extractor.device
         G = src.checkpoint.generator(device=dev)
         spec = _checkpoint_domain(src.checkpoint, G, domain, src.label)
-        seeds = list(range(seed_offset, seed_offset + n))[info.rank::info.world]
-        images = (b.images for b in generate(G, seeds, domain=spec, psi=trunc, cutoff=trunc_cutoff,
-                                             noise_mode=noise_mode, batch_size=batch))
+        seeds = list(range(seed_offset, seed_offset + n))[info.rank :: info.world]
+        images = (
+            b.images
+            for b in generate(
+                G, seeds, domain=spec, psi=trunc, cutoff=trunc_cutoff, noise_mode=noise_mode, batch_size=batch
+            )
+        )
         desc = f"generate {src.label}" + (f" [{domain}]" if domain else "")
         with _progress(len(seeds), desc, show) as bar:
             for feats in features_from_batches(_counted(images, bar), extractor):
@@ -181,8 +191,10 @@ def _domain_part(src: Source, name: str | None, required: bool) -> Source:
         if candidate.exists():
             return open_source(candidate)
     if required:
-        raise GancraftError(f"{src.path}: no reference for domain {name!r} (expected the folder "
-                            f"{src.path / name} or the statistics file {src.path / (name + '.npz')})")
+        raise GancraftError(
+            f"{src.path}: no reference for domain {name!r} (expected the folder "
+            f"{src.path / name} or the statistics file {src.path / (name + '.npz')})"
+        )
     return src
 
 
@@ -218,17 +230,27 @@ def fid(
     b_options = dict(options)
     if sa.kind == sb.kind == "checkpoint" and not same_seeds:
         b_options["seed_offset"] = options.get("seed_offset", 0) + options.get("n", 50000)
-    stats = [compute_stats(s, extractor, keep_features=kid, domain=_side_domain(s, o, domain), **opts)
-             for s, o, opts in ((sa, sb, options), (sb, sa, b_options))]
+    stats = [
+        compute_stats(s, extractor, keep_features=kid, domain=_side_domain(s, o, domain), **opts)
+        for s, o, opts in ((sa, sb, options), (sb, sa, b_options))
+    ]
     value = fid_from_stats(stats[0], stats[1], sa.label, sb.label)
-    row = {"domain": domain, "fid": value, "kid": None, "kid_std": None,
-           "n_a": stats[0].n, "n_b": stats[1].n,
-           "extractor": stats[0].extractor or stats[1].extractor or (extractor.name if extractor else None),
-           "resize": stats[0].resize or stats[1].resize or (extractor.resize if extractor else None),
-           "a": sa.label, "b": sb.label}
+    row = {
+        "domain": domain,
+        "fid": value,
+        "kid": None,
+        "kid_std": None,
+        "n_a": stats[0].n,
+        "n_b": stats[1].n,
+        "extractor": stats[0].extractor or stats[1].extractor or (extractor.name if extractor else None),
+        "resize": stats[0].resize or stats[1].resize or (extractor.resize if extractor else None),
+        "a": sa.label,
+        "b": sb.label,
+    }
     if kid:
         row["kid"], row["kid_std"] = kernel_inception_distance(
-            stats[0].features, stats[1].features, num_subsets=kid_subsets, max_subset_size=kid_subset_size)
+            stats[0].features, stats[1].features, num_subsets=kid_subsets, max_subset_size=kid_subset_size
+        )
     return row
 
 
@@ -239,8 +261,7 @@ def _side_domain(src: Source, other: Source, domain: str | None) -> str | None:
         return domain
     from ..latent import domains as dom
 
-    if (not dom.is_multi_domain(src.checkpoint) and other.kind == "checkpoint"
-            and dom.is_multi_domain(other.checkpoint)):
+    if not dom.is_multi_domain(src.checkpoint) and other.kind == "checkpoint" and dom.is_multi_domain(other.checkpoint):
         return None
     return domain
 
@@ -281,8 +302,10 @@ def fid_domains(
     sa, sb = open_source(a), open_source(b)
     names = domain_list(sa if sa.kind == "checkpoint" else sb, domain)
     several = len(names) > 1 or domain == "all"
-    return [fid(_domain_part(sa, name, several), _domain_part(sb, name, several), extractor, domain=name, **options)
-            for name in names]
+    return [
+        fid(_domain_part(sa, name, several), _domain_part(sb, name, several), extractor, domain=name, **options)
+        for name in names
+    ]
 
 
 def write_domain_stats(
@@ -340,6 +363,13 @@ def shutdown_distributed(info: tdist.DistInfo) -> None:
 
 
 __all__ = [
-    "Source", "compute_stats", "domain_list", "fid", "fid_domains", "init_distributed", "open_source",
-    "shutdown_distributed", "write_domain_stats",
+    "Source",
+    "compute_stats",
+    "domain_list",
+    "fid",
+    "fid_domains",
+    "init_distributed",
+    "open_source",
+    "shutdown_distributed",
+    "write_domain_stats",
 ]

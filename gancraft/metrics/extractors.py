@@ -43,8 +43,14 @@ class ExtractorKind(ABC):
         return spec == self.name
 
     @abstractmethod
-    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
-              download: bool, resize: str | None) -> FeatureExtractor:
+    def build(
+        self,
+        spec: str,
+        weights: str | os.PathLike | None,
+        device: str | torch.device | None,
+        download: bool,
+        resize: str | None,
+    ) -> FeatureExtractor:
         """The extractor for `spec` (which accepts() said yes to); `resize` is None unless takes_resize."""
 
 
@@ -78,8 +84,9 @@ def find(spec: str, resize: str | None = None) -> ExtractorKind:
     kind = next((k for k in _REGISTRY.values() if k.accepts(spec)), None)
     if resize is not None and (kind is None or not kind.takes_resize):
         users = [k.name for k in _REGISTRY.values() if k.takes_resize]
-        raise GancraftError(f"--resize applies to the {_either(users)} extractor only; '{spec}' resizes images "
-                            f"its own way")
+        raise GancraftError(
+            f"--resize applies to the {_either(users)} extractor only; '{spec}' resizes images its own way"
+        )
     if kind is None:
         spellings = [s for k in _REGISTRY.values() for s in k.spellings]
         raise GancraftError(f"unknown feature extractor '{spec}': use {_either(spellings)}")

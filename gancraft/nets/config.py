@@ -14,9 +14,11 @@ from ..errors import CheckpointError
 
 # gancraft generates from StyleGAN3 models but has no StyleGAN3 training (its loss, magnitude EMAs);
 # every training method builds or trains a network, and both places refuse with this line
-STYLEGAN3_NOT_TRAINABLE = ("StyleGAN3 models cannot be trained or fine-tuned in gancraft (they can be sampled, "
-                           "rendered, averaged, blended, factorised with sefa, scored with fid and converted to "
-                           "native)")
+STYLEGAN3_NOT_TRAINABLE = (
+    "StyleGAN3 models cannot be trained or fine-tuned in gancraft (they can be sampled, "
+    "rendered, averaged, blended, factorised with sefa, scored with fid and converted to "
+    "native)"
+)
 
 
 @dataclass
@@ -57,7 +59,8 @@ class GeneratorConfig:
             raise CheckpointError(f"generator resolution {r} is not a power of two >= 4")
         if self.architecture != "skip":
             raise CheckpointError(
-                f"generator architecture '{self.architecture}' is not supported (only 'skip', the StyleGAN2 default)")
+                f"generator architecture '{self.architecture}' is not supported (only 'skip', the StyleGAN2 default)"
+            )
         for name in ("z_dim", "w_dim", "img_channels", "mapping_layers", "channel_base", "channel_max"):
             value = getattr(self, name)
             # a damaged file can hold any JSON value here: a string, a float, a list
@@ -103,7 +106,8 @@ class DiscriminatorConfig:
         if self.architecture != "resnet":
             raise CheckpointError(
                 f"discriminator architecture '{self.architecture}' is not supported "
-                "(only 'resnet', the StyleGAN2 default)")
+                "(only 'resnet', the StyleGAN2 default)"
+            )
         return self
 
 

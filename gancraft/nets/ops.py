@@ -26,8 +26,7 @@ def setup_filter(taps: list[int] | list[float]) -> torch.Tensor:
 
 
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) \
-            and not x.is_contiguous():
+    if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return torch.channels_last
     return torch.contiguous_format
 
@@ -53,8 +52,14 @@ def exact_fp32() -> Iterator[None]:
         matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
-def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
-              padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
     """Upsample by zero insertion, pad (negative crops), FIR filter, then keep every `down`-th pixel.
 
     padding is (x0, x1, y0, y1) as in NVIDIA's upfirdn2d. The filter runs as a depthwise
@@ -72,7 +77,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
         conv_pad = (py0, px0)  # symmetric: let the convolution pad, saving a copy
     else:
         x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+        x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     kernel = (f.to(x.dtype) * gain).flip([0, 1])
     kernel = kernel[None, None].repeat(c, 1, 1, 1)
     return F.conv2d(x, kernel, stride=down, padding=conv_pad, groups=c)
@@ -84,8 +89,9 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
-def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float | None = None,
-             clamp: float | None = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain: float | None = None, clamp: float | None = None
+) -> torch.Tensor:
     """Bias, activation (linear or leaky ReLU 0.2), gain, then optional clamp, as NVIDIA's bias_act.
 
     Out of place, in NVIDIA's order: the autograd path. Synthesis layers outside autograd use
@@ -108,8 +114,15 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None, act: str = "linear", gain:
     return x
 
 
-def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, down: int = 1,
-                    padding: int = 0, groups: int = 1) -> torch.Tensor:
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+) -> torch.Tensor:
     """Convolution fused with 2x FIR up- or down-sampling, with NVIDIA's padding conventions.
 
     Upsampling uses a stride-2 transposed convolution followed by the filter; downsampling
@@ -140,11 +153,23 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     return upfirdn2d(x, f, padding=(p0 + pt, p1 + pt, p0 + pt, p1 + pt), gain=up * up)
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
-                     up: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
-                     demodulate: bool = True, fused: bool = True, bias: torch.Tensor | None = None,
-                     act: str = "linear", gain: float | None = None, clamp: float | None = None,
-                     consume_input: bool = False, input_gain: torch.Tensor | None = None) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    fused: bool = True,
+    bias: torch.Tensor | None = None,
+    act: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+    consume_input: bool = False,
+    input_gain: torch.Tensor | None = None,
+) -> torch.Tensor:
     """StyleGAN2 modulated convolution, optionally followed by the layer's bias_act.
 
     fused=True folds styles into per-sample weights and runs one grouped convolution (NVIDIA's
@@ -205,8 +230,15 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return _layer_tail(x, scale, noise, bias, act, gain, clamp)
 
 
-def _layer_tail(x: torch.Tensor, scale: torch.Tensor | None, noise: torch.Tensor | None, bias: torch.Tensor | None,
-                act: str, gain: float | None, clamp: float | None) -> torch.Tensor:
+def _layer_tail(
+    x: torch.Tensor,
+    scale: torch.Tensor | None,
+    noise: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    act: str,
+    gain: float | None,
+    clamp: float | None,
+) -> torch.Tensor:
     """x * scale (per sample and channel) + noise, then bias_act."""
     if act == "lrelu" and gain is None:
         gain = LRELU_GAIN

@@ -47,8 +47,15 @@ def stored_modulation(meta: dict, where: str = "") -> str:
 
 
 class FullyConnectedLayer(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ):
         super().__init__()
         self.activation = activation
         # equalised learning rate: weights stored at unit scale, rescaled at run time
@@ -70,9 +77,18 @@ class FullyConnectedLayer(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
-                 embed_features: int | None = None, layer_features: int | None = None,
-                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        num_ws: int | None,
+        num_layers: int = 8,
+        embed_features: int | None = None,
+        layer_features: int | None = None,
+        lr_multiplier: float = 0.01,
+        w_avg_beta: float | None = 0.995,
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers = num_layers
@@ -87,21 +103,37 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            setattr(self, f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
-                                                          lr_multiplier=lr_multiplier))
+            setattr(
+                self,
+                f"fc{idx}",
+                FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu", lr_multiplier=lr_multiplier),
+            )
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros([w_dim]))
 
-    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, update_w_avg: bool = False,
-                broadcast: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor | None,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        update_w_avg: bool = False,
+        broadcast: bool = True,
+    ) -> torch.Tensor:
         """float32 w, also under a caller's autocast (bf16 training): NVIDIA's mapping is always
         float32, and the running w_avg and truncation mix w with the float32 w_avg."""
         with _without_autocast(self.fc0.weight.device):
             return self._forward(z, c, truncation_psi, truncation_cutoff, update_w_avg, broadcast)
 
-    def _forward(self, z: torch.Tensor | None, c: torch.Tensor | None, truncation_psi: float,
-                 truncation_cutoff: int | None, update_w_avg: bool, broadcast: bool) -> torch.Tensor:
+    def _forward(
+        self,
+        z: torch.Tensor | None,
+        c: torch.Tensor | None,
+        truncation_psi: float,
+        truncation_cutoff: int | None,
+        update_w_avg: bool,
+        broadcast: bool,
+    ) -> torch.Tensor:
         x = None
         if self.z_dim > 0:
             x = ops.normalize_2nd_moment(z.to(torch.float32))
@@ -139,9 +171,18 @@ def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | No
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
-                 up: int = 1, use_noise: bool = True, resample_filter: list[int] | None = None,
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+        resample_filter: list[int] | None = None,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
@@ -154,9 +195,17 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True,
-                style_scale: torch.Tensor | None = None, gain: float = 1.0,
-                consume_input: bool = False, modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "const",
+        fused: bool = True,
+        style_scale: torch.Tensor | None = None,
+        gain: float = 1.0,
+        consume_input: bool = False,
+        modulation: str = DEFAULT_MODULATION,
+    ) -> torch.Tensor:
         styles = self.affine(w)
         input_gain = None
         if style_scale is not None and modulation == "before-demod":
@@ -165,20 +214,34 @@ class SynthesisLayer(nn.Module):
             input_gain = 1 + style_scale
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = (torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
-                     * self.noise_strength)
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            )
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                                    resample_filter=self.resample_filter, fused=fused, bias=self.bias, act="lrelu",
-                                    gain=ops.LRELU_GAIN * gain, clamp=clamp, consume_input=consume_input,
-                                    input_gain=input_gain)
+        return ops.modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            fused=fused,
+            bias=self.bias,
+            act="lrelu",
+            gain=ops.LRELU_GAIN * gain,
+            clamp=clamp,
+            consume_input=consume_input,
+            input_gain=input_gain,
+        )
 
 
 class ToRGBLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-                 conv_clamp: float | None = None):
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1, conv_clamp: float | None = None
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.conv_clamp = conv_clamp
@@ -189,20 +252,35 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        return ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias,
-                                    clamp=self.conv_clamp)
+        return ops.modulated_conv2d(
+            x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias, clamp=self.conv_clamp
+        )
 
 
 class SynthesisBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 is_last: bool, use_noise: bool = True, resample_filter: list[int] | None = None,
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        is_last: bool,
+        use_noise: bool = True,
+        resample_filter: list[int] | None = None,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.in_channels, self.resolution, self.is_last = in_channels, resolution, is_last
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
         self.num_conv = 0
-        kw = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise, resample_filter=resample_filter,
-                  conv_clamp=conv_clamp)
+        kw = dict(
+            w_dim=w_dim,
+            resolution=resolution,
+            use_noise=use_noise,
+            resample_filter=resample_filter,
+            conv_clamp=conv_clamp,
+        )
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
@@ -217,10 +295,18 @@ class SynthesisBlock(nn.Module):
     def conv_layers(self) -> list[SynthesisLayer]:
         return [self.conv1] if self.in_channels == 0 else [self.conv0, self.conv1]
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: str = "const",
-                fused: bool = True, style_scales: list[torch.Tensor | None] | None = None,
-                channels_last: bool = False, dtype: torch.dtype = torch.float32,
-                modulation: str = DEFAULT_MODULATION) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        fused: bool = True,
+        style_scales: list[torch.Tensor | None] | None = None,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        modulation: str = DEFAULT_MODULATION,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Activations x run in `dtype` (cast on entry); the skip image img stays float32."""
         layers = self.conv_layers()
         scales = style_scales or [None] * len(layers)
@@ -232,8 +318,15 @@ class SynthesisBlock(nn.Module):
             x = x.to(dtype)
         for i, (layer, scale) in enumerate(zip(layers, scales)):
             # the block's input has served the previous toRGB and nothing else reads it
-            x = layer(x, ws[:, i], noise_mode=noise_mode, fused=fused, style_scale=scale, consume_input=True,
-                      modulation=modulation)
+            x = layer(
+                x,
+                ws[:, i],
+                noise_mode=noise_mode,
+                fused=fused,
+                style_scale=scale,
+                consume_input=True,
+                modulation=modulation,
+            )
         if img is not None:
             img = ops.upsample2d(img, self.resample_filter)
         y = self.torgb(x, ws[:, len(layers)], fused=fused).to(torch.float32)
@@ -249,17 +342,27 @@ class SynthesisBlock(nn.Module):
 @dataclass(frozen=True)
 class LayerInfo:
     """One style-modulated layer: where its w comes from and how wide its style is."""
-    name: str          # e.g. "b16.conv0"
+
+    name: str  # e.g. "b16.conv0"
     resolution: int
-    kind: str          # "const", "conv" or "torgb"
-    w_index: int       # index into ws, or -1 for the const input
-    in_channels: int   # style width (the affine's output size)
+    kind: str  # "const", "conv" or "torgb"
+    w_index: int  # index into ws, or -1 for the const input
+    in_channels: int  # style width (the affine's output size)
 
 
 class SynthesisNetwork(nn.Module):
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, use_noise: bool = True, resample_filter: list[int] | None = None,
-                 conv_clamp: float | None = None, num_fp16_res: int = 0):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        use_noise: bool = True,
+        resample_filter: list[int] | None = None,
+        conv_clamp: float | None = None,
+        num_fp16_res: int = 0,
+    ):
         super().__init__()
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.num_fp16_res = num_fp16_res
@@ -270,9 +373,17 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = 0
         for res in self.block_resolutions:
             in_ch = channels[res // 2] if res > 4 else 0
-            block = SynthesisBlock(in_ch, channels[res], w_dim=w_dim, resolution=res, img_channels=img_channels,
-                                   is_last=(res == img_resolution), use_noise=use_noise,
-                                   resample_filter=resample_filter, conv_clamp=conv_clamp)
+            block = SynthesisBlock(
+                in_ch,
+                channels[res],
+                w_dim=w_dim,
+                resolution=res,
+                img_channels=img_channels,
+                is_last=(res == img_resolution),
+                use_noise=use_noise,
+                resample_filter=resample_filter,
+                conv_clamp=conv_clamp,
+            )
             block.use_fp16 = res >= fp16_resolution
             self.num_ws += block.num_conv
             if block.is_last:
@@ -290,10 +401,14 @@ class SynthesisNetwork(nn.Module):
             names = ["conv1"] if block.in_channels == 0 else ["conv0", "conv1"]
             for i, n in enumerate(names):
                 layer = getattr(block, n)
-                out.append(LayerInfo(f"b{block.resolution}.{n}", block.resolution, "conv", w_idx + i,
-                                     layer.in_channels))
-            out.append(LayerInfo(f"b{block.resolution}.torgb", block.resolution, "torgb", w_idx + len(names),
-                                 block.torgb.in_channels))
+                out.append(
+                    LayerInfo(f"b{block.resolution}.{n}", block.resolution, "conv", w_idx + i, layer.in_channels)
+                )
+            out.append(
+                LayerInfo(
+                    f"b{block.resolution}.torgb", block.resolution, "torgb", w_idx + len(names), block.torgb.in_channels
+                )
+            )
             w_idx += len(names)
         return out
 
@@ -314,9 +429,15 @@ class SynthesisNetwork(nn.Module):
         any_fp16 = any(b.use_fp16 for b in blocks)
         return [torch.bfloat16 if b.use_fp16 or not any_fp16 else torch.float32 for b in blocks]
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", fused: bool | None = None,
-                style_scale: torch.Tensor | None = None, precision: str = "fp32",
-                modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        fused: bool | None = None,
+        style_scale: torch.Tensor | None = None,
+        precision: str = "fp32",
+        modulation: str = DEFAULT_MODULATION,
+    ) -> torch.Tensor:
         """ws [N, num_ws, w_dim] -> float32 images [N, C, H, W].
 
         style_scale ([N, style_dim] or [style_dim]) is a domain vector, applied to the conv layers
@@ -333,11 +454,19 @@ class SynthesisNetwork(nn.Module):
         - "bf16": the same blocks in bfloat16; when num_fp16_res is 0, every block in bfloat16.
         """
         with ops.exact_fp32() if precision == "fp32" else contextlib.nullcontext():
-            return self._forward(ws, noise_mode, fused, style_scale, self.block_dtypes(precision),
-                                 check_modulation(modulation))
+            return self._forward(
+                ws, noise_mode, fused, style_scale, self.block_dtypes(precision), check_modulation(modulation)
+            )
 
-    def _forward(self, ws: torch.Tensor, noise_mode: str, fused: bool | None, style_scale: torch.Tensor | None,
-                 dtypes: list[torch.dtype], modulation: str) -> torch.Tensor:
+    def _forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str,
+        fused: bool | None,
+        style_scale: torch.Tensor | None,
+        dtypes: list[torch.dtype],
+        modulation: str,
+    ) -> torch.Tensor:
         auto_fused = fused is None
         if fused is None:
             # NVIDIA's inference default (grouped per-sample weights) on accelerators (CUDA, MPS);
@@ -355,13 +484,21 @@ class SynthesisNetwork(nn.Module):
             if style_scale is not None:
                 scales = []
                 for layer in block.conv_layers():
-                    scales.append(style_scale[..., s_idx:s_idx + layer.in_channels])
+                    scales.append(style_scale[..., s_idx : s_idx + layer.in_channels])
                     s_idx += layer.in_channels
             # NVIDIA's default fuses reduced-precision blocks only for single images
             block_fused = fused and (dtype == torch.float32 or not auto_fused or ws.shape[0] == 1)
-            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + block.num_torgb], noise_mode=noise_mode,
-                           fused=block_fused, style_scales=scales, channels_last=channels_last, dtype=dtype,
-                           modulation=modulation)
+            x, img = block(
+                x,
+                img,
+                ws[:, w_idx : w_idx + block.num_conv + block.num_torgb],
+                noise_mode=noise_mode,
+                fused=block_fused,
+                style_scales=scales,
+                channels_last=channels_last,
+                dtype=dtype,
+                modulation=modulation,
+            )
             w_idx += block.num_conv
         return img.contiguous()
 
@@ -375,29 +512,62 @@ class Generator(nn.Module):
         self.cfg = cfg
         self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
-        self.synthesis = SynthesisNetwork(cfg.w_dim, cfg.img_resolution, cfg.img_channels, cfg.channel_base,
-                                          cfg.channel_max, cfg.use_noise, cfg.resample_filter, cfg.conv_clamp,
-                                          cfg.num_fp16_res)
+        self.synthesis = SynthesisNetwork(
+            cfg.w_dim,
+            cfg.img_resolution,
+            cfg.img_channels,
+            cfg.channel_base,
+            cfg.channel_max,
+            cfg.use_noise,
+            cfg.resample_filter,
+            cfg.conv_clamp,
+            cfg.num_fp16_res,
+        )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
-                                      cfg.embed_features, cfg.layer_features, cfg.mapping_lr_multiplier,
-                                      cfg.w_avg_beta)
+        self.mapping = MappingNetwork(
+            cfg.z_dim,
+            cfg.c_dim,
+            cfg.w_dim,
+            self.num_ws,
+            cfg.mapping_layers,
+            cfg.embed_features,
+            cfg.layer_features,
+            cfg.mapping_lr_multiplier,
+            cfg.w_avg_beta,
+        )
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const",
-                style_scale: torch.Tensor | None = None, fused: bool | None = None,
-                precision: str = "fp32", modulation: str = DEFAULT_MODULATION) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        style_scale: torch.Tensor | None = None,
+        fused: bool | None = None,
+        precision: str = "fp32",
+        modulation: str = DEFAULT_MODULATION,
+    ) -> torch.Tensor:
         """z -> float32 images; mapping always runs in float32, precision, style_scale and modulation
         apply to synthesis (SynthesisNetwork.forward)."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused, precision=precision,
-                              modulation=modulation)
+        return self.synthesis(
+            ws, noise_mode=noise_mode, style_scale=style_scale, fused=fused, precision=precision, modulation=modulation
+        )
 
 
 class Conv2dLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
-                 activation: str = "linear", down: int = 1, resample_filter: list[int] | None = None,
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: str = "linear",
+        down: int = 1,
+        resample_filter: list[int] | None = None,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
@@ -415,16 +585,31 @@ class Conv2dLayer(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
-                 resample_filter: list[int] | None = None, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        tmp_channels: int,
+        out_channels: int,
+        resolution: int,
+        img_channels: int,
+        resample_filter: list[int] | None = None,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.in_channels, self.resolution = in_channels, resolution
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter or [1, 3, 3, 1]))
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2,
-                                 resample_filter=resample_filter, conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(
+            tmp_channels,
+            out_channels,
+            3,
+            activation="lrelu",
+            down=2,
+            resample_filter=resample_filter,
+            conv_clamp=conv_clamp,
+        )
         self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
@@ -437,13 +622,21 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorEpilogue(nn.Module):
-    def __init__(self, in_channels: int, cmap_dim: int, resolution: int, mbstd_group_size: int = 4,
-                 mbstd_num_channels: int = 1, conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        cmap_dim: int,
+        resolution: int,
+        mbstd_group_size: int = 4,
+        mbstd_num_channels: int = 1,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.cmap_dim = cmap_dim
         self.mbstd_group_size, self.mbstd_num_channels = mbstd_group_size, mbstd_num_channels
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
-                                conv_clamp=conv_clamp)
+        self.conv = Conv2dLayer(
+            in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu", conv_clamp=conv_clamp
+        )
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
@@ -467,14 +660,33 @@ class Discriminator(nn.Module):
         self.block_resolutions = cfg.block_resolutions
         for res in self.block_resolutions:
             in_ch = cfg.channels(res) if res < cfg.img_resolution else 0
-            setattr(self, f"b{res}", DiscriminatorBlock(in_ch, cfg.channels(res), cfg.channels(res // 2), res,
-                                                        cfg.img_channels, cfg.resample_filter, cfg.conv_clamp))
+            setattr(
+                self,
+                f"b{res}",
+                DiscriminatorBlock(
+                    in_ch,
+                    cfg.channels(res),
+                    cfg.channels(res // 2),
+                    res,
+                    cfg.img_channels,
+                    cfg.resample_filter,
+                    cfg.conv_clamp,
+                ),
+            )
         cmap_dim = cfg.resolved_cmap_dim
         if cfg.c_dim > 0:
-            self.mapping = MappingNetwork(0, cfg.c_dim, cmap_dim, None, cfg.mapping_layers,
-                                          lr_multiplier=cfg.mapping_lr_multiplier, w_avg_beta=None)
-        self.b4 = DiscriminatorEpilogue(cfg.channels(4), cmap_dim, 4, cfg.mbstd_group_size, cfg.mbstd_num_channels,
-                                        cfg.conv_clamp)
+            self.mapping = MappingNetwork(
+                0,
+                cfg.c_dim,
+                cmap_dim,
+                None,
+                cfg.mapping_layers,
+                lr_multiplier=cfg.mapping_lr_multiplier,
+                w_avg_beta=None,
+            )
+        self.b4 = DiscriminatorEpilogue(
+            cfg.channels(4), cmap_dim, 4, cfg.mbstd_group_size, cfg.mbstd_num_channels, cfg.conv_clamp
+        )
 
     def blocks(self) -> list[DiscriminatorBlock]:
         """Blocks from the highest resolution down: Freeze-D freezes a prefix of this list."""

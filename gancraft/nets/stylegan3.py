@@ -47,8 +47,8 @@ class StyleGAN3Config:
     num_layers: int = 14
     num_critical: int = 2
     first_cutoff: float = 2.0
-    first_stopband: float = 2 ** 2.1
-    last_stopband_rel: float = 2 ** 0.3
+    first_stopband: float = 2**2.1
+    last_stopband_rel: float = 2**0.3
     margin_size: int = 10
     output_scale: float = 0.25
     num_fp16_res: int = 4  # kept as the file says; gancraft runs StyleGAN3 in float32 only
@@ -74,13 +74,25 @@ class StyleGAN3Config:
         r = self.img_resolution
         if r < 4 or r & (r - 1):
             raise CheckpointError(f"generator resolution {r} is not a power of two >= 4")
-        for name in ("z_dim", "w_dim", "img_channels", "mapping_layers", "channel_base", "channel_max",
-                     "num_layers", "filter_size", "lrelu_upsampling", "conv_kernel"):
+        for name in (
+            "z_dim",
+            "w_dim",
+            "img_channels",
+            "mapping_layers",
+            "channel_base",
+            "channel_max",
+            "num_layers",
+            "filter_size",
+            "lrelu_upsampling",
+            "conv_kernel",
+        ):
             if int(getattr(self, name)) <= 0:
                 raise CheckpointError(f"generator config: {name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.num_critical < self.num_layers:
-            raise CheckpointError(f"generator config: num_critical {self.num_critical} must lie in "
-                                  f"0..num_layers-1 ({self.num_layers - 1})")
+            raise CheckpointError(
+                f"generator config: num_critical {self.num_critical} must lie in "
+                f"0..num_layers-1 ({self.num_layers - 1})"
+            )
         return self
 
     def layer_specs(self) -> list["LayerSpec"]:
@@ -158,14 +170,31 @@ def layer_specs(cfg: StyleGAN3Config) -> list[LayerSpec]:
         total = (out_size - 1) * down + 1 - (in_size + kernel - 1) * up + up_taps + down_taps - 2
         lo = (total + up) // 2
         out_ch = int(s["channels"][i])
-        specs.append(LayerSpec(
-            index=i, name=f"L{i}_{out_size}_{out_ch}", is_torgb=torgb, is_critically_sampled=critical,
-            in_channels=int(s["channels"][prev]), out_channels=out_ch, in_size=in_size, out_size=out_size,
-            in_sampling_rate=in_rate, out_sampling_rate=out_rate,
-            in_cutoff=float(s["cutoffs"][prev]), out_cutoff=float(s["cutoffs"][i]),
-            in_half_width=float(s["half_widths"][prev]), out_half_width=float(s["half_widths"][i]),
-            conv_kernel=kernel, up=up, down=down, up_taps=up_taps, down_taps=down_taps,
-            down_radial=cfg.use_radial_filters and not critical, padding=(lo, total - lo, lo, total - lo)))
+        specs.append(
+            LayerSpec(
+                index=i,
+                name=f"L{i}_{out_size}_{out_ch}",
+                is_torgb=torgb,
+                is_critically_sampled=critical,
+                in_channels=int(s["channels"][prev]),
+                out_channels=out_ch,
+                in_size=in_size,
+                out_size=out_size,
+                in_sampling_rate=in_rate,
+                out_sampling_rate=out_rate,
+                in_cutoff=float(s["cutoffs"][prev]),
+                out_cutoff=float(s["cutoffs"][i]),
+                in_half_width=float(s["half_widths"][prev]),
+                out_half_width=float(s["half_widths"][i]),
+                conv_kernel=kernel,
+                up=up,
+                down=down,
+                up_taps=up_taps,
+                down_taps=down_taps,
+                down_radial=cfg.use_radial_filters and not critical,
+                padding=(lo, total - lo, lo, total - lo),
+            )
+        )
     return specs
 
 
@@ -180,8 +209,9 @@ def lowpass_filter(taps: int, cutoff: float, width: float, fs: float, radial: bo
     import scipy.special
 
     if not radial:
-        return torch.as_tensor(scipy.signal.firwin(numtaps=taps, cutoff=cutoff, width=width, fs=fs),
-                               dtype=torch.float32)
+        return torch.as_tensor(
+            scipy.signal.firwin(numtaps=taps, cutoff=cutoff, width=width, fs=fs), dtype=torch.float32
+        )
     # the 2-D ideal low-pass of a disc of radius `cutoff` is a jinc: J1(2 pi fc r) / (pi r)
     t = (np.arange(taps) - (taps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(t, t))
@@ -192,8 +222,14 @@ def lowpass_filter(taps: int, cutoff: float, width: float, fs: float, radial: bo
     return torch.as_tensor(f / f.sum(), dtype=torch.float32)
 
 
-def _fir(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1,
-         padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+def _fir(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int = 1,
+    down: int = 1,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
     """Zero-insertion upsampling, padding (negative crops), FIR filter, decimation.
 
     A 1-D filter runs separably, rows then columns, each pass carrying the square root of the
@@ -208,8 +244,9 @@ def _fir(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 1,
     return ops.upfirdn2d(x, f, up=up, down=down, padding=padding, gain=gain)
 
 
-def _fir_separable(x: torch.Tensor, f: torch.Tensor, up: int, down: int, padding: tuple[int, int, int, int],
-                   gain: float) -> torch.Tensor:
+def _fir_separable(
+    x: torch.Tensor, f: torch.Tensor, up: int, down: int, padding: tuple[int, int, int, int], gain: float
+) -> torch.Tensor:
     n, c, h, w = x.shape
     if up > 1:
         y = x.new_zeros([n, c, h * up, w * up])
@@ -217,15 +254,24 @@ def _fir_separable(x: torch.Tensor, f: torch.Tensor, up: int, down: int, padding
         x = y
     px0, px1, py0, py1 = padding
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     k = (f.to(x.dtype) * math.sqrt(gain)).flip(0)  # a true convolution, as upfirdn2d's
     x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down), groups=c)
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), groups=c)
 
 
-def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None, b: torch.Tensor,
-                   up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
-                   clamp: float | None) -> torch.Tensor:
+def filtered_lrelu(
+    x: torch.Tensor,
+    fu: torch.Tensor | None,
+    fd: torch.Tensor | None,
+    b: torch.Tensor,
+    up: int,
+    down: int,
+    padding: tuple[int, int, int, int],
+    gain: float,
+    slope: float,
+    clamp: float | None,
+) -> torch.Tensor:
     """Bias, upsample and low-pass, leaky ReLU with gain and clamp, low-pass and downsample."""
     x = x + b.to(x.dtype).view(1, -1, 1, 1)
     x = _fir(x, fu, up=up, padding=padding, gain=up * up)
@@ -238,8 +284,14 @@ def filtered_lrelu(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | 
     return _fir(x, fd, down=down)
 
 
-def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool,
-                   padding: int, input_gain: torch.Tensor) -> torch.Tensor:
+def modulated_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool,
+    padding: int,
+    input_gain: torch.Tensor,
+) -> torch.Tensor:
     """Per-sample modulated convolution, StyleGAN3's variant.
 
     Weight and styles are first scaled to unit RMS (the weight per output channel, the styles
@@ -255,8 +307,12 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, 
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
     w = w * input_gain
-    out = F.conv2d(x.reshape(1, n * in_ch, *x.shape[2:]), w.reshape(n * out_ch, in_ch, kh, kw).to(x.dtype),
-                   padding=padding, groups=n)
+    out = F.conv2d(
+        x.reshape(1, n * in_ch, *x.shape[2:]),
+        w.reshape(n * out_ch, in_ch, kh, kw).to(x.dtype),
+        padding=padding,
+        groups=n,
+    )
     return out.reshape(n, out_ch, *out.shape[2:])
 
 
@@ -315,26 +371,45 @@ class SynthesisLayer(nn.Module):
         self.spec = spec
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, spec.in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([spec.out_channels, spec.in_channels, spec.conv_kernel,
-                                                spec.conv_kernel]))
+        self.weight = nn.Parameter(
+            torch.randn([spec.out_channels, spec.in_channels, spec.conv_kernel, spec.conv_kernel])
+        )
         self.bias = nn.Parameter(torch.zeros([spec.out_channels]))
         self.register_buffer("magnitude_ema", torch.ones([]))
         tmp_rate = spec.in_sampling_rate * spec.up
-        self.register_buffer("up_filter", lowpass_filter(spec.up_taps, spec.in_cutoff, spec.in_half_width * 2,
-                                                         tmp_rate))
-        self.register_buffer("down_filter", lowpass_filter(spec.down_taps, spec.out_cutoff, spec.out_half_width * 2,
-                                                           tmp_rate, radial=spec.down_radial))
+        self.register_buffer(
+            "up_filter", lowpass_filter(spec.up_taps, spec.in_cutoff, spec.in_half_width * 2, tmp_rate)
+        )
+        self.register_buffer(
+            "down_filter",
+            lowpass_filter(spec.down_taps, spec.out_cutoff, spec.out_half_width * 2, tmp_rate, radial=spec.down_radial),
+        )
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         s = self.spec
         styles = self.affine(w)
         if s.is_torgb:
-            styles = styles * (1 / np.sqrt(s.in_channels * s.conv_kernel ** 2))
-        x = modulated_conv(x, self.weight, styles, demodulate=not s.is_torgb, padding=s.conv_kernel - 1,
-                           input_gain=self.magnitude_ema.rsqrt())
-        return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
-                              gain=1 if s.is_torgb else np.sqrt(2), slope=1 if s.is_torgb else 0.2,
-                              clamp=self.conv_clamp)
+            styles = styles * (1 / np.sqrt(s.in_channels * s.conv_kernel**2))
+        x = modulated_conv(
+            x,
+            self.weight,
+            styles,
+            demodulate=not s.is_torgb,
+            padding=s.conv_kernel - 1,
+            input_gain=self.magnitude_ema.rsqrt(),
+        )
+        return filtered_lrelu(
+            x,
+            self.up_filter,
+            self.down_filter,
+            self.bias,
+            s.up,
+            s.down,
+            s.padding,
+            gain=1 if s.is_torgb else np.sqrt(2),
+            slope=1 if s.is_torgb else 0.2,
+            clamp=self.conv_clamp,
+        )
 
 
 class SynthesisNetwork(nn.Module):
@@ -346,8 +421,9 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = cfg.num_ws
         self.output_scale = cfg.output_scale
         s = _schedule(cfg)
-        self.input = SynthesisInput(cfg.w_dim, first.in_channels, int(s["sizes"][0]), float(s["rates"][0]),
-                                    float(s["cutoffs"][0]))
+        self.input = SynthesisInput(
+            cfg.w_dim, first.in_channels, int(s["sizes"][0]), float(s["rates"][0]), float(s["cutoffs"][0])
+        )
         for spec in self.specs:
             setattr(self, spec.name, SynthesisLayer(spec, cfg.w_dim, cfg.conv_clamp))
 
@@ -358,16 +434,24 @@ class SynthesisNetwork(nn.Module):
         block resolution (L0 ... at the first layer's rate, the last layers at the image's).
         The input's affine predicts a rotation and shift, not a style, and is not listed.
         """
-        return [LayerInfo(s.name, s.out_sampling_rate, "torgb" if s.is_torgb else "conv", s.index + 1, s.in_channels)
-                for s in self.specs]
+        return [
+            LayerInfo(s.name, s.out_sampling_rate, "torgb" if s.is_torgb else "conv", s.index + 1, s.in_channels)
+            for s in self.specs
+        ]
 
     @property
     def style_dim(self) -> int:
         # asked for only by domain-vector and hyper-network code, which StyleGAN3 does not support
         raise GancraftError("domain vectors and hyper-networks are not supported for StyleGAN3 models")
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", style_scale: torch.Tensor | None = None,
-                precision: str = "fp32", **_ignored: object) -> torch.Tensor:
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        style_scale: torch.Tensor | None = None,
+        precision: str = "fp32",
+        **_ignored: object,
+    ) -> torch.Tensor:
         """ws [N, num_ws, w_dim] -> float32 images. StyleGAN3 has no noise inputs (noise_mode is
         accepted for a uniform call); domain vectors and reduced precision are not supported."""
         if style_scale is not None:
@@ -393,8 +477,15 @@ class Generator(nn.Module):
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.synthesis = SynthesisNetwork(cfg)
         self.num_ws = cfg.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping_layers,
-                                      lr_multiplier=cfg.mapping_lr_multiplier, w_avg_beta=cfg.w_avg_beta)
+        self.mapping = MappingNetwork(
+            cfg.z_dim,
+            cfg.c_dim,
+            cfg.w_dim,
+            self.num_ws,
+            cfg.mapping_layers,
+            lr_multiplier=cfg.mapping_lr_multiplier,
+            w_avg_beta=cfg.w_avg_beta,
+        )
 
     def train(self, mode: bool = True) -> "Generator":
         # every gancraft training loop puts its generator in training mode: refuse there, with a
@@ -403,9 +494,15 @@ class Generator(nn.Module):
             raise GancraftError(STYLEGAN3_NOT_TRAINABLE)
         return super().train(False)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: str = "const", **synthesis_kwargs: object
-                ) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        **synthesis_kwargs: object,
+    ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
@@ -421,6 +518,4 @@ def input_transform(translate: tuple[float, float] = (0.0, 0.0), rotate: float =
     c, s = math.cos(a), math.sin(a)
     tx, ty = translate
     # the image transform is [[c, s, tx], [-s, c, ty]]; R^T = [[c, -s], [s, c]]
-    return torch.tensor([[c, -s, -(c * tx - s * ty)],
-                         [s, c, -(s * tx + c * ty)],
-                         [0.0, 0.0, 1.0]], dtype=torch.float32)
+    return torch.tensor([[c, -s, -(c * tx - s * ty)], [s, c, -(s * tx + c * ty)], [0.0, 0.0, 1.0]], dtype=torch.float32)

@@ -45,8 +45,12 @@ def _translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     ty = torch.randint(-sh, sh + 1, (n, 1, 1), device=x.device)
     tx = torch.randint(-sw, sw + 1, (n, 1, 1), device=x.device)
-    by, gy, gx = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(h, device=x.device),
-                                torch.arange(w, device=x.device), indexing="ij")
+    by, gy, gx = torch.meshgrid(
+        torch.arange(n, device=x.device),
+        torch.arange(h, device=x.device),
+        torch.arange(w, device=x.device),
+        indexing="ij",
+    )
     gy = torch.clamp(gy + ty + 1, 0, h + 1)
     gx = torch.clamp(gx + tx + 1, 0, w + 1)
     # zero padding: shifted-in pixels read the padded border
@@ -59,8 +63,12 @@ def _cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     oy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=x.device)
     ox = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device)
-    by, gy, gx = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(ch, device=x.device),
-                                torch.arange(cw, device=x.device), indexing="ij")
+    by, gy, gx = torch.meshgrid(
+        torch.arange(n, device=x.device),
+        torch.arange(ch, device=x.device),
+        torch.arange(cw, device=x.device),
+        indexing="ij",
+    )
     gy = torch.clamp(gy + oy - ch // 2, 0, h - 1)
     gx = torch.clamp(gx + ox - cw // 2, 0, w - 1)
     mask = torch.ones(n, h, w, device=x.device, dtype=x.dtype)

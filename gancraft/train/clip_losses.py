@@ -36,8 +36,7 @@ class DirectionalClipLoss:
     being the mean over them; None uses the prompts as they are.
     """
 
-    def __init__(self, clips: Sequence, source_text: str, target_text: str,
-                 templates: Sequence[str] | None = None):
+    def __init__(self, clips: Sequence, source_text: str, target_text: str, templates: Sequence[str] | None = None):
         if not clips:
             raise GancraftError("the directional CLIP loss needs at least one CLIP model")
         if source_text.strip() == target_text.strip():

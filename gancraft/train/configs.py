@@ -30,16 +30,61 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64, batch=16, lr=0.002, gamma=None,
-                   ema_kimg=2.0, snap_kimg=10.0),
-    "toy": Preset(w_dim=512, mapping_layers=8, channel_base=2048, channel_max=64, batch=16, lr=0.002, gamma=None,
-                  ema_kimg=5.0, snap_kimg=20.0),
-    "small": Preset(w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128, batch=16, lr=0.002, gamma=None,
-                    ema_kimg=5.0, snap_kimg=25.0),
-    "paper256": Preset(w_dim=512, mapping_layers=8, channel_base=16384, channel_max=512, batch=64, lr=0.0025,
-                       gamma=1.0, ema_kimg=20.0, snap_kimg=200.0),
-    "stylegan2": Preset(w_dim=512, mapping_layers=8, channel_base=32768, channel_max=512, batch=32, lr=0.002,
-                        gamma=10.0, ema_kimg=10.0, snap_kimg=200.0),
+    "tiny": Preset(
+        w_dim=64,
+        mapping_layers=2,
+        channel_base=2048,
+        channel_max=64,
+        batch=16,
+        lr=0.002,
+        gamma=None,
+        ema_kimg=2.0,
+        snap_kimg=10.0,
+    ),
+    "toy": Preset(
+        w_dim=512,
+        mapping_layers=8,
+        channel_base=2048,
+        channel_max=64,
+        batch=16,
+        lr=0.002,
+        gamma=None,
+        ema_kimg=5.0,
+        snap_kimg=20.0,
+    ),
+    "small": Preset(
+        w_dim=128,
+        mapping_layers=4,
+        channel_base=4096,
+        channel_max=128,
+        batch=16,
+        lr=0.002,
+        gamma=None,
+        ema_kimg=5.0,
+        snap_kimg=25.0,
+    ),
+    "paper256": Preset(
+        w_dim=512,
+        mapping_layers=8,
+        channel_base=16384,
+        channel_max=512,
+        batch=64,
+        lr=0.0025,
+        gamma=1.0,
+        ema_kimg=20.0,
+        snap_kimg=200.0,
+    ),
+    "stylegan2": Preset(
+        w_dim=512,
+        mapping_layers=8,
+        channel_base=32768,
+        channel_max=512,
+        batch=32,
+        lr=0.002,
+        gamma=10.0,
+        ema_kimg=10.0,
+        snap_kimg=200.0,
+    ),
 }
 
 
@@ -54,10 +99,22 @@ def architecture(name: str, resolution: int, c_dim: int = 0) -> tuple[GeneratorC
     p = get_preset(name)
     if resolution < 8 or resolution & (resolution - 1):
         raise GancraftError(f"--resolution: {resolution} is not a power of two >= 8")
-    g = GeneratorConfig(z_dim=p.w_dim, w_dim=p.w_dim, c_dim=c_dim, img_resolution=resolution,
-                        mapping_layers=p.mapping_layers, channel_base=p.channel_base, channel_max=p.channel_max)
-    d = DiscriminatorConfig(c_dim=c_dim, img_resolution=resolution, channel_base=p.channel_base,
-                            channel_max=p.channel_max, mapping_layers=p.mapping_layers)
+    g = GeneratorConfig(
+        z_dim=p.w_dim,
+        w_dim=p.w_dim,
+        c_dim=c_dim,
+        img_resolution=resolution,
+        mapping_layers=p.mapping_layers,
+        channel_base=p.channel_base,
+        channel_max=p.channel_max,
+    )
+    d = DiscriminatorConfig(
+        c_dim=c_dim,
+        img_resolution=resolution,
+        channel_base=p.channel_base,
+        channel_max=p.channel_max,
+        mapping_layers=p.mapping_layers,
+    )
     return g.validate(), d.validate()
 
 

@@ -26,8 +26,9 @@ class DataSource(Protocol):
     resolution: int
     num_classes: int  # 0: unconditional
 
-    def batch(self, n: int, seed: int, step: int, rank: int, world: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def batch(
+        self, n: int, seed: int, step: int, rank: int, world: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images NCHW float in [-1, 1] and class labels (int64, N) or None."""
         ...
 
@@ -66,12 +67,13 @@ class ImageFolderData:
             epoch, offset = divmod(start + filled, size)
             perm = np.random.default_rng([int(seed), 0x1D, epoch]).permutation(size)
             take = min(n - filled, size - offset)
-            out[filled:filled + take] = perm[offset:offset + take]
+            out[filled : filled + take] = perm[offset : offset + take]
             filled += take
         return out
 
-    def batch(self, n: int, seed: int, step: int, rank: int, world: int,
-              device: torch.device) -> tuple[torch.Tensor, None]:
+    def batch(
+        self, n: int, seed: int, step: int, rank: int, world: int, device: torch.device
+    ) -> tuple[torch.Tensor, None]:
         idx = self._indices((step * world + rank) * n, n, seed)
         imgs = self.images[torch.from_numpy(idx)].to(device=device, dtype=torch.float32) / 127.5 - 1
         if self.xflip:
@@ -88,8 +90,13 @@ class GeneratedData:
     Sources must be unconditional generators.
     """
 
-    def __init__(self, generators: Sequence[torch.nn.Module], resolution: int, labelled: bool = False,
-                 truncation_psi: float = 1.0):
+    def __init__(
+        self,
+        generators: Sequence[torch.nn.Module],
+        resolution: int,
+        labelled: bool = False,
+        truncation_psi: float = 1.0,
+    ):
         if not generators:
             raise GancraftError("no source generators given")
         if any(G.c_dim for G in generators):
@@ -101,8 +108,9 @@ class GeneratedData:
         self._device: torch.device | None = None
 
     @torch.no_grad()
-    def batch(self, n: int, seed: int, step: int, rank: int, world: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def batch(
+        self, n: int, seed: int, step: int, rank: int, world: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self._device != device:  # the sources follow the training device, moved once
             self.generators = [G.to(device) for G in self.generators]
             self._device = device

@@ -59,12 +59,16 @@ def parse_task(text: str) -> TaskSpec:
     """'NAME:KIND:ARG' (ARG may itself hold ':', e.g. a Windows path or a prompt)."""
     parts = text.split(":", 2)
     if len(parts) != 3 or not all(p.strip() for p in parts):
-        raise GancraftError(f"--task {text!r}: expected NAME:KIND:ARG with KIND one of {', '.join(TASK_KINDS)} "
-                            "(e.g. sketch:clip:a pencil sketch, me:images:photos/, toon:model:toon.pkl)")
+        raise GancraftError(
+            f"--task {text!r}: expected NAME:KIND:ARG with KIND one of {', '.join(TASK_KINDS)} "
+            "(e.g. sketch:clip:a pencil sketch, me:images:photos/, toon:model:toon.pkl)"
+        )
     name, kind, arg = parts[0].strip(), parts[1].strip(), parts[2].strip()
     if not _NAME.match(name) or name in _RESERVED:
-        raise GancraftError(f"--task {text!r}: domain name {name!r} must be letters, digits, '_', '-' or '.', "
-                            f"and not {' or '.join(sorted(_RESERVED))}")
+        raise GancraftError(
+            f"--task {text!r}: domain name {name!r} must be letters, digits, '_', '-' or '.', "
+            f"and not {' or '.join(sorted(_RESERVED))}"
+        )
     if kind not in TASK_KINDS:
         raise GancraftError(f"--task {text!r}: unknown kind {kind!r} (expected {', '.join(TASK_KINDS)})")
     return TaskSpec(name, kind, arg)
@@ -84,18 +88,22 @@ class ExpansionSettings:
     distance: float = 20.0
     replay_l2: float = 10.0
     replay_lpips: float = 10.0
-    source_weight: float = 1.0       # the generator's original (adversarial) loss on the base subspace
+    source_weight: float = 1.0  # the generator's original (adversarial) loss on the base subspace
     expansion_weight: float = 1.0
-    source_text: str = "a photo"     # CLIP tasks whose ARG has no 'SOURCE->TARGET'
-    templates: bool = True           # NADA's prompt templates for CLIP tasks (False: the bare prompts)
+    source_text: str = "a photo"  # CLIP tasks whose ARG has no 'SOURCE->TARGET'
+    templates: bool = True  # NADA's prompt templates for CLIP tasks (False: the bare prompts)
     invert_steps: int = 300
     invert_lr: float = 0.05
 
     def validate(self) -> "ExpansionSettings":
         if not self.distance > 0:
             raise GancraftError(f"--distance must be positive, got {self.distance}")
-        for opt, v in (("--replay-l2", self.replay_l2), ("--replay-lpips", self.replay_lpips),
-                       ("--source-weight", self.source_weight), ("--expansion-weight", self.expansion_weight)):
+        for opt, v in (
+            ("--replay-l2", self.replay_l2),
+            ("--replay-lpips", self.replay_lpips),
+            ("--source-weight", self.source_weight),
+            ("--expansion-weight", self.expansion_weight),
+        ):
             if not (v >= 0 and math.isfinite(v)):
                 raise GancraftError(f"{opt} must be a finite number >= 0, got {v}")
         if self.invert_steps < 1:
@@ -134,8 +142,9 @@ def _broadcast(w: torch.Tensor, num_ws: int) -> torch.Tensor:
     return w.unsqueeze(1).expand(-1, num_ws, -1)
 
 
-def invert_images(G: torch.nn.Module, images: torch.Tensor, steps: int = 300, lr: float = 0.05,
-                  lpips=None, progress: bool = False) -> torch.Tensor:
+def invert_images(
+    G: torch.nn.Module, images: torch.Tensor, steps: int = 300, lr: float = 0.05, lpips=None, progress: bool = False
+) -> torch.Tensor:
     """One w per image ([N, w_dim]) found by Adam from w_avg, minimising L2 + LPIPS to the image."""
     import sys
 
@@ -188,17 +197,28 @@ class ExpansionMethod(Method):
     name = "expand"
     update_w_avg = False  # the mapping is frozen; so is w_avg, which the subspaces are built around
 
-    def __init__(self, parent: Checkpoint, tasks: Sequence[TaskSpec], table: dict[str, dict],
-                 settings: ExpansionSettings | None = None, lpips=None, clips: Sequence | None = None,
-                 directions_source: str | None = None):
+    def __init__(
+        self,
+        parent: Checkpoint,
+        tasks: Sequence[TaskSpec],
+        table: dict[str, dict],
+        settings: ExpansionSettings | None = None,
+        lpips=None,
+        clips: Sequence | None = None,
+        directions_source: str | None = None,
+    ):
         check_tasks(tasks)
         self.settings = (settings or ExpansionSettings()).validate()
         if parent.g_config.c_dim:
-            raise GancraftError(f"{parent.path or 'checkpoint'}: class-conditional generators cannot be expanded "
-                                "(their latents depend on the class)")
+            raise GancraftError(
+                f"{parent.path or 'checkpoint'}: class-conditional generators cannot be expanded "
+                "(their latents depend on the class)"
+            )
         if any(isinstance(e, dict) and e.get("kind") == "repurposed" for e in (parent.domains or {}).values()):
-            raise GancraftError(f"{parent.path or 'checkpoint'}: already an expanded model; expanding it again "
-                                "is not supported (expand its parent with all tasks at once)")
+            raise GancraftError(
+                f"{parent.path or 'checkpoint'}: already an expanded model; expanding it again "
+                "is not supported (expand its parent with all tasks at once)"
+            )
         self.parent, self.tasks, self.table = parent, list(tasks), table
         self.lpips = None if lpips is None else _SizedLpips(lpips)
         self.clips = list(clips or [])
@@ -224,17 +244,20 @@ class ExpansionMethod(Method):
                 if not self.clips:
                     raise GancraftError(f"--task {t.name}:clip needs CLIP weights (see --clip-model/--clip-weights)")
                 src, tgt = _split_prompt(t.arg, self.settings.source_text)
-                self.clip_losses[t.name] = DirectionalClipLoss(self.clips, src, tgt,
-                                                               nada_templates() if self.settings.templates else None)
+                self.clip_losses[t.name] = DirectionalClipLoss(
+                    self.clips, src, tgt, nada_templates() if self.settings.templates else None
+                )
         self.inverted: dict[str, torch.Tensor] = {}
 
     def _load_child(self, t: TaskSpec) -> torch.nn.Module:
         child = load(t.arg)
         cfg, own = child.g_config, self.source.cfg
         if cfg.img_resolution != own.img_resolution or cfg.z_dim != own.z_dim or cfg.c_dim:
-            raise GancraftError(f"--task {t.name}:model:{t.arg}: the model must be unconditional with resolution "
-                                f"{own.img_resolution} and z_dim {own.z_dim} like the parent "
-                                f"(it has {cfg.img_resolution}, {cfg.z_dim}, c_dim {cfg.c_dim})")
+            raise GancraftError(
+                f"--task {t.name}:model:{t.arg}: the model must be unconditional with resolution "
+                f"{own.img_resolution} and z_dim {own.z_dim} like the parent "
+                f"(it has {cfg.img_resolution}, {cfg.z_dim}, c_dim {cfg.c_dim})"
+            )
         return child.generator()
 
     # -- Method hooks -------------------------------------------------------------------------
@@ -257,8 +280,9 @@ class ExpansionMethod(Method):
         for name, imgs in self.images.items():
             self.images[name] = imgs.to(device)
             if name not in self.inverted:
-                self.inverted[name] = invert_images(self.source, self.images[name], self.settings.invert_steps,
-                                                    self.settings.invert_lr, self.lpips)
+                self.inverted[name] = invert_images(
+                    self.source, self.images[name], self.settings.invert_steps, self.settings.invert_lr, self.lpips
+                )
 
     def g_params(self, G: torch.nn.Module) -> list[torch.nn.Parameter]:
         # the mapping stays frozen: W, w_avg and hence every subspace keep their meaning
@@ -268,11 +292,15 @@ class ExpansionMethod(Method):
         return self.table
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "tasks": [dataclasses.asdict(t) for t in self.tasks],
-                "directions": {n: e["index"] for n, e in self.table.items() if e.get("kind") == "repurposed"},
-                "directions_source": self.directions_source,
-                "settings": dataclasses.asdict(self.settings),
-                "lpips": self.lpips is not None, "clip": [c.name for c in self.clips]}
+        return {
+            "method": self.name,
+            "tasks": [dataclasses.asdict(t) for t in self.tasks],
+            "directions": {n: e["index"] for n, e in self.table.items() if e.get("kind") == "repurposed"},
+            "directions_source": self.directions_source,
+            "settings": dataclasses.asdict(self.settings),
+            "lpips": self.lpips is not None,
+            "clip": [c.name for c in self.clips],
+        }
 
     # -- losses -------------------------------------------------------------------------------
 
@@ -399,25 +427,39 @@ class ExpansionTrainer(Trainer):
         gen = torch.Generator().manual_seed(self.opts.seed)
         z = torch.randn([cols, self.G.z_dim], generator=gen).to(self.device)
         ws = self.G_ema.mapping(z)
-        rows = [self.method.subspaces.base(ws)] + [self.method.subspaces.domain(ws, t.name)
-                                                    for t in self.method.tasks]
+        rows = [self.method.subspaces.base(ws)] + [self.method.subspaces.domain(ws, t.name) for t in self.method.tasks]
         img = torch.cat([self.G_ema.synthesis(w, noise_mode="const") for w in rows])
         save_png(make_grid(to_uint8(img), len(rows), cols), self.run_dir / f"grid-{self.step:06d}.png", force=True)
 
 
-def run_expansion(method: ExpansionMethod, opts: TrainOptions, run_dir: str | os.PathLike,
-                  device: torch.device | str = "cpu", resume: bool = False, progress: bool = True,
-                  max_steps: int | None = None) -> ExpansionTrainer:
+def run_expansion(
+    method: ExpansionMethod,
+    opts: TrainOptions,
+    run_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> ExpansionTrainer:
     """Expand in `run_dir` with `loop.run_training` (run.json, snapshots, log.jsonl, resume), one process."""
     # ExpansionTrainer's step logs per-rank losses and was never checked across processes
     if dist_util.from_env().enabled:
         raise GancraftError("expand runs in a single process; start it without torchrun")
-    return run_training(method, opts, run_dir, device, resume=resume, progress=progress, max_steps=max_steps,
-                        trainer_cls=ExpansionTrainer)
+    return run_training(
+        method,
+        opts,
+        run_dir,
+        device,
+        resume=resume,
+        progress=progress,
+        max_steps=max_steps,
+        trainer_cls=ExpansionTrainer,
+    )
 
 
-def expanded_checkpoint(trainer: ExpansionTrainer, params: dict[str, Any],
-                        inputs: Sequence[str | os.PathLike] = ()) -> Checkpoint:
+def expanded_checkpoint(
+    trainer: ExpansionTrainer, params: dict[str, Any], inputs: Sequence[str | os.PathLike] = ()
+) -> Checkpoint:
     """The output model: trained G/G_ema, the parent's D (never the placeholder), the domain table, history."""
     m = trainer.method
     ckpt = trainer.checkpoint()
@@ -425,13 +467,25 @@ def expanded_checkpoint(trainer: ExpansionTrainer, params: dict[str, Any],
         ckpt.tensors = {k: v for k, v in ckpt.tensors.items() if not k.startswith("D.")}
         ckpt.d_config = None
     ckpt.history = list(m.parent.history)
-    ckpt.extra = {"training": ckpt.extra["training"], "run_dir": str(trainer.run_dir),
-                  "expansion": {"distance": m.settings.distance, "directions_source": m.directions_source,
-                                "tasks": [dataclasses.asdict(t) for t in m.tasks]}}
-    return ckpt.with_operation("expand", {**params, **m.describe(), "options": dataclasses.asdict(trainer.opts)},
-                               list(inputs))
+    ckpt.extra = {
+        "training": ckpt.extra["training"],
+        "run_dir": str(trainer.run_dir),
+        "expansion": {
+            "distance": m.settings.distance,
+            "directions_source": m.directions_source,
+            "tasks": [dataclasses.asdict(t) for t in m.tasks],
+        },
+    }
+    return ckpt.with_operation(
+        "expand", {**params, **m.describe(), "options": dataclasses.asdict(trainer.opts)}, list(inputs)
+    )
 
 
-def finish_expansion(trainer: ExpansionTrainer, out: str | os.PathLike, params: dict[str, Any],
-                     inputs: Sequence[str | os.PathLike] = (), force: bool = False) -> Path:
+def finish_expansion(
+    trainer: ExpansionTrainer,
+    out: str | os.PathLike,
+    params: dict[str, Any],
+    inputs: Sequence[str | os.PathLike] = (),
+    force: bool = False,
+) -> Path:
     return save(expanded_checkpoint(trainer, params, inputs), out, force=force, inputs=tuple(inputs))

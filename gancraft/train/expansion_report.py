@@ -43,8 +43,9 @@ def _fid(a: torch.Tensor, b: torch.Tensor) -> float:
     return fid_from_stats(stats_from_features([a.double().numpy()]), stats_from_features([b.double().numpy()]))
 
 
-def fit_probe(features: list[torch.Tensor], steps: int = 200,
-              l2: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
+def fit_probe(
+    features: list[torch.Tensor], steps: int = 200, l2: float = 1e-3
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """A multinomial logistic regression on standardised features, class i from features[i];
     returns a function giving predicted class indices. Classes are weighted to count equally, as
     an images task brings a handful of examples against hundreds of samples."""
@@ -69,8 +70,9 @@ def fit_probe(features: list[torch.Tensor], steps: int = 200,
 
 
 @torch.no_grad()
-def expansion_report(method, G: torch.nn.Module, extractor: FeatureExtractor, n: int = 1000, batch: int = 32,
-                     seed: int = 0) -> tuple[list[ReportRow], float]:
+def expansion_report(
+    method, G: torch.nn.Module, extractor: FeatureExtractor, n: int = 1000, batch: int = 32, seed: int = 0
+) -> tuple[list[ReportRow], float]:
     """The rows of the protocol above for the expanded generator `G` of `method` (an
     ExpansionMethod), and the floor FID (parent against parent, other seeds). References are
     drawn from seeds z ~ N(0, I) under `seed`, evaluated samples under seed + 1."""
@@ -78,40 +80,66 @@ def expansion_report(method, G: torch.nn.Module, extractor: FeatureExtractor, n:
     parent = method.source.eval()
     sub = method.subspaces
     dev = next(G.parameters()).device
-    z_ref, z_eval = (torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(s)).to(dev)
-                     for s in (seed, seed + 1))
+    z_ref, z_eval = (
+        torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(s)).to(dev) for s in (seed, seed + 1)
+    )
 
     def feats(render: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([extractor(to_unit_range(render(z[i:i + batch]))) for i in range(0, z.shape[0], batch)])
+        return torch.cat([extractor(to_unit_range(render(z[i : i + batch]))) for i in range(0, z.shape[0], batch)])
 
     def on(net: torch.nn.Module, domain: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
         def render(z: torch.Tensor) -> torch.Tensor:
             ws = net.mapping(z)
             return net.synthesis(sub.base(ws) if domain is None else sub.domain(ws, domain), noise_mode="const")
+
         return render
 
     parent_ref = feats(lambda z: parent(z, None, noise_mode="const"), z_ref)
     floor = _fid(feats(lambda z: parent(z, None, noise_mode="const"), z_eval), parent_ref)
     samples = {"base": (feats(on(parent, None), z_eval), feats(on(G, None), z_eval))}
-    rows = [ReportRow("base", "base", "FID to the parent", _fid(samples["base"][0], parent_ref),
-                      _fid(samples["base"][1], parent_ref))]
+    rows = [
+        ReportRow(
+            "base",
+            "base",
+            "FID to the parent",
+            _fid(samples["base"][0], parent_ref),
+            _fid(samples["base"][1], parent_ref),
+        )
+    ]
     classes = {"base": parent_ref}
     for t in method.tasks:
         samples[t.name] = (feats(on(parent, t.name), z_eval), feats(on(G, t.name), z_eval))
         if t.kind == "model":
             child = method.children[t.name]
             classes[t.name] = feats(lambda z: child(z, None, noise_mode="const"), z_ref)
-            rows.append(ReportRow(t.name, t.kind, f"FID to {t.arg}", _fid(samples[t.name][0], classes[t.name]),
-                                  _fid(samples[t.name][1], classes[t.name])))
+            rows.append(
+                ReportRow(
+                    t.name,
+                    t.kind,
+                    f"FID to {t.arg}",
+                    _fid(samples[t.name][0], classes[t.name]),
+                    _fid(samples[t.name][1], classes[t.name]),
+                )
+            )
         elif t.kind == "images":
             imgs = method.images[t.name]
-            classes[t.name] = torch.cat([extractor(to_unit_range(imgs[i:i + batch].to(dev)))
-                                         for i in range(0, imgs.shape[0], batch)])
+            classes[t.name] = torch.cat(
+                [extractor(to_unit_range(imgs[i : i + batch].to(dev))) for i in range(0, imgs.shape[0], batch)]
+            )
         else:
-            before, after = (_zero_shot(method.clip_losses[t.name], on(net, t.name), z_eval, batch)
-                             for net in (parent, G))
-            rows.append(ReportRow(t.name, t.kind, f"CLIP: nearer {method.clip_losses[t.name].target_text!r} "
-                                  f"than {method.clip_losses[t.name].source_text!r}", before, after))
+            before, after = (
+                _zero_shot(method.clip_losses[t.name], on(net, t.name), z_eval, batch) for net in (parent, G)
+            )
+            rows.append(
+                ReportRow(
+                    t.name,
+                    t.kind,
+                    f"CLIP: nearer {method.clip_losses[t.name].target_text!r} "
+                    f"than {method.clip_losses[t.name].source_text!r}",
+                    before,
+                    after,
+                )
+            )
     if len(classes) > 1:
         kinds = {"base": "base", **{t.name: t.kind for t in method.tasks}}
         names = list(classes)
@@ -125,21 +153,27 @@ def expansion_report(method, G: torch.nn.Module, extractor: FeatureExtractor, n:
 def _zero_shot(loss, render: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, batch: int) -> float:
     """Share of samples whose CLIP embedding is nearer the (templated) target prompt than the source."""
     clip = loss.clips[0]
-    text = torch.stack([F.normalize(clip.encode_text([t.format(p) for t in loss.templates]).mean(0), dim=-1)
-                        for p in (loss.source_text, loss.target_text)])
+    text = torch.stack(
+        [
+            F.normalize(clip.encode_text([t.format(p) for t in loss.templates]).mean(0), dim=-1)
+            for p in (loss.source_text, loss.target_text)
+        ]
+    )
     hits = 0
     for i in range(0, z.shape[0], batch):
-        sims = clip.encode_images(render(z[i:i + batch])) @ text.t()
+        sims = clip.encode_images(render(z[i : i + batch])) @ text.t()
         hits += int((sims[:, 1] > sims[:, 0]).sum())
     return hits / z.shape[0]
 
 
 def format_report(rows: list[ReportRow], floor: float, n: int, extractor: str) -> str:
     """The rows as a plain-text table, with the sample count, extractor and floor above it."""
-    lines = [f"Domain Expansion report: {n} samples per set, features {extractor}",
-             f"floor: FID of the parent against itself on other seeds = {floor:.4f}",
-             f"{'domain':<16} {'kind':<7} {'before':>9} {'after':>9}  measure (before: the parent; better is "
-             "lower for FID, higher for shares)"]
+    lines = [
+        f"Domain Expansion report: {n} samples per set, features {extractor}",
+        f"floor: FID of the parent against itself on other seeds = {floor:.4f}",
+        f"{'domain':<16} {'kind':<7} {'before':>9} {'after':>9}  measure (before: the parent; better is "
+        "lower for FID, higher for shares)",
+    ]
     for r in rows:
         lines.append(f"{r.domain:<16} {r.kind:<7} {r.before:>9.4f} {r.after:>9.4f}  {r.measure}")
     return "\n".join(lines) + "\n"

@@ -47,6 +47,7 @@ from . import text_domain as td
 
 # -- prompts ----------------------------------------------------------------------------------
 
+
 def read_prompts(path: str | os.PathLike) -> list[str]:
     """One prompt per line; blank lines and lines starting with '#' are skipped."""
     p = Path(path)
@@ -81,12 +82,13 @@ def check_prompts(prompts: Sequence[str], source_prompt: str | None = None, wher
 
 # -- training ---------------------------------------------------------------------------------
 
+
 @dataclass
 class HyperSettings:
     """Defaults of the official td_multiple.yaml."""
 
     steps: int = 10000
-    batch: int = 8                 # images per step, each with its own latent and prompt mixture
+    batch: int = 8  # images per step, each with its own latent and prompt mixture
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.999)
     seed: int = 0
@@ -94,14 +96,14 @@ class HyperSettings:
     width: int = 512
     depth: int = 4
     head_depth: int = 2
-    tt_weight: float = 0.4         # target-target direction
-    angle_weight: float = 0.0      # in-domain angle consistency (gancraft's addition)
-    norm_weight: float = 0.0       # domain-norm, mean square of the vectors (gancraft's addition)
+    tt_weight: float = 0.4  # target-target direction
+    angle_weight: float = 0.0  # in-domain angle consistency (gancraft's addition)
+    norm_weight: float = 0.0  # domain-norm, mean square of the vectors (gancraft's addition)
     convex_hull: bool = True
-    resample_cos: float | None = 0.95   # None: targets are the (mixed) prompts themselves
-    crop: float | None = 0.8            # None: CLIP sees whole images
+    resample_cos: float | None = 0.95  # None: targets are the (mixed) prompts themselves
+    crop: float | None = 0.8  # None: CLIP sees whole images
     style_mixing: float = 0.9
-    templates: bool = True         # loss targets averaged over the prompt templates
+    templates: bool = True  # loss targets averaged over the prompt templates
     truncation_psi: float = 1.0
     modulation: str = DEFAULT_MODULATION
 
@@ -109,12 +111,17 @@ class HyperSettings:
         if self.steps < 1:
             raise GancraftError(f"--steps must be at least 1, got {self.steps}")
         if self.batch < 2:
-            raise GancraftError(f"--batch must be at least 2 (the hyper-network's BatchNorm and the "
-                                f"target-target pairs need two images), got {self.batch}")
+            raise GancraftError(
+                f"--batch must be at least 2 (the hyper-network's BatchNorm and the "
+                f"target-target pairs need two images), got {self.batch}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise GancraftError(f"--lr must be a positive number, got {self.lr}")
-        for opt, v in (("--tt-weight", self.tt_weight), ("--angle-weight", self.angle_weight),
-                       ("--norm-weight", self.norm_weight)):
+        for opt, v in (
+            ("--tt-weight", self.tt_weight),
+            ("--angle-weight", self.angle_weight),
+            ("--norm-weight", self.norm_weight),
+        ):
             if not (v >= 0 and math.isfinite(v)):
                 raise GancraftError(f"{opt} must be a finite number >= 0, got {v}")
         if self.resample_cos is not None and not 0 < self.resample_cos <= 1:
@@ -127,8 +134,9 @@ class HyperSettings:
             raise GancraftError("--source-prompt must be non-empty text")
         check_modulation_order(self.modulation)
         if min(self.width, self.depth, self.head_depth) < 1:
-            raise GancraftError(f"hyper-network width and depths must be positive, got "
-                                f"{self.width}, {self.depth}, {self.head_depth}")
+            raise GancraftError(
+                f"hyper-network width and depths must be positive, got {self.width}, {self.depth}, {self.head_depth}"
+            )
         return self
 
 
@@ -139,7 +147,7 @@ class HyperResult:
     settings: HyperSettings
     clip_model: str
     clip_name: str
-    generator: nn.Module            # the frozen generator the losses were computed with
+    generator: nn.Module  # the frozen generator the losses were computed with
     log: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -151,19 +159,22 @@ class _Texts:
         forms = td.prompt_templates() if templates else None
         with torch.no_grad():
             self.inputs = clip.encode_text(list(prompts)).detach()
-        self.targets = td.templated_text(clip, prompts, forms)             # [P, T, e]
-        self.source = td.templated_text(clip, [source_prompt], forms)[0]   # [T, e]
+        self.targets = td.templated_text(clip, prompts, forms)  # [P, T, e]
+        self.source = td.templated_text(clip, [source_prompt], forms)[0]  # [T, e]
 
 
 def check_generator(ckpt: Checkpoint) -> None:
     td.check_unconditional(ckpt, "hyper-networks")
     if any(k.startswith(HYPER_PREFIX) for k in ckpt.tensors):
-        raise GancraftError(f"{ckpt.path or 'checkpoint'}: already holds a hyper-network; "
-                            "train a new one from the generator it was made from")
+        raise GancraftError(
+            f"{ckpt.path or 'checkpoint'}: already holds a hyper-network; "
+            "train a new one from the generator it was made from"
+        )
 
 
-def clip_terms(src_enc: torch.Tensor, ada_enc: torch.Tensor, src_text: torch.Tensor,
-               trg_text: torch.Tensor) -> dict[str, torch.Tensor]:
+def clip_terms(
+    src_enc: torch.Tensor, ada_enc: torch.Tensor, src_text: torch.Tensor, trg_text: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """The CLIP loss terms of B image pairs; src_text [T, e], trg_text [B, T, e]."""
     return {
         "direction": td.directional_loss(src_enc, ada_enc, td.text_directions(src_text, trg_text)).mean(),
@@ -173,12 +184,17 @@ def clip_terms(src_enc: torch.Tensor, ada_enc: torch.Tensor, src_text: torch.Ten
 
 
 def weighted_total(terms: dict[str, torch.Tensor], settings: HyperSettings) -> torch.Tensor:
-    return (terms["direction"] + settings.tt_weight * terms["tt_direction"]
-            + settings.angle_weight * terms["in_domain_angle"] + settings.norm_weight * terms["domain_norm"])
+    return (
+        terms["direction"]
+        + settings.tt_weight * terms["tt_direction"]
+        + settings.angle_weight * terms["in_domain_angle"]
+        + settings.norm_weight * terms["domain_norm"]
+    )
 
 
-def hyper_step_losses(G: nn.Module, hyper: HyperNetwork, clip, texts: _Texts, settings: HyperSettings,
-                      device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def hyper_step_losses(
+    G: nn.Module, hyper: HyperNetwork, clip, texts: _Texts, settings: HyperSettings, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One official td_multiple batch: draws latents, prompts, mixtures, resampled targets and crops
     from the global RNG (see text_domain.seeded) and returns the total loss and its terms."""
     b = settings.batch
@@ -202,9 +218,16 @@ def hyper_step_losses(G: nn.Module, hyper: HyperNetwork, clip, texts: _Texts, se
     return weighted_total(terms, settings), terms
 
 
-def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperSettings | None = None,
-                device: str | torch.device = "cpu", progress: bool = False, clip_model: str = "ViT-B-32",
-                on_step: Callable[[int, dict[str, float]], None] | None = None) -> HyperResult:
+def train_hyper(
+    ckpt: Checkpoint,
+    prompts: Sequence[str],
+    clip,
+    settings: HyperSettings | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    clip_model: str = "ViT-B-32",
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> HyperResult:
     """Train a HyperNetwork for ckpt's (frozen) generator on `prompts` with `clip` (a metrics.clip.ClipModel).
 
     Deterministic for a given seed on CPU; the caller's RNG state is left as it was. The
@@ -218,28 +241,56 @@ def train_hyper(ckpt: Checkpoint, prompts: Sequence[str], clip, settings: HyperS
     device = torch.device(device)
     G = ckpt.generator(device=device)
     texts = _Texts(clip, prompts, settings.source_prompt, settings.templates)
-    cfg = HyperConfig(embed_dim=texts.inputs.shape[1], style_dims=style_dims(G), width=settings.width,
-                      depth=settings.depth, head_depth=settings.head_depth)
+    cfg = HyperConfig(
+        embed_dim=texts.inputs.shape[1],
+        style_dims=style_dims(G),
+        width=settings.width,
+        depth=settings.depth,
+        head_depth=settings.head_depth,
+    )
     with td.seeded(settings.seed, device):
         hyper = HyperNetwork(cfg).to(device).train()
         params = list(hyper.parameters())
         opt = torch.optim.Adam(params, lr=settings.lr, betas=settings.betas)
         result = HyperResult(hyper, list(prompts), settings, clip_model, clip.name, G)
-        bar = tqdm(range(settings.steps), desc="hyper", unit="step", disable=not progress, file=sys.stderr,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            range(settings.steps),
+            desc="hyper",
+            unit="step",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for step in bar:
             total, terms = hyper_step_losses(G, hyper, clip, texts, settings, device)
-            td.optimizer_step(opt, total, params, step,
-                              {"loss": total.item(), **{n: v.item() for n, v in terms.items()}},
-                              "hyper-network training", result.log, on_step, bar)
+            td.optimizer_step(
+                opt,
+                total,
+                params,
+                step,
+                {"loss": total.item(), **{n: v.item() for n, v in terms.items()}},
+                "hyper-network training",
+                result.log,
+                on_step,
+                bar,
+            )
     hyper.eval().requires_grad_(False)
     return result
 
 
 @torch.no_grad()
-def evaluate(ckpt: Checkpoint, hyper: HyperNetwork | None, clip, prompts: Sequence[str],
-             source_prompt: str = td.SOURCE_PROMPT, n: int = 8, seed: int = 1234,
-             device: str | torch.device = "cpu", modulation: str = DEFAULT_MODULATION) -> dict[str, float]:
+def evaluate(
+    ckpt: Checkpoint,
+    hyper: HyperNetwork | None,
+    clip,
+    prompts: Sequence[str],
+    source_prompt: str = td.SOURCE_PROMPT,
+    n: int = 8,
+    seed: int = 1234,
+    device: str | torch.device = "cpu",
+    modulation: str = DEFAULT_MODULATION,
+) -> dict[str, float]:
     """Mean loss terms over every prompt on n fixed latents, whole images, fixed noise and the prompts'
     own templated embeddings (hyper None: the untouched generator, d = 0); vectors applied in order
     `modulation`."""
@@ -252,11 +303,15 @@ def evaluate(ckpt: Checkpoint, hyper: HyperNetwork | None, clip, prompts: Sequen
     src_enc = clip.encode_images(G.synthesis(ws, noise_mode="const"), normalize=False)
     sums: dict[str, float] = {}
     for k in range(len(prompts)):
-        d = (hyper.to(device).eval()(texts.inputs[k:k + 1]) if hyper is not None
-             else torch.zeros([1, G.synthesis.style_dim], device=device)).expand(n, -1)
-        ada_enc = clip.encode_images(G.synthesis(ws, noise_mode="const", style_scale=d, modulation=modulation),
-                                     normalize=False)
-        terms = clip_terms(src_enc, ada_enc, texts.source, texts.targets[k:k + 1].expand(n, -1, -1))
+        d = (
+            hyper.to(device).eval()(texts.inputs[k : k + 1])
+            if hyper is not None
+            else torch.zeros([1, G.synthesis.style_dim], device=device)
+        ).expand(n, -1)
+        ada_enc = clip.encode_images(
+            G.synthesis(ws, noise_mode="const", style_scale=d, modulation=modulation), normalize=False
+        )
+        terms = clip_terms(src_enc, ada_enc, texts.source, texts.targets[k : k + 1].expand(n, -1, -1))
         terms["domain_norm"] = d.square().mean()
         for name, v in terms.items():
             if name != "tt_direction":  # one prompt at a time: no target-target pairs
@@ -266,8 +321,13 @@ def evaluate(ckpt: Checkpoint, hyper: HyperNetwork | None, clip, prompts: Sequen
 
 # -- checkpoints ------------------------------------------------------------------------------
 
-def hyper_checkpoint(parent: Checkpoint, result: HyperResult, params: dict[str, Any] | None = None,
-                     inputs: Sequence[str | os.PathLike] = ()) -> Checkpoint:
+
+def hyper_checkpoint(
+    parent: Checkpoint,
+    result: HyperResult,
+    params: dict[str, Any] | None = None,
+    inputs: Sequence[str | os.PathLike] = (),
+) -> Checkpoint:
     """parent's tensors, domains and history unchanged, plus `hyper.*` tensors, extra["hyper"] and prompt domains."""
     clash = [q for q in result.prompts if q in (parent.domains or {})]
     if clash:
@@ -289,14 +349,22 @@ def hyper_checkpoint(parent: Checkpoint, result: HyperResult, params: dict[str, 
         "steps": result.settings.steps,
         "final": {k: v for k, v in result.log[-1].items() if k != "step"} if result.log else {},
     }
-    ckpt = Checkpoint(tensors=tensors, g_config=parent.g_config, d_config=parent.d_config, domains=domains,
-                      history=list(parent.history), extra=extra, source_format="native")
+    ckpt = Checkpoint(
+        tensors=tensors,
+        g_config=parent.g_config,
+        d_config=parent.d_config,
+        domains=domains,
+        history=list(parent.history),
+        extra=extra,
+        source_format="native",
+    )
     return ckpt.with_operation("hyper", {**(params or {}), "settings": asdict(result.settings)}, list(inputs))
 
 
 @torch.no_grad()
-def domain_vectors_for_prompts(ckpt: Checkpoint, prompts: Sequence[str], clip,
-                               hyper: HyperNetwork | None = None) -> torch.Tensor:
+def domain_vectors_for_prompts(
+    ckpt: Checkpoint, prompts: Sequence[str], clip, hyper: HyperNetwork | None = None
+) -> torch.Tensor:
     """[len(prompts), style_dim] domain vectors (G's style_scale, in the order `PromptVectors.modulation`
     reads from ckpt), on clip's device."""
     check_clip_matches(ckpt, clip)

@@ -58,21 +58,21 @@ class TrainingDiverged(GancraftError):
 @dataclass
 class TrainOptions:
     kimg: float = 25.0
-    batch: int = 32              # global batch, split over ranks
+    batch: int = 32  # global batch, split over ranks
     snap_kimg: float = 5.0
     seed: int = 0
     lr_g: float = 0.002
     lr_d: float = 0.002
-    gamma: float | None = None   # None: 0.0002 * res^2 / batch
+    gamma: float | None = None  # None: 0.0002 * res^2 / batch
     r1_interval: int = 16
-    pl_weight: float = 2.0       # NVIDIA's stylegan2 default; 0 turns path-length regularisation off
+    pl_weight: float = 2.0  # NVIDIA's stylegan2 default; 0 turns path-length regularisation off
     pl_interval: int = 4
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
     ema_kimg: float | None = None  # None: batch * 10 / 32 (NVIDIA's default)
     style_mixing: float = 0.9
-    diffaug: str = ""            # e.g. "color,translation,cutout"
-    amp: bool = True             # bfloat16 autocast for forward passes, CUDA only (the mapping stays float32)
+    diffaug: str = ""  # e.g. "color,translation,cutout"
+    amp: bool = True  # bfloat16 autocast for forward passes, CUDA only (the mapping stays float32)
     grid_cols: int = 8
 
     def total_steps(self) -> int:
@@ -83,8 +83,9 @@ class TrainOptions:
 
     def validate(self, world: int) -> "TrainOptions":
         if self.batch < 1 or self.batch % world:
-            raise GancraftError(f"--batch {self.batch} must be a positive multiple of the number of processes "
-                                f"({world})")
+            raise GancraftError(
+                f"--batch {self.batch} must be a positive multiple of the number of processes ({world})"
+            )
         if self.kimg <= 0:
             raise GancraftError(f"--kimg must be positive, got {self.kimg}")
         if self.snap_kimg <= 0:
@@ -97,8 +98,10 @@ class TrainOptions:
         if not (self.pl_weight >= 0 and math.isfinite(self.pl_weight)):
             raise GancraftError(f"--pl-weight must be a finite number >= 0, got {self.pl_weight}")
         if self.pl_interval < 1 or self.pl_batch_shrink < 1 or not 0 < self.pl_decay <= 1:
-            raise GancraftError("path-length regularisation: interval and batch shrink must be >= 1, "
-                                f"decay in (0, 1] (got {self.pl_interval}, {self.pl_batch_shrink}, {self.pl_decay})")
+            raise GancraftError(
+                "path-length regularisation: interval and batch shrink must be >= 1, "
+                f"decay in (0, 1] (got {self.pl_interval}, {self.pl_batch_shrink}, {self.pl_decay})"
+            )
         parse_policy(self.diffaug)
         return self
 
@@ -136,8 +139,9 @@ class Method:
     def num_classes(self) -> int:
         return self.data.num_classes
 
-    def g_conditioning(self, labels: torch.Tensor | None, G: torch.nn.Module
-                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def g_conditioning(
+        self, labels: torch.Tensor | None, G: torch.nn.Module
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(c for G's mapping, style_scale for G's synthesis) for these class labels."""
         if labels is None or G.c_dim == 0:
             return None, None
@@ -184,8 +188,9 @@ def _zero_grad(params: list[torch.nn.Parameter]) -> None:
 class Trainer:
     """One run: networks, optimisers, the step function, snapshots. Use `run_training` normally."""
 
-    def __init__(self, method: Method, opts: TrainOptions, run_dir: Path, device: torch.device,
-                 info: dist_util.DistInfo):
+    def __init__(
+        self, method: Method, opts: TrainOptions, run_dir: Path, device: torch.device, info: dist_util.DistInfo
+    ):
         self.method, self.opts, self.run_dir, self.device, self.info = method, opts, run_dir, device, info
         torch.manual_seed(opts.seed)
         G, D, G_ema = method.networks()
@@ -204,8 +209,11 @@ class Trainer:
         c = opts.r1_interval / (opts.r1_interval + 1)
         self.use_pl = self.pl_enabled()
         cg = opts.pl_interval / (opts.pl_interval + 1) if self.use_pl else 1.0
-        self.opt_g = (torch.optim.Adam(self.g_params, lr=opts.lr_g * cg, betas=(0.0, 0.99**cg), eps=1e-8)
-                      if self.g_params else None)
+        self.opt_g = (
+            torch.optim.Adam(self.g_params, lr=opts.lr_g * cg, betas=(0.0, 0.99**cg), eps=1e-8)
+            if self.g_params
+            else None
+        )
         self.pl_mean = torch.zeros([], device=device)
         self.opt_d = torch.optim.Adam(self.d_params, lr=opts.lr_d * c, betas=(0.0, 0.99**c), eps=1e-8)
         self.amp = opts.amp and device.type == "cuda"
@@ -215,16 +223,22 @@ class Trainer:
         """Path-length regularisation runs only where G's synthesis trains (a frozen or
         modulation-only G keeps NVIDIA's plain G step)."""
         synthesis = {id(p) for p in self.G.synthesis.parameters()}
-        return (self.opts.pl_weight > 0 and self.method.path_length_reg
-                and any(id(p) in synthesis for p in self.g_params))
+        return (
+            self.opts.pl_weight > 0 and self.method.path_length_reg and any(id(p) in synthesis for p in self.g_params)
+        )
 
     # -- state --------------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        ckpt = Checkpoint.from_modules(G_ema=self.G_ema, G=self.G, D=self.D, domains=self.method.domains(),
-                                       extra={"training": {"step": self.step,
-                                                           "kimg": self.step * self.opts.batch / 1000,
-                                                           "method": self.method.name}})
+        ckpt = Checkpoint.from_modules(
+            G_ema=self.G_ema,
+            G=self.G,
+            D=self.D,
+            domains=self.method.domains(),
+            extra={
+                "training": {"step": self.step, "kimg": self.step * self.opts.batch / 1000, "method": self.method.name}
+            },
+        )
         for name, module in self.extras.items():
             for k, v in module.state_dict().items():
                 ckpt.tensors[f"{name}.{k}"] = v.detach().cpu().contiguous().clone()
@@ -259,14 +273,19 @@ class Trainer:
         bad = ckpt.non_finite() if ckpt is not None else []
         if dist_util.any_flag(bool(bad), self.info, self.device):
             where = bad[0] if bad else "on rank 0"
-            raise TrainingDiverged(f"weights became non-finite at step {self.step} ({where}); "
-                                   f"{_last_good_hint(self.run_dir)}")
+            raise TrainingDiverged(
+                f"weights became non-finite at step {self.step} ({where}); {_last_good_hint(self.run_dir)}"
+            )
         if ckpt is None:
             return None
         snap = self.run_dir / f"snapshot-{self.step:06d}.st"
         save(ckpt, snap, force=True)
-        state = {"step": self.step, "opt_g": self.opt_g.state_dict() if self.opt_g else {},
-                 "opt_d": self.opt_d.state_dict(), "pl_mean": float(self.pl_mean)}
+        state = {
+            "step": self.step,
+            "opt_g": self.opt_g.state_dict() if self.opt_g else {},
+            "opt_d": self.opt_d.state_dict(),
+            "pl_mean": float(self.pl_mean),
+        }
         with atomic_write(self.run_dir / f"state-{self.step:06d}.pt", force=True) as tmp:
             torch.save(state, tmp)
         self.save_grid()
@@ -300,8 +319,7 @@ class Trainer:
             return None
         return self.method.sample_labels(self.local_batch, gen).to(self.device)
 
-    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, update_w_avg: bool,
-                  return_ws: bool = False):
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, update_w_avg: bool, return_ws: bool = False):
         c, scale = self.method.g_conditioning(labels, self.G)
         ws = self.G.mapping(z, c, update_w_avg=update_w_avg)
         if self.opts.style_mixing > 0 and torch.rand([]).item() < self.opts.style_mixing:
@@ -386,8 +404,14 @@ class Trainer:
             stats[k] = dist_util.average_tensor(torch.tensor([v], device=self.device), info).item()
         return stats
 
-    def discriminator_step(self, fake: torch.Tensor, labels: torch.Tensor | None, real: torch.Tensor,
-                           real_labels: torch.Tensor | None, stats: dict[str, float]) -> None:
+    def discriminator_step(
+        self,
+        fake: torch.Tensor,
+        labels: torch.Tensor | None,
+        real: torch.Tensor,
+        real_labels: torch.Tensor | None,
+        stats: dict[str, float],
+    ) -> None:
         """D's logistic loss on these fakes and reals (+ the method's D penalty), then lazy R1 as
         its own D update every `r1_interval` steps, the penalty scaled by the interval."""
         o, info = self.opts, self.info
@@ -464,9 +488,17 @@ def _truncate_log(log_path: Path, step: int) -> None:
         Path(tmp).write_text("".join(k + "\n" for k in kept))
 
 
-def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike, device: torch.device | str = "cpu",
-                 resume: bool = False, progress: bool = True, max_steps: int | None = None,
-                 trainer_cls: type[Trainer] = Trainer, resume_kimg: float | None = None) -> Trainer:
+def run_training(
+    method: Method,
+    opts: TrainOptions,
+    run_dir: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+    trainer_cls: type[Trainer] = Trainer,
+    resume_kimg: float | None = None,
+) -> Trainer:
     """Train `method` in `run_dir` (created; must hold no run unless `resume`). Returns the Trainer.
 
     With `resume`, the newest complete snapshot in run_dir is loaded and the options stored with
@@ -488,9 +520,18 @@ def run_training(method: Method, opts: TrainOptions, run_dir: str | os.PathLike,
         return _run(method, opts, Path(run_dir), device, info, resume, progress, max_steps, trainer_cls, resume_kimg)
 
 
-def _run(method: Method, opts: TrainOptions, run_dir: Path, device: torch.device, info: dist_util.DistInfo,
-         resume: bool, progress: bool, max_steps: int | None, trainer_cls: type[Trainer],
-         resume_kimg: float | None) -> Trainer:
+def _run(
+    method: Method,
+    opts: TrainOptions,
+    run_dir: Path,
+    device: torch.device,
+    info: dist_util.DistInfo,
+    resume: bool,
+    progress: bool,
+    max_steps: int | None,
+    trainer_cls: type[Trainer],
+    resume_kimg: float | None,
+) -> Trainer:
     run_json = run_dir / "run.json"
     found = None
     if resume:
@@ -498,8 +539,9 @@ def _run(method: Method, opts: TrainOptions, run_dir: Path, device: torch.device
             raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
         stored = json.loads(run_json.read_text())
         if stored["method"] != _jsonable(method.describe()):
-            raise GancraftError(f"--resume {run_dir}: the run was started with {stored['method']}, "
-                                f"not {_jsonable(method.describe())}")
+            raise GancraftError(
+                f"--resume {run_dir}: the run was started with {stored['method']}, not {_jsonable(method.describe())}"
+            )
         opts = TrainOptions(**stored["options"])
         found = latest_snapshot(run_dir)
         if resume_kimg is not None:
@@ -509,8 +551,10 @@ def _run(method: Method, opts: TrainOptions, run_dir: Path, device: torch.device
             opts = dataclasses.replace(opts, kimg=resume_kimg)
     else:
         if run_dir.exists() and (run_json.exists() or latest_snapshot(run_dir) is not None):
-            raise GancraftError(f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
-                                "or choose another folder)")
+            raise GancraftError(
+                f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
+                "or choose another folder)"
+            )
     opts.validate(info.world)
     dist_util.barrier(info)  # every rank has checked the folder before rank 0 starts writing to it
     trainer = trainer_cls(method, opts, run_dir, device, info)
@@ -525,8 +569,9 @@ def _run(method: Method, opts: TrainOptions, run_dir: Path, device: torch.device
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume or resume_kimg is not None:
             with atomic_write(run_json, force=True) as tmp:
-                Path(tmp).write_text(json.dumps({"options": dataclasses.asdict(opts),
-                                                 "method": _jsonable(method.describe())}, indent=1))
+                Path(tmp).write_text(
+                    json.dumps({"options": dataclasses.asdict(opts), "method": _jsonable(method.describe())}, indent=1)
+                )
         else:
             _truncate_log(log_path, trainer.step)
     if found is None:
@@ -548,18 +593,25 @@ def _run(method: Method, opts: TrainOptions, run_dir: Path, device: torch.device
             bad = [k for k, v in stats.items() if not math.isfinite(v)]
             if dist_util.any_flag(bool(bad), info, device):
                 name = bad[0] if bad else "a loss on another process"
-                raise TrainingDiverged(f"training diverged at step {trainer.step}: {name} is not finite; "
-                                       f"{_last_good_hint(run_dir)}")
+                raise TrainingDiverged(
+                    f"training diverged at step {trainer.step}: {name} is not finite; {_last_good_hint(run_dir)}"
+                )
             kimg = trainer.step * opts.batch / 1000
             if log_fh is not None:
-                log_fh.write(json.dumps({"step": trainer.step, "kimg": round(kimg, 4),
-                                         "sec": round(time.time() - t0, 2), **stats}) + "\n")
+                log_fh.write(
+                    json.dumps(
+                        {"step": trainer.step, "kimg": round(kimg, 4), "sec": round(time.time() - t0, 2), **stats}
+                    )
+                    + "\n"
+                )
                 log_fh.flush()
             if bar is not None:
                 rate = (trainer.step - s0) * opts.batch / 1000 / max(time.time() - t0, 1e-9)
                 # whatever the step reports: the adversarial losses, or a method's own terms
-                bar.set_postfix({"kimg": f"{kimg:.2f}", "kimg_s": f"{rate:.3f}",
-                                 **{k: f"{v:.3f}" for k, v in stats.items()}}, refresh=False)
+                bar.set_postfix(
+                    {"kimg": f"{kimg:.2f}", "kimg_s": f"{rate:.3f}", **{k: f"{v:.3f}" for k, v in stats.items()}},
+                    refresh=False,
+                )
                 bar.update(1)
             if trainer.step % snap_every == 0 or trainer.step == total:
                 trainer.save_snapshot()
@@ -576,13 +628,20 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def finish(trainer: Trainer, out: str | os.PathLike, command: str, params: dict[str, Any],
-           inputs: list[str | os.PathLike] = (), force: bool = False) -> Path | None:
+def finish(
+    trainer: Trainer,
+    out: str | os.PathLike,
+    command: str,
+    params: dict[str, Any],
+    inputs: list[str | os.PathLike] = (),
+    force: bool = False,
+) -> Path | None:
     """Write the trained model to `out` with a history entry (rank 0 only; others return None)."""
     if not trainer.info.is_main:
         return None
     ckpt = trainer.checkpoint()
     ckpt.extra = {"training": ckpt.extra["training"], "run_dir": str(trainer.run_dir)}
-    ckpt = ckpt.with_operation(command, {**params, **trainer.method.describe(),
-                                         "options": dataclasses.asdict(trainer.opts)}, list(inputs))
+    ckpt = ckpt.with_operation(
+        command, {**params, **trainer.method.describe(), "options": dataclasses.asdict(trainer.opts)}, list(inputs)
+    )
     return save(ckpt, out, force=force, inputs=tuple(inputs))

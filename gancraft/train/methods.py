@@ -31,8 +31,7 @@ class ScratchMethod(Method):
 
     name = "scratch"
 
-    def __init__(self, data: Any, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig,
-                 domain_names: Sequence[str] = ()):
+    def __init__(self, data: Any, g_cfg: GeneratorConfig, d_cfg: DiscriminatorConfig, domain_names: Sequence[str] = ()):
         if g_cfg.img_resolution != data.resolution:
             raise GancraftError(f"data resolution {data.resolution} does not match the model's {g_cfg.img_resolution}")
         self.data, self.g_cfg, self.d_cfg = data, g_cfg, d_cfg
@@ -45,8 +44,12 @@ class ScratchMethod(Method):
         return {n: {"kind": "class", "class": i} for i, n in enumerate(self.domain_names)}
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "g_config": self.g_cfg.__dict__, "d_config": self.d_cfg.__dict__,
-                "domains": self.domain_names}
+        return {
+            "method": self.name,
+            "g_config": self.g_cfg.__dict__,
+            "d_config": self.d_cfg.__dict__,
+            "domains": self.domain_names,
+        }
 
 
 def _start_nets(ckpt: Checkpoint, what: str) -> tuple[Generator, Discriminator, Generator]:
@@ -55,8 +58,10 @@ def _start_nets(ckpt: Checkpoint, what: str) -> tuple[Generator, Discriminator, 
     starts equal to G."""
     where = ckpt.path or what
     if ckpt.d_config is None or "D" not in ckpt.nets:
-        raise GancraftError(f"{where}: has no discriminator, which {what} needs to keep training "
-                            "(NVIDIA pickles and native files from `train`/`root` carry one)")
+        raise GancraftError(
+            f"{where}: has no discriminator, which {what} needs to keep training "
+            "(NVIDIA pickles and native files from `train`/`root` carry one)"
+        )
     G = ckpt.generator().requires_grad_(True)
     D = ckpt.discriminator().requires_grad_(True)
     return G, D, copy.deepcopy(G).requires_grad_(False)
@@ -73,13 +78,15 @@ def class_names(ckpt: Checkpoint) -> list[str] | None:
 class _OneClassData(GeneratedData):
     """One source generator's images, every one labelled with the same class of a K-class model."""
 
-    def __init__(self, generator: torch.nn.Module, resolution: int, label: int, num_classes: int,
-                 truncation_psi: float = 1.0):
+    def __init__(
+        self, generator: torch.nn.Module, resolution: int, label: int, num_classes: int, truncation_psi: float = 1.0
+    ):
         super().__init__([generator], resolution, truncation_psi=truncation_psi)
         self.label, self.num_classes = label, num_classes
 
-    def batch(self, n: int, seed: int, step: int, rank: int, world: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, n: int, seed: int, step: int, rank: int, world: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         imgs, _ = super().batch(n, seed, step, rank, world, device)
         return imgs, torch.full([n], self.label, dtype=torch.int64, device=device)
 
@@ -94,15 +101,27 @@ class RootingMethod(Method):
 
     name = "root"
 
-    def __init__(self, root: Checkpoint, source: Checkpoint, classes: Sequence[str], source_class: str,
-                 seed: int = 0, truncation_psi: float = 1.0):
+    def __init__(
+        self,
+        root: Checkpoint,
+        source: Checkpoint,
+        classes: Sequence[str],
+        source_class: str,
+        seed: int = 0,
+        truncation_psi: float = 1.0,
+    ):
         _check_names(classes, "--classes")
         if source_class not in classes:
             raise GancraftError(f"--classes {','.join(classes)}: the source {source_class!r} is not one of them")
         self.root, self.classes, self.seed = root, list(classes), seed
         self.label = self.classes.index(source_class)
-        self.data = _OneClassData(source.generator(), root.g_config.img_resolution, self.label, len(self.classes),
-                                  truncation_psi=truncation_psi)
+        self.data = _OneClassData(
+            source.generator(),
+            root.g_config.img_resolution,
+            self.label,
+            len(self.classes),
+            truncation_psi=truncation_psi,
+        )
         self.source_name = str(source.path) if source.path else "source"
 
     def networks(self):
@@ -115,12 +134,22 @@ class RootingMethod(Method):
         return {n: {"kind": "class", "class": i} for i, n in enumerate(self.classes)}
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "source": self.source_name, "classes": self.classes, "label": self.label,
-                "truncation_psi": self.data.truncation_psi}
+        return {
+            "method": self.name,
+            "source": self.source_name,
+            "classes": self.classes,
+            "label": self.label,
+            "truncation_psi": self.data.truncation_psi,
+        }
 
 
-def save_rooting_start(method: RootingMethod, out: str | os.PathLike, params: dict[str, Any],
-                       inputs: Sequence[str | os.PathLike], force: bool = False) -> Path:
+def save_rooting_start(
+    method: RootingMethod,
+    out: str | os.PathLike,
+    params: dict[str, Any],
+    inputs: Sequence[str | os.PathLike],
+    force: bool = False,
+) -> Path:
     """Write the common start of every rooting run (the root with its new class pathway, G_ema = G):
     the paper averages the root itself with the rooted models, and this is its conditional form."""
     G, D, G_ema = method.networks()
@@ -129,21 +158,25 @@ def save_rooting_start(method: RootingMethod, out: str | os.PathLike, params: di
     return save(ckpt, out, force=force, inputs=tuple(inputs))
 
 
-def union_start(start: Checkpoint, classes: Sequence[str], seed: int, what: str
-                ) -> tuple[Generator, Discriminator, Generator]:
+def union_start(
+    start: Checkpoint, classes: Sequence[str], seed: int, what: str
+) -> tuple[Generator, Discriminator, Generator]:
     """(G, D, G_ema) of a model with one class per name: START itself when it already has exactly
     these classes in this order (a rooted or averaged model), else START made conditional."""
     if not start.g_config.c_dim:
         return conditional_from_unconditional(start, len(classes), seed)
     have = class_names(start)
     if have != list(classes) or start.d_config is None or start.d_config.c_dim != len(classes):
-        raise GancraftError(f"{start.path or 'start model'}: its classes are {have or start.g_config.c_dim}, "
-                            f"expected {', '.join(classes)} in this order (give the domains in its class order)")
+        raise GancraftError(
+            f"{start.path or 'start model'}: its classes are {have or start.g_config.c_dim}, "
+            f"expected {', '.join(classes)} in this order (give the domains in its class order)"
+        )
     return _start_nets(start, what)
 
 
-def conditional_from_unconditional(ckpt: Checkpoint, num_classes: int, seed: int = 0
-                                   ) -> tuple[Generator, Discriminator, Generator]:
+def conditional_from_unconditional(
+    ckpt: Checkpoint, num_classes: int, seed: int = 0
+) -> tuple[Generator, Discriminator, Generator]:
     """(G, D, G_ema) with `num_classes` classes, built from the unconditional model's G_ema and D.
 
     G: NVIDIA's mapping concatenates normalize(z) with normalize(embed(c)) before fc0. The z
@@ -166,8 +199,10 @@ def conditional_from_unconditional(ckpt: Checkpoint, num_classes: int, seed: int
     multiplier 1, 1.05-1.44 at 0.01.
     """
     if ckpt.g_config.c_dim:
-        raise GancraftError(f"{ckpt.path or 'start model'}: is already conditional (c_dim {ckpt.g_config.c_dim}); "
-                            "expected an unconditional (e.g. averaged) model")
+        raise GancraftError(
+            f"{ckpt.path or 'start model'}: is already conditional (c_dim {ckpt.g_config.c_dim}); "
+            "expected an unconditional (e.g. averaged) model"
+        )
     G_old, D_old, _ = _start_nets(ckpt, "fine-tuning")
     torch.manual_seed(seed)
     g_cfg = dataclasses.replace(ckpt.g_config, c_dim=num_classes)
@@ -176,7 +211,7 @@ def conditional_from_unconditional(ckpt: Checkpoint, num_classes: int, seed: int
     _copy_matching(G, G_old)
     with torch.no_grad():
         fc0_new, fc0_old = G.mapping.fc0.weight, G_old.mapping.fc0.weight
-        fc0_new[:, :G_old.z_dim] = fc0_old * math.sqrt(fc0_new.shape[1] / fc0_old.shape[1])
+        fc0_new[:, : G_old.z_dim] = fc0_old * math.sqrt(fc0_new.shape[1] / fc0_old.shape[1])
     D = Discriminator(d_cfg)
     _copy_matching(D, D_old)
     with torch.no_grad():
@@ -214,8 +249,9 @@ def parse_method(spec: str) -> tuple[str, MethodValue]:
     name = parts[0].lower()
     arg = parts[1] if len(parts) > 1 else None
     if name not in METHODS:
-        raise GancraftError(f"--method: unknown method {spec!r} (choose from union, transfer, freeze-d=K, "
-                            "ewc=LAMBDA, scratch)")
+        raise GancraftError(
+            f"--method: unknown method {spec!r} (choose from union, transfer, freeze-d=K, ewc=LAMBDA, scratch)"
+        )
     if name in ("freeze-d", "ewc"):
         if arg is None:
             raise GancraftError(f"--method {name} needs a value: {name}={'K' if name == 'freeze-d' else 'LAMBDA'}")
@@ -255,7 +291,6 @@ def freeze_d_layers(D: Discriminator, k: int) -> list[torch.nn.Module]:
     return layers[:k]
 
 
-
 class UnionMethod(Method):
     """GAN Cocktail stage 2 and the baselines of its tables, one conditional union GAN over sources.
 
@@ -278,9 +313,19 @@ class UnionMethod(Method):
     too, conditional when there are several domains).
     """
 
-    def __init__(self, start: Checkpoint, sources: dict[str, Checkpoint], method: str = "union",
-                 value: MethodValue = None, params: str = "all", seed: int = 0, truncation_psi: float = 1.0,
-                 fisher_samples: int = 50000, fisher_batch: int = 32, modulation: str = DEFAULT_MODULATION):
+    def __init__(
+        self,
+        start: Checkpoint,
+        sources: dict[str, Checkpoint],
+        method: str = "union",
+        value: MethodValue = None,
+        params: str = "all",
+        seed: int = 0,
+        truncation_psi: float = 1.0,
+        fisher_samples: int = 50000,
+        fisher_batch: int = 32,
+        modulation: str = DEFAULT_MODULATION,
+    ):
         if not sources:
             raise GancraftError("give at least one --domain NAME=SOURCE")
         _check_names(list(sources), "--domain")
@@ -296,8 +341,10 @@ class UnionMethod(Method):
         if have is not None:
             # a rooted/averaged start fixes which class is which domain: follow its order
             if set(have) != set(sources):
-                raise GancraftError(f"{start.path or 'start model'}: its classes are {', '.join(have)}; "
-                                    f"--domain gives {', '.join(sources)}")
+                raise GancraftError(
+                    f"{start.path or 'start model'}: its classes are {', '.join(have)}; "
+                    f"--domain gives {', '.join(sources)}"
+                )
             sources = {n: sources[n] for n in have}
         self.start, self.names, self.method, self.value = start, list(sources), method, value
         self.params, self.seed = params, seed
@@ -306,8 +353,9 @@ class UnionMethod(Method):
         self.fisher_samples, self.fisher_batch = fisher_samples, fisher_batch
         self.update_w_avg = params == "all"
         res = start.g_config.img_resolution
-        self.data = GeneratedData([c.generator() for c in sources.values()], res, labelled=True,
-                                  truncation_psi=truncation_psi)
+        self.data = GeneratedData(
+            [c.generator() for c in sources.values()], res, labelled=True, truncation_psi=truncation_psi
+        )
         self.source_paths = {n: str(c.path) if c.path else n for n, c in sources.items()}
         self.fisher: dict[str, dict[str, torch.Tensor]] = {}
         self.anchor: dict[str, dict[str, torch.Tensor]] = {}
@@ -316,8 +364,7 @@ class UnionMethod(Method):
             if start.g_config.c_dim:
                 raise GancraftError(f"{start.path or 'start model'}: domain vectors need an unconditional model")
             style_dim = start.generator().synthesis.style_dim
-            self.vectors = torch.nn.ParameterDict(
-                {n: torch.nn.Parameter(torch.zeros(style_dim)) for n in self.names})
+            self.vectors = torch.nn.ParameterDict({n: torch.nn.Parameter(torch.zeros(style_dim)) for n in self.names})
 
     def networks(self):
         n = len(self.names)
@@ -385,8 +432,11 @@ class UnionMethod(Method):
                         self.fisher[k][n] += g.detach().square() / batches
 
     def _ewc(self, net: torch.nn.Module, which: str, prefix: str = "") -> torch.Tensor:
-        return sum(((p - self.anchor[which][n]).square() * self.fisher[which][n]).sum()
-                   for n, p in self._held(net).items() if n.startswith(prefix))
+        return sum(
+            ((p - self.anchor[which][n]).square() * self.fisher[which][n]).sum()
+            for n, p in self._held(net).items()
+            if n.startswith(prefix)
+        )
 
     def g_penalty(self, G):
         if self.method != "ewc":
@@ -401,13 +451,20 @@ class UnionMethod(Method):
 
     def domains(self) -> dict[str, dict]:
         if self.vectors is not None:
-            return {n: {"kind": "vector", "tensor": f"domain_vectors.{n}", "modulation": self.modulation}
-                    for n in self.names}
+            return {
+                n: {"kind": "vector", "tensor": f"domain_vectors.{n}", "modulation": self.modulation}
+                for n in self.names
+            }
         return {n: {"kind": "class", "class": i} for i, n in enumerate(self.names)}
 
     def describe(self) -> dict[str, Any]:
-        out = {"method": self.name, "value": self.value, "params": self.params, "domains": self.source_paths,
-               "truncation_psi": self.data.truncation_psi}
+        out = {
+            "method": self.name,
+            "value": self.value,
+            "params": self.params,
+            "domains": self.source_paths,
+            "truncation_psi": self.data.truncation_psi,
+        }
         if self.method == "ewc":
             out["fisher_samples"] = self.fisher_samples
         if self.vectors is not None:

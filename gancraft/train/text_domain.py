@@ -93,6 +93,7 @@ def in_domain_angle_loss(src_enc: torch.Tensor, ada_enc: torch.Tensor) -> torch.
 
 # -- the recipes' random draws (all from the global RNG; see seeded) ----------------------------
 
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run with every torch RNG the recipe touches seeded, and the caller's RNG state restored after."""
@@ -127,7 +128,7 @@ def random_crop(images: torch.Tensor, fraction: float) -> torch.Tensor:
     if room < 1:
         return images
     y, x = (int(v) for v in torch.randint(0, room, [2]))
-    return images[..., y:y + side, x:x + side]
+    return images[..., y : y + side, x : x + side]
 
 
 def convex_mix(vectors: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
@@ -149,8 +150,9 @@ def resample_near(vectors: torch.Tensor, min_cos: float) -> torch.Tensor:
     return cos * u + (1 - cos.square()).sqrt() * perp
 
 
-def render_pair(G: nn.Module, ws: torch.Tensor, style_scale: torch.Tensor,
-                modulation: str = DEFAULT_MODULATION) -> tuple[torch.Tensor, torch.Tensor]:
+def render_pair(
+    G: nn.Module, ws: torch.Tensor, style_scale: torch.Tensor, modulation: str = DEFAULT_MODULATION
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(source, adapted) images of the same latents, each with its own random noise (see the module docstring)."""
     with torch.no_grad():
         src = G.synthesis(ws, noise_mode="random")
@@ -161,9 +163,17 @@ def grad_norm(params: Sequence[torch.Tensor]) -> float:
     return math.sqrt(sum(float(p.grad.detach().square().sum()) for p in params if p.grad is not None))
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Sequence[torch.Tensor], step: int,
-                   figures: dict[str, float], what: str, log: list[dict[str, float]],
-                   on_step: Callable[[int, dict[str, float]], None] | None, bar) -> None:
+def optimizer_step(
+    opt: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    step: int,
+    figures: dict[str, float],
+    what: str,
+    log: list[dict[str, float]],
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    bar,
+) -> None:
     """One update of a text-driven recipe: backward, Adam step, and the step's figures logged
     (with the gradient norm, which shows a blow-up); a non-finite figure stops the run."""
     opt.zero_grad(set_to_none=True)
@@ -180,11 +190,14 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Seque
 
 def check_unconditional(ckpt: Checkpoint, what: str) -> None:
     if ckpt.g_config.c_dim:
-        raise GancraftError(f"{ckpt.path or 'checkpoint'}: {what} need an unconditional generator "
-                            f"(this one has c_dim {ckpt.g_config.c_dim})")
+        raise GancraftError(
+            f"{ckpt.path or 'checkpoint'}: {what} need an unconditional generator "
+            f"(this one has c_dim {ckpt.g_config.c_dim})"
+        )
 
 
 # -- td_single: one domain vector from one prompt -----------------------------------------------
+
 
 @dataclass
 class TextVectorSettings:
@@ -217,10 +230,10 @@ class TextVectorSettings:
 
 @dataclass
 class TextVectorResult:
-    vector: torch.Tensor            # [style_dim], on the CPU
+    vector: torch.Tensor  # [style_dim], on the CPU
     prompt: str
     settings: TextVectorSettings
-    clips: list[str]                # names of the CLIP models the loss used
+    clips: list[str]  # names of the CLIP models the loss used
     log: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -229,9 +242,15 @@ def check_target(prompt: str, source_prompt: str) -> None:
         raise GancraftError(f"--prompt {prompt!r}: give a target description other than the source prompt")
 
 
-def train_text_vector(ckpt: Checkpoint, prompt: str, clips: Sequence, settings: TextVectorSettings | None = None,
-                      device: str | torch.device = "cpu", progress: bool = False,
-                      on_step: Callable[[int, dict[str, float]], None] | None = None) -> TextVectorResult:
+def train_text_vector(
+    ckpt: Checkpoint,
+    prompt: str,
+    clips: Sequence,
+    settings: TextVectorSettings | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TextVectorResult:
     """Optimise one domain vector of ckpt's frozen generator toward `prompt` with the directional CLIP
     loss summed over `clips` (metrics.clip.ClipModel; the official recipe uses ViT-B-32 and ViT-B-16)."""
     from tqdm import tqdm
@@ -244,28 +263,51 @@ def train_text_vector(ckpt: Checkpoint, prompt: str, clips: Sequence, settings: 
     device = torch.device(device)
     G = ckpt.generator(device=device)
     templates = prompt_templates() if settings.templates else None
-    text_dirs = [text_directions(templated_text(c, [settings.source_prompt], templates)[0],
-                                 templated_text(c, [prompt], templates)[0]).to(device) for c in clips]
+    text_dirs = [
+        text_directions(
+            templated_text(c, [settings.source_prompt], templates)[0], templated_text(c, [prompt], templates)[0]
+        ).to(device)
+        for c in clips
+    ]
     vector = nn.Parameter(torch.zeros(G.synthesis.style_dim, device=device))
     opt = torch.optim.Adam([vector], lr=settings.lr, betas=settings.betas)
     result = TextVectorResult(vector, prompt, settings, [c.name for c in clips])
-    bar = tqdm(range(settings.steps), desc=f"vector {prompt[:24]}", unit="step", disable=not progress,
-               file=sys.stderr, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        range(settings.steps),
+        desc=f"vector {prompt[:24]}",
+        unit="step",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )
     with seeded(settings.seed, device):
         for step in bar:
             ws = mixing_latents(G, settings.batch, settings.style_mixing, device)
             src_img, ada_img = render_pair(G, ws, vector.expand(settings.batch, -1), settings.modulation)
             # the official trainer sums the per-encoder losses
-            total = sum(directional_loss(c.encode_images(src_img).detach(), c.encode_images(ada_img), d).mean()
-                        for c, d in zip(clips, text_dirs))
-            optimizer_step(opt, total, [vector], step, {"direction": total.item() / len(clips)},
-                           "text-driven domain vector", result.log, on_step, bar)
+            total = sum(
+                directional_loss(c.encode_images(src_img).detach(), c.encode_images(ada_img), d).mean()
+                for c, d in zip(clips, text_dirs)
+            )
+            optimizer_step(
+                opt,
+                total,
+                [vector],
+                step,
+                {"direction": total.item() / len(clips)},
+                "text-driven domain vector",
+                result.log,
+                on_step,
+                bar,
+            )
     result.vector = vector.detach().cpu()
     return result
 
 
-def vector_checkpoint(parent: Checkpoint, results: dict[str, TextVectorResult], params: dict | None = None,
-                      inputs: Sequence[str] = ()) -> Checkpoint:
+def vector_checkpoint(
+    parent: Checkpoint, results: dict[str, TextVectorResult], params: dict | None = None, inputs: Sequence[str] = ()
+) -> Checkpoint:
     """parent's tensors and domains plus `domain_vectors.NAME` and a vector domain (with its prompt) per result."""
     clash = [n for n in results if n in (parent.domains or {})]
     if clash:
@@ -274,9 +316,20 @@ def vector_checkpoint(parent: Checkpoint, results: dict[str, TextVectorResult], 
     domains = dict(parent.domains or {})
     for name, r in results.items():
         tensors[f"domain_vectors.{name}"] = r.vector.contiguous().clone()
-        domains[name] = {"kind": "vector", "tensor": f"domain_vectors.{name}", "prompt": r.prompt,
-                         "modulation": r.settings.modulation}
-    ckpt = Checkpoint(tensors=tensors, g_config=parent.g_config, d_config=parent.d_config, domains=domains,
-                      history=list(parent.history), extra=dict(parent.extra or {}), source_format="native")
+        domains[name] = {
+            "kind": "vector",
+            "tensor": f"domain_vectors.{name}",
+            "prompt": r.prompt,
+            "modulation": r.settings.modulation,
+        }
+    ckpt = Checkpoint(
+        tensors=tensors,
+        g_config=parent.g_config,
+        d_config=parent.d_config,
+        domains=domains,
+        history=list(parent.history),
+        extra=dict(parent.extra or {}),
+        source_format="native",
+    )
     info = {n: {"prompt": r.prompt, "clip": r.clips, "final": r.log[-1] if r.log else {}} for n, r in results.items()}
     return ckpt.with_operation("finetune", {**(params or {}), "text_vectors": info}, list(inputs))

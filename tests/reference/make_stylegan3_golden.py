@@ -30,8 +30,17 @@ from gancraft.nets.stylegan3 import Generator, StyleGAN3Config, input_transform 
 OUT = ROOT / "tests" / "reference"
 CONFIGS = {
     "t16": dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=256, channel_max=8),
-    "r16": dict(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=3, channel_base=512, channel_max=8,
-                conv_kernel=1, use_radial_filters=True),
+    "r16": dict(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=3,
+        channel_base=512,
+        channel_max=8,
+        conv_kernel=1,
+        use_radial_filters=True,
+    ),
 }
 PLACE = ((0.25, -0.1), 30.0)  # translate, rotate (degrees)
 

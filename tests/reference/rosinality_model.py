@@ -62,8 +62,9 @@ class PixelNorm(nn.Module):
 
 
 class EqualLinear(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
-                 activation: bool = False):
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -109,8 +110,16 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, k: int, style_dim: int, demodulate: bool = True,
-                 upsample: bool = False, blur_kernel: list[int] = (1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        k: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_kernel: list[int] = (1, 3, 3, 1),
+    ):
         super().__init__()
         self.k, self.demodulate, self.upsample = k, demodulate, upsample
         self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, k, k))
@@ -128,7 +137,7 @@ class ModulatedConv2d(nn.Module):
             wt = self.scale * self.weight[0] * styles[b].view(1, -1, 1, 1)
             if self.demodulate:
                 wt = wt / torch.sqrt((wt * wt).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
-            xb = x[b:b + 1]
+            xb = x[b : b + 1]
             if self.upsample:
                 # stride-2 transposed convolution == full convolution of the zero-stuffed input
                 z = insert_zeros(xb, 2)[:, :, :-1, :-1]
@@ -161,8 +170,9 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool = False,
-                 blur_kernel: list[int] = (1, 3, 3, 1)):
+    def __init__(
+        self, in_ch: int, out_ch: int, style_dim: int, upsample: bool = False, blur_kernel: list[int] = (1, 3, 3, 1)
+    ):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample, blur_kernel=blur_kernel)
         self.noise = NoiseInjection()
@@ -188,15 +198,23 @@ class ToRGB(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, size: int, style_dim: int, n_mlp: int, channel_multiplier: int = 2,
-                 blur_kernel: list[int] = (1, 3, 3, 1), lr_mlp: float = 0.01,
-                 channels: dict[int, int] | None = None):
+    def __init__(
+        self,
+        size: int,
+        style_dim: int,
+        n_mlp: int,
+        channel_multiplier: int = 2,
+        blur_kernel: list[int] = (1, 3, 3, 1),
+        lr_mlp: float = 0.01,
+        channels: dict[int, int] | None = None,
+    ):
         super().__init__()
         self.size, self.style_dim = size, style_dim
         self.channels = channels or stock_channels(channel_multiplier)
         ch = self.channels
-        self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True)
-                                                  for _ in range(n_mlp)])
+        self.style = nn.Sequential(
+            PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)]
+        )
         self.input = ConstantInput(ch[4])
         self.conv1 = StyledConv(ch[4], ch[4], style_dim, blur_kernel=blur_kernel)
         self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
@@ -212,7 +230,7 @@ class Generator(nn.Module):
             self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, res, res))
         in_ch = ch[4]
         for log_res in range(3, self.log_size + 1):
-            out_ch = ch[2 ** log_res]
+            out_ch = ch[2**log_res]
             self.convs.append(StyledConv(in_ch, out_ch, style_dim, upsample=True, blur_kernel=blur_kernel))
             self.convs.append(StyledConv(out_ch, out_ch, style_dim, blur_kernel=blur_kernel))
             self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel))
@@ -223,9 +241,13 @@ class Generator(nn.Module):
         z = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed))
         return self.style(z).mean(0, keepdim=True)
 
-    def forward(self, styles: list[torch.Tensor], truncation: float = 1.0,
-                truncation_latent: torch.Tensor | None = None, randomize_noise: bool = True
-                ) -> tuple[torch.Tensor, None]:
+    def forward(
+        self,
+        styles: list[torch.Tensor],
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        randomize_noise: bool = True,
+    ) -> tuple[torch.Tensor, None]:
         w = self.style(styles[0])
         if truncation < 1:
             w = truncation_latent + truncation * (w - truncation_latent)
@@ -255,8 +277,15 @@ class EqualConv2d(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int, k: int, downsample: bool = False, activate: bool = True,
-                 blur_kernel: list[int] = (1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        k: int,
+        downsample: bool = False,
+        activate: bool = True,
+        blur_kernel: list[int] = (1, 3, 3, 1),
+    ):
         layers: list[nn.Module] = []
         if downsample:
             p = (len(blur_kernel) - 2) + (k - 1)
@@ -281,8 +310,13 @@ class ResBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, size: int, channel_multiplier: int = 2, blur_kernel: list[int] = (1, 3, 3, 1),
-                 channels: dict[int, int] | None = None):
+    def __init__(
+        self,
+        size: int,
+        channel_multiplier: int = 2,
+        blur_kernel: list[int] = (1, 3, 3, 1),
+        channels: dict[int, int] | None = None,
+    ):
         super().__init__()
         ch = channels or stock_channels(channel_multiplier)
         layers: list[nn.Module] = [ConvLayer(3, ch[size], 1)]

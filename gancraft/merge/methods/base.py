@@ -34,16 +34,16 @@ class MergeMethod(ABC):
     def check(self, n_models: int, has_base: bool) -> None:
         """Refuse a model count or a --base the method cannot use."""
         if self.needs_base and not has_base:
-            raise GancraftError(f"--method {self.name} needs --base PARENT: it merges the task vectors "
-                                f"MODEL - PARENT")
+            raise GancraftError(f"--method {self.name} needs --base PARENT: it merges the task vectors MODEL - PARENT")
 
     def default_weights(self, n_models: int, has_base: bool) -> list[float]:
         # 1/N against a parent makes the default the mean task vector; without one, equal weights
         return [1.0 / n_models] * n_models if has_base else [1.0] * n_models
 
     @abstractmethod
-    def mix(self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object],
-            what: str) -> tuple[Recipe, int]:
+    def mix(
+        self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object], what: str
+    ) -> tuple[Recipe, int]:
         """The recipe of every mixed tensor under these per-model weights (input 0 is the parent
         with --base), and the input whose buffers the output copies. `what` names the weights'
         option in errors."""
@@ -90,8 +90,10 @@ def resolve_params(method: MergeMethod, given: Mapping[str, object]) -> dict[str
     for name, value in given.items():
         if name not in method.parameters:
             users = taking(name)
-            raise GancraftError(f"--{name}: --method {method.name} does not take it "
-                                f"({'only ' + ', '.join(users) + ' do' if users else 'no method does'})")
+            raise GancraftError(
+                f"--{name}: --method {method.name} does not take it "
+                f"({'only ' + ', '.join(users) + ' do' if users else 'no method does'})"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise GancraftError(f"--{name}: expected a finite number, got {value}")
     out = {name: given.get(name, default) for name, default in method.parameters.items()}

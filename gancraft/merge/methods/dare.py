@@ -38,8 +38,9 @@ class _Dare(MergeMethod):
     # mergekit's defaults (rescale true: its L1 rule), bar density (its 1.0 would drop nothing)
     parameters = {"density": REQUIRED, "lambda": 1.0, "seed": 0, "rescale": "l1"}
 
-    def mix(self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object],
-            what: str) -> tuple[Apply, int]:
+    def mix(
+        self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object], what: str
+    ) -> tuple[Apply, int]:
         density = check_fraction(params["density"], "--density")
         rule, scale, seed = str(params["rescale"]), float(params["lambda"]), int(params["seed"])
         if rule not in RESCALE_RULES:
@@ -49,8 +50,9 @@ class _Dare(MergeMethod):
             def drop(i: int, d: torch.Tensor) -> torch.Tensor:
                 return rescale(d, keep_mask(d.shape, density, seed, key, i), rule, density)
 
-            return merge_task_vectors(xs, weights, drop, consensus=self.consensus, normalize=False,
-                                      scale=scale, key=key)
+            return merge_task_vectors(
+                xs, weights, drop, consensus=self.consensus, normalize=False, scale=scale, key=key
+            )
 
         return Apply(fn), 0
 
@@ -58,8 +60,10 @@ class _Dare(MergeMethod):
 @register
 class DareLinear(_Dare):
     name = "dare-linear"
-    summary = ("DARE: drop each task-vector element with probability 1 - --density, scale the rest by "
-               "1/density, add the weighted sum to PARENT")
+    summary = (
+        "DARE: drop each task-vector element with probability 1 - --density, scale the rest by "
+        "1/density, add the weighted sum to PARENT"
+    )
     consensus = False
 
 

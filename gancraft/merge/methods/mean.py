@@ -14,8 +14,9 @@ class Mean(MergeMethod):
     name = "mean"
     summary = "weighted mean of every tensor (with --base: PARENT + sum_i W_i (MODEL_i - PARENT))"
 
-    def mix(self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object],
-            what: str) -> tuple[Linear, int]:
+    def mix(
+        self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object], what: str
+    ) -> tuple[Linear, int]:
         if has_base:
             # parent + sum_i w_i (child_i - parent), written as the equivalent linear combination
             return Linear((1.0 - sum(weights), *weights)), 0

@@ -45,8 +45,9 @@ class Slerp(MergeMethod):
         if has_base or n_models != 2:
             raise GancraftError("--method slerp takes exactly two models and no --base")
 
-    def mix(self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object],
-            what: str) -> tuple[Apply, int]:
+    def mix(
+        self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object], what: str
+    ) -> tuple[Apply, int]:
         total = weights[0] + weights[1]
         if total == 0 or min(weights) < 0:
             raise GancraftError(f"{what}: slerp needs two non-negative weights that are not both zero")

@@ -50,9 +50,15 @@ def elect(weighted: torch.Tensor) -> torch.Tensor:
     return weighted.sign() == elected
 
 
-def merge_task_vectors(inputs: Sequence[torch.Tensor], weights: Sequence[float],
-                       sparsify: Callable[[int, torch.Tensor], torch.Tensor], consensus: bool, normalize: bool,
-                       scale: float, key: str) -> torch.Tensor:
+def merge_task_vectors(
+    inputs: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    sparsify: Callable[[int, torch.Tensor], torch.Tensor],
+    consensus: bool,
+    normalize: bool,
+    scale: float,
+    key: str,
+) -> torch.Tensor:
     """base + scale * combine(sparsify(i, x_i - base)) for inputs [base, x_1, ..., x_N].
 
     `normalize` (with `consensus` only) divides by the summed weights of the agreeing models,

@@ -29,21 +29,25 @@ def trim(delta: torch.Tensor, density: float, rule: str = "none") -> torch.Tenso
 @register
 class Ties(MergeMethod):
     name = "ties"
-    summary = ("TIES-merging of the task vectors MODEL - PARENT: keep each one's largest --density fraction, "
-               "elect each element's sign by the weighted sum, average the agreeing ones")
+    summary = (
+        "TIES-merging of the task vectors MODEL - PARENT: keep each one's largest --density fraction, "
+        "elect each element's sign by the weighted sum, average the agreeing ones"
+    )
     needs_base = True
     # mergekit's defaults, bar density (its 1.0 would trim nothing)
     parameters = {"density": REQUIRED, "lambda": 1.0, "rescale": "none"}
 
-    def mix(self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object],
-            what: str) -> tuple[Apply, int]:
+    def mix(
+        self, weights: tuple[float, ...], has_base: bool, params: Mapping[str, object], what: str
+    ) -> tuple[Apply, int]:
         density = check_fraction(params["density"], "--density")
         rule, scale = str(params["rescale"]), float(params["lambda"])
         if rule not in RESCALE_RULES:
             raise GancraftError(f"--rescale: unknown rule {rule!r} (choose {', '.join(RESCALE_RULES)})")
 
         def fn(key: str, xs: list[torch.Tensor]) -> torch.Tensor:
-            return merge_task_vectors(xs, weights, lambda i, d: trim(d, density, rule), consensus=True,
-                                      normalize=True, scale=scale, key=key)
+            return merge_task_vectors(
+                xs, weights, lambda i, d: trim(d, density, rule), consensus=True, normalize=True, scale=scale, key=key
+            )
 
         return Apply(fn), 0
