@@ -230,6 +230,41 @@ def test_cli_inspect_sample_convert(sg3_file, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sample", "--seeds", "0,1", "-o", "s"],
+        ["sample", "--seeds", "0,1", "--grid", "g.png", "--latents", "l.npz"],
+        ["render", "--seeds", "0,1", "--frames", "3", "-o", "v.gif"],
+        ["render", "--seeds", "0,1", "--frames", "3", "-o", "frames"],
+    ],
+)
+@pytest.mark.parametrize("precision", ["mixed", "bf16"])
+def test_cli_reduced_precision_is_refused_before_any_output(sg3_file, tmp_path, monkeypatch, args, precision):
+    # the refusal comes before progress bars, log lines and output folders: one line, nothing written
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    line = cli_fails(args[0], str(sg3_file), "--domain", "0", "--precision", precision, *args[1:])
+    assert line.endswith(f"--precision {precision}: StyleGAN3 models run in fp32 only")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_generate_and_render_frames_refuse_at_the_call(sg3_file):
+    from gancraft.latent.domains import DomainSpec
+    from gancraft.latent.generate import Frame, generate, render_frames
+
+    G = load(sg3_file).generator()
+    class0 = DomainSpec(name="0", c=torch.eye(2)[0])
+    # no next(): the call itself raises, so callers may open files between it and the first batch
+    with pytest.raises(GancraftError, match="fp32 only"):
+        generate(G, [0], domain=class0, precision="mixed")
+    with pytest.raises(GancraftError, match="choose a class"):
+        generate(G, [0])
+    with pytest.raises(GancraftError, match="fp32 only"):
+        render_frames(G, [Frame(ws=torch.zeros(1, G.num_ws, G.w_dim))], precision="mixed")
+    assert len(list(generate(G, [0, 1], domain=class0, batch_size=1))) == 2
+
+
 def test_cli_translate_refuses_stylegan2(tmp_path):
     from conftest import make_tiny_checkpoint
 

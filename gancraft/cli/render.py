@@ -296,8 +296,11 @@ def _render(
     n_cols = cols or math.ceil(math.sqrt(cells))
     n_rows = math.ceil(cells / n_cols)
 
+    # render_frames refuses what the model cannot run now, before the log line and the video file
+    frames_of_cells = render_frames(G, plan, noise_mode=noise_mode, batch_size=batch_size, precision=precision)
+
     def video_frames() -> Iterator[np.ndarray]:
-        for images in render_frames(G, plan, noise_mode=noise_mode, batch_size=batch_size, precision=precision):
+        for images in frames_of_cells:
             pixels = to_uint8(images)
             yield pixels[0] if cells == 1 else make_grid(pixels, n_rows, n_cols)
 

@@ -301,6 +301,17 @@ def _sample(
     else:
         jobs = [(spec, seed_list, None) for spec in _specs(model, G, domain, prompts, get_prompts)]
         batch = batch_size or 8
+    # generate() refuses what the model cannot run now, before any folder or file is made
+    runs = []
+    for spec, rows, ws in jobs:
+        kwargs = dict(domain=spec, noise_mode=noise_mode, edits=parsed_edits, batch_size=batch, precision=precision)
+        if ws is None:
+            batches = generate(G, rows, psi=1.0 if psi is None else psi, cutoff=trunc_cutoff, **kwargs)
+        else:
+            batches = generate(
+                G, [s for s, _ in rows], ws=ws, z=torch.from_numpy(stored.z[[i for _, i in rows]]), **kwargs
+            )
+        runs.append((spec, batches))
     multi = dom.is_multi_domain(model)
     out_dir = Path(output) if output is not None else None
     targets = _plan_paths(out_dir, jobs, multi, force) if out_dir is not None else []
@@ -314,16 +325,7 @@ def _sample(
     target_iter = iter(targets)
     try:
         with tqdm(total=total, file=sys.stderr, unit="img", desc="sample", leave=False) as bar:
-            for spec, rows, ws in jobs:
-                kwargs = dict(
-                    domain=spec, noise_mode=noise_mode, edits=parsed_edits, batch_size=batch, precision=precision
-                )
-                if ws is None:
-                    batches = generate(G, rows, psi=1.0 if psi is None else psi, cutoff=trunc_cutoff, **kwargs)
-                else:
-                    batches = generate(
-                        G, [s for s, _ in rows], ws=ws, z=torch.from_numpy(stored.z[[i for _, i in rows]]), **kwargs
-                    )
+            for spec, batches in runs:
                 for b in batches:
                     pixels = to_uint8(b.images)
                     if writer is not None:

@@ -27,9 +27,12 @@ from .timing import frame_times
 NOISE_MODES = ("const", "random", "none")
 
 
-def check_precision(precision: str) -> None:
+def check_precision(precision: str, G: torch.nn.Module | None = None) -> None:
+    """Refuse a precision that does not exist, or (given G) that G's synthesis network cannot run."""
     if precision not in PRECISIONS:
         raise GancraftError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if G is not None:
+        G.synthesis.check_precision(precision)
 
 
 @dataclass
@@ -53,14 +56,16 @@ def map_latents(
     """z [N, z_dim] -> ws [N, num_ws, w_dim]: mapping (with the domain's class), truncation, domain transform."""
     dev = _device_of(G)
     z = z.to(dev, torch.float32)
-    c = None
-    if G.c_dim > 0:
-        if spec is None or spec.c is None:
-            raise GancraftError("conditional model: choose a class with --domain (a name, an index or 'all')")
-        c = spec.c.to(dev).reshape(1, -1).expand(z.shape[0], -1)
+    _check_class(G, spec)
+    c = None if G.c_dim == 0 else spec.c.to(dev).reshape(1, -1).expand(z.shape[0], -1)
     with torch.no_grad():
         ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
         return apply_domain(ws, spec.to(dev) if spec is not None else None)
+
+
+def _check_class(G: torch.nn.Module, spec: DomainSpec | None) -> None:
+    if G.c_dim > 0 and (spec is None or spec.c is None):
+        raise GancraftError("conditional model: choose a class with --domain (a name, an index or 'all')")
 
 
 def synthesize(
@@ -81,7 +86,7 @@ def synthesize(
     """
     if noise_mode not in NOISE_MODES:
         raise GancraftError(f"--noise-mode {noise_mode!r}: expected one of {', '.join(NOISE_MODES)}")
-    check_precision(precision)
+    check_precision(precision, G)
     dev = _device_of(G)
     if style_scale is None and spec is not None and spec.style_scale is not None:
         style_scale, modulation = spec.style_scale, spec.modulation
@@ -157,34 +162,55 @@ def generate(
     batch_size: int = 8,
     precision: str = "fp32",
 ) -> Iterator[Batch]:
-    """Yield Batches for `seeds` (z from NVIDIA's seed convention) or for given `ws` (then z is only carried).
+    """An iterator of Batches for `seeds` (z from NVIDIA's seed convention) or for given `ws` (then z is only carried).
 
     precision applies to synthesis only (see `synthesize`); mapping and the stored ws stay float32.
 
     From seeds: mapping with the domain's class, truncation, domain transform, edits, synthesis.
     From ws: edits and synthesis only (the domain contributes its style scales), so stored ws
     reproduce their images exactly.
+
+    Every refusal is raised by this call, before the first image: callers open progress bars
+    and output files between the call and the first batch, and a refusal there would leave
+    them half made.
     """
     if batch_size < 1:
         raise GancraftError(f"--batch must be >= 1, got {batch_size}")
     if noise_mode not in NOISE_MODES:
         raise GancraftError(f"--noise-mode {noise_mode!r}: expected one of {', '.join(NOISE_MODES)}")
-    check_precision(precision)
+    check_precision(precision, G)
     for edit in edits:
         check_direction(G, edit.direction)
     if ws is None:
         if seeds is None:
             raise ValueError("generate needs seeds or ws")
+        _check_class(G, domain)
         seeds = [int(s) for s in seeds]
-        n = len(seeds)
     else:
         if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
             raise GancraftError(
                 f"latents have shape {tuple(ws.shape[1:])} per row, the model needs "
                 f"{(G.num_ws, G.w_dim)} (num_ws x w_dim)"
             )
-        n = ws.shape[0]
-        seeds = [-1] * n if seeds is None else [int(s) for s in seeds]
+        seeds = [-1] * ws.shape[0] if seeds is None else [int(s) for s in seeds]
+    return _generate_batches(G, seeds, ws, z, domain, psi, cutoff, noise_mode, edits, batch_size, precision)
+
+
+def _generate_batches(
+    G: torch.nn.Module,
+    seeds: list[int],
+    ws: torch.Tensor | None,
+    z: torch.Tensor | None,
+    domain: DomainSpec | None,
+    psi: float,
+    cutoff: int | None,
+    noise_mode: str,
+    edits: Sequence[Edit],
+    batch_size: int,
+    precision: str,
+) -> Iterator[Batch]:
+    """generate's batches, its arguments already checked."""
+    n = len(seeds) if ws is None else ws.shape[0]
     name = domain.name if domain is not None else ""
     for sl in _batches(n, batch_size):
         count = sl.stop - sl.start
@@ -388,23 +414,42 @@ def _frames_from_cells(per_cell: list[torch.Tensor], domain: DomainSpec | None) 
 def render_frames(
     G: torch.nn.Module, plan: Sequence[Frame], noise_mode: str = "const", batch_size: int = 8, precision: str = "fp32"
 ) -> Iterator[torch.Tensor]:
-    """Synthesise a plan batch by batch across frame boundaries; yield each frame's cells [cells, C, H, W].
+    """An iterator that synthesises a plan batch by batch across frame boundaries and yields each
+    frame's cells [cells, C, H, W].
 
-    precision as in `synthesize`.
+    precision as in `synthesize`. Refusals are raised by this call, before the first frame (see `generate`).
     """
-    check_precision(precision)
-    if not plan:
-        return
-    ws = torch.cat([f.ws for f in plan])
-    cells = plan[0].ws.shape[0]
-    scales = None
+    if batch_size < 1:
+        raise GancraftError(f"--batch must be >= 1, got {batch_size}")
+    if noise_mode not in NOISE_MODES:
+        raise GancraftError(f"--noise-mode {noise_mode!r}: expected one of {', '.join(NOISE_MODES)}")
+    check_precision(precision, G)
     orders = {f.modulation for f in plan if f.style_scale is not None}
     if len(orders) > 1:
         raise GancraftError("a video cannot mix domain vectors of different modulation orders")
     modulation = orders.pop() if orders else DEFAULT_MODULATION
+    scales = None
     if any(f.style_scale is not None for f in plan):
         dim = G.synthesis.style_dim
+        cells = plan[0].ws.shape[0]
         scales = torch.cat([f.style_scale if f.style_scale is not None else torch.zeros(cells, dim) for f in plan])
+    return _render_batches(G, plan, scales, modulation, noise_mode, batch_size, precision)
+
+
+def _render_batches(
+    G: torch.nn.Module,
+    plan: Sequence[Frame],
+    scales: torch.Tensor | None,
+    modulation: str,
+    noise_mode: str,
+    batch_size: int,
+    precision: str,
+) -> Iterator[torch.Tensor]:
+    """render_frames' frames, its arguments already checked."""
+    if not plan:
+        return
+    ws = torch.cat([f.ws for f in plan])
+    cells = plan[0].ws.shape[0]
     pending: list[torch.Tensor] = []
     done = 0
     for sl in _batches(ws.shape[0], batch_size):

@@ -417,10 +417,14 @@ class SynthesisNetwork(nn.Module):
         """Width of a domain vector: one scale per input channel of every conv layer (not toRGB)."""
         return sum(info.in_channels for info in self.layers() if info.kind == "conv")
 
-    def block_dtypes(self, precision: str = "fp32") -> list[torch.dtype]:
-        """The activation dtype of each block (in blocks() order) under `precision` (see forward)."""
+    def check_precision(self, precision: str) -> None:
+        """Refuse an unknown precision name; every one in PRECISIONS runs here."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+
+    def block_dtypes(self, precision: str = "fp32") -> list[torch.dtype]:
+        """The activation dtype of each block (in blocks() order) under `precision` (see forward)."""
+        self.check_precision(precision)
         blocks = self.blocks()
         if precision == "fp32":
             return [torch.float32] * len(blocks)

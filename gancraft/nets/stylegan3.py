@@ -444,6 +444,11 @@ class SynthesisNetwork(nn.Module):
         # asked for only by domain-vector and hyper-network code, which StyleGAN3 does not support
         raise GancraftError("domain vectors and hyper-networks are not supported for StyleGAN3 models")
 
+    def check_precision(self, precision: str) -> None:
+        """Refuse anything but float32: NVIDIA's float16 StyleGAN3 layers are not implemented here."""
+        if precision != "fp32":
+            raise GancraftError(f"--precision {precision}: StyleGAN3 models run in fp32 only")
+
     def forward(
         self,
         ws: torch.Tensor,
@@ -456,8 +461,7 @@ class SynthesisNetwork(nn.Module):
         accepted for a uniform call); domain vectors and reduced precision are not supported."""
         if style_scale is not None:
             raise GancraftError("domain vectors (style scales) are not supported for StyleGAN3 models")
-        if precision != "fp32":
-            raise GancraftError(f"--precision {precision}: StyleGAN3 models run in fp32 only")
+        self.check_precision(precision)
         with ops.exact_fp32():
             ws = ws.to(torch.float32).unbind(1)
             x = self.input(ws[0])
