@@ -20,8 +20,13 @@ from gancraft.checkpoint import Checkpoint
 from gancraft.errors import GancraftError
 from gancraft.train.loop import TrainOptions, run_training
 from gancraft.train.methods import (
+    DomainVectorMethod,
+    EWCMethod,
+    FreezeDMethod,
     RootingMethod,
     UnionMethod,
+    UnionScratchMethod,
+    build,
     conditional_from_unconditional,
     freeze_d_layers,
     parse_method,
@@ -104,9 +109,9 @@ def test_conditional_d_class_mapping_keeps_nvidias_learning_rate(models):
     assert start.d_config.mapping_lr_multiplier == 0.01
 
 
-@pytest.mark.parametrize("method", ["union", "scratch", "ewc"])
+@pytest.mark.parametrize("method", ["union", "scratch", "ewc=1"])
 def test_every_union_start_has_g_ema_equal_to_g(models, method):
-    G, _, G_ema = UnionMethod(load(models["avg"]), _sources(models), method=method, value=1.0).networks()
+    G, _, G_ema = build(*parse_method(method), "all", load(models["avg"]), _sources(models)).networks()
     _assert_same_nets(G, G_ema)
 
 
@@ -175,7 +180,7 @@ def test_union_from_unconditional_labels_sources_in_domain_order(models):
 
 def test_freeze_d_counts_layers_from_the_image_side(models, tmp_path):
     """freeze-d=2 freezes fromrgb and conv0 of the first block, bit for bit; its conv1 and skip train."""
-    method = UnionMethod(load(models["avg"]), _sources(models), method="freeze-d", value=2)
+    method = FreezeDMethod(load(models["avg"]), _sources(models), value=2)
     trainer = run_training(method, _opts(2), tmp_path / "run", progress=False)
     start = load(tmp_path / "run" / "snapshot-000000.st").tensors
     end = trainer.checkpoint().tensors
@@ -191,7 +196,7 @@ def test_freeze_d_counts_layers_from_the_image_side(models, tmp_path):
 
 def test_domain_vector_mode_changes_only_the_vectors(models, tmp_path):
     start = load(models["avg"])
-    method = UnionMethod(start, _sources(models), params="domain-vector")
+    method = DomainVectorMethod(start, _sources(models))
     trainer = run_training(method, _opts(2), tmp_path / "run", progress=False)
     out = trainer.checkpoint()
     for k, v in start.tensors.items():
@@ -205,9 +210,7 @@ def test_domain_vector_mode_changes_only_the_vectors(models, tmp_path):
 
 
 def test_ewc_penalties_are_fisher_weighted_with_separate_lambdas(models):
-    method = UnionMethod(
-        load(models["avg"]), _sources(models), method="ewc", value=(2.0, 3.0, 5.0), fisher_samples=8, fisher_batch=4
-    )
+    method = EWCMethod(load(models["avg"]), _sources(models), value=(2.0, 3.0, 5.0), fisher_samples=8, fisher_batch=4)
     G, D, _ = method.networks()
     method.setup(G, D, torch.device("cpu"))
     assert method.g_penalty(G).item() == 0 and method.d_penalty(D).item() == 0
@@ -229,8 +232,8 @@ def test_ewc_d_penalty_enters_d_training(models, tmp_path):
     """The D lambda holds D near its start: the Fisher-weighted distance it penalises ends far smaller."""
     dist = {}
     for lam in (0.0, 1e4):
-        method = UnionMethod(
-            load(models["avg"]), _sources(models), method="ewc", value=(0.0, 0.0, lam), fisher_samples=8, fisher_batch=4
+        method = EWCMethod(
+            load(models["avg"]), _sources(models), value=(0.0, 0.0, lam), fisher_samples=8, fisher_batch=4
         )
         trainer = run_training(method, _opts(4), tmp_path / f"run{lam}", progress=False)
         dist[lam] = method._ewc(trainer.D, "D").item()
@@ -240,11 +243,12 @@ def test_ewc_d_penalty_enters_d_training(models, tmp_path):
 
 
 def test_parse_method():
-    assert parse_method("transfer") == ("union", None)
-    assert parse_method("freeze-d=2") == ("freeze-d", 2.0)
-    assert parse_method("freeze-d 3") == ("freeze-d", 3.0)
-    assert parse_method("ewc:1e4") == ("ewc", (1e4, 1e4, 1e4))
-    assert parse_method("ewc=1,2,3") == ("ewc", (1.0, 2.0, 3.0))
+    assert parse_method("transfer") == (UnionMethod, None)
+    assert parse_method("freeze-d=2") == (FreezeDMethod, 2.0)
+    assert parse_method("freeze-d 3") == (FreezeDMethod, 3.0)
+    assert parse_method("ewc:1e4") == (EWCMethod, (1e4, 1e4, 1e4))
+    assert parse_method("ewc=1,2,3") == (EWCMethod, (1.0, 2.0, 3.0))
+    assert parse_method("scratch") == (UnionScratchMethod, None)
     for bad in ("freeze-d", "ewc=x", "freeze-d=1.5", "nope", "union=2", "ewc=1,2", "ewc=-1"):
         with pytest.raises(GancraftError):
             parse_method(bad)

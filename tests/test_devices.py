@@ -29,7 +29,14 @@ from gancraft.nets import Generator, ops
 from gancraft.train.data import GeneratedData, ImageFolderData
 from gancraft.train.expansion import ExpansionMethod, ExpansionTrainer, parse_task
 from gancraft.train.loop import Trainer, TrainingDiverged, TrainOptions, run_training
-from gancraft.train.methods import RootingMethod, ScratchMethod, UnionMethod
+from gancraft.train.methods import (
+    DomainVectorMethod,
+    EWCMethod,
+    FreezeDMethod,
+    RootingMethod,
+    ScratchMethod,
+    UnionMethod,
+)
 
 from conftest import cli_ok, make_tiny_checkpoint, tiny_configs
 
@@ -118,19 +125,16 @@ METHODS = {
     "union": lambda tmp: UnionMethod(
         make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1), "b": make_tiny_checkpoint(2)}
     ),
-    "freeze-d": lambda tmp: UnionMethod(
-        make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1)}, method="freeze-d", value=2
-    ),
-    "ewc": lambda tmp: UnionMethod(
+    "freeze-d": lambda tmp: FreezeDMethod(make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1)}, value=2),
+    "ewc": lambda tmp: EWCMethod(
         make_tiny_checkpoint(0),
         {"a": make_tiny_checkpoint(1)},
-        method="ewc",
         value=1.0,
         fisher_samples=4,
         fisher_batch=2,
     ),
-    "domain-vector": lambda tmp: UnionMethod(
-        make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1), "b": make_tiny_checkpoint(2)}, params="domain-vector"
+    "domain-vector": lambda tmp: DomainVectorMethod(
+        make_tiny_checkpoint(0), {"a": make_tiny_checkpoint(1), "b": make_tiny_checkpoint(2)}
     ),
     "expand": _expansion,
 }

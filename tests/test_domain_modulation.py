@@ -262,7 +262,7 @@ def test_adversarial_domain_vector_finetune_records_and_trains_in_its_order(tiny
 
 def test_adversarial_training_renders_in_the_methods_order(tiny_ckpt_path, monkeypatch, tmp_path):
     from gancraft.train.loop import TrainOptions, run_training
-    from gancraft.train.methods import UnionMethod
+    from gancraft.train.methods import DomainVectorMethod
 
     seen = []
     orig = type(load(tiny_ckpt_path).generator().synthesis).forward
@@ -274,12 +274,12 @@ def test_adversarial_training_renders_in_the_methods_order(tiny_ckpt_path, monke
 
     monkeypatch.setattr(type(load(tiny_ckpt_path).generator().synthesis), "forward", spy)
     start = load(tiny_ckpt_path)
-    method = UnionMethod(start, {"toon": load(tiny_ckpt_path)}, params="domain-vector", modulation="before-demod")
+    method = DomainVectorMethod(start, {"toon": load(tiny_ckpt_path)}, modulation="before-demod")
     assert method.domains()["toon"]["modulation"] == "before-demod"
     run_training(method, TrainOptions(batch=4, kimg=0.008, snap_kimg=1.0), tmp_path / "run", progress=False)
     assert seen and set(seen) == {"before-demod"}
     with pytest.raises(GancraftError, match="--modulation-order 'sideways'"):
-        UnionMethod(start, {"toon": start}, params="domain-vector", modulation="sideways")
+        DomainVectorMethod(start, {"toon": start}, modulation="sideways")
 
 
 def test_modulation_order_needs_domain_vectors(tiny_ckpt_path, tmp_path):

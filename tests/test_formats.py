@@ -44,10 +44,10 @@ class Toy(CheckpointFormat):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setattr(formats, "_REGISTRY", dict(formats._REGISTRY))
-    register(Toy)
-    return formats._REGISTRY["toy"]
+def toy():
+    with formats.REGISTRY.scoped():
+        register(Toy)
+        yield formats.REGISTRY["toy"]
 
 
 def test_writers_in_registration_order():

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gancraft"
 
 # each top-level module or subpackage of gancraft, lowest first; one may import its own layer and those below
 LAYERS = (
-    {"errors", "io_util", "runtime", "distributed"},
+    {"errors", "io_util", "runtime", "distributed", "registry"},
     {"nets", "media", "toy"},
     # the package root only imports checkpoint (lazily, for `gancraft.load`)
     {"checkpoint", "gancraft"},

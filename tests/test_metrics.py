@@ -495,26 +495,26 @@ class _Mean:
 
 
 @pytest.fixture
-def mean_kind(monkeypatch):
+def mean_kind():
     from gancraft.metrics import extractors
 
-    monkeypatch.setattr(extractors, "_REGISTRY", dict(extractors._REGISTRY))
+    with extractors.REGISTRY.scoped():
 
-    @extractors.register
-    class Mean(extractors.ExtractorKind):
-        name = "mean"
-        spellings = ("mean", "mean:N")
-        summary = "mean (channel means)"
-        takes_resize = True
+        @extractors.register
+        class Mean(extractors.ExtractorKind):
+            name = "mean"
+            spellings = ("mean", "mean:N")
+            summary = "mean (channel means)"
+            takes_resize = True
 
-        def accepts(self, spec):
-            return spec.split(":")[0] == "mean"
+            def accepts(self, spec):
+                return spec.split(":")[0] == "mean"
 
-        def build(self, spec, weights, device, download, resize):
-            self.seen = (spec, resize)
-            return _Mean()
+            def build(self, spec, weights, device, download, resize):
+                self.seen = (spec, resize)
+                return _Mean()
 
-    return extractors._REGISTRY["mean"]
+        yield extractors.REGISTRY["mean"]
 
 
 def test_a_registered_extractor_kind_is_found_by_load_extractor(mean_kind):

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import CheckpointError
+from ..registry import Registry
 from .core import Checkpoint
 from .safe_pickle import safe_load
 
@@ -85,23 +86,17 @@ class NetworkPickle(CheckpointFormat):
         """The Checkpoint of unpickled content this format claims."""
 
 
-_REGISTRY: dict[str, CheckpointFormat] = {}
-
-
-def register(cls: type[CheckpointFormat]) -> type[CheckpointFormat]:
-    """Class decorator: make the format known to `load` (and to `convert --to` if it writes)."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"checkpoint format {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
+REGISTRY: Registry[CheckpointFormat] = Registry("checkpoint format")
+# class decorator: makes the format known to `load` (and to `convert --to` if it writes)
+register = REGISTRY.add
 
 
 def formats() -> tuple[CheckpointFormat, ...]:
-    return tuple(_REGISTRY.values())
+    return REGISTRY.values()
 
 
 def writers() -> tuple[CheckpointFormat, ...]:
-    return tuple(f for f in _REGISTRY.values() if f.writable)
+    return tuple(f for f in REGISTRY.values() if f.writable)
 
 
 def writer_names() -> tuple[str, ...]:
@@ -109,7 +104,7 @@ def writer_names() -> tuple[str, ...]:
 
 
 def get_writer(name: str) -> CheckpointFormat:
-    fmt = _REGISTRY.get(name)
+    fmt = REGISTRY.get(name)
     if fmt is None or not fmt.writable:
         raise CheckpointError(f"unknown output format {name!r} (choose {', '.join(writer_names())})")
     return fmt
@@ -118,13 +113,13 @@ def get_writer(name: str) -> CheckpointFormat:
 def detect(head: bytes) -> CheckpointFormat | None:
     """The first registered format that recognises `head`; registration order settles overlaps
     (torch's pre-zip files are pickles too, so rosinality is tried before the network pickles)."""
-    return next((f for f in _REGISTRY.values() if f.detect(head)), None)
+    return next((f for f in REGISTRY.values() if f.detect(head)), None)
 
 
 def read_network_pickle(path: Path) -> Checkpoint:
     """Unpickle `path` once (as data) and convert it with the network-pickle format that claims it."""
     data = safe_load(path)
-    for fmt in _REGISTRY.values():
+    for fmt in REGISTRY.values():
         if isinstance(fmt, NetworkPickle) and fmt.claims(data):
             return fmt.convert(data, path)
     raise CheckpointError(f"{path}: this pickle is not a StyleGAN network pickle")

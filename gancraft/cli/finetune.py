@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import GancraftError
+from ..train.methods import help_text as method_help
 from .common import modulation_option
 from .finetune_text import check_text_mode, run_text_vectors, text_vector_options
 from .paths import InputFile, NamedOutput, stem
@@ -47,9 +48,7 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
     "method_spec",
     default="union",
     show_default=True,
-    help="union (GAN Cocktail from an average of rooted models; TransferGAN from a pretrained one, "
-    "also accepted as 'transfer'), freeze-d=K (K layers of D from the image side), "
-    "ewc=LAMBDA or ewc=MAPPING,SYNTHESIS,D, or scratch.",
+    help=method_help("finetune"),
 )
 @click.option(
     "--params",
@@ -122,7 +121,7 @@ def command(
           --clip-weights ViT-B-32.pt --clip-weights ViT-B-16.pt -o ffhq-pixar.st
     """
     from ..checkpoint import load
-    from ..train.methods import UnionMethod, parse_method
+    from ..train.methods import build, parse_method
 
     ctx = click.get_current_context()
     if kw["text_prompts"]:
@@ -136,15 +135,15 @@ def command(
         raise GancraftError("give at least one --domain NAME=SOURCE (or --prompt NAME=TEXT for text-driven vectors)")
     method, value = parse_method(method_spec)
     if output is None:
-        output = f"{stem(start)}.{method}{'-dv' if params == 'domain-vector' else ''}.st"
+        output = f"{stem(start)}.{method.name}{'-dv' if params == 'domain-vector' else ''}.st"
     paths = _parse_domains(domains)
     sources = {n: load(p) for n, p in paths.items()}
-    um = UnionMethod(
+    um = build(
+        method,
+        value,
+        params,
         load(start),
         sources,
-        method=method,
-        value=value,
-        params=params,
         seed=kw["seed"],
         truncation_psi=truncation_psi,
         fisher_samples=fisher_samples,

@@ -17,6 +17,7 @@ from typing import ClassVar, Protocol
 import torch
 
 from ..errors import GancraftError
+from ..registry import Registry
 
 
 class FeatureExtractor(Protocol):
@@ -54,19 +55,13 @@ class ExtractorKind(ABC):
         """The extractor for `spec` (which accepts() said yes to); `resize` is None unless takes_resize."""
 
 
-_REGISTRY: dict[str, ExtractorKind] = {}
-
-
-def register(cls: type[ExtractorKind]) -> type[ExtractorKind]:
-    """Class decorator: make the kind available to load_extractor under cls.name."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"feature extractor {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
+REGISTRY: Registry[ExtractorKind] = Registry("feature extractor")
+# class decorator: makes the kind available to load_extractor under cls.name
+register = REGISTRY.add
 
 
 def kinds() -> tuple[ExtractorKind, ...]:
-    return tuple(_REGISTRY.values())
+    return REGISTRY.values()
 
 
 def _either(words: list[str]) -> str:
@@ -75,19 +70,19 @@ def _either(words: list[str]) -> str:
 
 def help_text() -> str:
     """--extractor's help: every kind's summary."""
-    summaries = [k.summary for k in _REGISTRY.values()]
+    summaries = [k.summary for k in REGISTRY.values()]
     return (_either(summaries) if len(summaries) < 3 else ", ".join(summaries[:-1]) + ", or " + summaries[-1]) + "."
 
 
 def find(spec: str, resize: str | None = None) -> ExtractorKind:
     """The kind that accepts `spec`; refuses --resize for a kind that resizes its own way."""
-    kind = next((k for k in _REGISTRY.values() if k.accepts(spec)), None)
+    kind = next((k for k in REGISTRY.values() if k.accepts(spec)), None)
     if resize is not None and (kind is None or not kind.takes_resize):
-        users = [k.name for k in _REGISTRY.values() if k.takes_resize]
+        users = [k.name for k in REGISTRY.values() if k.takes_resize]
         raise GancraftError(
             f"--resize applies to the {_either(users)} extractor only; '{spec}' resizes images its own way"
         )
     if kind is None:
-        spellings = [s for k in _REGISTRY.values() for s in k.spellings]
+        spellings = [s for k in REGISTRY.values() for s in k.spellings]
         raise GancraftError(f"unknown feature extractor '{spec}': use {_either(spellings)}")
     return kind

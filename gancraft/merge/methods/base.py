@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar, Mapping
 
 from ...errors import GancraftError
+from ...registry import Registry
 from ..stream import Recipe
 
 # the value of a parameter the user must give (mergekit's ConfigParameterDef(required=True))
@@ -53,35 +54,29 @@ class MergeMethod(ABC):
         return self.name
 
 
-_REGISTRY: dict[str, MergeMethod] = {}
-
-
-def register(cls: type[MergeMethod]) -> type[MergeMethod]:
-    """Class decorator: make the method available to `average` under cls.name."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"merge method {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
+REGISTRY: Registry[MergeMethod] = Registry("merge method")
+# class decorator: makes the method available to `average` under cls.name
+register = REGISTRY.add
 
 
 def names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return REGISTRY.names()
 
 
 def methods() -> tuple[MergeMethod, ...]:
-    return tuple(_REGISTRY.values())
+    return REGISTRY.values()
 
 
 def get(name: str) -> MergeMethod:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise GancraftError(f"--method: unknown method {name!r} (choose {', '.join(_REGISTRY)})") from None
+    method = REGISTRY.get(name)
+    if method is None:
+        raise GancraftError(f"--method: unknown method {name!r} (choose {', '.join(REGISTRY.names())})")
+    return method
 
 
 def taking(parameter: str) -> list[str]:
     """The methods that take `parameter`, for --help and refusals."""
-    return [m.name for m in _REGISTRY.values() if parameter in m.parameters]
+    return [m.name for m in REGISTRY.values() if parameter in m.parameters]
 
 
 def resolve_params(method: MergeMethod, given: Mapping[str, object]) -> dict[str, object]:
