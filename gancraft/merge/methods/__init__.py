@@ -2,6 +2,6 @@
 
 # importing a method's module registers it; --help lists the methods in this order
 from . import mean, slerp, ties, dare  # noqa: F401, I001
-from .base import MergeMethod, get, methods, names, register, resolve_params, taking
+from .base import REGISTRY, MergeMethod, get, methods, names, register, resolve_params, taking
 
-__all__ = ["MergeMethod", "get", "methods", "names", "register", "resolve_params", "taking"]
+__all__ = ["REGISTRY", "MergeMethod", "get", "methods", "names", "register", "resolve_params", "taking"]
