@@ -48,6 +48,7 @@ class TrainingMethod(Method):
 
 
 REGISTRY: Registry[type[TrainingMethod]] = Registry("training method", instances=False)
+# class decorator: makes the method known to parse_method, build and --help under cls.name
 register = REGISTRY.add
 
 
