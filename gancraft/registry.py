@@ -46,9 +46,6 @@ class Registry(Generic[V]):
     def __getitem__(self, name: str) -> V:
         return self._entries[name]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
@@ -64,6 +61,3 @@ class Registry(Generic[V]):
         finally:
             self._entries.clear()
             self._entries.update(saved)
-
-    def __repr__(self) -> str:
-        return f"Registry({self.what!r}: {', '.join(self._entries)})"
