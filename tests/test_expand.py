@@ -23,7 +23,7 @@ from gancraft.train.expansion import (
 )
 from gancraft.train.loop import TrainOptions
 
-from conftest import cli_invoke, make_tiny_checkpoint
+from conftest import cli_fails, cli_invoke, make_tiny_checkpoint
 
 TINY_CLIP = dict(
     embed_dim=16,
@@ -343,6 +343,16 @@ def test_cli_expand_refuses_bad_input(tmp_path, args, msg):
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("gancraft expand: error:") and msg in last and "Traceback" not in res.stderr
     assert not (tmp_path / "x.st").exists()
+
+
+def test_cli_expand_refuses_a_conditional_model_before_any_work(tmp_path):
+    parent, child = tmp_path / "p.st", tmp_path / "c.st"
+    save(make_tiny_checkpoint(0, c_dim=2, with_d=False), parent)
+    save(make_tiny_checkpoint(1), child)
+    # one line: no factorisation, direction choice or LPIPS log before the refusal
+    line = cli_fails("expand", parent, "--task", f"kid:model:{child}", "-o", tmp_path / "x.st")
+    assert "class-conditional generators cannot be expanded" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.st", "p.st"]
 
 
 def test_expanded_model_without_discriminator_keeps_none(tmp_path):

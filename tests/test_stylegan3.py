@@ -422,6 +422,21 @@ def test_training_commands_refuse_stylegan3(tmp_path):
         load(sg3_file).generator().train()
 
 
+def test_domain_vector_and_expansion_commands_refuse_stylegan3(tmp_path, monkeypatch):
+    # unconditional, so that no class check answers first; refused before CLIP, LPIPS or SeFA run
+    sg3 = str(save(Checkpoint.from_modules(G_ema=Generator(tiny())), tmp_path / "u.st"))
+    (tmp_path / "p.txt").write_text("a cat\na dog\n")
+    monkeypatch.chdir(tmp_path)
+    for args, said in (
+        (["expand", sg3, "--task", f"cat:model:{sg3}", "-o", "e.st"], "cannot be trained"),
+        (["hyper", sg3, "--prompts", "p.txt", "-o", "h.st"], "cannot be trained"),
+        (["finetune", sg3, "--prompt", "cat=a cat", "-o", "f.st"], "cannot be trained"),
+        (["finetune", sg3, "--domain", f"cat={sg3}", "--params", "domain-vector", "-o", "g.st"], "not supported"),
+    ):
+        assert said in cli_fails(*args)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["p.txt", "u.st"]
+
+
 # ---------------------------------------------------------------- merges, SeFA, render, FID
 
 

@@ -49,7 +49,7 @@ precision_option = click.option(
     "num_fp16_res highest-resolution blocks in float16 (none if it is 0), as NVIDIA runs them on GPU; "
     "bf16 runs those blocks (every block if there are none) in bfloat16. Both are meant for GPUs (on "
     "this project's CPU, without AMX, they were slower than fp32) and move pixels slightly (up to "
-    "~0.2% and ~1.5% of the peak value in tests).",
+    "~0.2% and ~1.5% of the peak value in tests). StyleGAN3 models run in fp32 only.",
 )
 
 

@@ -74,6 +74,9 @@ def command(
     NVIDIA's classes by import path; it carries no NVIDIA source, so loading it needs their
     stylegan2-ada-pytorch or stylegan3 checkout on the path, as their tools have anyway.
 
+    StyleGAN3 models convert --to native only: rosinality's code has no StyleGAN3 network, and
+    their NVIDIA pickle is the file they came from.
+
     \b
     Examples:
       gancraft convert network-snapshot.pkl -o ffhq.st

@@ -292,6 +292,7 @@ def command(
     from ..train.expansion import (
         ExpansionMethod,
         ExpansionSettings,
+        check_parent,
         check_tasks,
         finish_expansion,
         parse_task,
@@ -316,6 +317,7 @@ def command(
         distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text, templates, invert_steps
     ).validate()
     parent = load(ckpt)
+    check_parent(parent)
     G = parent.generator()
     if sefa_path is not None:
         loaded = load_directions(sefa_path)

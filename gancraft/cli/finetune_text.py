@@ -139,7 +139,7 @@ def run_text_vectors(start: str, specs: tuple[str, ...], output: str | None, kw:
     check_output_path(output, force=kw["force"], inputs=(start,))
     dev = resolve_device(kw["device"])
     parent = load(start)
-    td.check_unconditional(parent, "text-driven domain vectors")
+    td.check_vector_parent(parent, "text-driven domain vectors")
     clips = [
         clip_mod.load_clip(m, weights=weights[i] if weights else None, device=dev, download=kw["download_clip"])
         for i, m in enumerate(models)

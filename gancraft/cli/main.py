@@ -83,6 +83,11 @@ def cli(ctx: click.Context) -> None:
     scripts and Makefiles. Checkpoints may be gancraft safetensors, rosinality .pt or NVIDIA
     .pkl files; the format is detected from the content, and nothing in a file is executed.
 
+    StyleGAN3 models (NVIDIA's configs T and R) can be inspected, sampled, rendered, averaged,
+    blended, factorised with sefa, scored with fid and converted to native. Refused for them: the
+    training commands (train, root, finetune, expand, hyper), domain vectors, --precision mixed or
+    bf16 (they run in fp32 only) and export to rosinality or NVIDIA pickles.
+
     Commands that run networks keep large freed memory blocks for reuse instead of returning
     them to the system after every layer (glibc; faster CPU generation and training).
     GANCRAFT_MALLOC=system keeps the C library's defaults.

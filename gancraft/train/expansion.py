@@ -39,6 +39,7 @@ from .. import distributed as dist_util
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..latent.subspace import subspaces_from_table
+from ..nets.config import STYLEGAN3_NOT_TRAINABLE
 from .clip_losses import DirectionalClipLoss, nada_templates
 from .data import GeneratedData, balanced_labels, step_seed
 from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_training
@@ -81,6 +82,18 @@ def check_tasks(tasks: Sequence[TaskSpec]) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise GancraftError(f"--task: domain name {dup[0]!r} is used twice")
+
+
+def check_parent(parent: Checkpoint) -> None:
+    """Refuse a model that cannot be expanded; `expand` calls this as soon as the model is read,
+    before its factorisation, dormancy measurement and log lines."""
+    if parent.family == "stylegan3":
+        raise GancraftError(STYLEGAN3_NOT_TRAINABLE)
+    if parent.g_config.c_dim:
+        raise GancraftError(
+            f"{parent.path or 'checkpoint'}: class-conditional generators cannot be expanded "
+            "(their latents depend on the class)"
+        )
 
 
 @dataclass
@@ -209,11 +222,7 @@ class ExpansionMethod(Method):
     ):
         check_tasks(tasks)
         self.settings = (settings or ExpansionSettings()).validate()
-        if parent.g_config.c_dim:
-            raise GancraftError(
-                f"{parent.path or 'checkpoint'}: class-conditional generators cannot be expanded "
-                "(their latents depend on the class)"
-            )
+        check_parent(parent)
         if any(isinstance(e, dict) and e.get("kind") == "repurposed" for e in (parent.domains or {}).values()):
             raise GancraftError(
                 f"{parent.path or 'checkpoint'}: already an expanded model; expanding it again "

@@ -164,7 +164,7 @@ class _Texts:
 
 
 def check_generator(ckpt: Checkpoint) -> None:
-    td.check_unconditional(ckpt, "hyper-networks")
+    td.check_vector_parent(ckpt, "hyper-networks")
     if any(k.startswith(HYPER_PREFIX) for k in ckpt.tensors):
         raise GancraftError(
             f"{ckpt.path or 'checkpoint'}: already holds a hyper-network; "

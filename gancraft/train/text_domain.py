@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..checkpoint import Checkpoint
 from ..errors import GancraftError
 from ..latent.domains import check_modulation_order
+from ..nets.config import STYLEGAN3_NOT_TRAINABLE
 from ..nets.stylegan2 import DEFAULT_MODULATION
 
 # the official configs' source_class
@@ -188,7 +189,11 @@ def optimizer_step(
     bar.set_postfix(direction=f"{stats['direction']:.3f}", refresh=False)
 
 
-def check_unconditional(ckpt: Checkpoint, what: str) -> None:
+def check_vector_parent(ckpt: Checkpoint, what: str) -> None:
+    """Refuse a generator that `what` (text-driven domain vectors, hyper-networks) cannot adapt; called
+    as soon as the model is read, before CLIP is loaded and anything is logged."""
+    if ckpt.family == "stylegan3":
+        raise GancraftError(STYLEGAN3_NOT_TRAINABLE)
     if ckpt.g_config.c_dim:
         raise GancraftError(
             f"{ckpt.path or 'checkpoint'}: {what} need an unconditional generator "
@@ -256,7 +261,7 @@ def train_text_vector(
     from tqdm import tqdm
 
     settings = (settings or TextVectorSettings()).validate()
-    check_unconditional(ckpt, "text-driven domain vectors")
+    check_vector_parent(ckpt, "text-driven domain vectors")
     if not clips:
         raise GancraftError("text-driven domain vectors need at least one CLIP model")
     check_target(prompt, settings.source_prompt)
