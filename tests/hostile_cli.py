@@ -20,6 +20,7 @@ import torch
 
 from gancraft import save
 from gancraft.cli.main import cli
+from gancraft.cli.types import primary_name
 from gancraft.latent.files import Latents, save_latents
 from gancraft.media.images import save_png
 
@@ -40,7 +41,7 @@ def numeric_options(command: click.Command) -> list[str]:
         if not isinstance(p, click.Option) or p.is_flag:
             continue
         t = p.type
-        long = max(p.opts, key=len)
+        long = primary_name(p)
         if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)) or long in NUMERIC_STRINGS:
             out.append(long)
     return out

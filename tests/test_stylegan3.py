@@ -225,9 +225,10 @@ def test_cli_inspect_sample_convert(sg3_file, tmp_path):
             "convert", str(sg3_file), "--to", to, "-o", str(tmp_path / f"x.{to}")
         )
     assert "--translate" in cli_fails("sample", str(sg3_file), "--translate", "1", "-o", str(tmp_path / "d"))
-    assert "give --mix-layers" in cli_fails(
+    line = cli_fails(
         "sample", str(sg3_file), "--mix-rows", "1", "--mix-cols", "2", "--domain", "0", "-o", str(tmp_path / "m.png")
     )
+    assert "--mix-res: " in line and "no resolution blocks; give the mixed layers as w indices 0-" in line
 
 
 @pytest.mark.parametrize(

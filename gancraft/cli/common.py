@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import click
 import torch
@@ -91,3 +93,15 @@ def emit_path(path: str | Path) -> None:
 
 def log(msg: str) -> None:
     click.echo(msg, err=True)
+
+
+@contextmanager
+def naming_options(**flags: str) -> Iterator[None]:
+    """Put the option's name in front of a library error about one of `flags` (parameter = '--flag')."""
+    try:
+        yield
+    except GancraftError as exc:
+        flag = flags.get(exc.field or "")
+        if flag is None:
+            raise
+        raise GancraftError(f"{flag}: {exc}") from None

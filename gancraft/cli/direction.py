@@ -17,7 +17,8 @@ from ..latent.files import load_direction, load_latents
 from ..latent.generate import map_latents
 from ..latent.seeds import parse_seeds, z_from_seeds
 from ..latent.sefa import save_directions
-from .common import device_option, emit_path, force_option, log, resolve_device
+from .common import emit_path, force_option, log, resolve_device
+from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, OutputFile, spec_with_stdin, stem
 
 
@@ -71,15 +72,12 @@ def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarra
     metavar="POSITIVE NEGATIVE",
     help="Label by zero-shot CLIP: score = cos(image, POSITIVE) - cos(image, NEGATIVE).",
 )
-@click.option("--clip-model", default="ViT-B-32", show_default=True, help="open_clip model name.")
-@click.option(
-    "--clip-weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CLIP weights file (e.g. open_clip_pytorch_model.bin of timm/vit_base_patch32_clip_224.openai). "
+@clip_options(
+    model="ViT-B-32",
+    weights_help="CLIP weights file (e.g. open_clip_pytorch_model.bin of timm/vit_base_patch32_clip_224.openai). "
     "Default: an earlier open_clip download on this machine.",
+    download_help="Allow open_clip to download the OpenAI weights.",
 )
-@click.option("--clip-download", is_flag=True, help="Allow open_clip to download the OpenAI weights.")
 @click.option(
     "--classifier",
     type=click.Path(dir_okay=False),
@@ -119,9 +117,14 @@ def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarra
 )
 @click.option("--name", default=None, help="Name stored with the direction (default: the label column or prompt).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/validation split.")
-@click.option("--truncation-psi", "psi", type=float, default=1.0, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@device_option
+@generation_options(
+    psi_help="Truncation psi of the sampled latents (--seeds).",
+    cutoff=False,
+    noise_mode=False,
+    batch=16,
+    batch_help="Images scored at a time (--clip, --classifier).",
+    precision=False,
+)
 @force_option
 def command(
     ckpt: str | None,
@@ -131,9 +134,7 @@ def command(
     label_column: str | None,
     seeds: str | None,
     clip_prompts: tuple[str, str] | None,
-    clip_model: str,
-    clip_weights: str | None,
-    clip_download: bool,
+    clip: ClipOptions,
     classifier: str | None,
     class_index: int | None,
     domain: str | None,
@@ -143,9 +144,7 @@ def command(
     orthogonal_to: tuple[str, ...],
     name: str | None,
     seed: int,
-    psi: float,
-    batch: int,
-    device: str | None,
+    gen: GenerationOptions,
     force: bool,
 ) -> None:
     """Train a linear SVM boundary on latents and write its normal as an editing direction.
@@ -180,14 +179,14 @@ def command(
     inputs = tuple(x for x in (ckpt, latents, labels) if x)
     output = output if output is not None else stem(ckpt or latents) + ".direction.st"
     check_output_path(output, force=force, inputs=inputs)
-    dev = resolve_device(device)
+    dev = resolve_device(gen.device)
 
     scorer = None
     if labels is None:
         if clip_prompts:
             from ..metrics.clip import load_clip
 
-            model = load_clip(clip_model, clip_weights, device=dev, download=clip_download)
+            model = load_clip(clip.clip_model, clip.clip_weights, device=dev, download=clip.download_clip)
             log(f"labels: zero-shot {model.description}: '{clip_prompts[0]}' vs '{clip_prompts[1]}'")
             scorer = svm.clip_scorer(model, *clip_prompts)
             label_desc = {"kind": "clip", "model": model.name, "positive": clip_prompts[0], "negative": clip_prompts[1]}
@@ -226,7 +225,7 @@ def command(
         w_train = w_all[:, 0].astype(np.float64)
     else:
         seed_array = np.array(parse_seeds(seeds))
-        ws = map_latents(G, z_from_seeds(seed_array, G.z_dim), spec, psi)
+        ws = map_latents(G, z_from_seeds(seed_array, G.z_dim), spec, gen.psi)
         w_train = ws[:, 0].cpu().double().numpy()  # float64 only on the CPU (MPS has none)
 
     ortho = None
@@ -244,7 +243,7 @@ def command(
         label_desc = {"kind": "csv", "file": str(labels), "sha256": sha256_file(labels), "column": column}
         default_name = column
     else:
-        scores = svm.score_latents(G, ws.to(dev), scorer, batch, spec)
+        scores = svm.score_latents(G, ws.to(dev), scorer, gen.batch, spec)
 
     boundary = svm.train_boundary(
         w_train, scores, fraction=fraction, val_split=val_split, C=svm_c, seed=seed, orthogonal_to=ortho

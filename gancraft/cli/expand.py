@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import GancraftError
 from ..io_util import check_output_path
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .options import ClipOptions, batch_option, clip_options
 from .paths import InputFile, NamedOutput, derived_name, stem
 
 EPILOG = """\b
@@ -149,23 +150,14 @@ def _measured_changes(
     help="Clip tasks: the text direction is the mean over the official code's 79 ImageNet prompt "
     "templates ('a sketch of a {}.', ...); --no-templates uses the bare prompts.",
 )
-@click.option(
-    "--clip-model",
-    "clip_models",
-    multiple=True,
-    default=("ViT-B-32", "ViT-B-16"),
-    show_default=True,
-    help="CLIP models for clip tasks (repeat; NADA uses both defaults; their losses are summed).",
-)
-@click.option(
-    "--clip-weights",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    metavar="PATH",
-    help="Weights for each --clip-model, in order (default: local open_clip caches). A file is taken "
+@clip_options(
+    model=("ViT-B-32", "ViT-B-16"),
+    several=True,
+    model_help="CLIP models for clip tasks (repeat; NADA uses both defaults; their losses are summed).",
+    weights_help="Weights for each --clip-model, in order (default: local open_clip caches). A file is taken "
     "as OpenAI's, with QuickGELU, unless its name says another source (laion2b..., datacomp...).",
+    download_help="Let open_clip download missing CLIP weights.",
 )
-@click.option("--clip-download", is_flag=True, help="Let open_clip download missing CLIP weights.")
 @click.option(
     "--lpips-weights",
     type=click.Path(dir_okay=False),
@@ -201,13 +193,7 @@ def _measured_changes(
     "clip, or a TorchScript file as 'gancraft fid --extractor' takes.",
 )
 @click.option("--kimg", type=float, default=4.0, show_default=True, help="Training length in thousands of images.")
-@click.option(
-    "--batch",
-    type=int,
-    default=32,
-    show_default=True,
-    help="Latents per step, split over the tasks (each task gets about batch/tasks).",
-)
+@batch_option(default=32, help="Latents per step, split over the tasks (each task gets about batch/tasks).")
 @click.option(
     "--lr",
     type=float,
@@ -258,9 +244,7 @@ def command(
     expansion_weight: float,
     source_text: str,
     templates: bool,
-    clip_models: tuple[str, ...],
-    clip_weights: tuple[str, ...],
-    clip_download: bool,
+    clip: ClipOptions,
     lpips_weights: str | None,
     invert_steps: int,
     report: str | None,
@@ -351,6 +335,7 @@ def command(
     if any(t.kind == "clip" for t in specs):
         from ..metrics.clip import load_clip
 
+        clip_models, clip_weights = clip.clip_model, clip.clip_weights
         if clip_weights and len(clip_weights) != len(clip_models):
             raise GancraftError(
                 f"--clip-weights: {len(clip_weights)} files for {len(clip_models)} --clip-model; "
@@ -358,7 +343,9 @@ def command(
             )
         for i, name in enumerate(clip_models):
             clips.append(
-                load_clip(name, weights=clip_weights[i] if clip_weights else None, device=dev, download=clip_download)
+                load_clip(
+                    name, weights=clip_weights[i] if clip_weights else None, device=dev, download=clip.download_clip
+                )
             )
             log(f"CLIP: {clips[-1].description}")
 

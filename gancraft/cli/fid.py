@@ -8,10 +8,10 @@ import click
 
 from ..errors import GancraftError
 from ..io_util import display_name
-from ..latent.generate import NOISE_MODES
 from ..metrics.extractors import help_text as extractor_help
 from ..metrics.resize import CONVENTIONS, DEFAULT_CONVENTION, describe
-from .common import device_option, emit_path, force_option, log, resolve_device
+from .common import emit_path, force_option, log, resolve_device
+from .options import GenerationOptions, generation_options
 from .paths import InputFile, OutputFile, stem
 
 EPILOG = """\b
@@ -85,41 +85,11 @@ def _source_options(f):
             "--num-images: torchrun takes --n for its own options).",
         ),
         click.option(
-            "--batch",
-            type=click.IntRange(min=1),
-            default=32,
-            show_default=True,
-            help="Images per batch (generation and feature extraction).",
-        ),
-        click.option(
-            "--trunc",
-            "psi",
-            type=float,
-            default=1.0,
-            show_default=True,
-            metavar="PSI",
-            help="Truncation psi for checkpoint sources (1: none).",
-        ),
-        click.option(
-            "--trunc-cutoff",
-            type=click.IntRange(min=0),
-            default=None,
-            metavar="N",
-            help="Truncate only the first N ws.",
-        ),
-        click.option(
             "--seed-offset",
             type=click.IntRange(min=0),
             default=0,
             show_default=True,
             help="First seed for checkpoint sources (of A when both sides are checkpoints; see below).",
-        ),
-        click.option(
-            "--noise-mode",
-            type=click.Choice(NOISE_MODES),
-            default="const",
-            show_default=True,
-            help="Noise inputs of checkpoint sources.",
         ),
         click.option(
             "--domain",
@@ -129,7 +99,13 @@ def _source_options(f):
             metavar="NAME|all",
             help="Domain of a multi-domain checkpoint: a name, 'a+b', a comma list or 'all' (one row per domain).",
         ),
-        device_option,
+        generation_options(
+            psi_help="Truncation psi for checkpoint sources (1: none).",
+            noise_help="Noise inputs of checkpoint sources.",
+            batch=32,
+            batch_help="Images per batch (generation and feature extraction).",
+            precision=False,
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -151,14 +127,14 @@ def _setup(
     return info, dev, ex
 
 
-def _options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info) -> dict:
+def _options(n: int, gen: GenerationOptions, seed_offset: int, dev, info) -> dict:
     return dict(
         n=n,
-        batch=batch,
-        trunc=psi,
-        trunc_cutoff=trunc_cutoff,
+        batch=gen.batch,
+        trunc=gen.psi,
+        trunc_cutoff=gen.trunc_cutoff,
         seed_offset=seed_offset,
-        noise_mode=noise_mode,
+        noise_mode=gen.noise_mode,
         device=dev,
         progress=True,
         dist=info,
@@ -243,13 +219,9 @@ def compare(
     download: bool,
     resize: str | None,
     n: int,
-    batch: int,
-    psi: float,
-    trunc_cutoff: int | None,
     seed_offset: int,
-    noise_mode: str,
     domain: str | None,
-    device: str | None,
+    gen: GenerationOptions,
     same_seeds: bool,
     kid: bool,
     as_json: bool,
@@ -265,7 +237,7 @@ def compare(
     if resize is None and extractor == "inception":
         # a statistics side fixes the convention the images of the other side must follow
         resize = next((s.stats.resize for s in (sa, sb) if s.kind == "stats" and s.stats.resize in CONVENTIONS), None)
-    info, dev, ex = _setup(extractor, weights, download, resize, device, needs)
+    info, dev, ex = _setup(extractor, weights, download, resize, gen.device, needs)
     try:
         rows = fid_domains(
             sa,
@@ -274,7 +246,7 @@ def compare(
             domain=domain,
             kid=kid,
             same_seeds=same_seeds,
-            **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info),
+            **_options(n, gen, seed_offset, dev, info),
         )
     finally:
         shutdown_distributed(info)
@@ -319,13 +291,9 @@ def stats(
     download: bool,
     resize: str | None,
     n: int,
-    batch: int,
-    psi: float,
-    trunc_cutoff: int | None,
     seed_offset: int,
-    noise_mode: str,
     domain: str | None,
-    device: str | None,
+    gen: GenerationOptions,
     kid: bool,
     force: bool,
 ) -> None:
@@ -338,7 +306,7 @@ def stats(
     if output is None:
         several = domain is not None and (domain == "all" or "," in domain)
         output = stem(src) + (".stats" if several else ".stats.npz")
-    info, dev, ex = _setup(extractor, weights, download, resize, device, True)
+    info, dev, ex = _setup(extractor, weights, download, resize, gen.device, True)
     try:
         written = write_domain_stats(
             source,
@@ -347,7 +315,7 @@ def stats(
             domain=domain,
             force=force,
             keep_features=kid,
-            **_options(n, batch, psi, trunc_cutoff, seed_offset, noise_mode, dev, info),
+            **_options(n, gen, seed_offset, dev, info),
         )
     finally:
         shutdown_distributed(info)

@@ -10,6 +10,7 @@ from ..errors import GancraftError
 from ..train.methods import help_text as method_help
 from .common import modulation_option
 from .finetune_text import check_text_mode, run_text_vectors, text_vector_options
+from .options import trunc_option
 from .paths import InputFile, NamedOutput, stem
 from .train import build_options, train_and_save, training_options
 
@@ -57,14 +58,7 @@ def _parse_domains(specs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="domain-vector: train only one modulation vector per domain (HyperDomainNet); G stays frozen.",
 )
-@click.option(
-    "--truncation",
-    "truncation_psi",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Truncation psi of the source generators' images.",
-)
+@trunc_option("truncation_psi", help="Truncation psi of the source generators' images.")
 @click.option(
     "--fisher-samples",
     type=click.IntRange(min=1),

@@ -10,6 +10,8 @@ import click
 
 from ..errors import GancraftError
 from .common import emit_path, log, resolve_device
+from .options import clip_options
+from .types import primary_name
 
 # the official recipe's encoders (td_single_ffhq.yaml: ViT-B/32 and ViT-B/16)
 DEFAULT_CLIP_MODELS = ("ViT-B-32", "ViT-B-16")
@@ -37,23 +39,15 @@ def text_vector_options(f):
             show_default=True,
             help="--prompt: what START makes now (official: Photo).",
         ),
-        click.option(
-            "--clip-model",
-            "clip_models",
-            multiple=True,
-            metavar="MODEL",
-            help="--prompt: open_clip model(s) whose directional losses are summed (repeat). "
+        clip_options(
+            model=(),
+            several=True,
+            model_help="--prompt: open_clip model(s) whose directional losses are summed (repeat). "
             "[default: ViT-B-32 and ViT-B-16, as the official config]",
-        ),
-        click.option(
-            "--clip-weights",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            metavar="PATH",
-            help="--prompt: weights file of each --clip-model, in the same order; default: earlier "
+            weights_help="--prompt: weights file of each --clip-model, in the same order; default: earlier "
             "open_clip downloads found in the local caches.",
+            download_help="--prompt: allow open_clip to download OpenAI weights.",
         ),
-        click.option("--download-clip", is_flag=True, help="--prompt: allow open_clip to download OpenAI weights."),
         click.option(
             "--steps",
             type=int,
@@ -103,7 +97,7 @@ def check_text_mode(ctx: click.Context, kw: dict[str, Any]) -> None:
         if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE
     ]
     if given:
-        opt = next(p.opts[-1] for p in ctx.command.params if p.name == given[0])
+        opt = next(primary_name(p) for p in ctx.command.params if p.name == given[0])
         raise GancraftError(
             f"{opt} belongs to adversarial fine-tuning; --prompt trains text-driven vectors "
             "(use --steps, --batch, --lr)"
@@ -131,8 +125,8 @@ def run_text_vectors(start: str, specs: tuple[str, ...], output: str | None, kw:
     ).validate()
     for text in prompts.values():
         td.check_target(text, settings.source_prompt)
-    models = kw["clip_models"] or DEFAULT_CLIP_MODELS
-    weights = kw["clip_weights"]
+    models = kw["clip"].clip_model or DEFAULT_CLIP_MODELS
+    weights = kw["clip"].clip_weights
     if weights and len(weights) != len(models):
         raise GancraftError(f"--clip-weights: give one file per CLIP model ({', '.join(models)}), got {len(weights)}")
     output = output or f"{Path(start).name.split('.')[0]}.text-vector.st"
@@ -141,7 +135,7 @@ def run_text_vectors(start: str, specs: tuple[str, ...], output: str | None, kw:
     parent = load(start)
     td.check_vector_parent(parent, "text-driven domain vectors")
     clips = [
-        clip_mod.load_clip(m, weights=weights[i] if weights else None, device=dev, download=kw["download_clip"])
+        clip_mod.load_clip(m, weights=weights[i] if weights else None, device=dev, download=kw["clip"].download_clip)
         for i, m in enumerate(models)
     ]
     results = {}

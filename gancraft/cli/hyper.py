@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import device_option, emit_path, force_option, log, modulation_option, resolve_device
+from .options import ClipOptions, batch_option, clip_options, trunc_option
 
 
 @click.command("hyper")
@@ -24,27 +25,13 @@ from .common import device_option, emit_path, force_option, log, modulation_opti
     show_default=True,
     help="What the generator makes now; directions in CLIP space start here (official: Photo).",
 )
-@click.option(
-    "--clip-model",
-    default="ViT-B-32",
-    show_default=True,
-    help="open_clip model: it embeds the prompts for the hyper-network and scores the images.",
+@clip_options(
+    model="ViT-B-32",
+    model_help="open_clip model: it embeds the prompts for the hyper-network and scores the images.",
+    download_help="Allow open_clip to download the OpenAI weights.",
 )
-@click.option(
-    "--clip-weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CLIP weights file; default: an earlier open_clip download found in the local caches.",
-)
-@click.option("--download-clip", is_flag=True, help="Allow open_clip to download the OpenAI weights.")
 @click.option("--steps", type=int, default=10000, show_default=True, help="Training steps (official: 10000).")
-@click.option(
-    "--batch",
-    type=int,
-    default=8,
-    show_default=True,
-    help="Images per step, each with its own latent and prompt mixture (official: 8).",
-)
+@batch_option(default=8, help="Images per step, each with its own latent and prompt mixture (official: 8).")
 @click.option(
     "--lr", type=float, default=5e-5, show_default=True, help="Adam learning rate, betas (0.9, 0.999) (official: 5e-5)."
 )
@@ -117,14 +104,7 @@ from .common import device_option, emit_path, force_option, log, modulation_opti
     show_default=True,
     help="Average the loss targets' text embeddings over the 79 ImageNet prompt templates.",
 )
-@click.option(
-    "--truncation",
-    "truncation_psi",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Truncation psi of the training latents.",
-)
+@trunc_option("truncation_psi", help="Truncation psi of the training latents.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation, prompts and latents.")
 @modulation_option
 @device_option
@@ -134,9 +114,7 @@ def command(
     prompts_file: str,
     output: str,
     source_prompt: str,
-    clip_model: str,
-    clip_weights: str | None,
-    download_clip: bool,
+    clip: ClipOptions,
     steps: int,
     batch: int,
     lr: float,
@@ -220,12 +198,14 @@ def command(
     dev = resolve_device(device)
     parent = load(checkpoint)
     hyper_mod.check_generator(parent)
-    clip = clip_mod.load_clip(clip_model, weights=clip_weights, device=dev, download=download_clip)
+    encoder = clip_mod.load_clip(clip.clip_model, weights=clip.clip_weights, device=dev, download=clip.download_clip)
     log(
         f"hyper: {len(prompts)} prompts, {hyper_mod.parameters_per_domain(parent):,} parameters per domain, "
-        f"CLIP {clip.description}"
+        f"CLIP {encoder.description}"
     )
-    result = hyper_mod.train_hyper(parent, prompts, clip, settings, device=dev, progress=True, clip_model=clip_model)
+    result = hyper_mod.train_hyper(
+        parent, prompts, encoder, settings, device=dev, progress=True, clip_model=clip.clip_model
+    )
     n_hyper = sum(p.numel() for p in result.hyper.parameters())
     final = result.log[-1]
     log(
@@ -235,7 +215,7 @@ def command(
     ckpt = hyper_mod.hyper_checkpoint(
         parent,
         result,
-        {"checkpoint": checkpoint, "prompts_file": prompts_file, "clip_model": clip_model, "clip": clip.name},
+        {"checkpoint": checkpoint, "prompts_file": prompts_file, "clip_model": clip.clip_model, "clip": encoder.name},
         inputs=[checkpoint, prompts_file],
     )
     emit_path(save(ckpt, output, force=force, inputs=(checkpoint, prompts_file)))

@@ -16,7 +16,6 @@ from ..io_util import check_output_path
 from ..latent import domains as dom
 from ..latent.files import load_direction
 from ..latent.generate import (
-    NOISE_MODES,
     PATHS,
     domain_morph_plan,
     interpolation_plan,
@@ -28,7 +27,8 @@ from ..latent.hyper import has_hyper
 from ..latent.seeds import parse_seeds
 from ..media.images import make_grid, to_uint8
 from ..media.video import write_video
-from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
+from .common import emit_path, force_option, log, resolve_device
+from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, spec_with_stdin, stem
 
 EPILOG = """\b
@@ -151,27 +151,7 @@ def _parse_range(text: str) -> tuple[float, float]:
     help="Morph by blending the prompts' domain vectors, or by walking between their CLIP text "
     "embeddings (every frame a domain of its own).",
 )
-@click.option(
-    "--clip-weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="PATH",
-    help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].",
-)
-@click.option("--download-clip", is_flag=True, help="Allow open_clip to download the CLIP weights.")
-@click.option("--trunc", "psi", type=float, default=1.0, show_default=True, metavar="PSI", help="Truncation psi.")
-@click.option(
-    "--trunc-cutoff", type=click.IntRange(min=0), default=None, metavar="N", help="Truncate only the first N ws."
-)
-@click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True)
-@click.option(
-    "--batch",
-    "batch_size",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Images synthesised at a time (across frames).",
-)
+@clip_options(weights_help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].")
 @click.option("--cols", type=click.IntRange(min=1), default=None, help="Grid columns [default: about square].")
 @click.option(
     "--quality",
@@ -180,11 +160,28 @@ def _parse_range(text: str) -> tuple[float, float]:
     show_default=True,
     help="mp4 quality, 1 (small) to 10 (near lossless).",
 )
-@precision_option
-@device_option
+@generation_options(batch_help="Images synthesised at a time (across frames).")
 @force_option
-def command(ckpts: tuple[str, ...], output: str | None, direction: str | None, force: bool, **opts) -> None:
+def command(
+    ckpts: tuple[str, ...],
+    output: str | None,
+    direction: str | None,
+    force: bool,
+    gen: GenerationOptions,
+    clip: ClipOptions,
+    **opts,
+) -> None:
     """Render a video from each CKPT: latent interpolation, a direction traversal, or a cross-domain morph."""
+    opts.update(
+        psi=gen.psi,
+        trunc_cutoff=gen.trunc_cutoff,
+        noise_mode=gen.noise_mode,
+        batch_size=gen.batch,
+        precision=gen.precision,
+        device=gen.device,
+        clip_weights=clip.clip_weights,
+        download_clip=clip.download_clip,
+    )
     if direction is not None:
         direction = spec_with_stdin(direction)  # read once, used for every model
     for ckpt, out in _targets(ckpts, output, force):

@@ -10,6 +10,7 @@ import click
 from ..errors import GancraftError
 from ..io_util import check_output_path
 from .common import emit_path, log
+from .options import trunc_option
 from .paths import NamedOutput, stem
 from .train import build_options, training_options
 
@@ -37,14 +38,7 @@ from .train import build_options, training_options
     help="Folder for the rooted models, one <source name>.st each (created if missing) [default: "
     "ROOT's name + '-rooted' in the current folder].",
 )
-@click.option(
-    "--truncation",
-    "truncation_psi",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Truncation psi of the source generators' images.",
-)
+@trunc_option("truncation_psi", help="Truncation psi of the source generators' images.")
 @click.option(
     "--classes",
     "classes_spec",

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
-import sys
 from pathlib import Path
 
 import click
-import numpy as np
-import torch
-from tqdm import tqdm
 
 from .. import load
 from ..errors import GancraftError
 from ..io_util import check_output_path
-from ..latent import domains as dom
-from ..latent.files import Latents, load_latents, parse_edit, save_latents
-from ..latent.generate import NOISE_MODES, generate, layer_indices, resolution_indices, style_mix
-from ..latent.hyper import has_hyper
+from ..latent.files import load_latents, parse_edit
+from ..latent.sampling import Placement, Synthesis, sample_images, style_mixing_grid
 from ..latent.seeds import parse_seeds
-from ..media.images import ImageWriter, make_grid, save_png, seed_filename, to_uint8
-from .common import device_option, emit_path, force_option, log, precision_option, resolve_device
+from .common import emit_path, force_option, log, naming_options, resolve_device
+from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, OutputFile, spec_with_stdin, stem
 
 EPILOG = """\b
@@ -48,10 +41,6 @@ Same latents at the same --batch give identical pixels; across batch sizes, equa
 """
 
 
-def _image_name(seed: int, row: int) -> str:
-    return seed_filename(seed) if seed >= 0 else f"latent{row:04d}.png"
-
-
 @click.command("sample", epilog=EPILOG)
 @click.argument("ckpts", nargs=-1, required=True, type=InputFile(), metavar="CKPT...")
 @click.option(
@@ -72,30 +61,12 @@ def _image_name(seed: int, row: int) -> str:
     metavar="FILE.npz",
     help="Synthesise the w stored in a latents file (from --latents) instead of seeds ('-': standard input).",
 )
-@click.option("--trunc", "psi", type=float, default=None, metavar="PSI", help="Truncation psi [default: 1, none].")
-@click.option(
-    "--trunc-cutoff",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="N",
-    help="Truncate only the first N ws (coarse layers).",
+@generation_options(
+    psi=None,
+    psi_help="Truncation psi [default: 1, none].",
+    batch=None,
+    batch_help="Images per batch [default: 8, or the batch stored in --from-latents].",
 )
-@click.option(
-    "--noise-mode",
-    type=click.Choice(NOISE_MODES),
-    default="const",
-    show_default=True,
-    help="const: deterministic stored noise; random: fresh noise; none: no noise.",
-)
-@click.option(
-    "--batch",
-    "batch_size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Images per batch [default: 8, or the batch stored in --from-latents].",
-)
-@precision_option
-@device_option
 @click.option(
     "--domain",
     "--class",
@@ -112,14 +83,7 @@ def _image_name(seed: int, row: int) -> str:
     help="Hyper-network models (gancraft hyper): a domain described by any text, seen in training "
     "or not. Repeatable; with --domain, adds to those domains [default: --domain's default].",
 )
-@click.option(
-    "--clip-weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="PATH",
-    help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].",
-)
-@click.option("--download-clip", is_flag=True, help="Allow open_clip to download the CLIP weights.")
+@clip_options(weights_help="CLIP weights the hyper-network was trained with [default: a cached open_clip download].")
 @click.option(
     "--grid",
     type=click.Path(dir_okay=False),
@@ -184,7 +148,14 @@ def _image_name(seed: int, row: int) -> str:
     help="StyleGAN3 only: turn the image by this angle, as gen_images.py --rotate.",
 )
 @force_option
-def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], **kw) -> None:
+def command(
+    ckpts: tuple[str, ...],
+    output: str | None,
+    edits: tuple[str, ...],
+    gen: GenerationOptions,
+    clip: ClipOptions,
+    **kw,
+) -> None:
     """Generate images from CKPT for seeds or stored latents.
 
     Writes DIR/seed0042.png per seed (DIR/<domain>/seed0042.png for models with domains),
@@ -196,6 +167,7 @@ def command(ckpts: tuple[str, ...], output: str | None, edits: tuple[str, ...], 
     Several CKPTs write DIR/<model name>/seed0042.png each (default: <model name>-samples/).
     """
     edits = tuple(spec_with_stdin(e) for e in edits)  # stdin is read once, for every model
+    kw.update(gen=gen, clip=clip)
     if len(ckpts) == 1:
         _sample(ckpts[0], output, edits=edits, **kw)
         return
@@ -221,16 +193,10 @@ def _sample(
     output: str | None,
     seeds: str | None,
     from_latents: str | None,
-    psi: float | None,
-    trunc_cutoff: int | None,
-    noise_mode: str,
-    batch_size: int | None,
-    precision: str,
-    device: str | None,
+    gen: GenerationOptions,
     domain: str | None,
     prompts: tuple[str, ...],
-    clip_weights: str | None,
-    download_clip: bool,
+    clip: ClipOptions,
     grid: str | None,
     grid_cols: int | None,
     latents_out: str | None,
@@ -243,129 +209,95 @@ def _sample(
     rotate: float | None,
     force: bool,
 ) -> None:
-    dev = resolve_device(device)
-    place = _input_transform(translate, rotate)
-    _check_prompts(prompts)
-    prompt_args = (prompts, clip_weights, download_clip)
+    dev = resolve_device(gen.device)
+    placement = _placement(translate, rotate)
     mixing = mix_rows is not None or mix_cols is not None
     if output is None and (mixing or (grid is None and latents_out is None)):
         output = stem(ckpt) + (".mix.png" if mixing else "-samples")
+    synthesis = Synthesis(
+        psi=1.0 if gen.psi is None else gen.psi,
+        cutoff=gen.trunc_cutoff,
+        noise_mode=gen.noise_mode,
+        batch=gen.batch,
+        precision=gen.precision,
+    )
+    shared = dict(
+        synthesis=synthesis,
+        prompts=prompts,
+        clip_weights=clip.clip_weights,
+        download_clip=clip.download_clip,
+        placement=placement,
+        device=dev,
+        force=force,
+    )
+    flags = naming_options(
+        placement="--translate/--rotate",
+        prompts="--prompt",
+        domain="--domain",
+        layers="--mix-layers/--mix-res",
+        resolutions="--mix-res",
+    )
     if mixing:
-        _style_mixing(
-            ckpt,
-            output,
-            mix_rows,
-            mix_cols,
-            mix_layers,
-            mix_res,
-            seeds,
-            from_latents,
-            grid,
-            latents_out,
-            psi,
-            trunc_cutoff,
-            noise_mode,
-            batch_size,
-            dev,
-            domain,
-            edits,
-            force,
-            prompt_args,
-            precision,
-            place,
-        )
+        if mix_rows is None or mix_cols is None:
+            raise GancraftError("style mixing needs both --mix-rows and --mix-cols")
+        for name, value in (
+            ("--seeds", seeds),
+            ("--from-latents", from_latents),
+            ("--grid", grid),
+            ("--latents", latents_out),
+        ):
+            if value is not None:
+                raise GancraftError(f"{name} does not apply to style mixing (--mix-rows/--mix-cols)")
+        if edits:
+            raise GancraftError("--edit does not apply to style mixing")
+        rows = parse_seeds(mix_rows, "--mix-rows", allow_duplicates=True)
+        cols = parse_seeds(mix_cols, "--mix-cols", allow_duplicates=True)
+        check_output_path(output, force=force, inputs=(ckpt,))
+        with flags:
+            path, mixed = style_mixing_grid(
+                load(ckpt), rows, cols, output, layers=mix_layers, resolutions=mix_res, domain=domain, **shared
+            )
+        log(f"mixed ws {','.join(map(str, mixed))} from the column seeds")
+        emit_path(path)
         return
     if mix_layers is not None or mix_res is not None:
         raise GancraftError("--mix-layers/--mix-res need --mix-rows and --mix-cols")
     if from_latents is not None:
         if seeds is not None:
             raise GancraftError("--seeds and --from-latents exclude each other")
-        if domain is not None or prompts or psi is not None or trunc_cutoff is not None:
+        if domain is not None or prompts or gen.psi is not None or gen.trunc_cutoff is not None:
             raise GancraftError(
                 "--domain/--prompt/--trunc/--trunc-cutoff do not apply to --from-latents "
                 "(the stored w already carries them)"
             )
-    seed_list = parse_seeds(seeds if seeds is not None else "0-7")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     parsed_edits = [parse_edit(e) for e in edits]
     for p in (grid, latents_out):
         if p is not None:
             check_output_path(p, force=force, inputs=(ckpt,) + ((from_latents,) if from_latents else ()))
-
     model = load(ckpt)
-    G = _placed_generator(model, dev, place)
-    get_prompts = dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip)
-    stored = load_latents(from_latents) if from_latents is not None else None
-    if stored is not None:
-        jobs = _jobs_from_latents(model, G, stored, from_latents, get_prompts)
-        batch = batch_size or stored.batch or 8
-    else:
-        jobs = [(spec, seed_list, None) for spec in _specs(model, G, domain, prompts, get_prompts)]
-        batch = batch_size or 8
-    # generate() refuses what the model cannot run now, before any folder or file is made
-    runs = []
-    for spec, rows, ws in jobs:
-        kwargs = dict(domain=spec, noise_mode=noise_mode, edits=parsed_edits, batch_size=batch, precision=precision)
-        if ws is None:
-            batches = generate(G, rows, psi=1.0 if psi is None else psi, cutoff=trunc_cutoff, **kwargs)
-        else:
-            batches = generate(
-                G, [s for s, _ in rows], ws=ws, z=torch.from_numpy(stored.z[[i for _, i in rows]]), **kwargs
-            )
-        runs.append((spec, batches))
-    multi = dom.is_multi_domain(model)
-    out_dir = Path(output) if output is not None else None
-    targets = _plan_paths(out_dir, jobs, multi, force) if out_dir is not None else []
-
-    total = sum(len(rows) for _, rows, _ in jobs)
-    keep_images = grid is not None
-    images: list[np.ndarray] = []
-    rows_z, rows_w, rows_seed, rows_domain = [], [], [], []
-    written: list[Path] = []
-    writer = ImageWriter(force=force) if out_dir is not None else None
-    target_iter = iter(targets)
-    try:
-        with tqdm(total=total, file=sys.stderr, unit="img", desc="sample", leave=False) as bar:
-            for spec, batches in runs:
-                for b in batches:
-                    pixels = to_uint8(b.images)
-                    if writer is not None:
-                        for img in pixels:
-                            path = next(target_iter)
-                            writer.write(img, path)
-                            written.append(path)
-                    if keep_images:
-                        images.extend(pixels)
-                    rows_z.append(b.z.numpy())
-                    rows_w.append(b.ws.numpy())
-                    rows_seed.extend(b.seeds)
-                    rows_domain.extend([spec.name] * len(b.seeds))
-                    bar.update(len(b.seeds))
-    finally:
-        if writer is not None:
-            writer.close()
+    with flags:
+        written = sample_images(
+            model,
+            seeds=seed_list,
+            latents=load_latents(from_latents) if from_latents is not None else None,
+            latents_name=str(from_latents),
+            out_dir=output,
+            grid=grid,
+            grid_cols=grid_cols,
+            latents_out=latents_out,
+            domain=domain,
+            edits=parsed_edits,
+            **shared,
+        )
     for path in written:
         emit_path(path)
-    if latents_out is not None:
-        z_all = _stack_z(rows_z)
-        emit_path(
-            save_latents(
-                latents_out,
-                Latents(
-                    z=z_all, w=np.concatenate(rows_w), seeds=np.asarray(rows_seed), domains=rows_domain, batch=batch
-                ),
-                force=force,
-            )
-        )
-    if grid is not None:
-        emit_path(save_png(_contact_sheet(images, jobs, multi, grid_cols), grid, force=force))
 
 
-def _input_transform(translate: str | None, rotate: float | None) -> torch.Tensor | None:
+def _placement(translate: str | None, rotate: float | None) -> Placement | None:
     """The StyleGAN3 input transform --translate/--rotate ask for; None when neither is given."""
     if translate is None and rotate is None:
         return None
-    from ..nets.stylegan3 import input_transform
-
     xy = (0.0, 0.0)
     if translate is not None:
         try:
@@ -374,193 +306,4 @@ def _input_transform(translate: str | None, rotate: float | None) -> torch.Tenso
             xy = ()
         if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
             raise GancraftError(f"--translate {translate!r}: expected two numbers X,Y, e.g. 0.3,1")
-    return input_transform(xy, rotate or 0.0)
-
-
-def _placed_generator(model, dev: torch.device, place: torch.Tensor | None) -> torch.nn.Module:
-    G = model.generator(device=dev)
-    if place is not None:
-        if model.family != "stylegan3":
-            raise GancraftError(
-                f"--translate/--rotate move a StyleGAN3 model's input grid; {model.path} is {model.family}"
-            )
-        G.synthesis.input.transform.copy_(place)
-    return G
-
-
-def _stack_z(parts: list[np.ndarray]) -> np.ndarray:
-    width = max(p.shape[1] for p in parts)
-    # rows synthesised from stored w may carry no z; keep one rectangular array
-    return np.concatenate([p if p.shape[1] == width else np.zeros((p.shape[0], width), np.float32) for p in parts])
-
-
-def _check_prompts(prompts: tuple[str, ...]) -> None:
-    if any(not p.strip() for p in prompts):
-        raise GancraftError("--prompt: expected non-empty text")
-    folders: dict[str, str] = {}
-    for p in prompts:
-        folder = dom.prompt_folder_name(p)
-        if folder in folders:
-            what = "is given twice" if folders[folder] == p else f"and {folders[folder]!r} share one folder name"
-            raise GancraftError(f"--prompt {p!r} {what} ({folder}); reword one")
-        folders[folder] = p
-
-
-def _specs(
-    model, G: torch.nn.Module, domain: str | None, prompts: tuple[str, ...], get_prompts: dom.PromptSource
-) -> list[dom.DomainSpec]:
-    """--domain's specs (all of them by default, unless only prompts are asked for), then one per --prompt."""
-    specs = dom.resolve_domains(model, domain, G, prompts=get_prompts) if domain is not None or not prompts else []
-    specs += [dom.prompt_domain(model, p, G, prompts=get_prompts) for p in prompts]
-    folders = [dom.check_folder_name(s) for s in specs if s.name]
-    if len(set(folders)) != len(folders):
-        clash = next(f for f in folders if folders.count(f) > 1)
-        raise GancraftError(f"two domains would write to the same folder {clash!r}; reword the --prompt")
-    return specs
-
-
-def _jobs_from_latents(model, G: torch.nn.Module, stored: Latents, source: str, get_prompts: dom.PromptSource) -> list:
-    """Group stored rows by domain, keeping file order within each group.
-
-    A name outside the domain table of a hyper-network model is a prompt that was given with --prompt.
-    """
-    groups: dict[str, list[tuple[int, int]]] = {}
-    for i, (seed, name) in enumerate(zip(stored.seeds.tolist(), stored.domains)):
-        groups.setdefault(name, []).append((int(seed), i))
-    jobs = []
-    for name, rows in groups.items():
-        if name and has_hyper(model) and name not in (model.domains or {}):
-            spec = dom.prompt_domain(model, name, G, prompts=get_prompts, option=f"{source}: domain")
-        elif name:
-            spec = dom.resolve_domain(model, name, G, option=f"{source}: domain", prompts=get_prompts)
-        else:
-            spec = dom.DomainSpec(name="")
-        ws = torch.from_numpy(stored.w[[i for _, i in rows]])
-        jobs.append((spec, rows, ws))
-    return jobs
-
-
-def _plan_paths(out_dir: Path, jobs: list, multi: bool, force: bool) -> list[Path]:
-    """Every image path, checked before any work: existing files (without --force), unwritable folders."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise GancraftError(f"{out_dir}: is a file, expected a folder for the images")
-    paths: list[Path] = []
-    folders: list[Path] = []
-    for spec, rows, _ in jobs:
-        folder = out_dir / dom.check_folder_name(spec) if multi and spec.name else out_dir
-        folders.append(folder)
-        for k, row in enumerate(rows):
-            seed, index = (row, k) if isinstance(row, int) else row
-            paths.append(folder / _image_name(seed, index))
-    if len(set(paths)) != len(paths):
-        raise GancraftError(f"{out_dir}: two images would get the same file name (repeated seeds in the latents?)")
-    for folder in dict.fromkeys(folders):
-        existing = next((p for p in folder.parents if p.exists()), None) if not folder.exists() else folder
-        if existing is not None and not os.access(existing, os.W_OK):
-            raise GancraftError(f"{folder}: cannot write there ({existing} is not writable)")
-    if not force:
-        for p in paths:
-            if p.exists():
-                raise GancraftError(f"{p}: already exists (use --force to replace it)")
-    for folder in dict.fromkeys(folders):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise GancraftError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
-    return paths
-
-
-def _contact_sheet(images: list[np.ndarray], jobs: list, multi: bool, cols: int | None) -> np.ndarray:
-    arr = np.stack(images)
-    if multi and len(jobs) > 1:
-        per_row = cols or max(len(rows) for _, rows, _ in jobs)
-        cells, r = [], 0
-        blank = np.zeros_like(arr[0])
-        lines = 0
-        for _, rows, _ in jobs:
-            block = list(arr[r : r + len(rows)])
-            r += len(rows)
-            n_lines = max(1, math.ceil(len(block) / per_row))
-            block += [blank] * (n_lines * per_row - len(block))
-            cells.extend(block)
-            lines += n_lines
-        return make_grid(np.stack(cells), lines, per_row)
-    n = arr.shape[0]
-    cols = cols or math.ceil(math.sqrt(n))
-    return make_grid(arr, math.ceil(n / cols), cols)
-
-
-def _style_mixing(
-    ckpt,
-    output,
-    mix_rows,
-    mix_cols,
-    mix_layers,
-    mix_res,
-    seeds,
-    from_latents,
-    grid,
-    latents_out,
-    psi,
-    trunc_cutoff,
-    noise_mode,
-    batch_size,
-    dev,
-    domain,
-    edits,
-    force,
-    prompt_args,
-    precision,
-    place,
-) -> None:
-    if mix_rows is None or mix_cols is None:
-        raise GancraftError("style mixing needs both --mix-rows and --mix-cols")
-    for name, value in (
-        ("--seeds", seeds),
-        ("--from-latents", from_latents),
-        ("--grid", grid),
-        ("--latents", latents_out),
-    ):
-        if value is not None:
-            raise GancraftError(f"{name} does not apply to style mixing (--mix-rows/--mix-cols)")
-    if edits:
-        raise GancraftError("--edit does not apply to style mixing")
-    if mix_layers is not None and mix_res is not None:
-        raise GancraftError("give --mix-layers or --mix-res, not both")
-    rows = parse_seeds(mix_rows, "--mix-rows", allow_duplicates=True)
-    cols = parse_seeds(mix_cols, "--mix-cols", allow_duplicates=True)
-    check_output_path(output, force=force, inputs=(ckpt,))
-    model = load(ckpt)
-    G = _placed_generator(model, dev, place)
-    if mix_layers is None and model.family == "stylegan3":
-        raise GancraftError(
-            f"--mix-res: {ckpt} is a StyleGAN3 model, whose layers have no resolution blocks; "
-            f"give --mix-layers (w indices 0-{G.num_ws - 1})"
-        )
-    prompts, clip_weights, download_clip = prompt_args
-    specs = _specs(model, G, domain, prompts, dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip))
-    if len(specs) != 1:
-        raise GancraftError(
-            f"style mixing uses one domain; choose one with --domain or --prompt "
-            f"(known: {', '.join(dom.domain_names(model))})"
-        )
-    layers = (
-        layer_indices(G, mix_layers)
-        if mix_layers is not None
-        else resolution_indices(G, mix_res if mix_res is not None else "4-32")
-    )
-    log(f"mixing ws {','.join(map(str, layers))} from the column seeds")
-    images = style_mix(
-        G,
-        rows,
-        cols,
-        layers,
-        specs[0],
-        psi=1.0 if psi is None else psi,
-        cutoff=trunc_cutoff,
-        noise_mode=noise_mode,
-        batch_size=batch_size or 8,
-        precision=precision,
-    )
-    sheet = make_grid(to_uint8(images), len(rows) + 1, len(cols) + 1)
-    emit_path(save_png(sheet, output, force=force))
+    return Placement(xy, rotate or 0.0)

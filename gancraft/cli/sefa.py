@@ -15,7 +15,8 @@ from ..latent.domains import resolve_domain
 from ..latent.generate import edit_layer_mask, map_latents
 from ..latent.seeds import parse_seeds, z_from_seeds
 from ..metrics.perceptual import perceptual_metric
-from .common import device_option, emit_path, force_option, log, resolve_device
+from .common import emit_path, force_option, log, resolve_device
+from .options import GenerationOptions, generation_options
 from .paths import InputFile, OutputFile, is_stdout, stem
 
 
@@ -116,9 +117,14 @@ def _beside(output: str, suffix: str) -> Path:
     metavar="NAME",
     help="Domain of a multi-domain model to sample in (needed for class-conditional models).",
 )
-@click.option("--truncation-psi", "psi", type=float, default=1.0, show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
-@device_option
+@generation_options(
+    psi_help="Truncation psi of the samples (--measure, --sheet).",
+    cutoff=False,
+    noise_mode=False,
+    batch=16,
+    batch_help="Images synthesised at a time (--measure, --sheet).",
+    precision=False,
+)
 @force_option
 def command(
     ckpt: str,
@@ -138,9 +144,7 @@ def command(
     steps: int,
     seeds: str | None,
     domain: str | None,
-    psi: float,
-    batch: int,
-    device: str | None,
+    gen: GenerationOptions,
     force: bool,
 ) -> None:
     """Closed-form factorisation (SeFA) of CKPT's style modulation weights.
@@ -183,7 +187,8 @@ def command(
         raise GancraftError("output files must differ (-o, --measure-csv, --plot, --sheet)")
     for path in outputs:
         check_output_path(path, force=force, inputs=(ckpt,))
-    dev = resolve_device(device)
+    dev = resolve_device(gen.device)
+    psi, batch = gen.psi, gen.batch
     seed_list = parse_seeds(seeds) if seeds else None
 
     checkpoint = load(ckpt)

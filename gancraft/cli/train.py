@@ -13,6 +13,7 @@ import click
 from ..errors import GancraftError
 from ..io_util import check_output_path
 from .common import device_option, emit_path, force_option, log, resolve_device
+from .options import batch_option
 from .paths import NamedOutput
 
 
@@ -20,7 +21,7 @@ def training_options(f):
     """--kimg/--batch/--snap/--seed/--lr/--gamma/--pl-weight/--ema/--diffaug/--run-dir/--resume/--device/--force."""
     opts = [
         click.option("--kimg", type=float, default=None, help="Training length in thousands of images shown to D."),
-        click.option("--batch", type=int, default=None, help="Global batch size (split over torchrun processes)."),
+        batch_option(help="Global batch size (split over torchrun processes)."),
         click.option(
             "--snap",
             "snap_kimg",

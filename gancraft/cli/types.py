@@ -60,8 +60,6 @@ FLOAT_LIMITS: dict[str, tuple[float | None, float | None]] = {
     # truncation psi: 1 is the plain model, 0 the average image, and published extrapolations stay
     # within +-2; far beyond, w overflows inside the network and the images come out NaN (black)
     "--trunc": (-10, 10),
-    "--truncation": (-10, 10),
-    "--truncation-psi": (-10, 10),
     "--preview-psi": (-10, 10),
     # a probability
     "--style-mixing": (0, 1),
@@ -82,10 +80,17 @@ FLOAT_LIMITS: dict[str, tuple[float | None, float | None]] = {
 }
 
 
+def primary_name(param: click.Parameter) -> str:
+    """The name an option is known by in --help and in messages: its longest name that is not a
+    hidden alias (options.Option)."""
+    shown = [o for o in param.opts if o not in getattr(param, "aliases", ())]
+    return max(shown or param.opts, key=len)
+
+
 def _name(param: click.Parameter | None) -> str:
     if param is None or not param.opts:
         return "value"
-    return max(param.opts, key=len)
+    return primary_name(param)
 
 
 def _finite(value: float, raw, param: click.Parameter | None) -> float:
