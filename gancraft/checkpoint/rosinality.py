@@ -227,7 +227,7 @@ def read_rosinality(path: str | os.PathLike, obj: Any = None) -> Checkpoint:
     """
     p = Path(path)
     if obj is None:
-        obj = _load(p)
+        obj = load_pt(p)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{p}: not a rosinality checkpoint (holds a {type(obj).__name__}, expected a dict with g_ema / g / d)"
@@ -278,7 +278,9 @@ def read_rosinality(path: str | os.PathLike, obj: Any = None) -> Checkpoint:
     return Checkpoint(tensors=tensors, g_config=g_cfg, d_config=d_cfg, extra=extra, source_format="rosinality", path=p)
 
 
-def _load(p: Path) -> Any:
+def load_pt(p: Path) -> Any:
+    """A .pt file's content through ``torch.load(weights_only=True)``: tensors and plain data only,
+    every failure (missing, refused import, corrupt) as one CheckpointError line."""
     try:
         # train.py pickles its argparse.Namespace; rebuilding one only sets attributes
         with torch.serialization.safe_globals([argparse.Namespace]):

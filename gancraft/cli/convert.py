@@ -8,6 +8,7 @@ from ..checkpoint import load, save
 from ..checkpoint.clamp import DEFAULT_SAMPLES
 from ..checkpoint.formats import get_writer, writer_names, writers
 from ..errors import GancraftError
+from ..latent.hyperdomainnet import with_official_vectors
 from .common import emit_path, force_option, log, resolve_device
 from .paths import InputFile, OutputFile, stem
 
@@ -52,6 +53,16 @@ _TO_HELP = "; ".join(f"{f.name}: {f.summary}" for f in writers()) + "."
     help="nvidia only: when SRC has no discriminator, add a newly initialised one (NVIDIA's loader "
     "requires a D; fine for generating and fine-tuning, not for resuming training).",
 )
+@click.option(
+    "--domain-vector",
+    "domain_vectors",
+    multiple=True,
+    metavar="NAME=FILE",
+    help="native only: add the domain vector in FILE, a checkpoint of the official HyperDomainNet code "
+    "(MACderRu/HyperDomainNet; text-driven, model_type 'parameterization', patch 'cin_mult'), as domain "
+    "NAME (repeatable). Its conv_0, conv_1, ... scale SRC's conv layers in synthesis order, after "
+    "demodulation as the official code applies them. Read as data (torch.load weights_only).",
+)
 @force_option
 def command(
     src: str,
@@ -61,6 +72,7 @@ def command(
     clamp_samples: int | None,
     allow_clamp: bool,
     fresh_d: bool,
+    domain_vectors: tuple[str, ...],
     force: bool,
 ) -> None:
     """Convert SRC (any supported format) to a native, rosinality or NVIDIA checkpoint.
@@ -85,6 +97,7 @@ def command(
       gancraft convert ffhq.st --to rosinality -o ffhq.pt
       gancraft convert ada-snapshot.pkl --to rosinality --clamp-samples 1000 -o ada.pt
       gancraft convert nada.pt --to nvidia --fresh-d -o nada.pkl
+      gancraft convert stylegan2-ffhq-config-f.pt --domain-vector pixar=pixar.pt -o ffhq+pixar.st
     """
     fmt = get_writer(to)
     given = {
@@ -94,6 +107,9 @@ def command(
         "fresh_d": fresh_d,
     }
     _check_format_options(to, given)
+    vectors = _vector_files(domain_vectors)
+    if vectors and to != "native":
+        raise GancraftError(f"--domain-vector applies to --to native only, not --to {to}")
     if output is None:
         output = stem(src) + fmt.suffix
     ckpt = load(src)
@@ -102,11 +118,26 @@ def command(
             f"{src}: a StyleGAN3 model converts --to native only (rosinality's code has no StyleGAN3 "
             f"network, and the model's NVIDIA pickle is the file it came from)"
         )
-    ckpt = ckpt.with_operation("convert", {"to": to, "from": ckpt.source_format}, [src])
+    if vectors:
+        ckpt = with_official_vectors(ckpt, vectors)
+    params = {"to": to, "from": ckpt.source_format} | ({"domain_vectors": vectors} if vectors else {})
+    ckpt = ckpt.with_operation("convert", params, [src, *vectors.values()])
     options, note = fmt.prepare(ckpt, device=resolve_device(None), **{k: given[k] for k in fmt.options})
     if note is not None:
         log(note)
-    emit_path(save(ckpt, output, to=to, force=force, inputs=(src,), **options))
+    emit_path(save(ckpt, output, to=to, force=force, inputs=(src, *vectors.values()), **options))
+
+
+def _vector_files(specs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise GancraftError(f"--domain-vector {spec!r}: expected NAME=FILE, e.g. pixar=pixar.pt")
+        if name in out:
+            raise GancraftError(f"--domain-vector {name}: given twice")
+        out[name] = path
+    return out
 
 
 def _check_format_options(to: str, given: dict[str, object]) -> None:
