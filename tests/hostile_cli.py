@@ -20,7 +20,7 @@ import torch
 
 from gancraft import save
 from gancraft.cli.main import cli
-from gancraft.cli.types import primary_name
+from gancraft.cli.types import NumberText, primary_name
 from gancraft.latent.files import Latents, save_latents
 from gancraft.media.images import save_png
 
@@ -28,8 +28,9 @@ from conftest import cli_invoke
 
 # what a careless or hostile user types where a number belongs
 HOSTILE = ("nan", "inf", "-inf", "-1", "0", "1e30", "1000000000000", "4294967296", "0-4000000000", "")
-# string options that hold numbers (seed lists, ranges); the numeric ParamTypes are found by type
-NUMERIC_STRINGS = {"--seeds", "--preview-seeds", "--range", "--mix-rows", "--mix-cols", "--alpha", "--indices"}
+# string options that hold numbers (seed lists, layer alphas); the numeric ParamTypes, lists and
+# pairs among them (cli/types.py NumberText), are found by type
+NUMERIC_STRINGS = {"--seeds", "--mix-rows", "--mix-cols", "--alpha"}
 # commands whose numeric options are covered through another command's table (none yet) or that have none
 NO_BASE = {"weights"}
 
@@ -42,7 +43,7 @@ def numeric_options(command: click.Command) -> list[str]:
             continue
         t = p.type
         long = primary_name(p)
-        if isinstance(t, (click.types.IntParamType, click.types.FloatParamType)) or long in NUMERIC_STRINGS:
+        if isinstance(t, (click.types.IntParamType, click.types.FloatParamType, NumberText)) or long in NUMERIC_STRINGS:
             out.append(long)
     return out
 

@@ -12,15 +12,7 @@ from ..merge.methods.taskvec import RESCALE_RULES
 from ..merge.res_weights import parse_weights_by_res
 from .common import emit_path, force_option, log
 from .paths import InputFile, OutputFile, derived_name, stem
-
-
-def parse_floats(text: str | None, what: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise GancraftError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+from .types import FloatList
 
 
 def parse_nets(text: str | None) -> list[str] | None:
@@ -47,6 +39,7 @@ def _method_help() -> str:
 )
 @click.option(
     "--weights",
+    type=FloatList(),
     metavar="W1,W2,...",
     help="One weight per MODEL. mean: normalised to sum 1 (default equal). With --base: used as given "
     "(default 1/N each); ties normalises them per element over the agreeing models.",
@@ -105,7 +98,7 @@ def _method_help() -> str:
 def command(
     models: tuple[str, ...],
     output: str | None,
-    weights: str | None,
+    weights: list[float] | None,
     weights_by_res: str | None,
     method: str,
     base: str | None,
@@ -135,7 +128,6 @@ def command(
       gancraft average --base ffhq.st cat.st toon.st --method dare-ties --density 0.3 --seed 1 -o dare.st
       gancraft average ffhq.st toon.st --weights-by-res '4:1,0;64:0,1' -o coarse-ffhq.st
     """
-    ws = parse_floats(weights, "--weights")
     by_res = parse_weights_by_res(weights_by_res) if weights_by_res is not None else None
     params = {
         name: value
@@ -154,7 +146,7 @@ def command(
         average(
             list(models),
             output,
-            weights=ws,
+            weights=weights,
             method=method,
             base=base,
             nets=parse_nets(nets),

@@ -7,25 +7,13 @@ import click
 from ..checkpoint.io import load
 from ..errors import GancraftError
 from ..io_util import check_output_path
+from ..latent.seeds import MAX_SEED
 from ..merge.blend import ChannelSwap, blend_layers, render_preview
 from ..merge.channels import cluster_channels, write_cluster_map
 from .average import parse_nets
 from .common import device_option, emit_path, force_option, log, resolve_device
 from .paths import InputFile, OutputFile, derived_name, stem
-
-
-def parse_ints(text: str, what: str) -> list[int]:
-    """'0,1,2' or '0-3' (inclusive ranges may be mixed with single numbers)."""
-    out: list[int] = []
-    try:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            lo, sep, hi = part.partition("-")
-            out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
-    except ValueError:
-        raise GancraftError(f"{what}: expected numbers like 0,1,2 or 0-3, got {text!r}") from None
-    if not out:
-        raise GancraftError(f"{what}: no numbers given")
-    return out
+from .types import IntRanges
 
 
 @click.command("blend-layers")
@@ -131,6 +119,7 @@ def parse_ints(text: str, what: str) -> list[int]:
 @click.option(
     "--channels",
     "channel_clusters",
+    type=IntRanges(),
     metavar="K1,K2",
     help="Swap only the channels of these clusters of --cluster-layer from the (first) high model.",
 )
@@ -140,7 +129,14 @@ def parse_ints(text: str, what: str) -> list[int]:
     metavar="FILE.png",
     help="Also write a grid: a row per seed, columns low | blended | high.",
 )
-@click.option("--preview-seeds", default="0-3", show_default=True, help="Seeds of the preview grid.")
+@click.option(
+    "--preview-seeds",
+    type=IntRanges((0, MAX_SEED)),
+    metavar="N,N-M",
+    default="0-3",
+    show_default=True,
+    help="Seeds of the preview grid.",
+)
 @click.option("--preview-psi", type=float, default=1.0, show_default=True, help="Truncation psi of the preview.")
 @device_option
 @force_option
@@ -163,9 +159,9 @@ def command(
     cluster_samples: int,
     cluster_seed: int,
     cluster_map: str | None,
-    channel_clusters: str | None,
+    channel_clusters: list[int] | None,
     preview: str | None,
-    preview_seeds: str,
+    preview_seeds: list[int],
     preview_psi: float,
     device: str | None,
     force: bool,
@@ -239,9 +235,8 @@ def command(
         log(f"clustering {cluster_layer} of {low} over {cluster_samples} images into {clusters} clusters")
         found = cluster_channels(low_ckpt, cluster_layer, clusters, cluster_samples, cluster_seed, device=dev)
         if channel_clusters:
-            chosen = parse_ints(channel_clusters, "--channels")
-            channels = found.channels(chosen)
-            log(f"swapping {len(channels)} channels of {cluster_layer} (clusters {chosen}) from {highs[0]}")
+            channels = found.channels(channel_clusters)
+            log(f"swapping {len(channels)} channels of {cluster_layer} (clusters {channel_clusters}) from {highs[0]}")
             swap = ChannelSwap(cluster_layer, channels)
     if output is not None:
         emit_path(
@@ -271,7 +266,7 @@ def command(
             render_preview(
                 [low, output, *highs],
                 preview,
-                parse_ints(preview_seeds, "--preview-seeds"),
+                preview_seeds,
                 preview_psi,
                 device=dev,
                 force=force,

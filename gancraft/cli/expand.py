@@ -12,6 +12,7 @@ from ..io_util import check_output_path
 from .common import device_option, emit_path, force_option, log, resolve_device
 from .options import ClipOptions, batch_option, clip_options
 from .paths import InputFile, NamedOutput, derived_name, stem
+from .types import IntList
 
 EPILOG = """\b
 Examples:
@@ -29,16 +30,6 @@ Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
   model   ARG is a model of the same resolution, e.g. a fine-tuned child of CKPT:
           for the same z the new domain learns to give that model's image
 """
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise GancraftError(
-            f"--directions {text!r}: expected a comma list of indices (e.g. 511,510), "
-            "'dormant' or 'dormant:MEASURE.csv'"
-        ) from None
 
 
 def _measured_changes(
@@ -106,6 +97,7 @@ def _measured_changes(
 )
 @click.option(
     "--directions",
+    type=IntList("direction indices (e.g. 511,510)", words=("dormant",)),
     default=None,
     metavar="I,J,...|dormant[:CSV]",
     help="Directions to repurpose, one per task in order: indices; 'dormant': the ones that change "
@@ -235,7 +227,7 @@ def command(
     tasks: tuple[str, ...],
     output: str | None,
     sefa_path: str | None,
-    directions: str | None,
+    directions: list[int] | str | None,
     dormant_samples: int,
     distance: float,
     replay_l2: float,
@@ -314,7 +306,7 @@ def command(
         dirs, singular_values = factorised.directions, factorised.singular_values
         source = "sefa --layers all (computed by expand)"
         log(f"no --sefa given: factorised {ckpt}'s modulations (all but the toRGB ones after 4x4)")
-    if directions is not None and (directions == "dormant" or directions.startswith("dormant:")):
+    if isinstance(directions, str):  # 'dormant' or 'dormant:CSV'; indices come as a list
         changes = _measured_changes(
             directions, dirs, singular_values, G, distance, dormant_samples, lpips_weights, dev, quiet
         )
@@ -322,7 +314,7 @@ def command(
         source += f"; directions by measured dormancy ({directions})"
         log("least image change: " + ", ".join(f"direction {k} ({changes[k]:.4g})" for k in indices))
     else:
-        indices = choose_directions(dirs.shape[0], len(specs), None if directions is None else _int_list(directions))
+        indices = choose_directions(dirs.shape[0], len(specs), directions)
     table = expansion_table([t.name for t in specs], dirs, indices, distance)
     log("repurposing " + ", ".join(f"{t.name}: direction {k}" for t, k in zip(specs, indices)))
 

@@ -30,6 +30,7 @@ from ..media.video import write_video
 from .common import emit_path, force_option, log, resolve_device
 from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, spec_with_stdin, stem
+from .types import FloatPair
 
 EPILOG = """\b
 Examples:
@@ -53,19 +54,6 @@ vectors are interpolated); --prompts (hyper-network models): each seed is a cell
 through the domains of the texts. One --prompt picks the domain of the other modes.
 Several cells make a grid video (--cols to arrange it).
 """
-
-
-def _parse_range(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(":")
-    try:
-        if not sep:
-            raise ValueError
-        a, b = float(lo), float(hi)
-    except ValueError:
-        raise GancraftError(f"--range {text!r}: expected LO:HI, e.g. -3:3") from None
-    if not (math.isfinite(a) and math.isfinite(b)) or a == b:
-        raise GancraftError(f"--range {text!r}: LO and HI must be finite and different")
-    return a, b
 
 
 @click.command("render", epilog=EPILOG)
@@ -115,6 +103,7 @@ def _parse_range(text: str) -> tuple[float, float]:
 @click.option(
     "--range",
     "alpha_range",
+    type=FloatPair(":", ("LO", "HI"), "-3:3", distinct=True),
     default="-3:3",
     show_default=True,
     metavar="LO:HI",
@@ -218,7 +207,7 @@ def _render(
     fps: float,
     loop: bool,
     direction: str | None,
-    alpha_range: str,
+    alpha_range: tuple[float, float],
     domains: str | None,
     domain: str | None,
     prompt_csv: str | None,
@@ -260,7 +249,7 @@ def _render(
         raise GancraftError(f"{out}: folder {out.parent} does not exist")
     multiple = direction is None and domains is None and not morph_prompts
     lists = [parse_seeds(s, "--seeds", allow_duplicates=multiple) for s in (seed_lists or ("0,1",))]
-    lo, hi = _parse_range(alpha_range) if direction is not None else (0.0, 0.0)
+    lo, hi = alpha_range if direction is not None else (0.0, 0.0)
     picked = load_direction(direction) if direction is not None else None
 
     model = load(ckpt)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
@@ -16,6 +15,7 @@ from ..latent.seeds import parse_seeds
 from .common import emit_path, force_option, log, naming_options, resolve_device
 from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, OutputFile, spec_with_stdin, stem
+from .types import FloatPair
 
 EPILOG = """\b
 Examples:
@@ -135,6 +135,7 @@ Same latents at the same --batch give identical pixels; across batch sizes, equa
 )
 @click.option(
     "--translate",
+    type=FloatPair(",", ("X", "Y"), "0.3,1"),
     default=None,
     metavar="X,Y",
     help="StyleGAN3 only: move the image by X,Y (in image widths, e.g. 0.3,1), as NVIDIA's "
@@ -205,7 +206,7 @@ def _sample(
     mix_cols: str | None,
     mix_layers: str | None,
     mix_res: str | None,
-    translate: str | None,
+    translate: tuple[float, float] | None,
     rotate: float | None,
     force: bool,
 ) -> None:
@@ -294,16 +295,8 @@ def _sample(
         emit_path(path)
 
 
-def _placement(translate: str | None, rotate: float | None) -> Placement | None:
+def _placement(translate: tuple[float, float] | None, rotate: float | None) -> Placement | None:
     """The StyleGAN3 input transform --translate/--rotate ask for; None when neither is given."""
     if translate is None and rotate is None:
         return None
-    xy = (0.0, 0.0)
-    if translate is not None:
-        try:
-            xy = tuple(float(v) for v in translate.split(","))
-        except ValueError:
-            xy = ()
-        if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
-            raise GancraftError(f"--translate {translate!r}: expected two numbers X,Y, e.g. 0.3,1")
-    return Placement(xy, rotate or 0.0)
+    return Placement(translate or (0.0, 0.0), rotate or 0.0)

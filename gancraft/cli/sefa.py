@@ -18,17 +18,7 @@ from ..metrics.perceptual import perceptual_metric
 from .common import emit_path, force_option, log, resolve_device
 from .options import GenerationOptions, generation_options
 from .paths import InputFile, OutputFile, is_stdout, stem
-
-
-def parse_indices(text: str, k: int, what: str) -> list[int]:
-    try:
-        idx = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise GancraftError(f"{what}: expected comma-separated direction indices, got {text!r}") from None
-    bad = [i for i in idx if not 0 <= i < k]
-    if bad or not idx:
-        raise GancraftError(f"{what}: indices must be in 0-{k - 1}, got {text!r}")
-    return idx
+from .types import IntList
 
 
 def _beside(output: str, suffix: str) -> Path:
@@ -103,7 +93,13 @@ def _beside(output: str, suffix: str) -> Path:
 @click.option(
     "--top-k", type=click.IntRange(min=1), default=8, show_default=True, help="Directions on the sheet: the first K."
 )
-@click.option("--indices", default=None, metavar="I,J,...", help="Directions on the sheet, instead of --top-k.")
+@click.option(
+    "--indices",
+    type=IntList("direction indices"),
+    default=None,
+    metavar="I,J,...",
+    help="Directions on the sheet, instead of --top-k.",
+)
 @click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Columns of the sheet.")
 @click.option(
     "--seeds",
@@ -140,7 +136,7 @@ def command(
     lpips_weights: str | None,
     sheet: str | None,
     top_k: int,
-    indices: str | None,
+    indices: list[int] | None,
     steps: int,
     seeds: str | None,
     domain: str | None,
@@ -206,7 +202,10 @@ def command(
         metric = perceptual_metric(lpips_weights, device=dev)
     if sheet:
         k = result.directions.shape[0]
-        chosen = parse_indices(indices, k, "--indices") if indices else list(range(min(top_k, k)))
+        outside = [i for i in indices or () if not 0 <= i < k]
+        if outside:
+            raise GancraftError(f"--indices: direction {outside[0]} is outside 0-{k - 1}")
+        chosen = indices or list(range(min(top_k, k)))
         sheet_seed = seed_list[0] if seed_list else 0
         sheet_ws = map_latents(G, z_from_seeds([sheet_seed], G.z_dim), spec, psi)
     sv = result.singular_values

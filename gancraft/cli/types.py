@@ -1,5 +1,8 @@
 """Number options checked in one place: every number option of every command is finite and bounded.
 
+The ParamTypes of options that hold several numbers in one string (lists, ranges, pairs) are
+here as well (NumberText and its subclasses), so each syntax is parsed and refused one way.
+
 Commands declare their options with plain click types (type=float, type=int, click.FloatRange,
 click.IntRange); the command group swaps those types for the subclasses below when it loads a
 command, so that
@@ -14,6 +17,7 @@ command, so that
 
 from __future__ import annotations
 
+import abc
 import math
 
 import click
@@ -188,3 +192,113 @@ def check_numbers(command: click.Command) -> click.Command:
         for sub in command.commands.values():
             check_numbers(sub)
     return command
+
+
+class NumberText(click.ParamType, abc.ABC):
+    """Several numbers written as one string; a refusal is one line naming the option.
+
+    A value that is already parsed (a default given as a list or tuple) passes unchanged.
+    """
+
+    name = "numbers"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (list, tuple)):
+            return value
+        return self.parse(str(value), _name(param))
+
+    @abc.abstractmethod
+    def parse(self, text: str, name: str):
+        """`text` parsed; `name` is the option, for the messages."""
+
+
+class FloatList(NumberText):
+    """'0.7,0.3': finite numbers separated by commas (empty items are skipped)."""
+
+    def parse(self, text: str, name: str) -> list[float]:
+        try:
+            values = [float(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise GancraftError(f"{name} {text!r}: expected comma-separated numbers") from None
+        if not all(math.isfinite(v) for v in values):
+            raise GancraftError(f"{name} {text!r}: expected finite numbers")
+        return values
+
+
+class IntList(NumberText):
+    """'0,1,510': at least one whole number, separated by commas (empty items are skipped).
+
+    `what` names the numbers in messages; `words` are other values the option takes, returned as
+    the text itself: 'WORD' alone or 'WORD:ARG'.
+    """
+
+    def __init__(self, what: str = "numbers", words: tuple[str, ...] = ()):
+        self.what = what
+        self.words = words
+
+    def parse(self, text: str, name: str) -> list[int] | str:
+        if text.partition(":")[0] in self.words:
+            return text
+        try:
+            values = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            values = []
+        if not values:
+            alternatives = "".join(f", '{w}' or '{w}:...'" for w in self.words)
+            raise GancraftError(f"{name} {text!r}: expected comma-separated {self.what}{alternatives}")
+        return values
+
+
+class IntRanges(NumberText):
+    """'0,1,2' or '0-3': whole numbers and inclusive ranges, mixed (a leading '-' is a sign).
+
+    Every number lies within `bounds` (inclusive) where given, and the list is at most MAX_COUNT long,
+    checked before a range is expanded (so '0-4000000000' costs nothing).
+    """
+
+    def __init__(self, bounds: tuple[int, int] | None = None):
+        self.bounds = bounds
+
+    def parse(self, text: str, name: str) -> list[int]:
+        out: list[int] = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            lo, sep, hi = part.partition("-")
+            try:
+                first, last = (int(lo), int(hi)) if sep and lo else (int(part), int(part))
+            except ValueError:
+                raise GancraftError(f"{name} {text!r}: expected numbers like 0,1,2 or 0-3") from None
+            for end in (first, last) if self.bounds else ():
+                if not self.bounds[0] <= end <= self.bounds[1]:
+                    raise GancraftError(f"{name} {text!r}: {end} is outside {self.bounds[0]}-{self.bounds[1]}")
+            if len(out) + last - first + 1 > MAX_COUNT:
+                raise GancraftError(f"{name} {text!r}: more than {MAX_COUNT:,} numbers")
+            out.extend(range(first, last + 1))
+        if not out:
+            raise GancraftError(f"{name} {text!r}: no numbers given")
+        return out
+
+
+class FloatPair(NumberText):
+    """Two finite numbers joined by `sep` ('-3:3', '0.3,1'), named `names` in messages;
+    `distinct` refuses two equal ones (an empty range)."""
+
+    def __init__(self, sep: str, names: tuple[str, str], example: str, distinct: bool = False):
+        self.sep = sep
+        self.names = names
+        self.example = example
+        self.distinct = distinct
+
+    def parse(self, text: str, name: str) -> tuple[float, float]:
+        a, b = self.names
+        expected = f"{name} {text!r}: expected two numbers {a}{self.sep}{b}, e.g. {self.example}"
+        parts = text.split(self.sep)
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            pair = (float(parts[0]), float(parts[1]))
+        except ValueError:
+            raise GancraftError(expected) from None
+        if not all(math.isfinite(v) for v in pair) or (self.distinct and pair[0] == pair[1]):
+            also = " and different" if self.distinct else ""
+            raise GancraftError(f"{name} {text!r}: {a} and {b} must be finite{also}")
+        return pair
