@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from gancraft import load
 from gancraft.toy import write_dataset
 from gancraft.train.data import ImageFolderData
-from gancraft.train.loop import TrainingDiverged, TrainOptions, latest_snapshot, run_training
+from gancraft.train.loop import TrainingDiverged, TrainOptions, latest_snapshot, run_dir_for, run_training
 from gancraft.train.methods import ScratchMethod
 
 from conftest import cli_invoke, tiny_configs
@@ -90,6 +90,12 @@ def test_existing_run_folder_is_refused(faces: Path, tmp_path: Path):
     run_training(_method(faces), _opts(1, 1), tmp_path / "run", progress=False)
     with pytest.raises(Exception, match="already holds a training run"):
         run_training(_method(faces), _opts(1, 1), tmp_path / "run", progress=False)
+
+
+def test_run_dir_for():
+    """train, finetune, hyper, root (one per source) and expand all name their run folders so."""
+    assert run_dir_for(Path("out") / "cat.v2.st") == Path("out") / "cat.v2-run"
+    assert run_dir_for("out/cat.st", "runs/7") == Path("runs/7")
 
 
 def test_train_cli(faces: Path, tmp_path: Path):

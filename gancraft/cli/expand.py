@@ -274,7 +274,7 @@ def command(
         parse_task,
         run_expansion,
     )
-    from ..train.loop import TrainOptions
+    from ..train.loop import TrainOptions, run_dir_for
 
     dev = resolve_device(device)
     specs = [parse_task(t) for t in tasks]
@@ -345,7 +345,7 @@ def command(
     opts = TrainOptions(
         kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg, gamma=10.0
     )
-    rdir = Path(run_dir) if run_dir is not None else out.with_name(out.stem + "-run")
+    rdir = run_dir_for(out, run_dir)
     trainer = run_expansion(method, opts, rdir, dev, resume=resume, progress=not quiet)
     inputs = [ckpt] + ([sefa_path] if sefa_path else []) + [t.arg for t in specs if t.kind == "model"]
     written = finish_expansion(trainer, out, {"tasks": list(tasks)}, inputs, force=force)

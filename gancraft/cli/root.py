@@ -77,7 +77,7 @@ def command(
     """
     from .. import distributed
     from ..checkpoint import load
-    from ..train.loop import finish, latest_snapshot, run_training
+    from ..train.loop import finish, latest_snapshot, run_dir_for, run_training
     from ..train.methods import RootingMethod, save_rooting_start
     from .common import resolve_device
 
@@ -128,7 +128,7 @@ def command(
     for method, src, name, target in methods:
         if target not in todo:
             continue
-        run_dir = out_dir / f"{name}-run"
+        run_dir = run_dir_for(target)
         log(f"rooting {src} to {root_path} as class {method.label} ({name}) of {', '.join(classes)}")
         trainer = run_training(
             method,

@@ -111,16 +111,15 @@ def build_options(
     )
 
 
-def run_dir_for(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
+def _run_folder(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
     """(run folder, resume?) from --resume / --run-dir / the output path."""
+    from ..train.loop import run_dir_for
+
     if kw["resume"]:
         if kw["run_dir"] and Path(kw["run_dir"]).resolve() != Path(kw["resume"]).resolve():
             raise GancraftError("--run-dir and --resume name different folders; give only --resume")
         return Path(kw["resume"]), True
-    if kw["run_dir"]:
-        return Path(kw["run_dir"]), False
-    out = Path(output)
-    return out.with_name(out.stem + "-run"), False
+    return run_dir_for(output, kw["run_dir"] or None), False
 
 
 def train_and_save(
@@ -132,7 +131,7 @@ def train_and_save(
     info = distributed.from_env()
     if info.is_main:
         check_output_path(output, force=kw["force"], inputs=tuple(inputs))
-    run_dir, resume = run_dir_for(output, kw)
+    run_dir, resume = _run_folder(output, kw)
     device = resolve_device(kw["device"])
     trainer = run_training(
         method,

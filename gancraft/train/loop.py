@@ -459,6 +459,15 @@ def _last_good_hint(run_dir: Path) -> str:
     return f"last good snapshot: {found[1]} (continue with --resume {run_dir} after lowering --lr or --gamma)"
 
 
+def run_dir_for(output: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> Path:
+    """The folder where the run that writes `output` keeps its snapshots, state and log:
+    `run_dir` if given, else beside `output`, named after it (cat.st -> cat-run)."""
+    if run_dir is not None:
+        return Path(run_dir)
+    out = Path(output)
+    return out.with_name(out.stem + "-run")
+
+
 def latest_snapshot(run_dir: Path) -> tuple[int, Path, Path] | None:
     """(step, snapshot, state) of the newest snapshot whose state file was also completed."""
     if not run_dir.is_dir():
