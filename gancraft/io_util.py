@@ -155,6 +155,11 @@ def display_text(text: str) -> str:
     return text
 
 
+def no_log(message: str) -> None:
+    """The default `log` of the library functions behind the commands: the command passes its
+    stderr logger, a Python caller sees the outcome in what the function returns."""
+
+
 def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     """Delete temporary files that a killed gancraft process left for `name` in `folder`."""
     removed = []

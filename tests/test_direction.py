@@ -13,10 +13,12 @@ from safetensors import safe_open
 
 from gancraft.errors import GancraftError
 from gancraft.latent import svm
+from gancraft.latent.direction import learn_direction
+from gancraft.latent.files import load_direction
 from gancraft.latent.seeds import z_from_seeds
 from gancraft.latent.sefa import save_directions
 
-from conftest import cli_invoke
+from conftest import cli_invoke, cli_ok
 
 HIDDEN = np.random.default_rng(1).normal(size=32)
 HIDDEN /= np.linalg.norm(HIDDEN)
@@ -192,3 +194,37 @@ def test_cli_bad_inputs(tmp_path, w_samples, tiny_ckpt_path, monkeypatch):
     monkeypatch.setattr("gancraft.metrics.clip.cached_weights", lambda *a, **k: None)
     assert "--clip-weights" in _error([str(tiny_ckpt_path), "--seeds", "0-9", "--clip", "a", "b", "-o", out])
     assert not (tmp_path / "o.st").exists()
+
+
+def test_library_writes_what_the_command_writes(tmp_path, w_samples):
+    lat = _write_latents(tmp_path, w_samples)
+    other = tmp_path / "other.st"
+    save_directions(other, torch.from_numpy(np.stack([HIDDEN, np.eye(32)[0]])).float(), {"kind": "test"})
+    cli = tmp_path / "cli.st"
+    cli_ok("direction", "--latents", lat, "--domain", "a", "--orthogonal-to", f"{other}:1", "--seed", "3", "-o", cli)
+    found = learn_direction(
+        tmp_path / "api.st",
+        latents=lat,
+        labels=str(tmp_path / "lat.csv"),
+        domain="a",
+        orthogonal_to=[load_direction(f"{other}:1")],
+        seed=3,
+    )
+    assert found.path == tmp_path / "api.st" and found.boundary.n_positive + found.boundary.n_negative == 400
+    with safe_open(str(cli), "np") as f, safe_open(str(found.path), "np") as g:
+        assert np.array_equal(f.get_tensor("directions"), g.get_tensor("directions"))
+        assert f.metadata() == g.metadata()
+
+
+def test_library_errors_name_the_value_and_the_command_adds_the_option(tmp_path, w_samples):
+    lat = _write_latents(tmp_path, w_samples)
+    short = tmp_path / "short.st"
+    save_directions(short, torch.eye(3)[:1], {"kind": "test"})
+    with pytest.raises(GancraftError) as caught:
+        learn_direction(
+            tmp_path / "x.st", latents=lat, labels=tmp_path / "lat.csv", orthogonal_to=[load_direction(f"{short}:0")]
+        )
+    assert caught.value.field == "orthogonal_to" and "--" not in str(caught.value)
+    line = _error(["--latents", str(lat), "--orthogonal-to", f"{short}:0", "-o", str(tmp_path / "x.st")])
+    assert line.endswith("error: --orthogonal-to: directions must have 32 dimensions like the latents"), line
+    assert not (tmp_path / "x.st").exists()

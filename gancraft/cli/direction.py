@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
-import numpy as np
-import torch
 
 from .. import load
 from ..errors import GancraftError
-from ..io_util import check_output_path, display_name, sha256_file
-from ..latent import svm
-from ..latent.domains import resolve_domain
-from ..latent.files import load_direction, load_latents
-from ..latent.generate import map_latents
-from ..latent.seeds import parse_seeds, z_from_seeds
-from ..latent.sefa import save_directions
-from .common import emit_path, force_option, log, resolve_device
+from ..io_util import check_output_path
+from ..latent.direction import learn_direction
+from ..latent.files import load_direction
+from .common import emit_path, force_option, log, naming_options, resolve_device
 from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, OutputFile, spec_with_stdin, stem
-
-
-def _domain_rows(domains: list[str], domain: str | None, path: str) -> np.ndarray:
-    """Row indices of the latents belonging to --domain (all rows without one)."""
-    if domain is None:
-        return np.arange(len(domains))
-    labels = np.asarray(domains)
-    rows = np.flatnonzero(labels == domain)
-    if rows.size == 0:
-        known = ", ".join(sorted(set(domains) - {""})) or "none recorded"
-        raise GancraftError(f"{path}: no latents of domain {domain!r} (domains in the file: {known})")
-    return rows
 
 
 @click.command("direction")
@@ -179,75 +162,36 @@ def command(
     inputs = tuple(x for x in (ckpt, latents, labels) if x)
     output = output if output is not None else stem(ckpt or latents) + ".direction.st"
     check_output_path(output, force=force, inputs=inputs)
-    dev = resolve_device(gen.device)
-
-    scorer = None
-    if labels is None:
-        if clip_prompts:
-            from ..metrics.clip import load_clip
-
-            model = load_clip(clip.clip_model, clip.clip_weights, device=dev, download=clip.download_clip)
-            log(f"labels: zero-shot {model.description}: '{clip_prompts[0]}' vs '{clip_prompts[1]}'")
-            scorer = svm.clip_scorer(model, *clip_prompts)
-            label_desc = {"kind": "clip", "model": model.name, "positive": clip_prompts[0], "negative": clip_prompts[1]}
-            default_name = clip_prompts[0]
-        else:
-            ts = svm.load_classifier(classifier, dev)
-            scorer = svm.classifier_scorer(ts, classifier, class_index)
-            label_desc = {
-                "kind": "classifier",
-                "file": str(classifier),
-                "sha256": sha256_file(classifier),
-                "class_index": class_index,
-            }
-            default_name = Path(classifier).stem + (f"[{class_index}]" if class_index is not None else "")
-
-    checkpoint = G = None
-    if ckpt is not None:
-        checkpoint = load(ckpt)
-        G = checkpoint.generator(device=dev)
-    spec = resolve_domain(checkpoint, domain, G) if (domain and checkpoint is not None and seeds) else None
-    if latents is not None:
-        lat = load_latents(latents)
-        rows = _domain_rows(lat.domains, domain, latents)
-        w_all = lat.w[rows]
-        seed_array = lat.seeds[rows] if np.all(lat.seeds[rows] >= 0) else None
-        ws = torch.from_numpy(np.ascontiguousarray(w_all))
-        if G is not None:
-            if ws.shape[-1] != G.w_dim:
-                raise GancraftError(f"{latents}: w has {ws.shape[-1]} dimensions, {ckpt} has w_dim {G.w_dim}")
-            if ws.shape[1] == 1:
-                ws = ws.repeat(1, G.num_ws, 1)
-            elif ws.shape[1] != G.num_ws:
-                raise GancraftError(f"{latents}: w holds {ws.shape[1]} layers, {ckpt} uses {G.num_ws}")
-            # stored w already carries the domain's class and subspace; a domain vector acts in synthesis
-            spec = resolve_domain(checkpoint, domain, G) if domain and checkpoint.domains else None
-        w_train = w_all[:, 0].astype(np.float64)
-    else:
-        seed_array = np.array(parse_seeds(seeds))
-        ws = map_latents(G, z_from_seeds(seed_array, G.z_dim), spec, gen.psi)
-        w_train = ws[:, 0].cpu().double().numpy()  # float64 only on the CPU (MPS has none)
-
-    ortho = None
-    if orthogonal_to:
-        vectors = [
-            load_direction(spec_with_stdin(spec_text), "--orthogonal-to").vector.double().numpy()
-            for spec_text in orthogonal_to
-        ]
-        if any(v.size != w_train.shape[1] for v in vectors):
-            raise GancraftError(f"--orthogonal-to: directions must have {w_train.shape[1]} dimensions like the latents")
-        ortho = np.stack(vectors)
-
-    if scorer is None:
-        scores, column = svm.read_label_csv(labels, seed_array, w_train.shape[0], label_column)
-        label_desc = {"kind": "csv", "file": str(labels), "sha256": sha256_file(labels), "column": column}
-        default_name = column
-    else:
-        scores = svm.score_latents(G, ws.to(dev), scorer, gen.batch, spec)
-
-    boundary = svm.train_boundary(
-        w_train, scores, fraction=fraction, val_split=val_split, C=svm_c, seed=seed, orthogonal_to=ortho
-    )
+    # the stored record keeps the specs as typed ('-:0' rather than the file standard input became)
+    ortho = [replace(load_direction(spec_with_stdin(text), "--orthogonal-to"), source=text) for text in orthogonal_to]
+    with naming_options(orthogonal_to="--orthogonal-to"):
+        found = learn_direction(
+            output,
+            load(ckpt) if ckpt is not None else None,
+            latents=latents,
+            seeds=seeds,
+            labels=labels,
+            label_column=label_column,
+            clip_prompts=clip_prompts,
+            clip_model=clip.clip_model,
+            clip_weights=clip.clip_weights,
+            download_clip=clip.download_clip,
+            classifier=classifier,
+            class_index=class_index,
+            domain=domain,
+            fraction=fraction,
+            val_split=val_split,
+            svm_c=svm_c,
+            orthogonal_to=ortho,
+            name=name,
+            seed=seed,
+            psi=gen.psi,
+            batch=gen.batch,
+            device=resolve_device(gen.device),
+            force=force,
+            log=log,
+        )
+    boundary = found.boundary
     val = "n/a" if boundary.val_accuracy is None else f"{boundary.val_accuracy:.3f}"
     log(
         f"svm: {boundary.n_positive} positive / {boundary.n_negative} negative"
@@ -256,20 +200,4 @@ def command(
     )
     if not boundary.converged:
         log("svm: warning: liblinear did not converge; try a smaller --svm-c")
-    meta = {
-        "kind": "svm",
-        "names": [name or default_name],
-        "labels": label_desc,
-        "domain": domain,
-        "fraction": fraction,
-        "val_split": val_split,
-        "svm_c": svm_c,
-        "orthogonal_to": list(orthogonal_to),
-        "latents": None if latents is None else {"path": display_name(latents), "sha256": sha256_file(latents)},
-        "seeds": None if seeds is None else seeds,
-        **boundary.summary(),
-    }
-    if ckpt is not None:
-        meta["source"] = {"path": display_name(ckpt), "sha256": sha256_file(ckpt)}
-    direction = torch.from_numpy(boundary.direction).float().unsqueeze(0)
-    emit_path(save_directions(output, direction, meta, force=force, inputs=inputs))
+    emit_path(found.path)
