@@ -10,14 +10,14 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from gancraft import Checkpoint, save
+from gancraft import Checkpoint, load, save
 from gancraft.errors import GancraftError
 from gancraft.latent import sefa as S
 from gancraft.latent.files import load_direction, load_directions
 from gancraft.latent.seeds import z_from_seeds
 from gancraft.metrics.perceptual import pixel_distance
 
-from conftest import cli_invoke, make_tiny_checkpoint, tiny_configs
+from conftest import cli_invoke, cli_ok, make_tiny_checkpoint, tiny_configs
 
 
 def _affine_rows(G, keep) -> np.ndarray:
@@ -183,6 +183,44 @@ def test_cli_writes_directions_measure_and_sheet(tmp_path):
 
     assert Image.open(sheet).size == (3 * 16 + 2 * 2, 2 * 16 + 2)
     assert Image.open(png_path).size[0] > 100
+
+
+def test_library_writes_what_the_command_writes(tmp_path):
+    ckpt_path = tmp_path / "m.st"
+    save(_narrow_checkpoint(), ckpt_path)
+    args = ["--measure", "2", "--sheet", tmp_path / "cli.png", "--indices", "0,7", "--steps", "3", "--distance", "3"]
+    cli = cli_ok("sefa", ckpt_path, "-o", tmp_path / "cli.st", *args, "--seeds", "4,5", "--layers", "4-8")
+    api = S.write_sefa(
+        load(ckpt_path),
+        tmp_path / "api.st",
+        measure=2,
+        sheet=tmp_path / "api.png",
+        indices=[0, 7],
+        steps=3,
+        distance=3.0,
+        seeds=[4, 5],
+        layers="4-8",
+    )
+    assert [p.name for p in api] == ["api.st", "api.measure.csv", "api.measure.png", "api.png"]
+    with safe_open(cli[0], "np") as f, safe_open(str(api[0]), "np") as g:
+        assert all(np.array_equal(f.get_tensor(k), g.get_tensor(k)) for k in ("directions", "singular_values"))
+        assert f.metadata() == g.metadata()
+    assert open(cli[1]).read() == api[1].read_text()
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(cli[3])), np.asarray(Image.open(api[3])))
+
+
+def test_library_errors_name_the_value_and_the_command_adds_the_option(tmp_path, tiny_ckpt_path):
+    for kw, field in ((dict(dormant_fraction=1.0), "dormant_fraction"), (dict(measure=3, seeds=[1]), "seeds")):
+        with pytest.raises(GancraftError) as caught:
+            S.write_sefa(load(tiny_ckpt_path), tmp_path / "x.st", **kw)
+        assert caught.value.field == field and "--" not in str(caught.value)
+    line = _one_line_error(
+        cli_invoke("sefa", tiny_ckpt_path, "-o", tmp_path / "x.st", "--measure", "3", "--seeds", "1")
+    )
+    assert line.endswith("error: --seeds: gives 1 seeds, 3 are to be measured"), line
+    assert not (tmp_path / "x.st").exists()
 
 
 def _one_line_error(r) -> str:

@@ -5,17 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .. import load
 from ..errors import GancraftError
-from ..io_util import check_output_path, display_name, sha256_file
+from ..io_util import check_output_path
 from ..latent import sefa as sefa_lib
-from ..latent.domains import resolve_domain
-from ..latent.generate import edit_layer_mask, map_latents
-from ..latent.seeds import parse_seeds, z_from_seeds
-from ..metrics.perceptual import perceptual_metric
-from .common import emit_path, force_option, log, resolve_device
+from ..latent.seeds import parse_seeds
+from .common import emit_path, force_option, log, naming_options, resolve_device
 from .options import GenerationOptions, generation_options
 from .paths import InputFile, OutputFile, is_stdout, stem
 from .types import IntList
@@ -166,8 +162,6 @@ def command(
     """
     if measure_n is None and (measure_csv or plot):
         raise GancraftError("--measure-csv and --plot need --measure N")
-    if not 0 < dormant_fraction < 1:
-        raise GancraftError(f"--dormant-fraction must be in (0, 1), got {dormant_fraction}")
     named = stem(ckpt) + ".sefa.st"
     output = output if output is not None else named
     outputs = [output]
@@ -184,67 +178,31 @@ def command(
     for path in outputs:
         check_output_path(path, force=force, inputs=(ckpt,))
     dev = resolve_device(gen.device)
-    psi, batch = gen.psi, gen.batch
     seed_list = parse_seeds(seeds) if seeds else None
-
-    checkpoint = load(ckpt)
-    net_name = net or checkpoint.generator_net()
-    G = checkpoint.generator(net_name, device=dev)
-    result = sefa_lib.sefa(G, layers, normalize=normalize)
-    # Sample latents before writing anything, so a bad --domain or --seeds leaves no partial output.
-    spec = resolve_domain(checkpoint, domain, G) if domain else None
-    mask = None if result.edit_layers is None else edit_layer_mask(G, result.edit_layers).to(dev)
-    if measure_n is not None:
-        mseeds = seed_list if seed_list else list(range(measure_n))
-        if len(mseeds) < measure_n:
-            raise GancraftError(f"--seeds gives {len(mseeds)} seeds, --measure asks for {measure_n}")
-        measure_ws = map_latents(G, z_from_seeds(mseeds[:measure_n], G.z_dim), spec, psi)
-        metric = perceptual_metric(lpips_weights, device=dev)
-    if sheet:
-        k = result.directions.shape[0]
-        outside = [i for i in indices or () if not 0 <= i < k]
-        if outside:
-            raise GancraftError(f"--indices: direction {outside[0]} is outside 0-{k - 1}")
-        chosen = indices or list(range(min(top_k, k)))
-        sheet_seed = seed_list[0] if seed_list else 0
-        sheet_ws = map_latents(G, z_from_seeds([sheet_seed], G.z_dim), spec, psi)
-    sv = result.singular_values
-    log(
-        f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
-        f"{'per-row normalised' if normalize else 'no normalisation'}; singular values "
-        f"{sv[0]:.4g} .. {sv[-1]:.4g}"
-    )
-    meta = sefa_lib.sefa_metadata(result, display_name(ckpt), sha256_file(ckpt), net_name)
-    emit_path(
-        sefa_lib.save_directions(output, result.directions, meta, singular_values=sv, force=force, inputs=(ckpt,))
-    )
-
-    if measure_n is not None:
-        log(f"measure: {metric.description}")
-        means, stds = sefa_lib.measure_directions(G, result.directions, measure_ws, distance, metric, batch, spec, mask)
-        dormant = sefa_lib.dormant_mask(means, dormant_fraction)
-        sefa_lib.write_measure_csv(measure_csv, means, stds, sv.numpy(), dormant, metric.name, force=force)
-        emit_path(measure_csv)
-        title = (
-            f"mean {metric.name} change per direction, {measure_n} samples, step +-{distance:g} "
-            f"({int(dormant.sum())} dormant: < {dormant_fraction:g} x max)"
+    with naming_options(dormant_fraction="--dormant-fraction", seeds="--seeds", indices="--indices"):
+        written = sefa_lib.write_sefa(
+            load(ckpt),
+            output,
+            layers=layers,
+            normalize=normalize,
+            net=net,
+            measure=measure_n,
+            distance=distance,
+            measure_csv=measure_csv,
+            plot=plot,
+            dormant_fraction=dormant_fraction,
+            lpips_weights=lpips_weights,
+            sheet=sheet,
+            top_k=top_k,
+            indices=indices,
+            steps=steps,
+            seeds=seed_list,
+            domain=domain,
+            psi=gen.psi,
+            batch=gen.batch,
+            device=dev,
+            force=force,
+            log=log,
         )
-        sefa_lib.plot_measure_png(plot, means, dormant, dormant_fraction * float(np.max(means)), title, force=force)
-        emit_path(plot)
-        first = int(np.argmax(dormant)) if dormant.any() else None
-        log(
-            f"measure ({metric.name}): largest change {means.max():.4g} (direction {int(np.argmax(means))}), "
-            f"smallest {means.min():.4g} (direction {int(np.argmin(means))}); {int(dormant.sum())} of "
-            f"{len(means)} dormant" + (f", the first at index {first}" if first is not None else "")
-        )
-
-    if sheet:
-        from ..media.images import save_png
-
-        grid = sefa_lib.traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, spec, batch, mask)
-        save_png(grid, sheet, force=force)
-        log(
-            f"sheet: rows = directions {','.join(str(i) for i in chosen)} (seed {sheet_seed}), "
-            f"columns = -{distance:g}..+{distance:g} in {steps} steps"
-        )
-        emit_path(sheet)
+    for path in written:
+        emit_path(path)

@@ -32,8 +32,14 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from ..checkpoint.core import Checkpoint
 from ..errors import GancraftError
-from ..io_util import atomic_write
+from ..io_util import atomic_write, display_name, no_log, sha256_file
+from ..media.images import save_png
+from ..metrics.perceptual import perceptual_metric
+from .domains import resolve_domain
+from .generate import edit_layer_mask, map_latents
+from .seeds import z_from_seeds
 
 LAYER_SPEC_HELP = (
     "all (every conv layer plus the 4x4 toRGB, as rosinality's closed_form_factorization.py), "
@@ -381,3 +387,104 @@ def traversal_sheet(
     all_ws = torch.cat(rows)
     imgs = torch.cat([_synthesize(G, all_ws[i : i + batch_size], spec) for i in range(0, all_ws.shape[0], batch_size)])
     return make_grid(to_uint8(imgs), rows=len(rows), cols=steps, pad=2, pad_value=255)
+
+
+def write_sefa(
+    model: Checkpoint,
+    output: str | os.PathLike,
+    *,
+    layers: str = "all",
+    normalize: bool = False,
+    net: str | None = None,
+    measure: int | None = None,
+    distance: float = 5.0,
+    measure_csv: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+    dormant_fraction: float = 0.05,
+    lpips_weights: str | os.PathLike | None = None,
+    sheet: str | os.PathLike | None = None,
+    top_k: int = 8,
+    indices: Sequence[int] | None = None,
+    steps: int = 7,
+    seeds: Sequence[int] | None = None,
+    domain: str | None = None,
+    psi: float = 1.0,
+    batch: int = 16,
+    device: str | torch.device = "cpu",
+    force: bool = False,
+    log: Callable[[str], None] = no_log,
+) -> list[Path]:
+    """Factorise `model`'s generator (`net`, default G_ema else G) over `layers` and write the
+    directions file `output`; returns the paths written, in order.
+
+    With `measure` N, every direction's mean perceptual change over N samples (`seeds`, default
+    0..N-1) moved by +-`distance` also goes to `measure_csv` and `plot` (default: beside `output`),
+    directions below `dormant_fraction` of the largest change marked dormant. With `sheet`, a
+    traversal contact sheet of the first `top_k` directions (or `indices`) at the first seed.
+    Latents are sampled, and every value checked, before anything is written.
+    """
+    if not 0 < dormant_fraction < 1:
+        raise GancraftError(f"must be in (0, 1), got {dormant_fraction}", field="dormant_fraction")
+    device = torch.device(device)
+    net_name = net or model.generator_net()
+    G = model.generator(net_name, device=device)
+    result = sefa(G, layers, normalize=normalize)
+    spec = resolve_domain(model, domain, G) if domain else None
+    mask = None if result.edit_layers is None else edit_layer_mask(G, result.edit_layers).to(device)
+    if measure is not None:
+        mseeds = list(seeds) if seeds else list(range(measure))
+        if len(mseeds) < measure:
+            raise GancraftError(f"gives {len(mseeds)} seeds, {measure} are to be measured", field="seeds")
+        measure_ws = map_latents(G, z_from_seeds(mseeds[:measure], G.z_dim), spec, psi)
+        metric = perceptual_metric(lpips_weights, device=device)
+        out = Path(output)
+        measure_csv = measure_csv or out.with_name(out.stem + ".measure.csv")
+        plot = plot or out.with_name(out.stem + ".measure.png")
+    if sheet:
+        k = result.directions.shape[0]
+        outside = [i for i in indices or () if not 0 <= i < k]
+        if outside:
+            raise GancraftError(f"direction {outside[0]} is outside 0-{k - 1}", field="indices")
+        chosen = list(indices) if indices else list(range(min(top_k, k)))
+        sheet_seed = seeds[0] if seeds else 0
+        sheet_ws = map_latents(G, z_from_seeds([sheet_seed], G.z_dim), spec, psi)
+    sv = result.singular_values
+    log(
+        f"sefa: {len(result.layers)} layer(s) ({', '.join(result.layers)}), "
+        f"{'per-row normalised' if normalize else 'no normalisation'}; singular values "
+        f"{sv[0]:.4g} .. {sv[-1]:.4g}"
+    )
+    source = model.path
+    meta = sefa_metadata(
+        result, display_name(source) if source else None, sha256_file(source) if source else None, net_name
+    )
+    inputs = (source,) if source else ()
+    written = [save_directions(output, result.directions, meta, singular_values=sv, force=force, inputs=inputs)]
+
+    if measure is not None:
+        log(f"measure: {metric.description}")
+        means, stds = measure_directions(G, result.directions, measure_ws, distance, metric, batch, spec, mask)
+        dormant = dormant_mask(means, dormant_fraction)
+        write_measure_csv(measure_csv, means, stds, sv.numpy(), dormant, metric.name, force=force)
+        written.append(Path(measure_csv))
+        title = (
+            f"mean {metric.name} change per direction, {measure} samples, step +-{distance:g} "
+            f"({int(dormant.sum())} dormant: < {dormant_fraction:g} x max)"
+        )
+        plot_measure_png(plot, means, dormant, dormant_fraction * float(np.max(means)), title, force=force)
+        written.append(Path(plot))
+        first = int(np.argmax(dormant)) if dormant.any() else None
+        log(
+            f"measure ({metric.name}): largest change {means.max():.4g} (direction {int(np.argmax(means))}), "
+            f"smallest {means.min():.4g} (direction {int(np.argmin(means))}); {int(dormant.sum())} of "
+            f"{len(means)} dormant" + (f", the first at index {first}" if first is not None else "")
+        )
+
+    if sheet:
+        grid = traversal_sheet(G, result.directions, chosen, sheet_ws, distance, steps, spec, batch, mask)
+        written.append(Path(save_png(grid, sheet, force=force)))
+        log(
+            f"sheet: rows = directions {','.join(str(i) for i in chosen)} (seed {sheet_seed}), "
+            f"columns = -{distance:g}..+{distance:g} in {steps} steps"
+        )
+    return written
