@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from gancraft import load
+from gancraft.errors import GancraftError
+from gancraft.latent.sampling import Synthesis
 from gancraft.latent.sefa import save_directions
+from gancraft.latent.video import render_video
 from gancraft.media.video import read_video_info
 
 from conftest import cli_fails, cli_invoke, cli_ok
@@ -77,4 +82,38 @@ def test_bad_inputs_exit_2_with_one_line(ckpt, union, tmp_path):
     assert "at least two domains" in fails(union, "--domains", "cat", "-o", tmp_path / "a.mp4")
     (tmp_path / "taken.mp4").write_bytes(b"")
     assert "already exists" in fails(ckpt, "-o", tmp_path / "taken.mp4")
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_library_writes_what_the_command_writes(union, tmp_path):
+    """Two cells walking in the union model's dog domain, as the command and as render_video."""
+    cli = ok(
+        union,
+        "--seeds",
+        "1,2",
+        "--seeds",
+        "3,4",
+        "--domain",
+        "dog",
+        "--frames",
+        "3",
+        "--trunc",
+        "0.7",
+        "-o",
+        tmp_path / "c",
+    )
+    api = render_video(
+        load(union), tmp_path / "a", seeds=[[1, 2], [3, 4]], domain="dog", frames=3, synthesis=Synthesis(psi=0.7)
+    )
+    assert cli == [str(tmp_path / "c")] and api == tmp_path / "a"
+    for i in range(3):
+        assert np.array_equal(frame(api, i), frame(tmp_path / "c", i))
+
+
+def test_library_errors_name_the_value_and_the_command_adds_the_option(union, tmp_path):
+    with pytest.raises(GancraftError) as caught:
+        render_video(load(union), tmp_path / "a.mp4", domain="cat,dog")
+    assert caught.value.field == "domain" and "--" not in str(caught.value)
+    line = fails(union, "--domain", "cat,dog", "-o", tmp_path / "a.mp4")
+    assert line.endswith("error: --domain: give one domain here, not 'cat,dog'; a morph runs through several"), line
     assert not (tmp_path / "a.mp4").exists()

@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Iterator
 
 import click
-import numpy as np
 
 from .. import load
 from ..errors import GancraftError
 from ..io_util import check_output_path
-from ..latent import domains as dom
 from ..latent.files import load_direction
-from ..latent.generate import (
-    PATHS,
-    domain_morph_plan,
-    interpolation_plan,
-    render_frames,
-    style_scale_plan,
-    traversal_plan,
-)
-from ..latent.hyper import has_hyper
+from ..latent.generate import PATHS
+from ..latent.sampling import Synthesis
 from ..latent.seeds import parse_seeds
-from ..media.images import make_grid, to_uint8
-from ..media.video import write_video
-from .common import emit_path, force_option, log, resolve_device
+from ..latent.video import render_video
+from .common import emit_path, force_option, log, naming_options, resolve_device
 from .options import ClipOptions, GenerationOptions, clip_options, generation_options
 from .paths import InputFile, spec_with_stdin, stem
 from .types import FloatPair
@@ -202,28 +190,19 @@ def _render(
     out: Path,
     seed_lists: tuple[str, ...],
     path_kind: str,
-    space: str | None,
-    frames: int,
-    fps: float,
-    loop: bool,
     direction: str | None,
-    alpha_range: tuple[float, float],
     domains: str | None,
     domain: str | None,
     prompt_csv: str | None,
     prompt_items: tuple[str, ...],
-    prompt_space: str,
-    clip_weights: str | None,
-    download_clip: bool,
     psi: float,
     trunc_cutoff: int | None,
     noise_mode: str,
     batch_size: int,
-    cols: int | None,
-    quality: float,
     precision: str,
     device: str | None,
     force: bool,
+    **video,
 ) -> None:
     if direction is not None and domains is not None:
         raise GancraftError("--direction and --domains exclude each other")
@@ -237,61 +216,31 @@ def _render(
         raise GancraftError("--direction and a prompt morph exclude each other (give one --prompt to traverse)")
     if morph_prompts and len(prompts) < 2:
         raise GancraftError("--prompts: a morph needs at least two prompts")
-    if space is None:
-        space = "w" if path_kind == "cubic" else "z"
-    if out.suffix and out.suffix.lower() not in (".mp4", ".gif"):
-        raise GancraftError(f"{out}: unsupported video extension {out.suffix!r}; use .mp4, .gif or a folder")
-    if out.suffix:
+    if out.suffix.lower() in (".mp4", ".gif"):
         check_output_path(out, force=force, inputs=(ckpt,))
-    elif out.exists() and not out.is_dir():
-        raise GancraftError(f"{out}: is a file, expected a folder for the frames")
-    elif not out.exists() and not out.parent.is_dir():
-        raise GancraftError(f"{out}: folder {out.parent} does not exist")
     multiple = direction is None and domains is None and not morph_prompts
     lists = [parse_seeds(s, "--seeds", allow_duplicates=multiple) for s in (seed_lists or ("0,1",))]
-    lo, hi = alpha_range if direction is not None else (0.0, 0.0)
     picked = load_direction(direction) if direction is not None else None
-
     model = load(ckpt)
     dev = resolve_device(device)
-    G = model.generator(device=dev)
-    get_prompts = dom.lazy_prompt_vectors(model, clip_weights, dev, download_clip)
-    if prompts and not has_hyper(model):
-        dom.prompt_domain(model, prompts[0], G, prompts=get_prompts)  # raises: the model has no hyper-network
-    if morph_prompts:
-        vectors = dom.prompt_morph_vectors(get_prompts(), prompts, frames, loop, prompt_space)
-        plan = style_scale_plan(
-            G, [s for lst in lists for s in lst], vectors, psi, trunc_cutoff, get_prompts().modulation
+    synthesis = Synthesis(psi, trunc_cutoff, noise_mode, batch_size, precision)
+    with naming_options(domain="--domain"):
+        written = render_video(
+            model,
+            out,
+            seeds=lists,
+            path=path_kind,
+            direction=picked,
+            domains=domains,
+            domain=domain,
+            prompts=prompts,
+            synthesis=synthesis,
+            device=dev,
+            force=force,
+            log=log,
+            **video,
         )
-    elif domains is not None:
-        specs = dom.resolve_domains(model, domains, G, option="--domains", prompts=get_prompts)
-        seeds = [s for lst in lists for s in lst]
-        plan = domain_morph_plan(G, seeds, specs, frames, loop, psi, trunc_cutoff)
-    else:
-        if prompts:
-            spec = dom.prompt_domain(model, prompts[0], G, prompts=get_prompts)
-        else:
-            spec = _single_domain(model, domain, G, get_prompts)
-        if picked is not None:
-            plan = traversal_plan(
-                G, [s for lst in lists for s in lst], picked, lo, hi, frames, loop, spec, psi, trunc_cutoff
-            )
-        else:
-            plan = interpolation_plan(G, lists, frames, loop, space, spec, psi, trunc_cutoff, path=path_kind)
-    cells = plan[0].ws.shape[0]
-    n_cols = cols or math.ceil(math.sqrt(cells))
-    n_rows = math.ceil(cells / n_cols)
-
-    # render_frames refuses what the model cannot run now, before the log line and the video file
-    frames_of_cells = render_frames(G, plan, noise_mode=noise_mode, batch_size=batch_size, precision=precision)
-
-    def video_frames() -> Iterator[np.ndarray]:
-        for images in frames_of_cells:
-            pixels = to_uint8(images)
-            yield pixels[0] if cells == 1 else make_grid(pixels, n_rows, n_cols)
-
-    log(f"rendering {frames} frames of {cells} cell(s) at {G.img_resolution}px")
-    emit_path(write_video(video_frames(), out, fps=fps, quality=quality, force=force, progress=True, total=frames))
+    emit_path(written)
 
 
 def _prompt_list(csv: str | None, items: tuple[str, ...]) -> list[str]:
@@ -301,16 +250,3 @@ def _prompt_list(csv: str | None, items: tuple[str, ...]) -> list[str]:
     if any(not p for p in prompts):
         raise GancraftError("--prompt/--prompts: empty prompt text")
     return prompts
-
-
-def _single_domain(model, name: str | None, G, get_prompts: dom.PromptSource) -> dom.DomainSpec | None:
-    if not dom.is_multi_domain(model):
-        if name is not None:
-            dom.resolve_domain(model, name, G)  # raises: the model has no domains
-        return None
-    if name is None:
-        name = dom.domain_names(model)[0]
-        log(f"domain: {name} (choose another with --domain)")
-    if name == "all" or "," in name:
-        raise GancraftError(f"--domain {name!r}: give one domain here; use --domains a,b,... for a morph")
-    return dom.resolve_domain(model, name, G, prompts=get_prompts)
