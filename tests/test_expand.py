@@ -16,6 +16,7 @@ from gancraft.latent.subspace import choose_directions, expansion_table, subspac
 from gancraft.train.expansion import (
     ExpansionMethod,
     ExpansionSettings,
+    expand,
     expanded_checkpoint,
     invert_images,
     parse_task,
@@ -638,3 +639,46 @@ def test_source_adversarial_step_updates_g(tmp_path):
     G0 = parent.generator()
     moved = [k for k, v in tr.G.state_dict().items() if not torch.equal(v, G0.state_dict()[k])]
     assert any(k.startswith("synthesis.") for k in moved) and not any(k.startswith("mapping.") for k in moved)
+
+
+def test_library_writes_what_the_command_writes(tmp_path):
+    from gancraft.latent.sefa import save_directions
+
+    parent, child, dirs = tmp_path / "p.st", tmp_path / "c.st", tmp_path / "q.st"
+    save(make_tiny_checkpoint(0), parent)
+    save(make_tiny_checkpoint(1), child)
+    save_directions(dirs, torch.eye(32), {"kind": "test"})
+    task = f"kid:model:{child}"
+    cli = tmp_path / "cli.st"
+    args = ["--sefa", dirs, "--directions", "3", "--kimg", "0.004", "--batch", "4", "--seed", "5", "--device", "cpu"]
+    res = cli_invoke("expand", parent, "--task", task, *args, "--quiet", "-o", cli)
+    assert res.exit_code == 0, res.output
+    opts = TrainOptions(kimg=0.004, batch=4, snap_kimg=1.0, seed=5, lr_g=0.001, lr_d=0.001, ema_kimg=10.0, gamma=10.0)
+    api = expand(
+        load(parent), [task], tmp_path / "api.st", directions_file=dirs, directions=[3], options=opts, progress=False
+    )
+    assert api == [tmp_path / "api.st"] and (tmp_path / "api-run" / "run.json").exists()
+    a, b = load(cli), load(api[0])
+    assert a.domains == b.domains and a.domains["kid"]["index"] == 3
+    assert a.tensors.keys() == b.tensors.keys()
+    for k in a.tensors:
+        assert torch.equal(a.tensors[k], b.tensors[k]), k
+
+
+def test_library_errors_name_the_value_and_the_command_adds_the_option(tmp_path):
+    from gancraft.latent.sefa import write_measure_csv
+
+    parent, child, csv = tmp_path / "p.st", tmp_path / "c.st", tmp_path / "m.csv"
+    save(make_tiny_checkpoint(0), parent)
+    save(make_tiny_checkpoint(1), child)
+    write_measure_csv(csv, np.ones(5), np.zeros(5), np.ones(5), np.zeros(5, bool), "pixel-l1")
+    with pytest.raises(GancraftError) as caught:
+        expand(load(parent), [f"kid:model:{child}"], tmp_path / "x.st", directions=f"dormant:{csv}")
+    assert caught.value.field == "directions" and "--" not in str(caught.value)
+    res = cli_invoke(
+        "expand", parent, "--task", f"kid:model:{child}", "--directions", f"dormant:{csv}", "-o", tmp_path / "x.st"
+    )
+    assert res.exit_code == 2 and not (tmp_path / "x.st").exists()
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"gancraft expand: error: --directions: dormant:{csv}: the CSV measures 5 directions, the directions have 32"
+    )

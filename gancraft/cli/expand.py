@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
-import numpy as np
 
-from ..errors import GancraftError
 from ..io_util import check_output_path
-from .common import device_option, emit_path, force_option, log, resolve_device
+from .common import device_option, emit_path, force_option, log, naming_options, resolve_device
 from .options import ClipOptions, batch_option, clip_options
 from .paths import InputFile, NamedOutput, derived_name, stem
 from .types import IntList
@@ -30,42 +26,6 @@ Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
   model   ARG is a model of the same resolution, e.g. a fine-tuned child of CKPT:
           for the same z the new domain learns to give that model's image
 """
-
-
-def _measured_changes(
-    spec: str, dirs, singular_values, G, distance: float, samples: int, lpips_weights: str | None, device, quiet: bool
-) -> np.ndarray:
-    """Each direction's mean image change: from a `sefa --measure` CSV, or measured now at --distance."""
-
-    from ..latent.generate import map_latents
-    from ..latent.seeds import z_from_seeds
-    from ..latent.sefa import measure_directions, read_measure_csv
-    from ..metrics.perceptual import perceptual_metric
-
-    if spec.startswith("dormant:"):
-        path = spec.split(":", 1)[1]
-        changes, svs = read_measure_csv(path)
-        if changes.size != dirs.shape[0]:
-            raise GancraftError(
-                f"--directions {spec}: the CSV measures {changes.size} directions, the directions have {dirs.shape[0]}"
-            )
-        # the CSV keeps 6 significant digits; other singular values mean another model or factorisation
-        if singular_values is not None and not np.allclose(svs, singular_values.numpy(), rtol=1e-4, atol=1e-6):
-            raise GancraftError(
-                f"--directions {spec}: its singular values are not those of the directions "
-                "(measured on another model or --layers?)"
-            )
-        log(f"dormancy: mean change per direction from {path}")
-        return changes
-    metric = perceptual_metric(lpips_weights, device=device)
-    G = G.to(device)
-    ws = map_latents(G, z_from_seeds(list(range(samples)), G.z_dim))
-    log(
-        f"dormancy: measuring {dirs.shape[0]} directions on {samples} samples moved by +-{distance:g} "
-        f"({metric.description})"
-    )
-    changes, _ = measure_directions(G, dirs, ws, distance, metric, progress=not quiet)
-    return changes
 
 
 @click.command(epilog=EPILOG, context_settings={"max_content_width": 100})
@@ -261,102 +221,43 @@ def command(
     'sample --domain NAME', 'render --domains base,NAME' and compositions 'a+b' pick domains.
     """
     from ..checkpoint import load
-    from ..latent.files import load_directions
-    from ..latent.sefa import sefa
-    from ..latent.subspace import choose_directions, expansion_table, least_changing
-    from ..metrics.perceptual import backbone_cache_path, load_lpips, missing_lpips_message
-    from ..train.expansion import (
-        ExpansionMethod,
-        ExpansionSettings,
-        check_parent,
-        check_tasks,
-        finish_expansion,
-        parse_task,
-        run_expansion,
-    )
-    from ..train.loop import TrainOptions, run_dir_for
+    from ..train.expansion import ExpansionSettings, check_tasks, expand, parse_task
+    from ..train.loop import TrainOptions
 
     dev = resolve_device(device)
-    specs = [parse_task(t) for t in tasks]
-    check_tasks(specs)
+    check_tasks([parse_task(t) for t in tasks])
     if output is None:
         output = derived_name([stem(ckpt), *(t.split(":", 1)[0] for t in tasks)], "expand")
     out = check_output_path(output, force, inputs=(ckpt,))
-    extractor = None
-    if report is not None:
-        from ..metrics.features import load_extractor
-
-        check_output_path(report, force)
-        # before training, so that missing weights cost no run
-        extractor = load_extractor(report_extractor, device=dev)
     settings = ExpansionSettings(
         distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text, templates, invert_steps
-    ).validate()
-    parent = load(ckpt)
-    check_parent(parent)
-    G = parent.generator()
-    if sefa_path is not None:
-        loaded = load_directions(sefa_path)
-        dirs, singular_values = loaded.directions, loaded.singular_values
-        if dirs.shape[1] != G.w_dim:
-            raise GancraftError(f"{sefa_path}: directions have {dirs.shape[1]} dimensions, {ckpt} has w_dim {G.w_dim}")
-        source = str(sefa_path)
-    else:
-        factorised = sefa(G, "all")
-        dirs, singular_values = factorised.directions, factorised.singular_values
-        source = "sefa --layers all (computed by expand)"
-        log(f"no --sefa given: factorised {ckpt}'s modulations (all but the toRGB ones after 4x4)")
-    if isinstance(directions, str):  # 'dormant' or 'dormant:CSV'; indices come as a list
-        changes = _measured_changes(
-            directions, dirs, singular_values, G, distance, dormant_samples, lpips_weights, dev, quiet
-        )
-        indices = least_changing(changes, len(specs))
-        source += f"; directions by measured dormancy ({directions})"
-        log("least image change: " + ", ".join(f"direction {k} ({changes[k]:.4g})" for k in indices))
-    else:
-        indices = choose_directions(dirs.shape[0], len(specs), directions)
-    table = expansion_table([t.name for t in specs], dirs, indices, distance)
-    log("repurposing " + ", ".join(f"{t.name}: direction {k}" for t, k in zip(specs, indices)))
-
-    lpips = load_lpips(lpips_weights, device=dev)
-    if lpips is None:
-        log("LPIPS unavailable: replay and reconstruction use pixel losses only (" + missing_lpips_message() + ")")
-    else:
-        log(f"LPIPS: alex, ImageNet backbone {lpips_weights or backbone_cache_path('alex')}")
-    clips = []
-    if any(t.kind == "clip" for t in specs):
-        from ..metrics.clip import load_clip
-
-        clip_models, clip_weights = clip.clip_model, clip.clip_weights
-        if clip_weights and len(clip_weights) != len(clip_models):
-            raise GancraftError(
-                f"--clip-weights: {len(clip_weights)} files for {len(clip_models)} --clip-model; "
-                "give one per model, in order"
-            )
-        for i, name in enumerate(clip_models):
-            clips.append(
-                load_clip(
-                    name, weights=clip_weights[i] if clip_weights else None, device=dev, download=clip.download_clip
-                )
-            )
-            log(f"CLIP: {clips[-1].description}")
-
-    method = ExpansionMethod(parent, specs, table, settings, lpips=lpips, clips=clips, directions_source=source)
+    )
     opts = TrainOptions(
         kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg, gamma=10.0
     )
-    rdir = run_dir_for(out, run_dir)
-    trainer = run_expansion(method, opts, rdir, dev, resume=resume, progress=not quiet)
-    inputs = [ckpt] + ([sefa_path] if sefa_path else []) + [t.arg for t in specs if t.kind == "model"]
-    written = finish_expansion(trainer, out, {"tasks": list(tasks)}, inputs, force=force)
-    emit_path(written)
-    if report is not None:
-        from ..io_util import atomic_write
-        from ..train.expansion_report import expansion_report, format_report
-
-        rows, floor = expansion_report(method, trainer.G_ema, extractor, n=report_n, seed=seed)
-        text = format_report(rows, floor, report_n, extractor.name)
-        with atomic_write(report, force=force) as tmp:
-            Path(tmp).write_text(text)
-        log(text.rstrip())
-        emit_path(report)
+    with naming_options(directions="--directions", clip_weights="--clip-weights"):
+        written = expand(
+            load(ckpt),
+            tasks,
+            out,
+            directions_file=sefa_path,
+            directions=directions,
+            dormant_samples=dormant_samples,
+            settings=settings,
+            clip_models=clip.clip_model,
+            clip_weights=clip.clip_weights or (),
+            download_clip=clip.download_clip,
+            lpips_weights=lpips_weights,
+            options=opts,
+            run_dir=run_dir,
+            resume=resume,
+            report=report,
+            report_n=report_n,
+            report_extractor=report_extractor,
+            device=dev,
+            force=force,
+            progress=not quiet,
+            log=log,
+        )
+    for path in written:
+        emit_path(path)

@@ -29,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,11 +38,12 @@ import torch.nn.functional as F
 from .. import distributed as dist_util
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
+from ..io_util import no_log
 from ..latent.subspace import subspaces_from_table
 from ..nets.config import STYLEGAN3_NOT_TRAINABLE
 from .clip_losses import DirectionalClipLoss, nada_templates
 from .data import GeneratedData, balanced_labels, step_seed
-from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_training
+from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_dir_for, run_training
 
 TASK_KINDS = ("clip", "images", "model")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -498,3 +499,178 @@ def finish_expansion(
     force: bool = False,
 ) -> Path:
     return save(expanded_checkpoint(trainer, params, inputs), out, force=force, inputs=tuple(inputs))
+
+
+def _measured_changes(
+    spec: str,
+    dirs: torch.Tensor,
+    singular_values: torch.Tensor | None,
+    G: torch.nn.Module,
+    distance: float,
+    samples: int,
+    lpips_weights: str | os.PathLike | None,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+) -> np.ndarray:
+    """Each direction's mean image change: from a `sefa --measure` CSV ('dormant:CSV'), or measured
+    now at `distance` on `samples` samples ('dormant')."""
+    from ..latent.generate import map_latents
+    from ..latent.seeds import z_from_seeds
+    from ..latent.sefa import measure_directions, read_measure_csv
+    from ..metrics.perceptual import perceptual_metric
+
+    if spec.startswith("dormant:"):
+        path = spec.split(":", 1)[1]
+        changes, svs = read_measure_csv(path)
+        if changes.size != dirs.shape[0]:
+            raise GancraftError(
+                f"{spec}: the CSV measures {changes.size} directions, the directions have {dirs.shape[0]}",
+                field="directions",
+            )
+        # the CSV keeps 6 significant digits; other singular values mean another model or factorisation
+        if singular_values is not None and not np.allclose(svs, singular_values.numpy(), rtol=1e-4, atol=1e-6):
+            raise GancraftError(
+                f"{spec}: its singular values are not those of the directions (measured on another model or layers?)",
+                field="directions",
+            )
+        log(f"dormancy: mean change per direction from {path}")
+        return changes
+    metric = perceptual_metric(lpips_weights, device=device)
+    G = G.to(device)
+    ws = map_latents(G, z_from_seeds(list(range(samples)), G.z_dim))
+    log(
+        f"dormancy: measuring {dirs.shape[0]} directions on {samples} samples moved by +-{distance:g} "
+        f"({metric.description})"
+    )
+    changes, _ = measure_directions(G, dirs, ws, distance, metric, progress=progress)
+    return changes
+
+
+def expand(
+    parent: Checkpoint,
+    tasks: Sequence[str],
+    output: str | os.PathLike,
+    *,
+    directions_file: str | os.PathLike | None = None,
+    directions: Sequence[int] | str | None = None,
+    dormant_samples: int = 16,
+    settings: ExpansionSettings = ExpansionSettings(),
+    clip_models: Sequence[str] = ("ViT-B-32", "ViT-B-16"),
+    clip_weights: Sequence[str | os.PathLike] = (),
+    download_clip: bool = False,
+    lpips_weights: str | os.PathLike | None = None,
+    # expand's own defaults: 4 kimg, the official stylegan2 config's lr 0.001, R1 gamma 10
+    options: TrainOptions = TrainOptions(
+        kimg=4.0, batch=32, snap_kimg=1.0, lr_g=0.001, lr_d=0.001, ema_kimg=10.0, gamma=10.0
+    ),
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    report: str | os.PathLike | None = None,
+    report_n: int = 1000,
+    report_extractor: str = "inception",
+    device: str | torch.device = "cpu",
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = no_log,
+) -> list[Path]:
+    """Expand `parent` with one new domain per task ('NAME:KIND:ARG', kinds clip, images, model),
+    each on its own repurposed SeFA direction, train for `options` in `run_dir` (default beside
+    `output`, continued from its newest snapshot with `resume`) and write the model to `output`;
+    with `report`, the paper's evaluation table as well. Returns the paths written.
+
+    The directions come from `directions_file` (a `sefa` output), else are factorised now over
+    every modulation (`sefa --layers all`, as the official code). `directions` picks them: indices
+    one per task, 'dormant' (the least image change, measured now on `dormant_samples` samples),
+    'dormant:CSV' (from a `sefa --measure` CSV), or by default the last ones (smallest singular
+    value). Every check runs, and the report's feature extractor loads, before training starts.
+    """
+    from ..latent.files import load_directions
+    from ..latent.sefa import sefa
+    from ..latent.subspace import choose_directions, expansion_table, least_changing
+    from ..metrics.perceptual import backbone_cache_path, load_lpips, missing_lpips_message
+
+    device = torch.device(device)
+    specs = [parse_task(t) for t in tasks]
+    check_tasks(specs)
+    extractor = None
+    if report is not None:
+        from ..io_util import check_output_path
+        from ..metrics.features import load_extractor
+
+        check_output_path(report, force)
+        # before training, so that missing weights cost no run
+        extractor = load_extractor(report_extractor, device=device)
+    settings = settings.validate()
+    check_parent(parent)
+    G = parent.generator()
+    if directions_file is not None:
+        loaded = load_directions(directions_file)
+        dirs, singular_values = loaded.directions, loaded.singular_values
+        if dirs.shape[1] != G.w_dim:
+            raise GancraftError(
+                f"{directions_file}: directions have {dirs.shape[1]} dimensions, {parent.path} has w_dim {G.w_dim}"
+            )
+        source = str(directions_file)
+    else:
+        factorised = sefa(G, "all")
+        dirs, singular_values = factorised.directions, factorised.singular_values
+        source = "sefa --layers all (computed by expand)"
+        log(f"no directions file given: factorised {parent.path}'s modulations (all but the toRGB ones after 4x4)")
+    if isinstance(directions, str):  # 'dormant' or 'dormant:CSV'; indices come as a sequence
+        changes = _measured_changes(
+            directions,
+            dirs,
+            singular_values,
+            G,
+            settings.distance,
+            dormant_samples,
+            lpips_weights,
+            device,
+            progress,
+            log,
+        )
+        indices = least_changing(changes, len(specs))
+        source += f"; directions by measured dormancy ({directions})"
+        log("least image change: " + ", ".join(f"direction {k} ({changes[k]:.4g})" for k in indices))
+    else:
+        indices = choose_directions(dirs.shape[0], len(specs), None if directions is None else list(directions))
+    table = expansion_table([t.name for t in specs], dirs, indices, settings.distance)
+    log("repurposing " + ", ".join(f"{t.name}: direction {k}" for t, k in zip(specs, indices)))
+
+    lpips = load_lpips(lpips_weights, device=device)
+    if lpips is None:
+        log("LPIPS unavailable: replay and reconstruction use pixel losses only (" + missing_lpips_message() + ")")
+    else:
+        log(f"LPIPS: alex, ImageNet backbone {lpips_weights or backbone_cache_path('alex')}")
+    clips = []
+    if any(t.kind == "clip" for t in specs):
+        from ..metrics.clip import load_clip
+
+        if clip_weights and len(clip_weights) != len(clip_models):
+            raise GancraftError(
+                f"{len(clip_weights)} files for {len(clip_models)} CLIP models; give one per model, in order",
+                field="clip_weights",
+            )
+        for i, name in enumerate(clip_models):
+            weights = clip_weights[i] if clip_weights else None
+            clips.append(load_clip(name, weights=weights, device=device, download=download_clip))
+            log(f"CLIP: {clips[-1].description}")
+
+    method = ExpansionMethod(parent, specs, table, settings, lpips=lpips, clips=clips, directions_source=source)
+    trainer = run_expansion(method, options, run_dir_for(output, run_dir), device, resume=resume, progress=progress)
+    inputs = (
+        [parent.path] + ([directions_file] if directions_file else []) + [t.arg for t in specs if t.kind == "model"]
+    )
+    written = [finish_expansion(trainer, output, {"tasks": list(tasks)}, inputs, force=force)]
+    if report is not None:
+        from ..io_util import atomic_write
+        from .expansion_report import expansion_report, format_report
+
+        rows, floor = expansion_report(method, trainer.G_ema, extractor, n=report_n, seed=options.seed)
+        text = format_report(rows, floor, report_n, extractor.name)
+        with atomic_write(report, force=force) as tmp:
+            Path(tmp).write_text(text)
+        log(text.rstrip())
+        written.append(Path(report))
+    return written
