@@ -682,3 +682,18 @@ def test_library_errors_name_the_value_and_the_command_adds_the_option(tmp_path)
     assert res.stderr.strip().splitlines()[-1] == (
         f"gancraft expand: error: --directions: dormant:{csv}: the CSV measures 5 directions, the directions have 32"
     )
+
+
+def test_settings_and_direction_choices_name_fields_not_flags():
+    cases = [
+        (lambda: ExpansionSettings(distance=0).validate(), "distance"),
+        (lambda: ExpansionSettings(replay_lpips=float("nan")).validate(), "replay_lpips"),
+        (lambda: ExpansionSettings(invert_steps=0).validate(), "invert_steps"),
+        (lambda: choose_directions(8, 2, [1]), "directions"),
+        (lambda: choose_directions(8, 1, [8]), "directions"),
+        (lambda: expansion_table(["a"], torch.eye(4), [0], -1.0), "distance"),
+    ]
+    for call, field in cases:
+        with pytest.raises(GancraftError) as caught:
+            call()
+        assert caught.value.field == field and "--" not in str(caught.value), (field, str(caught.value))

@@ -212,7 +212,13 @@ def test_library_writes_what_the_command_writes(tmp_path):
 
 
 def test_library_errors_name_the_value_and_the_command_adds_the_option(tmp_path, tiny_ckpt_path):
-    for kw, field in ((dict(dormant_fraction=1.0), "dormant_fraction"), (dict(measure=3, seeds=[1]), "seeds")):
+    cases = (
+        (dict(dormant_fraction=1.0), "dormant_fraction"),
+        (dict(measure=3, seeds=[1]), "seeds"),
+        (dict(layers="b9"), "layers"),
+        (dict(sheet=tmp_path / "s.png", steps=1), "steps"),
+    )
+    for kw, field in cases:
         with pytest.raises(GancraftError) as caught:
             S.write_sefa(load(tiny_ckpt_path), tmp_path / "x.st", **kw)
         assert caught.value.field == field and "--" not in str(caught.value)
@@ -220,6 +226,8 @@ def test_library_errors_name_the_value_and_the_command_adds_the_option(tmp_path,
         cli_invoke("sefa", tiny_ckpt_path, "-o", tmp_path / "x.st", "--measure", "3", "--seeds", "1")
     )
     assert line.endswith("error: --seeds: gives 1 seeds, 3 are to be measured"), line
+    line = _one_line_error(cli_invoke("sefa", tiny_ckpt_path, "-o", tmp_path / "x.st", "--layers", "b9"))
+    assert "error: --layers: unknown layer 'b9'; expected all (" in line, line
     assert not (tmp_path / "x.st").exists()
 
 

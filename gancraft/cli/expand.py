@@ -235,7 +235,17 @@ def command(
     opts = TrainOptions(
         kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg, gamma=10.0
     )
-    with naming_options(directions="--directions", clip_weights="--clip-weights"):
+    flags = naming_options(
+        directions="--directions",
+        clip_weights="--clip-weights",
+        distance="--distance",
+        replay_l2="--replay-l2",
+        replay_lpips="--replay-lpips",
+        source_weight="--source-weight",
+        expansion_weight="--expansion-weight",
+        invert_steps="--invert-steps",
+    )
+    with flags:
         written = expand(
             load(ckpt),
             tasks,

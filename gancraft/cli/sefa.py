@@ -179,7 +179,9 @@ def command(
         check_output_path(path, force=force, inputs=(ckpt,))
     dev = resolve_device(gen.device)
     seed_list = parse_seeds(seeds) if seeds else None
-    with naming_options(dormant_fraction="--dormant-fraction", seeds="--seeds", indices="--indices"):
+    with naming_options(
+        layers="--layers", dormant_fraction="--dormant-fraction", seeds="--seeds", indices="--indices", steps="--steps"
+    ):
         written = sefa_lib.write_sefa(
             load(ckpt),
             output,

@@ -79,11 +79,12 @@ def select_layers(G: torch.nn.Module, spec: str = "all") -> list:
         for res in (lo, hi):
             if res not in resolutions:
                 raise GancraftError(
-                    f"--layers {spec}: {res} is not a resolution of this generator "
-                    f"(it has {', '.join(str(r) for r in sorted(resolutions))})"
+                    f"{spec}: {res} is not a resolution of this generator "
+                    f"(it has {', '.join(str(r) for r in sorted(resolutions))})",
+                    field="layers",
                 )
         if lo > hi:
-            raise GancraftError(f"--layers {spec}: the first resolution must not exceed the second")
+            raise GancraftError(f"{spec}: the first resolution must not exceed the second", field="layers")
         chosen = [
             info for info in layers if lo <= info.resolution <= hi and (info.kind == "conv" or info is first_torgb)
         ]
@@ -93,19 +94,19 @@ def select_layers(G: torch.nn.Module, spec: str = "all") -> list:
         picked: dict[str, Any] = {}
         for item in (part.strip() for part in spec.split(",")):
             if not item:
-                raise GancraftError(f"--layers {spec!r}: empty entry; expected {LAYER_SPEC_HELP}")
+                raise GancraftError(f"{spec!r}: empty entry; expected {LAYER_SPEC_HELP}", field="layers")
             if item.isdigit():
                 idx = int(item)
                 if idx >= len(convs):
                     raise GancraftError(
-                        f"--layers {spec}: layer index {idx} out of range "
-                        f"(this generator has conv layers 0-{len(convs) - 1})"
+                        f"{spec}: layer index {idx} out of range (this generator has conv layers 0-{len(convs) - 1})",
+                        field="layers",
                     )
                 info = convs[idx]
             elif item in by_name:
                 info = by_name[item]
             else:
-                raise GancraftError(f"--layers: unknown layer {item!r}; expected {LAYER_SPEC_HELP}")
+                raise GancraftError(f"unknown layer {item!r}; expected {LAYER_SPEC_HELP}", field="layers")
             picked[info.name] = info
         chosen = [info for info in layers if info.name in picked]
     return chosen
@@ -133,7 +134,7 @@ def modulation_matrix(G: torch.nn.Module, layers: Sequence, normalize: bool = Fa
             weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
         mats.append(weight)
     if not mats:
-        raise GancraftError("--layers selected no layer")
+        raise GancraftError("selected no layer", field="layers")
     return torch.cat(mats, dim=0)
 
 
@@ -377,7 +378,7 @@ def traversal_sheet(
     from ..media.images import make_grid, to_uint8
 
     if steps < 2:
-        raise GancraftError("--steps must be at least 2")
+        raise GancraftError("must be at least 2", field="steps")
     offsets = torch.linspace(-distance, distance, steps, device=ws.device)
     rows = []
     for w in ws:
@@ -441,6 +442,8 @@ def write_sefa(
         measure_csv = measure_csv or out.with_name(out.stem + ".measure.csv")
         plot = plot or out.with_name(out.stem + ".measure.png")
     if sheet:
+        if steps < 2:  # checked here too so that nothing is written before the sheet would fail
+            raise GancraftError("must be at least 2", field="steps")
         k = result.directions.shape[0]
         outside = [i for i in indices or () if not 0 <= i < k]
         if outside:

@@ -78,18 +78,18 @@ def subspaces_from_table(table: dict[str, dict], w_avg: torch.Tensor) -> Subspac
 def choose_directions(num_directions: int, count: int, chosen: list[int] | None = None) -> list[int]:
     """Indices of the directions to repurpose: `chosen` (validated) or the last `count` (most dormant first)."""
     if count < 1:
-        raise GancraftError("give at least one --task")
+        raise GancraftError("give at least one task", field="tasks")
     if chosen is None:
         if count > num_directions:
             raise GancraftError(f"{count} tasks need {count} directions; the directions file has {num_directions}")
         return [num_directions - 1 - i for i in range(count)]
     if len(chosen) != count:
-        raise GancraftError(f"--directions lists {len(chosen)} indices for {count} tasks; give one per task")
+        raise GancraftError(f"lists {len(chosen)} indices for {count} tasks; give one per task", field="directions")
     for i in chosen:
         if not 0 <= i < num_directions:
-            raise GancraftError(f"--directions: index {i} is out of range (the file has 0-{num_directions - 1})")
+            raise GancraftError(f"index {i} is out of range (the file has 0-{num_directions - 1})", field="directions")
     if len(set(chosen)) != len(chosen):
-        raise GancraftError("--directions: an index appears twice; every task needs its own direction")
+        raise GancraftError("an index appears twice; every task needs its own direction", field="directions")
     return list(chosen)
 
 
@@ -110,7 +110,7 @@ def least_changing(changes: np.ndarray | Sequence[float], count: int) -> list[in
 def expansion_table(names: list[str], directions: torch.Tensor, indices: list[int], distance: float) -> dict:
     """The `ckpt.domains` table of an expanded model: base plus one repurposed entry per name."""
     if not distance > 0:
-        raise GancraftError(f"--distance must be positive, got {distance}")
+        raise GancraftError(f"must be positive, got {distance}", field="distance")
     table: dict[str, dict] = {"base": {"kind": "base"}}
     for name, k in zip(names, indices):
         d = directions[k].detach().cpu().to(torch.float32)

@@ -111,17 +111,13 @@ class ExpansionSettings:
 
     def validate(self) -> "ExpansionSettings":
         if not self.distance > 0:
-            raise GancraftError(f"--distance must be positive, got {self.distance}")
-        for opt, v in (
-            ("--replay-l2", self.replay_l2),
-            ("--replay-lpips", self.replay_lpips),
-            ("--source-weight", self.source_weight),
-            ("--expansion-weight", self.expansion_weight),
-        ):
+            raise GancraftError(f"must be positive, got {self.distance}", field="distance")
+        for name in ("replay_l2", "replay_lpips", "source_weight", "expansion_weight"):
+            v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
-                raise GancraftError(f"{opt} must be a finite number >= 0, got {v}")
+                raise GancraftError(f"must be a finite number >= 0, got {v}", field=name)
         if self.invert_steps < 1:
-            raise GancraftError(f"--invert-steps must be at least 1, got {self.invert_steps}")
+            raise GancraftError(f"must be at least 1, got {self.invert_steps}", field="invert_steps")
         return self
 
 
