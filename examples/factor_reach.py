@@ -30,18 +30,16 @@ from PIL import Image
 
 import gancraft
 from gancraft import toy
+from gancraft.media.images import make_grid, to_uint8
+
+from report import apply  # examples/report.py: the regressor in chunks, as its spread column reads it
 
 HERE = Path(__file__).resolve().parent
 SEED_REAL = 901  # not a training seed (0, 1, 2) nor one of report.py's (777-779)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-
-
-@torch.no_grad()
 def read_factor(regressor: torch.jit.ScriptModule, images: torch.Tensor, column: int) -> np.ndarray:
-    return torch.cat([regressor(chunk.clamp(-1, 1))[:, column] for chunk in images.split(250)]).numpy()
+    return apply(regressor, images.clamp(-1, 1), unit_range=False)[:, column]
 
 
 def project(G: torch.nn.Module, target: torch.Tensor, w_avg: torch.Tensor, per_layer: bool, steps: int) -> torch.Tensor:
@@ -125,9 +123,8 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(f"{v:+.2f}" for v in read) + (f" | {mse:.4f} |" if mse == mse else " | |"))
 
     if args.output:
-        strips = [np.concatenate(list(to_uint8(images)), 1) for _, images, _ in rows]
-        strips += [np.concatenate(list(to_uint8(images)), 1) for _, images, _ in walked]
-        grid = np.concatenate(strips, 0)
+        sets = [images for _, images, _ in rows] + [images for _, images, _ in walked]
+        grid = make_grid(to_uint8(torch.cat(sets)), len(sets), 8)
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(args.output)
         print(f"\nwrote {args.output}: real, W projections, W+ projections, then walk rows from -{max(args.walk)} std")
