@@ -131,3 +131,18 @@ def test_train_cli(faces: Path, tmp_path: Path):
     assert res.exit_code == 2 and "--config: unknown config 'nope'" in res.stderr
     res = cli_invoke("train", tmp_path / "missing", "-o", tmp_path / "x.st", "--resolution", "16")
     assert res.exit_code == 2 and "does not exist" in res.stderr
+
+
+def test_g_ema_follows_g_with_the_configured_half_life(faces: Path, tmp_path: Path):
+    # NVIDIA's G_ema update: ema <- g + beta * (ema - g), beta = 0.5 ** (batch / (ema_kimg * 1000))
+    trainer = run_training(_method(faces), _opts(1, 100, ema_kimg=0.01), tmp_path / "run", progress=False, max_steps=0)
+    assert trainer.ema_beta == pytest.approx(0.5 ** (4 / 10))
+    with torch.no_grad():  # an EMA that differs from G, so that a swapped lerp shows
+        for p in trainer.G_ema.parameters():
+            p.add_(torch.randn_like(p))
+    ema_before = [p.clone() for p in trainer.G_ema.parameters()]
+    trainer.train_step()
+    for before, ema, g in zip(ema_before, trainer.G_ema.parameters(), trainer.G.parameters()):
+        torch.testing.assert_close(ema, g + trainer.ema_beta * (before - g), rtol=1e-6, atol=1e-6)
+    for ema_buf, g_buf in zip(trainer.G_ema.buffers(), trainer.G.buffers()):
+        assert torch.equal(ema_buf, g_buf)  # w_avg and the like are copied, not averaged

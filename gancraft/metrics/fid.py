@@ -79,9 +79,17 @@ class RunningStats:
             self._kept.append(x.astype(np.float32))
         nb = x.shape[0]
         mean_b = x.mean(axis=0)
-        centred = x - mean_b
-        scatter_b = centred.T @ centred
-        self._merge(nb, mean_b, scatter_b)
+        centred = torch.from_numpy(x - mean_b)
+        if self._scatter is None:
+            self.n, self._mean = nb, mean_b
+            self._scatter = (centred.T @ centred).numpy()
+            return
+        # in place on the running D x D scatter, through torch: numpy's temporaries were three
+        # fresh 32 MB arrays per batch at D = 2048, and its BLAS threads spun against torch's
+        delta, weight = self._shift_mean(nb, mean_b)
+        scatter = torch.from_numpy(self._scatter)
+        scatter.addmm_(centred.T, centred)
+        scatter.addr_(delta, delta, alpha=weight)
 
     def merge(self, other: "RunningStats") -> None:
         """Fold in statistics gathered elsewhere (another process, another shard)."""
@@ -99,12 +107,20 @@ class RunningStats:
         if self._mean is None:
             self.n, self._mean, self._scatter = nb, mean_b.copy(), scatter_b.copy()
             return
+        delta, weight = self._shift_mean(nb, mean_b)
+        scatter = torch.from_numpy(self._scatter)
+        scatter.add_(torch.from_numpy(scatter_b))
+        scatter.addr_(delta, delta, alpha=weight)
+
+    def _shift_mean(self, nb: int, mean_b: np.ndarray) -> tuple[torch.Tensor, float]:
+        """Chan et al.'s mean update for `nb` more samples: the difference of the two means and
+        the weight of its outer product in the scatter update."""
         na = self.n
         n = na + nb
         delta = mean_b - self._mean
         self._mean = self._mean + delta * (nb / n)
-        self._scatter = self._scatter + scatter_b + np.outer(delta, delta) * (na * nb / n)
         self.n = n
+        return torch.from_numpy(delta), na * nb / n
 
     @property
     def mean(self) -> np.ndarray:
