@@ -7,12 +7,13 @@ Writes 4 random G_ema-only generators of the given resolution (1024: ~33M parame
 (getrusage) belongs to that case alone:
   floor-N:      read N input files in 1 MB chunks and write one model-sized file, fsynced as
                 the merge's output is - the least any merge of N models must do;
-  sha256-N:     hash the N inputs on one thread, for reference: merges record the inputs'
-                sha256 in the output's history, on threads beside the merge;
+  sha256-N:     hash the N inputs with sha256 on one thread, for reference: what merges
+                recorded in the output's history before they switched to blake3;
+  blake3-N:     the same with blake3, the digest merges record, on a thread beside the merge;
   avg-N:        gancraft.merge.average of N inputs (hashing the inputs for the history included);
   blend-2:      blend_layers(low, [high], switch=32): every tensor copied from one input;
   blend-soft-2: the same with blend_width=1, so every synthesis tensor mixes both inputs.
-These run cold, with sha256_file's digest cache off (GANCRAFT_HASH_CACHE=off), so every input
+These run cold, with file_digest's cache off (GANCRAFT_HASH_CACHE=off), so every input
 is hashed. The warm cases repeat a merge of inputs whose digests the cache already holds, as
 when a recipe merges the same sources again:
   avg-warm-N, blend-warm-2: avg-N and blend-2 with the inputs hashed once beforehand.
@@ -61,11 +62,11 @@ def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
                             dst.write(view[:n])
             dst.flush()
             os.fsync(dst.fileno())
-    elif kind == "sha256":
-        from gancraft.io_util import sha256_file
+    elif kind in ("sha256", "blake3"):
+        from gancraft.io_util import file_digest
 
         for p in inputs:
-            sha256_file(p)
+            file_digest(p, kind)
     elif kind in ("avg", "avg-warm"):
         from gancraft.merge import average
 
@@ -81,18 +82,18 @@ def run_case(kind: str, inputs: list[Path], out: Path) -> dict:
 
 def prime_cache(inputs: list[Path]) -> None:
     """Hash the inputs into the digest cache, so the warm cases find every digest there."""
-    from gancraft.io_util import cached_sha256, sha256_file
+    from gancraft.io_util import cached_digest, file_digest
 
     for p in inputs:
         # a file changed within the last couple of seconds is not remembered yet (its
         # timestamps could still repeat), and the newest input was only just written
         deadline = time.monotonic() + 10
-        sha256_file(p)
-        while cached_sha256(p) is None:
+        file_digest(p)
+        while cached_digest(p) is None:
             if time.monotonic() > deadline:
-                raise SystemExit(f"{p}: sha256_file did not remember the digest; is the cache folder writable?")
+                raise SystemExit(f"{p}: file_digest did not remember the digest; is the cache folder writable?")
             time.sleep(0.5)
-            sha256_file(p)
+            file_digest(p)
 
 
 def make_inputs(folder: Path, res: int, n: int) -> list[Path]:
@@ -162,8 +163,8 @@ def main() -> None:
             f"{'over import MB':>15} {'x model':>8}"
         )
         groups = {
-            2: ("floor", "sha256", "avg", "avg-warm", "blend", "blend-warm", "blend-soft"),
-            4: ("floor", "sha256", "avg", "avg-warm"),
+            2: ("floor", "sha256", "blake3", "avg", "avg-warm", "blend", "blend-warm", "blend-soft"),
+            4: ("floor", "sha256", "blake3", "avg", "avg-warm"),
         }
         for n, kinds in groups.items():
             runs: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -180,7 +181,7 @@ def main() -> None:
                         env=warm_env if kind.endswith("-warm") else cold_env,
                     )
                     r = json.loads(proc.stdout.strip().splitlines()[-1])
-                    written = out.stat().st_size if out.exists() else 0  # sha256 writes nothing
+                    written = out.stat().st_size if out.exists() else 0  # hashing writes nothing
                     r["bytes_moved"] = sum(p.stat().st_size for p in inputs[:n]) + written
                     out.unlink(missing_ok=True)
                     runs[kind].append(r)
@@ -194,7 +195,7 @@ def main() -> None:
                 r["rss_over_import_x_model"] = r["rss_over_import_mb"] / model_mb
                 r["hash_cache"] = "warm" if kind.endswith("-warm") else "off"
                 name = f"{kind}-{n}"
-                if kind not in ("floor", "sha256"):
+                if kind not in ("floor", "sha256", "blake3"):
                     r["floor_seconds"] = results["cases"][f"floor-{n}"]["seconds"]
                     r["x_floor"] = r["seconds"] / r["floor_seconds"]
                 results["cases"][name] = r

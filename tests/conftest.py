@@ -98,7 +98,7 @@ def _empty_torch_hub(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_hash_cache(tmp_path_factory):
-    """Point sha256_file's digest cache at a temporary folder, so tests never touch ~/.cache.
+    """Point file_digest's cache at a temporary folder, so tests never touch ~/.cache.
 
     Session-scoped so it is in place before any module fixture runs; subprocesses inherit it.
     """

@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from gancraft import Checkpoint, load, save
 from gancraft.errors import GancraftError
-from gancraft.io_util import sha256_file
+from gancraft.io_util import file_digest
 from gancraft.merge import average, average_checkpoints, slerp
 
 from conftest import cli_invoke, make_tiny_checkpoint
@@ -162,7 +162,7 @@ def test_nets_selection_and_history(files, tmp_path):
     assert out.nets == ["G_ema"] and out.d_config is None
     entry = out.history[-1]
     assert entry["command"] == "average" and entry["params"]["nets"] == ["G_ema"]
-    assert [i["sha256"] for i in entry["inputs"]] == [sha256_file(files["a"]), sha256_file(files["b"])]
+    assert [i["blake3"] for i in entry["inputs"]] == [file_digest(files["a"]), file_digest(files["b"])]
     no_d = make_tiny_checkpoint(3, with_d=False)
     save(no_d, tmp_path / "nod.st")
     with pytest.raises(GancraftError, match=r"nod\.st has no D network"):

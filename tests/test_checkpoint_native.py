@@ -31,16 +31,23 @@ def test_round_trip_is_exact(tmp_path):
     assert torch.equal(back.generator()(z, c), ck.generator()(z, c))
 
 
-def test_history_records_inputs_with_sha256(tmp_path, tiny_ckpt_path):
+def test_history_records_inputs_with_their_blake3_digest(tmp_path, tiny_ckpt_path):
     out = tmp_path / "conv.st"
     r = cli_invoke("convert", tiny_ckpt_path, "-o", out)
     assert r.exit_code == 0, r.output
     assert r.stdout.strip() == str(out)
     hist = load(out).history
     assert hist[-1]["command"] == "convert"
-    import hashlib
+    import blake3
 
-    assert hist[-1]["inputs"][0]["sha256"] == hashlib.sha256(tiny_ckpt_path.read_bytes()).hexdigest()
+    assert hist[-1]["inputs"][0]["blake3"] == blake3.blake3(tiny_ckpt_path.read_bytes()).hexdigest()
+    # inspect names the digest; files from before the switch record sha256 and show it
+    shown = cli_invoke("inspect", out).stdout
+    assert f"{tiny_ckpt_path.name} (blake3 {hist[-1]['inputs'][0]['blake3'][:12]})" in shown
+    old = load(out)
+    old.history[-1]["inputs"] = [{"path": "old.st", "sha256": "ab" * 32}]
+    save(old, tmp_path / "old.st")
+    assert "old.st (sha256 abababababab)" in cli_invoke("inspect", tmp_path / "old.st").stdout
 
 
 def test_inspect_json_and_layers(tiny_ckpt_path):

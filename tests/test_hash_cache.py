@@ -1,4 +1,4 @@
-"""sha256_file's digest cache: right answers, no re-reads of unchanged files, and never an error."""
+"""file_digest's digest cache: right answers, no re-reads of unchanged files, and never an error."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
+import blake3
 import pytest
 
 from gancraft import io_util, load, save
-from gancraft.io_util import cached_sha256, hash_cache_path, sha256_file
+from gancraft.io_util import cached_digest, file_digest, hash_cache_path, sha256_file
 from gancraft.merge import average
 
 from conftest import make_tiny_checkpoint
@@ -54,15 +55,19 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def cached_sha256(path: Path) -> str | None:
+    return cached_digest(path, "sha256")
+
+
 def entries(cache_dir: Path) -> dict:
-    return json.loads((cache_dir / "sha256.json").read_text())["entries"]
+    return json.loads((cache_dir / "digests.json").read_text())["entries"]
 
 
 def test_second_call_answers_from_the_cache_without_reading(cache_dir, tmp_path, opened):
     data = bytes(range(256)) * 41 + b"tail"  # many 7-byte chunks, the last one short
     f = write(tmp_path / "model.st", data)
     assert cached_sha256(f) is None
-    assert sha256_file(f, chunk=7) == digest(data)
+    assert file_digest(f, "sha256", chunk=7) == digest(data)
     assert opened.count(str(f.resolve())) == 1
     assert sha256_file(f) == digest(data) and cached_sha256(f) == digest(data)
     assert opened.count(str(f.resolve())) == 1
@@ -79,7 +84,7 @@ def test_a_remembered_digest_is_what_is_returned(cache_dir, tmp_path, opened):
     f = write(tmp_path / "m.st", b"abc")
     sha256_file(f)
     fake = "f" * 64
-    cache = cache_dir / "sha256.json"
+    cache = cache_dir / "digests.json"
     data = json.loads(cache.read_text())
     data["entries"][str(f.resolve())]["sha256"] = fake
     cache.write_text(json.dumps(data))
@@ -112,7 +117,7 @@ def test_file_changed_within_the_timestamp_tick_is_not_remembered(cache_dir, tmp
     monkeypatch.setattr(io_util, "_RACY_SECONDS", 2.0)
     f = write(tmp_path / "fresh.st", b"just written")
     assert sha256_file(f) == digest(b"just written")
-    assert cached_sha256(f) is None and not (cache_dir / "sha256.json").exists()
+    assert cached_sha256(f) is None and not (cache_dir / "digests.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -129,7 +134,7 @@ def test_file_changed_within_the_timestamp_tick_is_not_remembered(cache_dir, tmp
 )
 def test_corrupt_cache_file_is_ignored_and_rewritten(cache_dir, tmp_path, content):
     cache_dir.mkdir()
-    (cache_dir / "sha256.json").write_bytes(content)
+    (cache_dir / "digests.json").write_bytes(content)
     f = write(tmp_path / "m.st", b"payload")
     assert sha256_file(f) == digest(b"payload")
     assert entries(cache_dir)[str(f.resolve())]["sha256"] == digest(b"payload")
@@ -152,14 +157,14 @@ def test_malformed_entry_is_ignored(cache_dir, tmp_path, entry):
     if isinstance(entry, dict) and entry.get("stat") == "current":
         entry = {**entry, "stat": io_util._signature(os.stat(f))}
     cache_dir.mkdir()
-    (cache_dir / "sha256.json").write_text(json.dumps({"version": 1, "entries": {str(f.resolve()): entry}}))
+    (cache_dir / "digests.json").write_text(json.dumps({"version": 1, "entries": {str(f.resolve()): entry}}))
     assert sha256_file(f) == digest(b"payload") and cached_sha256(f) == digest(b"payload")
 
 
 def test_hash_cache_off_neither_reads_nor_writes(cache_dir, tmp_path, monkeypatch, opened):
     f = write(tmp_path / "m.st", b"abc")
     sha256_file(f)
-    cache = cache_dir / "sha256.json"
+    cache = cache_dir / "digests.json"
     data = json.loads(cache.read_text())
     data["entries"][str(f.resolve())]["sha256"] = "f" * 64
     cache.write_text(json.dumps(data))
@@ -181,7 +186,7 @@ def test_unwritable_cache_just_means_no_caching(tmp_path, monkeypatch, opened, b
         (tmp_path / "blocked").write_text("a file where the cache folder should be")
         monkeypatch.setenv("GANCRAFT_CACHE_DIR", str(tmp_path / "blocked" / "sub"))
     else:
-        (tmp_path / "blocked" / "sha256.json").mkdir(parents=True)
+        (tmp_path / "blocked" / "digests.json").mkdir(parents=True)
         monkeypatch.setenv("GANCRAFT_CACHE_DIR", str(tmp_path / "blocked"))
     f = write(tmp_path / "m.st", b"abc")
     assert sha256_file(f) == digest(b"abc") and sha256_file(f) == digest(b"abc")
@@ -214,7 +219,7 @@ def test_entries_written_by_another_process_are_kept(cache_dir, tmp_path):
     # b is milliseconds old, so the child lifts the same-tick guard as the fixture does here
     code = (
         "import sys; import gancraft.io_util as u; u._RACY_SECONDS = 0; "
-        "assert u.sha256_file(sys.argv[1]) == u.cached_sha256(sys.argv[1])"
+        "assert u.sha256_file(sys.argv[1]) == u.cached_digest(sys.argv[1], 'sha256')"
     )
     subprocess.run(
         [sys.executable, "-c", code, str(b)], check=True, env={**os.environ, "GANCRAFT_CACHE_DIR": str(cache_dir)}
@@ -241,11 +246,11 @@ def test_cache_location(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GANCRAFT_CACHE_DIR", str(tmp_path / "mine"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert hash_cache_path() == tmp_path / "mine" / "sha256.json"
+    assert hash_cache_path() == tmp_path / "mine" / "digests.json"
     monkeypatch.delenv("GANCRAFT_CACHE_DIR")
-    assert hash_cache_path() == tmp_path / "xdg" / "gancraft" / "sha256.json"
+    assert hash_cache_path() == tmp_path / "xdg" / "gancraft" / "digests.json"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")  # invalid per the XDG spec: ignored
-    assert hash_cache_path() == tmp_path / "home" / ".cache" / "gancraft" / "sha256.json"
+    assert hash_cache_path() == tmp_path / "home" / ".cache" / "gancraft" / "digests.json"
     monkeypatch.setenv("GANCRAFT_HASH_CACHE", "off")
     assert hash_cache_path() is None
 
@@ -258,8 +263,25 @@ def test_average_reads_unchanged_inputs_once_for_hashing(cache_dir, tmp_path, op
     average([a, b], tmp_path / "o2.st")
     hashed = [p for p in opened if p in (str(a.resolve()), str(b.resolve()))]
     assert sorted(hashed) == sorted([str(a.resolve()), str(b.resolve())])
-    want = [digest(a.read_bytes()), digest(b.read_bytes())]
+    want = [blake3.blake3(a.read_bytes()).hexdigest(), blake3.blake3(b.read_bytes()).hexdigest()]
     for out in ("o1.st", "o2.st"):
-        assert [i["sha256"] for i in load(tmp_path / out).history[-1]["inputs"]] == want
+        assert [i["blake3"] for i in load(tmp_path / out).history[-1]["inputs"]] == want
     # outputs are not hashed while they are written
     assert set(entries(cache_dir)) == {str(a.resolve()), str(b.resolve())}
+
+
+def test_one_entry_holds_each_digest_of_an_unchanged_file(cache_dir, tmp_path, opened):
+    f = write(tmp_path / "m.st", b"payload" * 1000, mtime_ns=1_600_000_000_000_000_000)
+    assert file_digest(f, "blake3") == blake3.blake3(b"payload" * 1000).hexdigest()
+    assert file_digest(f, "sha256") == digest(b"payload" * 1000)
+    assert opened.count(str(f.resolve())) == 2
+    assert file_digest(f, "blake3") == cached_digest(f, "blake3") and sha256_file(f) == cached_sha256(f)
+    assert opened.count(str(f.resolve())) == 2
+    assert set(entries(cache_dir)[str(f.resolve())]) == {"stat", "sha256", "blake3"}
+    # a changed file loses both: the new digest is stored alone
+    write(f, b"changed", mtime_ns=1_700_000_000_000_000_000)
+    assert file_digest(f, "sha256") == digest(b"changed")
+    assert cached_digest(f, "blake3") is None
+    assert set(entries(cache_dir)[str(f.resolve())]) == {"stat", "sha256"}
+    with pytest.raises(ValueError, match="unknown digest"):
+        file_digest(f, "md5")

@@ -130,10 +130,10 @@ def test_stdin_stdout_in_process(models, tmp_path, monkeypatch):
     ref = load(expected[0])
     assert all(torch.equal(got.tensors[k], ref.tensors[k]) for k in ref.tensors)
     # provenance names the pipe and records the digest of what came through it
-    import hashlib
+    import blake3
 
     entry = got.history[-1]["inputs"][0]
-    assert entry == {"path": "-", "sha256": hashlib.sha256(raw).hexdigest()}
+    assert entry == {"path": "-", "blake3": blake3.blake3(raw).hexdigest()}
     # a checkpoint, directions or latents can each come from stdin; the format is found from the bytes
     cli_ok("sample", models / "a.st", "--seeds", "0,1", "--latents", tmp_path / "z.npz")
     r = run_stdin(

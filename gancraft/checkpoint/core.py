@@ -102,13 +102,13 @@ class Checkpoint:
         return cls(tensors=tensors, g_config=g_cfg, d_config=D.cfg if D is not None else None, **kwargs)
 
     def with_operation(self, command: str, params: dict[str, Any], inputs: list[str | Path]) -> "Checkpoint":
-        """Return a copy whose history ends with this operation (inputs recorded with their sha256)."""
-        from ..io_util import display_name, sha256_file, with_display_names
+        """Return a copy whose history ends with this operation (inputs recorded with their digests)."""
+        from ..io_util import HISTORY_DIGEST, display_name, file_digest, with_display_names
 
         entry = {
             "command": command,
             "params": with_display_names(_jsonable(params)),
-            "inputs": [{"path": display_name(p), "sha256": sha256_file(p)} for p in inputs],
+            "inputs": [{"path": display_name(p), HISTORY_DIGEST: file_digest(p)} for p in inputs],
             "gancraft": __version__,
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }

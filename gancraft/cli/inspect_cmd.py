@@ -73,7 +73,7 @@ def command(checkpoint: str, layers: bool, as_json: bool) -> None:
     if info["history"]:
         click.echo("history")
         for i, h in enumerate(info["history"], 1):
-            ins = ", ".join(f"{x['path']} ({x['sha256'][:12]})" for x in h.get("inputs", []))
+            ins = ", ".join(f"{x['path']} ({_digest(x)})" for x in h.get("inputs", []))
             click.echo(f"  {i}. {h.get('time', '?')}  gancraft {h.get('command')}  {ins}")
             if h.get("params"):
                 click.echo(f"     {json.dumps(h['params'], sort_keys=True)}")
@@ -102,3 +102,11 @@ def _describe_domain(d: dict) -> str:
     if kind == "hyper":
         return "hyper-network prompt (vector predicted from the text)"
     return json.dumps(d)
+
+
+def _digest(entry: dict) -> str:
+    """An input's digest as a history entry records it: blake3, or sha256 in older files."""
+    for name in ("blake3", "sha256"):
+        if isinstance(entry.get(name), str):
+            return f"{name} {entry[name][:12]}"
+    return "no digest"
