@@ -43,6 +43,7 @@ _ST_DTYPES = {
     torch.bool: "BOOL",
 }
 _TORCH_DTYPES = {v: k for k, v in _ST_DTYPES.items()}
+_NUMPY_DTYPES = frozenset(_ST_DTYPES) - {torch.bfloat16}
 
 # ---------------------------------------------------------------------------------------------
 # inputs
@@ -117,17 +118,20 @@ class Source:
             if dt is None:
                 raise GancraftError(f"{p}: tensor {k!r} has dtype {lazy.dtypes[k]}, which cannot be merged")
         fh = open(p, "rb", buffering=0)
+        fd = fh.fileno()
 
         def read(key: str, start: int, out: torch.Tensor) -> None:
-            size = out.numel() * out.element_size()
-            if not size:
-                return
             if out.dtype != dtypes[key] or not out.is_contiguous():
                 raise ValueError(f"read_into needs a contiguous {dtypes[key]} buffer for {key}")
+            # a merge reads thousands of chunks: one view per read (numpy has no bfloat16)
+            target = out.numpy() if out.dtype in _NUMPY_DTYPES else out.reshape(-1).view(torch.uint8).numpy()
+            size = target.nbytes
+            if not size:
+                return
             begin = offsets[key][0] + start * out.element_size()
             if begin + size > offsets[key][1]:
                 raise ValueError(f"read_into past the end of {key}")
-            if os.preadv(fh.fileno(), [out.view(-1).view(torch.uint8).numpy()], data_start + begin) != size:
+            if os.preadv(fd, [target], data_start + begin) != size:
                 raise GancraftError(f"{p}: short read of tensor {key!r} (file changed or truncated?)")
 
         def get(key: str) -> torch.Tensor:
