@@ -146,3 +146,26 @@ def test_g_ema_follows_g_with_the_configured_half_life(faces: Path, tmp_path: Pa
         torch.testing.assert_close(ema, g + trainer.ema_beta * (before - g), rtol=1e-6, atol=1e-6)
     for ema_buf, g_buf in zip(trainer.G_ema.buffers(), trainer.G.buffers()):
         assert torch.equal(ema_buf, g_buf)  # w_avg and the like are copied, not averaged
+
+
+def test_one_discriminator_pass_over_fakes_and_reals_gives_the_two_passes_logits(faces: Path, tmp_path: Path):
+    from gancraft.train.loop import _mbstd_groups
+
+    trainer = run_training(_method(faces), _opts(1, 100, batch=8), tmp_path / "run", progress=False, max_steps=0)
+    gen = torch.Generator().manual_seed(0)
+    fake, real = torch.randn(8, 3, 16, 16, generator=gen), torch.randn(8, 3, 16, 16, generator=gen)
+    with torch.no_grad():
+        joint = trainer._d_pair(fake, None, real, None)
+        apart = trainer._d(fake, None), trainer._d(real, None)
+        # the minibatch-std groups of the joint batch hold fakes or reals, never both
+        brighter = trainer._d_pair(fake, None, real + 3.0, None)
+    for a, b in zip(joint, apart):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(brighter[0], joint[0], rtol=1e-5, atol=1e-5)
+    # a batch whose group size would change when doubled (6 -> 3, 12 -> 4) takes two passes
+    assert (_mbstd_groups(trainer.D, 6), _mbstd_groups(trainer.D, 12)) == (3, 4)
+    with torch.no_grad():
+        joint6 = trainer._d_pair(fake[:6], None, real[:6], None)
+        apart6 = trainer._d(fake[:6], None), trainer._d(real[:6], None)
+    for a, b in zip(joint6, apart6):
+        assert torch.equal(a, b)

@@ -364,6 +364,38 @@ class Trainer:
             img = diff_augment(img, self.policy)
         return self.D(img, self.method.d_conditioning(labels, self.D)).float()
 
+    def _d_pair(
+        self, fake: torch.Tensor, labels: torch.Tensor | None, real: torch.Tensor, real_labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits for the fakes and for the reals, as two passes would give them, in one pass
+        over both batches where the minibatch-std groups allow it (D fwd+bwd at 32 px, batch 16:
+        250 vs 279 ms for toy, 275 vs 320 ms for tiny).
+
+        The minibatch-std layer groups samples i, i + n/g, i + 2n/g, ...; blocks of n/g fakes and
+        n/g reals are interleaved so that every group of the joint batch is one group of the fakes
+        or of the reals alone, exactly the groups that two passes form."""
+        n = fake.shape[0]
+        g = _mbstd_groups(self.D, n)
+        if (
+            real.shape[0] != n
+            or (labels is None) != (real_labels is None)
+            or g != _mbstd_groups(self.D, 2 * n)
+            or g is None
+        ):
+            return self._d(fake, labels), self._d(real, real_labels)
+
+        def interleave(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.stack([a.reshape(g, n // g, *a.shape[1:]), b.reshape(g, n // g, *b.shape[1:])], dim=1).reshape(
+                2 * n, *a.shape[1:]
+            )
+
+        both = interleave(fake, real)
+        if both.dim() == 4 and fake.is_contiguous(memory_format=torch.channels_last):
+            both = both.contiguous(memory_format=torch.channels_last)
+        both_labels = None if labels is None else interleave(labels, real_labels)
+        logits = self._d(both, both_labels).reshape(g, 2, n // g, -1)
+        return logits[:, 0].reshape(n, -1), logits[:, 1].reshape(n, -1)
+
     def train_step(self) -> dict[str, float]:
         o, info, s = self.opts, self.info, self.step
         torch.manual_seed(step_seed(o.seed, s, info.rank, 1))
@@ -421,8 +453,9 @@ class Trainer:
         _set_trainable(self.G, [], False)
         _set_trainable(self.D, self.d_params, True)
         with self._autocast():
-            loss_fake = F.softplus(self._d(fake.detach(), labels)).mean()
-            loss_real = F.softplus(-self._d(real, real_labels)).mean()
+            logits_fake, logits_real = self._d_pair(fake.detach(), labels, real, real_labels)
+            loss_fake = F.softplus(logits_fake).mean()
+            loss_real = F.softplus(-logits_real).mean()
         loss_d = loss_fake + loss_real
         stats["loss_D"] = loss_d.item()
         stats["D_real"] = loss_real.item()
@@ -452,6 +485,21 @@ class Trainer:
         ema = list(self.G_ema.parameters())
         torch._foreach_copy_(ema, torch._foreach_lerp([p.detach() for p in self.G.parameters()], ema, self.ema_beta))
         torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))
+
+
+def _mbstd_groups(D: torch.nn.Module, n: int) -> int | None:
+    """The minibatch-std group size D's epilogue uses for a batch of n (ops.minibatch_std's
+    rule): 1 where it has no such layer (samples are independent), None for a D of another kind."""
+    epilogue = getattr(D, "b4", None)
+    if not hasattr(epilogue, "mbstd_group_size"):
+        return None
+    if epilogue.mbstd_num_channels <= 0:
+        return 1
+    size = epilogue.mbstd_group_size
+    g = min(size, n) if size is not None else n
+    while n % g:
+        g -= 1
+    return g
 
 
 def _last_good_hint(run_dir: Path) -> str:
