@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gancraft import load
+from gancraft.errors import GancraftError
 from gancraft.toy import write_dataset
 from gancraft.train.data import ImageFolderData
 from gancraft.train.loop import TrainingDiverged, TrainOptions, latest_snapshot, run_dir_for, run_training
@@ -169,3 +171,14 @@ def test_one_discriminator_pass_over_fakes_and_reals_gives_the_two_passes_logits
         apart6 = trainer._d(fake[:6], None), trainer._d(real[:6], None)
     for a, b in zip(joint6, apart6):
         assert torch.equal(a, b)
+
+
+def test_resume_with_other_settings_names_what_differs(faces: Path, tmp_path: Path):
+    run_training(_method(faces), _opts(1, 1), tmp_path / "run", progress=False)
+    g, d = tiny_configs(16)
+    wider = ScratchMethod(ImageFolderData(faces, 16), dataclasses.replace(g, channel_max=g.channel_max * 2), d)
+    with pytest.raises(GancraftError) as err:
+        run_training(wider, _opts(2, 1), tmp_path / "run", progress=False, resume=True)
+    message = str(err.value)
+    assert f"g_config.channel_max: {g.channel_max} in the run, {g.channel_max * 2} now" in message
+    assert "d_config" not in message and len(message) < 300

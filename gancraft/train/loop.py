@@ -597,9 +597,12 @@ def _run(
         if not run_json.exists():
             raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
         stored = json.loads(run_json.read_text())
-        if stored["method"] != _jsonable(method.describe()):
+        now = _jsonable(method.describe())
+        if stored["method"] != now:
+            diffs = _differences(stored["method"], now)
+            more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
             raise GancraftError(
-                f"--resume {run_dir}: the run was started with {stored['method']}, not {_jsonable(method.describe())}"
+                f"--resume {run_dir}: the run was started with other settings: {'; '.join(diffs[:5])}{more}"
             )
         opts = TrainOptions(**stored["options"])
         found = latest_snapshot(run_dir)
@@ -681,6 +684,19 @@ def _run(
         if bar is not None:
             bar.close()
     return trainer
+
+
+def _differences(stored: Any, now: Any, path: str = "") -> list[str]:
+    """Where two JSON-like settings differ, as 'path: X in the run, Y now' lines."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        return [
+            line
+            for key in sorted(set(stored) | set(now), key=str)
+            for line in _differences(stored.get(key), now.get(key), f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(stored, list) and isinstance(now, list) and len(stored) == len(now):
+        return [line for i, (a, b) in enumerate(zip(stored, now)) for line in _differences(a, b, f"{path}[{i}]")]
+    return [] if stored == now else [f"{path or 'settings'}: {stored!r} in the run, {now!r} now"]
 
 
 def _jsonable(obj: Any) -> Any:
