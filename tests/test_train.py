@@ -129,6 +129,13 @@ def test_train_cli(faces: Path, tmp_path: Path):
     res = cli_invoke(*args, "--force")
     assert res.exit_code == 2 and "already holds a training run" in res.stderr
 
+    assert json.loads((run / "run.json").read_text())["options"]["style_mixing"] == 0.9
+    res = cli_invoke(*args[:3], str(tmp_path / "nomix.st"), *args[4:], "--style-mixing", "0")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "nomix-run" / "run.json").read_text())["options"]["style_mixing"] == 0
+    res = cli_invoke(*args[:3], str(tmp_path / "y.st"), *args[4:], "--style-mixing", "1.5")
+    assert res.exit_code == 2 and "--style-mixing" in res.stderr and not (tmp_path / "y-run").exists()
+
     res = cli_invoke("train", faces, "-o", tmp_path / "x.st", "--resolution", "16", "--config", "nope")
     assert res.exit_code == 2 and "--config: unknown config 'nope'" in res.stderr
     res = cli_invoke("train", tmp_path / "missing", "-o", tmp_path / "x.st", "--resolution", "16")
@@ -182,3 +189,15 @@ def test_resume_with_other_settings_names_what_differs(faces: Path, tmp_path: Pa
     message = str(err.value)
     assert f"g_config.channel_max: {g.channel_max} in the run, {g.channel_max * 2} now" in message
     assert "d_config" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize("mixing, calls", [(0.0, 1), (1.0, 2)])
+def test_style_mixing_draws_a_second_latent_for_every_mixed_batch(faces: Path, tmp_path: Path, mixing, calls):
+    trainer = run_training(
+        _method(faces), _opts(1, 100, style_mixing=mixing), tmp_path / "run", progress=False, max_steps=0
+    )
+    seen = []
+    forward = trainer.G.mapping.forward
+    trainer.G.mapping.forward = lambda *a, **k: seen.append(1) or forward(*a, **k)
+    trainer._generate(torch.randn(4, trainer.G.z_dim), None, update_w_avg=False)
+    assert len(seen) == calls

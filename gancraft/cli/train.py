@@ -5,6 +5,7 @@ Also home of the options every training command shares (`train`, `root`, `finetu
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,24 @@ def train_and_save(
     metavar="N",
     help="Train on the first N images only (in sorted path order).",
 )
+@click.option(
+    "--style-mixing",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Probability that a batch mixes two latents at a random layer (NVIDIA's style-mixing "
+    "regularisation; 0 turns it off).",
+)
 @training_options
 def command(
-    images: str, output: str | None, resolution: int, config_name: str, mirror: bool, subset: int | None, **kw: Any
+    images: str,
+    output: str | None,
+    resolution: int,
+    config_name: str,
+    mirror: bool,
+    subset: int | None,
+    style_mixing: float,
+    **kw: Any,
 ) -> None:
     """Train a StyleGAN2 from scratch on the images in IMAGES (a folder, searched recursively).
 
@@ -208,6 +224,7 @@ def command(
         gamma=preset.gamma,
         ema_kimg=preset.ema_kimg,
     )
+    opts = dataclasses.replace(opts, style_mixing=style_mixing)
     data = ImageFolderData(images, resolution, xflip=mirror, subset=subset)
     method = ScratchMethod(data, g_cfg, d_cfg)
     train_and_save(

@@ -95,6 +95,8 @@ class TrainOptions:
                 raise GancraftError(f"--lr must be positive, got {getattr(self, name)}")
         if self.gamma is not None and not self.gamma >= 0:
             raise GancraftError(f"--gamma must be >= 0, got {self.gamma}")
+        if not 0 <= self.style_mixing <= 1:
+            raise GancraftError(f"--style-mixing must be a probability in [0, 1], got {self.style_mixing}")
         if not (self.pl_weight >= 0 and math.isfinite(self.pl_weight)):
             raise GancraftError(f"--pl-weight must be a finite number >= 0, got {self.pl_weight}")
         if self.pl_interval < 1 or self.pl_batch_shrink < 1 or not 0 < self.pl_decay <= 1:
