@@ -308,7 +308,7 @@ def _signature(st: os.stat_result) -> list[int]:
 
 def _lookup(cache: Path, key: str, signature: list[int], algorithm: str) -> str | None:
     entry = _load(cache).get(key)
-    if not isinstance(entry, dict) or entry.get("stat") != signature:
+    if not _same_file(entry, signature):
         return None
     digest = entry.get(algorithm)
     if isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -77,19 +77,11 @@ class RunningStats:
             raise GancraftError(f"feature batch has {x.shape[1]} dimensions, earlier batches had {self._mean.shape[0]}")
         if self._kept is not None:
             self._kept.append(x.astype(np.float32))
-        nb = x.shape[0]
         mean_b = x.mean(axis=0)
         centred = torch.from_numpy(x - mean_b)
-        if self._scatter is None:
-            self.n, self._mean = nb, mean_b
-            self._scatter = (centred.T @ centred).numpy()
-            return
         # in place on the running D x D scatter, through torch: numpy's temporaries were three
         # fresh 32 MB arrays per batch at D = 2048, and its BLAS threads spun against torch's
-        delta, weight = self._shift_mean(nb, mean_b)
-        scatter = torch.from_numpy(self._scatter)
-        scatter.addmm_(centred.T, centred)
-        scatter.addr_(delta, delta, alpha=weight)
+        self._fold(x.shape[0], mean_b, lambda scatter: scatter.addmm_(centred.T, centred))
 
     def merge(self, other: "RunningStats") -> None:
         """Fold in statistics gathered elsewhere (another process, another shard)."""
@@ -101,26 +93,24 @@ class RunningStats:
             if other._kept is None:
                 raise GancraftError("cannot merge statistics without kept features into ones that keep them")
             self._kept.extend(other._kept)
-        self._merge(other.n, other._mean, other._scatter)
+        self._fold(other.n, other._mean, lambda scatter: scatter.add_(torch.from_numpy(other._scatter)))
 
-    def _merge(self, nb: int, mean_b: np.ndarray, scatter_b: np.ndarray) -> None:
+    def _fold(self, nb: int, mean_b: np.ndarray, add_scatter: Callable[[torch.Tensor], object]) -> None:
+        """Chan et al.'s update for `nb` more samples of mean `mean_b`; `add_scatter` adds their
+        own centred scatter into the running one, in place."""
         if self._mean is None:
-            self.n, self._mean, self._scatter = nb, mean_b.copy(), scatter_b.copy()
+            self.n, self._mean = nb, mean_b.copy()
+            self._scatter = np.zeros((mean_b.shape[0],) * 2)
+            add_scatter(torch.from_numpy(self._scatter))
             return
-        delta, weight = self._shift_mean(nb, mean_b)
-        scatter = torch.from_numpy(self._scatter)
-        scatter.add_(torch.from_numpy(scatter_b))
-        scatter.addr_(delta, delta, alpha=weight)
-
-    def _shift_mean(self, nb: int, mean_b: np.ndarray) -> tuple[torch.Tensor, float]:
-        """Chan et al.'s mean update for `nb` more samples: the difference of the two means and
-        the weight of its outer product in the scatter update."""
         na = self.n
         n = na + nb
         delta = mean_b - self._mean
         self._mean = self._mean + delta * (nb / n)
         self.n = n
-        return torch.from_numpy(delta), na * nb / n
+        scatter = torch.from_numpy(self._scatter)
+        add_scatter(scatter)
+        scatter.addr_(torch.from_numpy(delta), torch.from_numpy(delta), alpha=na * nb / n)
 
     @property
     def mean(self) -> np.ndarray:

@@ -292,12 +292,18 @@ def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
-def minibatch_std(x: torch.Tensor, group_size: int | None, num_channels: int = 1) -> torch.Tensor:
-    n, c, h, w = x.shape
+def minibatch_std_group(n: int, group_size: int | None) -> int:
+    """How many samples `minibatch_std` groups together in a batch of n: group_size, else the
+    whole batch; NVIDIA requires it to divide n, so this falls back to the largest that does."""
     g = min(group_size, n) if group_size is not None else n
-    # NVIDIA requires n % g == 0; fall back to the largest group that divides the batch
     while n % g:
         g -= 1
+    return g
+
+
+def minibatch_std(x: torch.Tensor, group_size: int | None, num_channels: int = 1) -> torch.Tensor:
+    n, c, h, w = x.shape
+    g = minibatch_std_group(n, group_size)
     f = num_channels
     y = x.reshape(g, -1, f, c // f, h, w)
     y = y - y.mean(dim=0)

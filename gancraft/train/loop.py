@@ -42,7 +42,7 @@ from .. import distributed as dist_util
 from ..checkpoint import Checkpoint, load, save
 from ..errors import GancraftError
 from ..io_util import atomic_write
-from ..nets.ops import exact_fp32
+from ..nets.ops import exact_fp32, minibatch_std_group
 from ..nets.stylegan2 import DEFAULT_MODULATION
 from .augment import diff_augment, parse_policy
 from .configs import r1_gamma_heuristic
@@ -490,18 +490,14 @@ class Trainer:
 
 
 def _mbstd_groups(D: torch.nn.Module, n: int) -> int | None:
-    """The minibatch-std group size D's epilogue uses for a batch of n (ops.minibatch_std's
-    rule): 1 where it has no such layer (samples are independent), None for a D of another kind."""
+    """The minibatch-std group size D's epilogue uses for a batch of n: 1 where it has no such
+    layer (samples are independent), None for a D of another kind."""
     epilogue = getattr(D, "b4", None)
     if not hasattr(epilogue, "mbstd_group_size"):
         return None
     if epilogue.mbstd_num_channels <= 0:
         return 1
-    size = epilogue.mbstd_group_size
-    g = min(size, n) if size is not None else n
-    while n % g:
-        g -= 1
-    return g
+    return minibatch_std_group(n, epilogue.mbstd_group_size)
 
 
 def _last_good_hint(run_dir: Path) -> str:
