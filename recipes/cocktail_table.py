@@ -10,7 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-NAMES = {"toy": "toy-domain extractor (examples/toy-features.pt)", "inception": "FID Inception (real weights)"}
+NAMES = {
+    "toy": "toy-domain extractor (examples/toy-features.pt)",
+    "quality": "damage-aware toy extractor (examples/toy-quality.pt)",
+    "inception": "FID Inception (real weights)",
+}
 
 
 def main() -> None:

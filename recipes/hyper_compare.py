@@ -13,9 +13,16 @@ LABELS = {
     "dv-after": "domain vector, after demodulation (official code)",
     "dv-before": "domain vector, before demodulation (paper figure)",
     "full": "full fine-tuning (all of G)",
-    "cat": "cat model (the target images' source)",
 }
-EXTRACTORS = {"toy": "toy-domain FID", "inception": "Inception FID"}
+TARGETS = {
+    "cat": ("cats", "the cat model (the target images' source)", "held-out cat renders"),
+    "blend": (
+        "the face-cat blend (face coarse layers, cat layers from 16 px)",
+        "the blend model (the target images' source)",
+        "the blend model's samples from seeds 100000 on",
+    ),
+}
+EXTRACTORS = {"toy": "toy-domain FID", "quality": "damage-aware toy FID", "inception": "Inception FID"}
 
 
 def fid(folder: Path, row: str, extractor: str) -> float:
@@ -55,13 +62,16 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--rows", required=True)
     ap.add_argument("--extractors", required=True)
+    ap.add_argument("--target", required=True, choices=sorted(TARGETS))
     ap.add_argument("--kimg", required=True)
     ap.add_argument("--n", required=True)
     args = ap.parse_args()
     rows, extractors = args.rows.split(","), args.extractors.split(",")
+    what, target_label, reference = TARGETS[args.target]
+    labels = {**LABELS, args.target: target_label}
     print(
-        f"Face model adapted to cats, {args.kimg} kimg per arm; FID against {args.n} held-out cat renders "
-        f"({args.n} generated images; lower is better)"
+        f"Face model adapted to {what}, {args.kimg} kimg per arm; FID of {args.n} generated images against "
+        f"{args.n} of {reference} (lower is better)"
     )
     print()
     print("| model | " + " | ".join(EXTRACTORS[x] for x in extractors) + " | G parameters trained | training s |")
@@ -71,7 +81,7 @@ def main() -> None:
         cells = [f"{fid(args.folder, row, x):.1f}" for x in extractors]
         cells.append("-" if params is None else f"{params:,}")
         cells.append("-" if secs is None else f"{secs:.0f}")
-        print(f"| {LABELS.get(row, row)} | " + " | ".join(cells) + " |")
+        print(f"| {labels[row]} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

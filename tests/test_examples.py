@@ -105,3 +105,30 @@ def test_recipes_parse():
             text=True,
         )
         assert r.returncode == 0, (target, r.stderr)
+
+
+def test_quality_network_responds_to_damage_it_never_saw():
+    """toy-quality.pt exists because toy-features.pt barely separates damaged renders from clean
+    ones: a smooth warp (held out of its training) must move its features far more, against the
+    real-vs-real floor, than it moves toy-features'."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from make_quality_extractor import warp
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from gancraft.metrics.fid import fid_from_stats, stats_from_features
+
+    def renders(seed: int) -> torch.Tensor:
+        return torch.from_numpy(toy.render_batch("cat", 64, seed, 32)[0]).permute(0, 3, 1, 2).float() / 255
+
+    ref, clean = renders(41), renders(42)
+    warped = warp(clean, clean, torch.Generator().manual_seed(0))
+    ratio = {}
+    for name in ("toy-features", "toy-quality"):
+        net = torch.jit.load(str(EXAMPLES / f"{name}.pt")).eval()
+        with torch.no_grad():
+            stats = [stats_from_features([net(x).double().numpy()]) for x in (ref, clean, warped)]
+        ratio[name] = fid_from_stats(stats[2], stats[0]) / fid_from_stats(stats[1], stats[0])
+    assert ratio["toy-quality"] > 20 and ratio["toy-quality"] > 5 * ratio["toy-features"], ratio

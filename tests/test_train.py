@@ -133,6 +133,11 @@ def test_train_cli(faces: Path, tmp_path: Path):
     res = cli_invoke(*args[:3], str(tmp_path / "nomix.st"), *args[4:], "--style-mixing", "0")
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "nomix-run" / "run.json").read_text())["options"]["style_mixing"] == 0
+    assert load(out).d_config.mbstd_group_size == 4
+    res = cli_invoke(*args[:3], str(tmp_path / "g2.st"), *args[4:], "--mbstd-group", "2")
+    assert res.exit_code == 0, res.output
+    assert load(tmp_path / "g2.st").d_config.mbstd_group_size == 2
+    assert json.loads((tmp_path / "g2-run" / "run.json").read_text())["method"]["d_config"]["mbstd_group_size"] == 2
     res = cli_invoke(*args[:3], str(tmp_path / "y.st"), *args[4:], "--style-mixing", "1.5")
     assert res.exit_code == 2 and "--style-mixing" in res.stderr and not (tmp_path / "y-run").exists()
 

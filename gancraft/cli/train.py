@@ -184,6 +184,14 @@ def train_and_save(
     help="Probability that a batch mixes two latents at a random layer (NVIDIA's style-mixing "
     "regularisation; 0 turns it off).",
 )
+@click.option(
+    "--mbstd-group",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Samples per minibatch-standard-deviation group in D (NVIDIA's --mbstd; the largest divisor "
+    "of the batch up to N is used). Default: the config's, 4; NVIDIA's 32 px cifar preset uses 32.",
+)
 @training_options
 def command(
     images: str,
@@ -193,6 +201,7 @@ def command(
     mirror: bool,
     subset: int | None,
     style_mixing: float,
+    mbstd_group: int | None,
     **kw: Any,
 ) -> None:
     """Train a StyleGAN2 from scratch on the images in IMAGES (a folder, searched recursively).
@@ -215,6 +224,8 @@ def command(
         output = (Path(images).resolve().name or "model") + ".st"
     preset = get_preset(config_name)
     g_cfg, d_cfg = architecture(config_name, resolution)
+    if mbstd_group is not None:
+        d_cfg = dataclasses.replace(d_cfg, mbstd_group_size=mbstd_group)
     opts = build_options(
         kw,
         batch=preset.batch,
