@@ -9,6 +9,9 @@ For each model (one toy domain each: face, cat, dog) against held-out renders of
   model's samples divided by the same figure on real renders (1.0 = as varied as the data);
 - domain probe: a logistic-regression probe on `toy-features.pt` features, trained on real
   renders of the three domains, classifies every sample; the share labelled as the model's own;
+- image quality, with the damage-aware `toy-quality.pt`: FID N vs N next to its floor, and the
+  share of samples that a probe on its features (real renders of the three domains against
+  damaged renders) calls a clean drawing of the model's own domain;
 - dormant SeFA directions: read from the CSV that `gancraft sefa MODEL --measure N` wrote
   (the recipe runs it), the count marked dormant.
 
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from make_quality_extractor import TRAINED, damage
 from sklearn.linear_model import LogisticRegression
 
 import gancraft
@@ -78,6 +82,7 @@ def main() -> None:
     ap.add_argument("--measure-csv", nargs="*", default=[], help="sefa --measure CSVs, one per model, same order")
     ap.add_argument("--features", default=str(HERE / "toy-features.pt"))
     ap.add_argument("--factors", default=str(HERE / "toy-factors.pt"))
+    ap.add_argument("--quality", default=str(HERE / "toy-quality.pt"))
     ap.add_argument("-o", "--output", required=True, help="markdown table to write")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -92,6 +97,15 @@ def main() -> None:
     probe_x = np.concatenate([apply(feats, real_images(d, 1000, SEED_PROBE), True) for d in toy.DOMAINS])
     probe_y = np.repeat(np.arange(len(toy.DOMAINS)), 1000)
     probe = LogisticRegression(max_iter=2000).fit(probe_x, probe_y)
+    # clean-drawing probe: the three domains' renders, and the same renders damaged as a fourth class
+    quality = torch.jit.load(args.quality).eval()
+    gen = torch.Generator().manual_seed(0)
+    clean = [real_images(d, 1000, SEED_PROBE) for d in toy.DOMAINS]
+    damaged = [damage((x + 1) / 2, TRAINED, gen) * 2 - 1 for x in clean]
+    clean_probe = LogisticRegression(max_iter=3000).fit(
+        np.concatenate([apply(quality, x, True) for x in clean + damaged]),
+        np.concatenate([np.repeat(np.arange(len(toy.DOMAINS)), 1000), np.full(3000, len(toy.DOMAINS))]),
+    )
 
     n_max = max(args.n, args.n_large, args.n_collapse)
     rows = []
@@ -100,29 +114,35 @@ def main() -> None:
         real = real_images(domain, n_max, SEED_REF)
         floor_real = real_images(domain, n_max, SEED_FLOOR)
         f_fake, f_real, f_floor = (apply(feats, x, True) for x in (fake, real, floor_real))
-        fid = {}
+        q_fake, q_real, q_floor = (apply(quality, x[: args.n], True) for x in (fake, real, floor_real))
+        fid = {
+            "quality": fid_from_stats(stats_from_features([q_fake]), stats_from_features([q_real])),
+            "quality floor": fid_from_stats(stats_from_features([q_floor]), stats_from_features([q_real])),
+        }
         for n in (args.n, args.n_large):
             fid[n] = fid_from_stats(stats_from_features([f_fake[:n]]), stats_from_features([f_real[:n]]))
             fid[f"floor{n}"] = fid_from_stats(stats_from_features([f_floor[:n]]), stats_from_features([f_real[:n]]))
         k = args.n_collapse
         std_ratio = apply(factors, fake[:k], False).std(0) / apply(factors, real[:k], False).std(0)
         own = float((probe.predict(f_fake[:k]) == toy.DOMAINS.index(domain)).mean())
+        clean_share = float((clean_probe.predict(apply(quality, fake[:k], True)) == toy.DOMAINS.index(domain)).mean())
         dormant = dormant_count(Path(args.measure_csv[i])) if i < len(args.measure_csv) else None
-        rows.append((domain, fid, std_ratio, own, dormant))
+        rows.append((domain, fid, std_ratio, own, dormant, clean_share))
 
     n, nl = args.n, args.n_large
     lines = [
         f"| model | FID {n} vs {n} (floor) | FID {nl} vs {nl} (floor) | factor spread, model / real "
         f"({', '.join(toy.FACTORS)}; {args.n_collapse} samples) | own domain ({args.n_collapse} samples) "
-        "| dormant SeFA directions |",
-        "|---|---|---|---|---|---|",
+        f"| dormant SeFA directions | damage-aware FID {n} vs {n} (floor) | clean drawings of its domain |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for domain, fid, ratio, own, dormant in rows:
+    for domain, fid, ratio, own, dormant, clean_share in rows:
         dorm = f"{dormant[0]} of {dormant[1]} ({dormant[2]})" if dormant else "not measured"
         lines.append(
             f"| {domain} | {fid[n]:.2f} ({fid[f'floor{n}']:.2f}) | {fid[nl]:.2f} ({fid[f'floor{nl}']:.2f}) | "
             + ", ".join(f"{r:.2f}" for r in ratio)
-            + f" | {100 * own:.1f}% | {dorm} |"
+            + f" | {100 * own:.1f}% | {dorm} | {fid['quality']:.1f} ({fid['quality floor']:.2f}) | "
+            f"{100 * clean_share:.1f}% |"
         )
     text = "\n".join(lines) + "\n"
     out = Path(args.output)

@@ -98,13 +98,19 @@ def test_recipes_parse():
         "expand",
         "examples-report",
         "hyper-compare",
+        "hyper-compare HC_TARGET=blend",
     ):
         r = subprocess.run(
-            ["make", "-n", "-C", str(EXAMPLES.parent / "recipes"), target, "OUT=/nonexistent/out"],
+            ["make", "-n", "-C", str(EXAMPLES.parent / "recipes"), *target.split(), "OUT=/nonexistent/out"],
             capture_output=True,
             text=True,
         )
         assert r.returncode == 0, (target, r.stderr)
+        if "HC_TARGET=blend" in target:  # the target model is the blend, made first, and the arms train toward it
+            assert (
+                "blend-layers --low" in r.stdout
+                and "--domain blend=/nonexistent/out/hyper-compare-blend/blend.st" in r.stdout
+            )
 
 
 def test_quality_network_responds_to_damage_it_never_saw():
