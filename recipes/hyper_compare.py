@@ -77,7 +77,9 @@ def main() -> None:
     print("| model | " + " | ".join(EXTRACTORS[x] for x in extractors) + " | G parameters trained | training s |")
     print("|---" * (len(extractors) + 3) + "|")
     for row in rows:
-        params, secs = trained_g_parameters(args.folder, row), training_seconds(args.folder, row)
+        given = row in ("face", args.target)  # the start and the target: nothing trained here
+        params = None if given else trained_g_parameters(args.folder, row)
+        secs = None if given else training_seconds(args.folder, row)
         cells = [f"{fid(args.folder, row, x):.1f}" for x in extractors]
         cells.append("-" if params is None else f"{params:,}")
         cells.append("-" if secs is None else f"{secs:.0f}")
