@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -318,7 +319,15 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
         ["kid", "model"],
     ]
     assert "FID to the parent" in lines[3] and f"FID to {child}" in lines[4] and "probe" in lines[5]
-    assert (tmp_path / "x-run" / "run.json").exists()
+    run = tmp_path / "x-run"
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
+    # --resume with a longer --kimg continues the run to the new total (it once kept the run's own)
+    common = ["--task", f"kid:model:{child}", "-o", out, "--batch", "4", "--directions", "5", "--distance", "15"]
+    res = cli_invoke("expand", parent, *common, "--kimg", "0.016", "--resume", "--quiet", "--force")
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["step"] == 4
+    res = cli_invoke("expand", parent, *common, "--kimg", "0.008", "--resume", "--quiet", "--force")
+    assert res.exit_code == 2 and "--kimg 0.008" in res.stderr and "already at" in res.stderr
     # again without --force: refused before any training, one line
     res = cli_invoke("expand", parent, "--task", f"kid:model:{child}", "-o", out)
     assert res.exit_code == 2 and "exists" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -144,7 +144,13 @@ Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
     help="Features for --report: inception (from the local cache; 'gancraft weights' gets it), "
     "clip, or a TorchScript file as 'gancraft fid --extractor' takes.",
 )
-@click.option("--kimg", type=float, default=4.0, show_default=True, help="Training length in thousands of images.")
+@click.option(
+    "--kimg",
+    type=float,
+    default=None,
+    help="Training length in thousands of images [default: 4]. With --resume: a new total length "
+    "(default: the run's own).",
+)
 @batch_option(default=32, help="Latents per step, split over the tasks (each task gets about batch/tasks).")
 @click.option(
     "--lr",
@@ -202,7 +208,7 @@ def command(
     report: str | None,
     report_n: int,
     report_extractor: str,
-    kimg: float,
+    kimg: float | None,
     batch: int,
     lr: float,
     ema_kimg: float,
@@ -233,7 +239,14 @@ def command(
         distance, replay_l2, replay_lpips, source_weight, expansion_weight, source_text, templates, invert_steps
     )
     opts = TrainOptions(
-        kimg=kimg, batch=batch, snap_kimg=snap_kimg, seed=seed, lr_g=lr, lr_d=lr, ema_kimg=ema_kimg, gamma=10.0
+        kimg=4.0 if kimg is None else kimg,
+        batch=batch,
+        snap_kimg=snap_kimg,
+        seed=seed,
+        lr_g=lr,
+        lr_d=lr,
+        ema_kimg=ema_kimg,
+        gamma=10.0,
     )
     flags = naming_options(
         directions="--directions",
@@ -261,6 +274,7 @@ def command(
             options=opts,
             run_dir=run_dir,
             resume=resume,
+            resume_kimg=kimg if resume else None,
             report=report,
             report_n=report_n,
             report_extractor=report_extractor,

@@ -446,6 +446,7 @@ def run_expansion(
     resume: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
+    resume_kimg: float | None = None,
 ) -> ExpansionTrainer:
     """Expand in `run_dir` with `loop.run_training` (run.json, snapshots, log.jsonl, resume), one process."""
     # ExpansionTrainer's step logs per-rank losses and was never checked across processes
@@ -460,6 +461,7 @@ def run_expansion(
         progress=progress,
         max_steps=max_steps,
         trainer_cls=ExpansionTrainer,
+        resume_kimg=resume_kimg,
     )
 
 
@@ -562,6 +564,7 @@ def expand(
     ),
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    resume_kimg: float | None = None,
     report: str | os.PathLike | None = None,
     report_n: int = 1000,
     report_extractor: str = "inception",
@@ -572,7 +575,8 @@ def expand(
 ) -> list[Path]:
     """Expand `parent` with one new domain per task ('NAME:KIND:ARG', kinds clip, images, model),
     each on its own repurposed SeFA direction, train for `options` in `run_dir` (default beside
-    `output`, continued from its newest snapshot with `resume`) and write the model to `output`;
+    `output`, continued from its newest snapshot with `resume`, to a new total of `resume_kimg`
+    when given) and write the model to `output`;
     with `report`, the paper's evaluation table as well. Returns the paths written.
 
     The directions come from `directions_file` (a `sefa` output), else are factorised now over
@@ -654,7 +658,15 @@ def expand(
             log(f"CLIP: {clips[-1].description}")
 
     method = ExpansionMethod(parent, specs, table, settings, lpips=lpips, clips=clips, directions_source=source)
-    trainer = run_expansion(method, options, run_dir_for(output, run_dir), device, resume=resume, progress=progress)
+    trainer = run_expansion(
+        method,
+        options,
+        run_dir_for(output, run_dir),
+        device,
+        resume=resume,
+        progress=progress,
+        resume_kimg=resume_kimg,
+    )
     inputs = (
         [parent.path] + ([directions_file] if directions_file else []) + [t.arg for t in specs if t.kind == "model"]
     )
