@@ -75,9 +75,10 @@ def _assert_same_nets(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 def test_conditional_start_has_one_class_pathway_and_reproduces_d(models):
-    """D computes exactly the old D for every class; G differs from the old G only through the
-    class columns of fc0, which make classes differ; G_ema is G (one random pathway, not two).
-    Both come from the stored G_ema (the official code's start), not the stored G."""
+    """D computes the old D scaled by one factor per class, sum(cmap(c)) / sqrt(cmap_dim), as the
+    official code's conversion does; G differs from the old G only through the class columns of
+    fc0, which make classes differ; G_ema is G (one random pathway, not two). Both come from the
+    stored G_ema (the official code's start), not the stored G."""
     start = load(models["avg"])
     start.tensors["G.synthesis.b16.torgb.bias"] += 3.0  # the stored G differs from the stored G_ema
     G_old, D_old = start.generator("G_ema"), start.discriminator()
@@ -91,12 +92,29 @@ def test_conditional_start_has_one_class_pathway_and_reproduces_d(models):
         for k in range(3):
             c = F.one_hot(torch.full([4], k), 3).float()
             per_class.append(G.eval()(z, c))
-            torch.testing.assert_close(D(ref, c), D_old(ref), atol=1e-5, rtol=1e-5)
+            scale = D.mapping(None, c).sum(1, keepdim=True) / math.sqrt(D.b4.cmap_dim)
+            torch.testing.assert_close(D(ref, c), D_old(ref) * scale, atol=1e-5, rtol=1e-5)
         assert (per_class[0] - per_class[1]).abs().max() > 1e-2
         G.mapping.fc0.weight[:, G.z_dim :] = 0
         for k in range(3):
             c = F.one_hot(torch.full([4], k), 3).float()
             torch.testing.assert_close(G(z, c), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_conditional_d_can_become_class_aware(models):
+    """The projection's rows start equal (each the old output row); only cmap entries that differ
+    give them different gradients. With equal entries (the mapping's last layer zeroed, as an
+    earlier version did) the rows stayed equal forever and D could only scale one class-blind
+    output per class: the GAN Cocktail union's cat and dog classes drew each other's domain."""
+    start = load(models["avg"])
+    _, D, _ = conditional_from_unconditional(start, 3)
+    x = start.generator("G_ema")(torch.randn(6, start.g_config.z_dim)).detach()
+    c = F.one_hot(torch.tensor([0, 1, 2, 0, 1, 2]), 3).float()
+    for k in range(3):  # every class's map has entries of its own
+        assert D.mapping(None, c[k : k + 1]).std() > 1e-3
+    D(x, c).sum().backward()
+    grad = D.b4.out.weight.grad
+    assert (grad - grad[:1]).abs().max() > 1e-4 * grad.abs().max()
 
 
 def test_conditional_d_class_mapping_keeps_nvidias_learning_rate(models):

@@ -86,10 +86,12 @@ def command(
     START is normally the average of rooted models (`gancraft root`, `gancraft average`): it
     already has one class per domain, and the --domain names must be its classes (in any
     order; its class table decides which label each source gets). An unconditional START
-    (TransferGAN and the other baselines) is made conditional first: D becomes a projection
-    discriminator that starts as exactly START's D for every class; G gets a class embedding
-    and new fc0 columns at random, so each class starts as START's generator moved along its
-    own random class pathway (zeroing those columns gives START's G back). Domain names are
+    (TransferGAN and the other baselines) is made conditional first, as the official code does:
+    D becomes a projection discriminator whose output rows start as START's D's and whose class
+    mapping starts at random, so each class starts as START's D times a factor of its own; G gets
+    a class embedding and new fc0 columns at random, so each class starts as START's generator
+    moved along its own random class pathway (zeroing those columns gives START's G back). The
+    same conversion starts every rooting run (`gancraft root`). Domain names are
     recorded, so `gancraft sample union.st --domain cat` works. Defaults are the official
     union_gan config: batch 32, R1 gamma 10, EMA half-life 10 kimg, lr 0.002, path length 2.
 

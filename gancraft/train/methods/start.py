@@ -12,7 +12,6 @@ import torch
 
 from ...checkpoint import Checkpoint
 from ...errors import GancraftError
-from ...nets.ops import LRELU_GAIN
 from ...nets.stylegan2 import Discriminator, Generator
 
 
@@ -68,16 +67,19 @@ def conditional_from_unconditional(
     12 kimg), so the union model would remain unconditional. With the class columns zeroed
     the new G computes exactly the old one, which is what the tests check.
 
-    D: the projection discriminator outputs <out(x), cmap(c)> / sqrt(cmap_dim). Every row of the
-    new `out` layer is the old single output row, and the last layer of the class mapping starts
-    with zero weights and a bias that makes every cmap entry 1/sqrt(cmap_dim): the projection is
-    then exactly the old output. The class mapping keeps NVIDIA's 0.01 learning-rate multiplier,
-    as the official code's D does: at the full rate (tried before) Adam shrinks the projection
-    toward zero within ~20 steps, since scaling every output down is the fastest way out of the
-    large initial loss (the source's D calls the new domain's real images fake), and D then sits
-    at chance (loss 2 log 2, G without signal) for the whole run: measured on the example models,
-    rooting face -> cat for 2.5 kimg, D loss 1.39-1.40 in every 10-step block after the first at
-    multiplier 1, 1.05-1.44 at 0.01.
+    D: the projection discriminator outputs <out(x), cmap(c)> / sqrt(cmap_dim). As in the official
+    code (copy_params_and_buffers_and_change_mapping), every row of the new `out` layer is the
+    old single output row and the class mapping keeps its fresh random initialisation, so class c
+    starts as the old D scaled by s_c = sum(cmap(c)) / sqrt(cmap_dim). The random cmap entries
+    are what lets D become class-aware: they give each row of `out` its own gradient. An earlier
+    version zeroed the mapping's last layer so that every class reproduced the old D exactly;
+    with every cmap entry equal, every row of `out` got the same gradient, the rows stayed
+    identical and D could only scale one class-blind output per class (measured on the GAN
+    Cocktail union after 40 kimg: D's logits for one image differed by 0.02-0.04 between
+    classes, and its cat and dog classes drew each other's domain). The class mapping keeps
+    NVIDIA's 0.01 learning-rate multiplier, as the official code's D does: at the full rate
+    Adam shrank the projection toward zero within ~20 steps (the source's D calls the new
+    domain's real images fake) and D sat at chance for the whole run.
     """
     if ckpt.g_config.c_dim:
         raise GancraftError(
@@ -98,11 +100,6 @@ def conditional_from_unconditional(
     with torch.no_grad():
         D.b4.out.weight.copy_(D_old.b4.out.weight.expand_as(D.b4.out.weight))
         D.b4.out.bias.copy_(D_old.b4.out.bias.expand_as(D.b4.out.bias))
-        last = getattr(D.mapping, f"fc{D.mapping.num_layers - 1}")
-        cmap_dim = last.weight.shape[0]
-        last.weight.zero_()
-        # bias_act(lrelu) of gain * bias must give 1/sqrt(cmap_dim)
-        last.bias.fill_(1 / math.sqrt(cmap_dim) / (LRELU_GAIN * last.bias_gain))
     # one class pathway: G_ema is a copy of G, as in the official code (two conversions would
     # draw two different random pathways, and the scored G_ema would keep its own for long)
     return G.requires_grad_(True), D.requires_grad_(True), copy.deepcopy(G).requires_grad_(False)
