@@ -114,18 +114,19 @@ def main() -> None:
         real = real_images(domain, n_max, SEED_REF)
         floor_real = real_images(domain, n_max, SEED_FLOOR)
         f_fake, f_real, f_floor = (apply(feats, x, True) for x in (fake, real, floor_real))
-        q_fake, q_real, q_floor = (apply(quality, x[: args.n], True) for x in (fake, real, floor_real))
+        k = args.n_collapse
+        q_fake = apply(quality, fake[: max(args.n, k)], True)  # FID takes the first n, the probe the first k
+        q_real, q_floor = (apply(quality, x[: args.n], True) for x in (real, floor_real))
         fid = {
-            "quality": fid_from_stats(stats_from_features([q_fake]), stats_from_features([q_real])),
+            "quality": fid_from_stats(stats_from_features([q_fake[: args.n]]), stats_from_features([q_real])),
             "quality floor": fid_from_stats(stats_from_features([q_floor]), stats_from_features([q_real])),
         }
         for n in (args.n, args.n_large):
             fid[n] = fid_from_stats(stats_from_features([f_fake[:n]]), stats_from_features([f_real[:n]]))
             fid[f"floor{n}"] = fid_from_stats(stats_from_features([f_floor[:n]]), stats_from_features([f_real[:n]]))
-        k = args.n_collapse
         std_ratio = apply(factors, fake[:k], False).std(0) / apply(factors, real[:k], False).std(0)
         own = float((probe.predict(f_fake[:k]) == toy.DOMAINS.index(domain)).mean())
-        clean_share = float((clean_probe.predict(apply(quality, fake[:k], True)) == toy.DOMAINS.index(domain)).mean())
+        clean_share = float((clean_probe.predict(q_fake[:k]) == toy.DOMAINS.index(domain)).mean())
         dormant = dormant_count(Path(args.measure_csv[i])) if i < len(args.measure_csv) else None
         rows.append((domain, fid, std_ratio, own, dormant, clean_share))
 
