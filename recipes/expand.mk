@@ -7,22 +7,29 @@
 # they are (a harder job than a true child, which differs from the parent only in style).
 # Every step is a file target: a second `make` does nothing, an interrupted expansion resumes
 # from its run folder's last snapshot.
-# Variables: EXAMPLES (folder with face.st, cat.st, dog.st), OUT, GANCRAFT, EXPAND_PARENT,
-# EXPAND_TARGETS, EXPAND_KIMG, EXPAND_FLAGS, EXPAND_REPORT_FLAGS (default: the report's features from
+# Variables: EXAMPLES (folder with face.st, cat.st, dog.st), OUT, GANCRAFT, PYTHON (the interpreter
+# gancraft is installed in: it renders the real images), EXPAND_PARENT, EXPAND_TARGETS, EXPAND_KIMG,
+# EXPAND_FLAGS, EXPAND_REAL_N, EXPAND_REPORT_FLAGS (default: the report's features from
 # the bundled toy-domain network, which runs anywhere; `--report-extractor inception` after
 # `make weights` for the paper's Inception). `expand`'s defaults are the official code's (batch 32
 # split over the tasks, lr 0.001, EMA 10 kimg, source adversarial loss with D trained, random noise);
 # the directions come from every modulation but the toRGBs after 4x4, as the official code stacks them,
 # and the two whose measured image change is least are used (`--directions dormant`).
+# The report scores the base subspace against the parent's samples and, as the paper's Sec. 4.5
+# does, against real images of the parent's domain beside the parent itself: EXPAND_REAL_N toy
+# renders on a seed no model was trained on.
 
 EXAMPLES ?= examples
 OUT ?= out/expand
 GANCRAFT ?= gancraft
+PYTHON ?= python3
 EXPAND_PARENT ?= face
 EXPAND_TARGETS ?= cat dog
 EXPAND_KIMG ?= 8
 EXPAND_FLAGS ?= --distance 20 --directions dormant --quiet
 EXPAND_REPORT_FLAGS ?= --report-extractor $(EXAMPLES)/toy-features.pt
+EXPAND_REAL_N ?= 1000
+EXPAND_REAL := $(OUT)/real-$(EXPAND_PARENT)
 
 EXPAND_MODEL := $(OUT)/$(EXPAND_PARENT)-expanded.st
 EXPAND_DOMAINS := base $(EXPAND_TARGETS)
@@ -40,12 +47,16 @@ $(OUT)/$(EXPAND_PARENT)-sefa.st: $(EXAMPLES)/$(EXPAND_PARENT).st
 	mkdir -p $(OUT)
 	$(GANCRAFT) sefa $< --layers all -o $@ --force
 
-# the report (before/after table) is written by the same run as the model
+$(EXPAND_REAL)/factors.csv:
+	$(PYTHON) -m gancraft.toy $(EXPAND_PARENT) $(EXPAND_REAL_N) --seed 777 -o $(EXPAND_REAL) --force >/dev/null
+
+# the report (before/after table) is written by the same run as the model; a finished run
+# resumed only recomputes it
 $(EXPAND_MODEL) $(OUT)/report.txt &: $(EXAMPLES)/$(EXPAND_PARENT).st $(OUT)/$(EXPAND_PARENT)-sefa.st \
-        $(foreach t,$(EXPAND_TARGETS),$(EXAMPLES)/$(t).st)
+        $(foreach t,$(EXPAND_TARGETS),$(EXAMPLES)/$(t).st) $(EXPAND_REAL)/factors.csv
 	$(GANCRAFT) expand $< --sefa $(OUT)/$(EXPAND_PARENT)-sefa.st $(EXPAND_TASKS) --kimg $(EXPAND_KIMG) \
 	  $(EXPAND_FLAGS) --run-dir $(OUT)/expand-run $(if $(wildcard $(OUT)/expand-run/run.json),--resume) \
-	  --report $(OUT)/report.txt $(EXPAND_REPORT_FLAGS) -o $(EXPAND_MODEL) --force
+	  --report $(OUT)/report.txt --report-real $(EXPAND_REAL) $(EXPAND_REPORT_FLAGS) -o $(EXPAND_MODEL) --force
 
 $(OUT)/samples-%.png: $(EXPAND_MODEL)
 	$(GANCRAFT) sample $< --domain $* --seeds 0-15 -o $(OUT)/samples-$* --grid $@ --force >/dev/null

@@ -275,6 +275,7 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     save(make_tiny_checkpoint(0), parent)
     save(make_tiny_checkpoint(1), child)
     out, report = tmp_path / "x.st", tmp_path / "report.txt"
+    real = _image_targets(tmp_path / "real", load(parent).generator().z_dim)
     res = cli_invoke(
         "expand",
         parent,
@@ -296,6 +297,8 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
         "12",
         "--report-extractor",
         _features(tmp_path),
+        "--report-real",
+        real,
         "--quiet",
         "--device",
         "cpu",
@@ -314,11 +317,13 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert lines[0].startswith("Domain Expansion report: 12 samples per set, features torchscript:")
     assert [line.split()[:2] for line in lines[3:]] == [
         ["base", "base"],
+        ["base", "base"],
         ["kid", "model"],
         ["base", "base"],
         ["kid", "model"],
     ]
-    assert "FID to the parent" in lines[3] and f"FID to {child}" in lines[4] and "probe" in lines[5]
+    assert "FID to the parent" in lines[3] and f"FID to {real} (before: the parent" in lines[4]
+    assert f"FID to {child}" in lines[5] and "probe" in lines[6]
     run = tmp_path / "x-run"
     assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
     # --resume with a longer --kimg continues the run to the new total (it once kept the run's own)
@@ -569,6 +574,38 @@ def test_report_follows_the_papers_protocol(model_runs, tmp_path):
     assert got["base", "probe"].before > 0.8 and got["base", "probe"].after > 0.5
 
 
+def test_report_scores_base_subspace_and_parent_against_real_images(model_runs, tmp_path):
+    """The real-data row compares what the paper compares (Sec. 4.5): the expanded model's base
+    subspace and the parent over all of W, each against the real images, on the report's seeds."""
+    from gancraft.metrics import TorchScriptExtractor
+    from gancraft.metrics.features import to_unit_range
+    from gancraft.train.expansion_report import _fid, expansion_report
+
+    trainer = model_runs["runs"]["a", "b"]
+    method, G, parent = trainer.method, trainer.G_ema, trainer.method.source
+    ex = TorchScriptExtractor(_features(tmp_path))
+    real = ex(to_unit_range(make_tiny_checkpoint(3).generator()(torch.randn(40, G.z_dim), None, noise_mode="const")))
+    rows, _ = expansion_report(method, G, ex, n=32, batch=16, seed=4, real=real, real_name="photos/")
+    row = rows[1]
+    assert (row.domain, row.measure) == ("base", "FID to photos/ (before: the parent, all of W)")
+    z = torch.randn([32, G.z_dim], generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        base = G.synthesis(method.subspaces.base(G.mapping(z)), noise_mode="const")
+        whole = parent(z, None, noise_mode="const")
+    assert row.before == pytest.approx(_fid(ex(to_unit_range(whole)), real), rel=1e-9)
+    assert row.after == pytest.approx(_fid(ex(to_unit_range(base)), real), rel=1e-9)
+    # not the parent's base subspace, nor the expanded model over all of W
+    with torch.no_grad():
+        others = [
+            parent.synthesis(method.subspaces.base(parent.mapping(z)), noise_mode="const"),
+            G(z, None, noise_mode="const"),
+        ]
+    assert all(abs(row.after - _fid(ex(to_unit_range(x)), real)) > 1e-6 for x in others)
+    assert [r.measure for r in expansion_report(method, G, ex, n=32, batch=16, seed=4)[0]] == [
+        r.measure for r in rows if r is not row
+    ]
+
+
 def test_replay_and_tasks_see_the_right_subspaces(tmp_path, monkeypatch):
     """One step, every synthesis recorded: the frozen source replays only base-subspace latents
     (repurposed coordinates at w_avg's), and an images task trains on its inversions moved onto its
@@ -706,3 +743,18 @@ def test_settings_and_direction_choices_name_fields_not_flags():
         with pytest.raises(GancraftError) as caught:
             call()
         assert caught.value.field == field and "--" not in str(caught.value), (field, str(caught.value))
+
+
+def test_cli_expand_report_real_folder_errors(tmp_path):
+    parent, child = tmp_path / "p.st", tmp_path / "c.st"
+    save(make_tiny_checkpoint(0), parent)
+    save(make_tiny_checkpoint(1), child)
+    (tmp_path / "empty").mkdir()
+    common = ["expand", parent, "--task", f"kid:model:{child}", "-o", tmp_path / "x.st", "--kimg", "0.004"]
+    common += ["--batch", "4", "--directions", "5", "--quiet", "--device", "cpu"]
+    # checked before any training: nothing is written
+    extractor = ["--report-extractor", _features(tmp_path)]
+    line = cli_fails(*common, "--report", tmp_path / "r.txt", *extractor, "--report-real", tmp_path / "empty")
+    assert f"{tmp_path / 'empty'}: no images" in line
+    assert "--report-real" in cli_fails(*common, "--report-real", tmp_path / "empty")
+    assert not (tmp_path / "x.st").exists() and not (tmp_path / "x-run").exists()

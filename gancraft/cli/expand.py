@@ -145,6 +145,14 @@ Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
     "clip, or a TorchScript file as 'gancraft fid --extractor' takes.",
 )
 @click.option(
+    "--report-real",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Real images of CKPT's domain: --report adds the paper's quality check (Sec. 4.5), the base "
+    "subspace's FID to them beside the parent's own (all of W).",
+)
+@click.option(
     "--kimg",
     type=float,
     default=None,
@@ -208,6 +216,7 @@ def command(
     report: str | None,
     report_n: int,
     report_extractor: str,
+    report_real: str | None,
     kimg: float | None,
     batch: int,
     lr: float,
@@ -257,6 +266,7 @@ def command(
         source_weight="--source-weight",
         expansion_weight="--expansion-weight",
         invert_steps="--invert-steps",
+        report_real="--report-real",
     )
     with flags:
         written = expand(
@@ -278,6 +288,7 @@ def command(
             report=report,
             report_n=report_n,
             report_extractor=report_extractor,
+            report_real=report_real,
             device=dev,
             force=force,
             progress=not quiet,

@@ -568,6 +568,7 @@ def expand(
     report: str | os.PathLike | None = None,
     report_n: int = 1000,
     report_extractor: str = "inception",
+    report_real: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     force: bool = False,
     progress: bool = True,
@@ -577,7 +578,8 @@ def expand(
     each on its own repurposed SeFA direction, train for `options` in `run_dir` (default beside
     `output`, continued from its newest snapshot with `resume`, to a new total of `resume_kimg`
     when given) and write the model to `output`;
-    with `report`, the paper's evaluation table as well. Returns the paths written.
+    with `report`, the paper's evaluation table as well (with `report_real`, a folder of real
+    images of the parent's domain, the base subspace's FID to them too). Returns the paths written.
 
     The directions come from `directions_file` (a `sefa` output), else are factorised now over
     every modulation (`sefa --layers all`, as the official code). `directions` picks them: indices
@@ -599,8 +601,16 @@ def expand(
         from ..metrics.features import load_extractor
 
         check_output_path(report, force)
-        # before training, so that missing weights cost no run
+        # before training, so that missing weights or a wrong folder cost no run
         extractor = load_extractor(report_extractor, device=device)
+        if report_real is not None:
+            from ..metrics.features import features_from_folder
+
+            real_feats = torch.cat(list(features_from_folder(report_real, extractor)))
+            if real_feats.shape[0] < 2:
+                raise GancraftError(f"{report_real}: one image; FID needs at least two", field="report_real")
+    elif report_real is not None:
+        raise GancraftError("a folder of real images only serves the report; give --report too", field="report_real")
     settings = settings.validate()
     check_parent(parent)
     G = parent.generator()
@@ -675,7 +685,15 @@ def expand(
         from ..io_util import atomic_write
         from .expansion_report import expansion_report, format_report
 
-        rows, floor = expansion_report(method, trainer.G_ema, extractor, n=report_n, seed=options.seed)
+        rows, floor = expansion_report(
+            method,
+            trainer.G_ema,
+            extractor,
+            n=report_n,
+            seed=options.seed,
+            real=real_feats if report_real is not None else None,
+            real_name=str(report_real),
+        )
         text = format_report(rows, floor, report_n, extractor.name)
         with atomic_write(report, force=force) as tmp:
             Path(tmp).write_text(text)

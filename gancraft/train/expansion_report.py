@@ -7,6 +7,9 @@ each repurposed subspace generates its new domain. So:
   base value) against the parent's own samples on other seeds, beside the same FID for the
   parent's base-subspace samples (what the projection alone costs) and the parent against
   itself (the sampling floor at this sample count);
+- base against real data (with real images of the parent's domain), the paper's Sec. 4.5: FID of
+  the base subspace's samples against the images, beside the parent's own samples (all of W)
+  against the same images, so the two quality figures the paper compares sit side by side;
 - ``model`` tasks: FID of the domain's samples against the child's, before (the parent moved
   along the direction) and after;
 - a domain probe: a linear classifier on the extractor's features, trained on the parent's
@@ -71,11 +74,19 @@ def fit_probe(
 
 @torch.no_grad()
 def expansion_report(
-    method, G: torch.nn.Module, extractor: FeatureExtractor, n: int = 1000, batch: int = 32, seed: int = 0
+    method,
+    G: torch.nn.Module,
+    extractor: FeatureExtractor,
+    n: int = 1000,
+    batch: int = 32,
+    seed: int = 0,
+    real: torch.Tensor | None = None,
+    real_name: str = "real images",
 ) -> tuple[list[ReportRow], float]:
     """The rows of the protocol above for the expanded generator `G` of `method` (an
     ExpansionMethod), and the floor FID (parent against parent, other seeds). References are
-    drawn from seeds z ~ N(0, I) under `seed`, evaluated samples under seed + 1."""
+    drawn from seeds z ~ N(0, I) under `seed`, evaluated samples under seed + 1. `real`: the
+    extractor's features of real images of the parent's domain (named `real_name` in the table)."""
     G = G.eval()
     parent = method.source.eval()
     sub = method.subspaces
@@ -95,7 +106,8 @@ def expansion_report(
         return render
 
     parent_ref = feats(lambda z: parent(z, None, noise_mode="const"), z_ref)
-    floor = _fid(feats(lambda z: parent(z, None, noise_mode="const"), z_eval), parent_ref)
+    parent_eval = feats(lambda z: parent(z, None, noise_mode="const"), z_eval)
+    floor = _fid(parent_eval, parent_ref)
     samples = {"base": (feats(on(parent, None), z_eval), feats(on(G, None), z_eval))}
     rows = [
         ReportRow(
@@ -106,6 +118,16 @@ def expansion_report(
             _fid(samples["base"][1], parent_ref),
         )
     ]
+    if real is not None:
+        rows.append(
+            ReportRow(
+                "base",
+                "base",
+                f"FID to {real_name} (before: the parent, all of W)",
+                _fid(parent_eval, real),
+                _fid(samples["base"][1], real),
+            )
+        )
     classes = {"base": parent_ref}
     for t in method.tasks:
         samples[t.name] = (feats(on(parent, t.name), z_eval), feats(on(G, t.name), z_eval))
