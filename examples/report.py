@@ -66,6 +66,13 @@ def apply(net: torch.jit.ScriptModule, images: torch.Tensor, unit_range: bool) -
     return torch.cat(outs).double().numpy()
 
 
+def domain_probe(feats: torch.jit.ScriptModule, n: int = 1000) -> LogisticRegression:
+    """A logistic-regression probe on `feats` features labelling the toy domains (indices of
+    toy.DOMAINS), fitted on n held-out renders of each."""
+    x = np.concatenate([apply(feats, real_images(d, n, SEED_PROBE), True) for d in toy.DOMAINS])
+    return LogisticRegression(max_iter=2000).fit(x, np.repeat(np.arange(len(toy.DOMAINS)), n))
+
+
 def dormant_count(csv_path: Path) -> tuple[int, int, str]:
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
@@ -93,10 +100,7 @@ def main() -> None:
         if d not in toy.DOMAINS:
             raise SystemExit(f"{d}: model files must be named after a toy domain ({', '.join(toy.DOMAINS)})")
 
-    # domain probe: trained on real renders of every toy domain
-    probe_x = np.concatenate([apply(feats, real_images(d, 1000, SEED_PROBE), True) for d in toy.DOMAINS])
-    probe_y = np.repeat(np.arange(len(toy.DOMAINS)), 1000)
-    probe = LogisticRegression(max_iter=2000).fit(probe_x, probe_y)
+    probe = domain_probe(feats)
     # clean-drawing probe: the three domains' renders, and the same renders damaged as a fourth class
     quality = torch.jit.load(args.quality).eval()
     gen = torch.Generator().manual_seed(0)

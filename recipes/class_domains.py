@@ -1,7 +1,8 @@
 """Which toy domain each class of a conditional model draws: a Markdown table for the
 cocktail-table recipe. A swapped or unlearnt class shows here, where a per-class FID only
-shows a bad number: a logistic-regression probe on the toy-domain network's features, fitted
-on real renders of the three domains (a seed no model trained on), labels N samples per class.
+shows a bad number: the domain probe of examples/report.py (a logistic regression on the
+toy-domain network's features, fitted on real renders of the three domains on a seed no model
+trained on) labels N samples per class.
 
     python class_domains.py OUT_DIR --methods union,transfer,... --extractor toy-features.pt
 """
@@ -9,27 +10,22 @@ on real renders of the three domains (a seed no model trained on), labels N samp
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 
 import gancraft
 from gancraft import toy
 from gancraft.latent.domains import domain_names, resolve_domain
 from gancraft.latent.generate import generate
 
-SEED_PROBE = 779  # examples/report.py's probe seed: held out from the example models' data
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from report import apply, domain_probe  # noqa: E402
 
 
-@torch.no_grad()
-def features(net: torch.jit.ScriptModule, images: torch.Tensor) -> np.ndarray:
-    """Features of images in [-1, 1] (the network takes [0, 1])."""
-    return torch.cat([net((c.clamp(-1, 1) + 1) / 2) for c in images.split(250)]).double().numpy()
-
-
-def class_shares(path: Path, net: torch.jit.ScriptModule, probe: LogisticRegression, n: int) -> dict[str, np.ndarray]:
+def class_shares(path: Path, net: torch.jit.ScriptModule, probe, n: int) -> dict[str, np.ndarray]:
     """For each class of the model: the share of its samples labelled face, cat, dog."""
     ckpt = gancraft.load(path)
     G = ckpt.generator()
@@ -37,7 +33,7 @@ def class_shares(path: Path, net: torch.jit.ScriptModule, probe: LogisticRegress
     for name in domain_names(ckpt):
         spec = resolve_domain(ckpt, name, G)
         images = torch.cat([b.images for b in generate(G, range(n), domain=spec, batch_size=50)])
-        labels = probe.predict(features(net, images))
+        labels = probe.predict(apply(net, images.clamp(-1, 1), True))
         shares[name] = np.bincount(labels, minlength=len(toy.DOMAINS)) / n
     return shares
 
@@ -50,11 +46,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="samples per class (seeds 0..N-1)")
     args = ap.parse_args()
     net = torch.jit.load(str(args.extractor)).eval()
-    real = []
-    for d in toy.DOMAINS:
-        arr, _ = toy.render_batch(d, 1000, SEED_PROBE, resolution=32)
-        real.append(features(net, torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1))
-    probe = LogisticRegression(max_iter=2000).fit(np.concatenate(real), np.repeat(np.arange(len(real)), 1000))
+    probe = domain_probe(net)
     print(
         f"What each class draws: share of {args.n} samples per class that a domain probe labels "
         f"{' / '.join(toy.DOMAINS)}\n"

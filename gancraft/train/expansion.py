@@ -595,7 +595,7 @@ def expand(
     device = torch.device(device)
     specs = [parse_task(t) for t in tasks]
     check_tasks(specs)
-    extractor = None
+    extractor = real_feats = None
     if report is not None:
         from ..io_util import check_output_path
         from ..metrics.features import load_extractor
@@ -691,7 +691,7 @@ def expand(
             extractor,
             n=report_n,
             seed=options.seed,
-            real=real_feats if report_real is not None else None,
+            real=real_feats,
             real_name=str(report_real),
         )
         text = format_report(rows, floor, report_n, extractor.name)
