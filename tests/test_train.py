@@ -14,7 +14,7 @@ from gancraft import load
 from gancraft.errors import GancraftError
 from gancraft.toy import write_dataset
 from gancraft.train.data import ImageFolderData
-from gancraft.train.loop import TrainingDiverged, TrainOptions, latest_snapshot, run_dir_for, run_training
+from gancraft.train.loop import TrainingDiverged, TrainOptions, finish, latest_snapshot, run_dir_for, run_training
 from gancraft.train.methods import ScratchMethod
 
 from conftest import cli_invoke, tiny_configs
@@ -71,6 +71,72 @@ def test_resume_matches_uninterrupted_run(faces: Path, tmp_path: Path):
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def _tensors_equal(a, b) -> bool:
+    ta, tb = a.checkpoint().tensors, b.checkpoint().tensors
+    return set(ta) == set(tb) and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_resume_can_change_gamma_and_lr_from_that_step(faces: Path, tmp_path: Path):
+    """A change at step 0 gives exactly the run started with the new values: the new R1 weight and
+    learning rates are used, not the ones the optimiser state was saved with."""
+    new = dict(gamma=3.0, lr_g=0.004, lr_d=0.003)
+    fresh = run_training(_method(faces), _opts(3, 3, r1_interval=1, **new), tmp_path / "fresh", progress=False)
+    run_training(_method(faces), _opts(3, 3, r1_interval=1, gamma=0.1), tmp_path / "run", progress=False, max_steps=0)
+    resumed = run_training(
+        _method(faces), TrainOptions(), tmp_path / "run", progress=False, resume=True, resume_options=new
+    )
+    assert _tensors_equal(fresh, resumed)
+    stored = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert stored["options"]["gamma"] == 0.1 and stored["options"]["lr_g"] == 0.002
+    assert stored["changes"] == [
+        {"step": 0, "option": "gamma", "from": 0.1, "to": 3.0},
+        {"step": 0, "option": "lr_g", "from": 0.002, "to": 0.004},
+        {"step": 0, "option": "lr_d", "from": 0.002, "to": 0.003},
+    ]
+
+
+def _drop_snapshots(run: Path, *steps: int) -> None:
+    for s in steps:
+        for f in (f"snapshot-{s:06d}.st", f"state-{s:06d}.pt"):
+            (run / f).unlink(missing_ok=True)
+
+
+def test_an_option_change_is_recorded_and_undone_with_its_snapshots(faces: Path, tmp_path: Path):
+    kw = dict(r1_interval=1, gamma=0.1)
+    plain = run_training(_method(faces), _opts(4, 2, **kw), tmp_path / "plain", progress=False)
+    run_training(_method(faces), _opts(4, 2, **kw), tmp_path / "run", progress=False, max_steps=2)
+    changed = run_training(
+        _method(faces), TrainOptions(), tmp_path / "run", progress=False, resume=True, resume_options={"gamma": 5.0}
+    )
+    assert not _tensors_equal(plain, changed)  # the new weight was used
+    out = finish(changed, tmp_path / "m.st", "train", {})
+    entry = load(out).history[-1]["params"]
+    assert entry["options"]["gamma"] == 0.1 and entry["options"]["kimg"] == 4 * 4 / 1000
+    assert entry["changes"] == [{"step": 2, "option": "gamma", "from": 0.1, "to": 5.0}]
+    # resumed again from step 2 with no options: the change made at step 2 stays
+    _drop_snapshots(tmp_path / "run", 3, 4)
+    again = run_training(_method(faces), TrainOptions(), tmp_path / "run", progress=False, resume=True)
+    assert _tensors_equal(changed, again)
+    # from step 0 it never happened: the run is the plain one again, and run.json forgets it
+    _drop_snapshots(tmp_path / "run", 2, 4)
+    undone = run_training(_method(faces), TrainOptions(), tmp_path / "run", progress=False, resume=True)
+    assert _tensors_equal(plain, undone)
+    assert "changes" not in json.loads((tmp_path / "run" / "run.json").read_text())
+
+
+def test_resume_refuses_to_change_what_the_run_trains_with(faces: Path, tmp_path: Path):
+    run_training(_method(faces), _opts(2, 1), tmp_path / "run", progress=False, max_steps=1)
+    resume = dict(progress=False, resume=True)
+    with pytest.raises(GancraftError, match=r"batch: 4 in the run, 8 now; a resumed run can change only gamma"):
+        run_training(
+            _method(faces), TrainOptions(), tmp_path / "run", **resume, resume_options={"batch": 8, "gamma": 1.0}
+        )
+    assert "changes" not in json.loads((tmp_path / "run" / "run.json").read_text())
+    # the same value is no change
+    run_training(_method(faces), TrainOptions(), tmp_path / "run", **resume, resume_options={"batch": 4})
+    assert "changes" not in json.loads((tmp_path / "run" / "run.json").read_text())
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_snapshot(faces: Path, tmp_path: Path):
@@ -206,3 +272,16 @@ def test_style_mixing_draws_a_second_latent_for_every_mixed_batch(faces: Path, t
     trainer.G.mapping.forward = lambda *a, **k: seen.append(1) or forward(*a, **k)
     trainer._generate(torch.randn(4, trainer.G.z_dim), None, update_w_avg=False)
     assert len(seen) == calls
+
+
+def test_train_cli_resume_with_a_new_gamma(faces: Path, tmp_path: Path):
+    out, run = tmp_path / "m.st", tmp_path / "m-run"
+    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--batch", "2", "--quiet"]
+    assert cli_invoke(*args, "--kimg", "0.004", "--gamma", "0.5").exit_code == 0
+    res = cli_invoke(*args, "--kimg", "0.008", "--resume", str(run), "--batch", "4", "--force")
+    assert res.exit_code == 2 and "batch: 2 in the run, 4 now" in res.stderr and "Traceback" not in res.output
+    res = cli_invoke(*args, "--kimg", "0.008", "--resume", str(run), "--gamma", "0.05", "--force")
+    assert res.exit_code == 0, res.output
+    entry = load(out).history[-1]["params"]
+    assert entry["options"]["gamma"] == 0.5
+    assert entry["changes"] == [{"step": 2, "option": "gamma", "from": 0.5, "to": 0.05}]

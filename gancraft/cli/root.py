@@ -12,7 +12,7 @@ from ..io_util import check_output_path
 from .common import emit_path, log
 from .options import trunc_option
 from .paths import NamedOutput, stem
-from .train import build_options, training_options
+from .train import build_options, resume_options, training_options
 
 
 @click.command("root")
@@ -137,6 +137,7 @@ def command(
             device=device,
             resume=resume and latest_snapshot(run_dir) is not None,
             progress=not kw["quiet"],
+            resume_options=resume_options(kw),
         )
         written = finish(
             trainer, target, "root", {"root": root_path, "source": src}, inputs=[root_path, src], force=kw["force"]

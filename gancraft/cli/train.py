@@ -72,8 +72,9 @@ def training_options(f):
             type=click.Path(file_okay=False, exists=True),
             default=None,
             metavar="RUN_DIR",
-            help="Continue the run in RUN_DIR from its newest snapshot (same options as it started with; "
-            "--kimg there sets a new total length).",
+            help="Continue the run in RUN_DIR from its newest snapshot, with the options it started with. "
+            "--kimg there sets a new total length; --gamma, --lr and --snap change the run from that step "
+            "on (run.json and the history record the change); other options must match.",
         ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         device_option,
@@ -112,6 +113,20 @@ def build_options(
     )
 
 
+def resume_options(kw: dict[str, Any]) -> dict[str, Any]:
+    """The TrainOptions fields given on the command line of a resumed run (None: not given)."""
+    return {
+        "gamma": kw["gamma"],
+        "lr_g": kw["lr"],
+        "lr_d": kw["lr"],
+        "snap_kimg": kw["snap_kimg"],
+        "batch": kw["batch"],
+        "ema_kimg": kw["ema_kimg"],
+        "pl_weight": kw["pl_weight"],
+        "diffaug": kw["diffaug"] or None,
+    }
+
+
 def _run_folder(output: str | Path, kw: dict[str, Any]) -> tuple[Path, bool]:
     """(run folder, resume?) from --resume / --run-dir / the output path."""
     from ..train.loop import run_dir_for
@@ -142,6 +157,7 @@ def train_and_save(
         resume=resume,
         progress=not kw["quiet"],
         resume_kimg=kw["kimg"] if resume else None,
+        resume_options=resume_options(kw) if resume else None,
     )
     written = finish(trainer, output, command, params, inputs=inputs, force=kw["force"])
     distributed.shutdown(info)

@@ -194,6 +194,8 @@ class Trainer:
         self, method: Method, opts: TrainOptions, run_dir: Path, device: torch.device, info: dist_util.DistInfo
     ):
         self.method, self.opts, self.run_dir, self.device, self.info = method, opts, run_dir, device, info
+        # options changed when the run resumed ({"step", "option", "from", "to"}), as run.json records them
+        self.changes: list[dict[str, Any]] = []
         torch.manual_seed(opts.seed)
         G, D, G_ema = method.networks()
         self.G = G.to(device).train()
@@ -261,9 +263,14 @@ class Trainer:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a torn or foreign file: say which one
             raise GancraftError(f"{state_path}: cannot read training state ({exc})") from None
-        if self.opt_g is not None:
-            self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
+        # the saved state carries the learning rate it ran with; the run's options (which --lr may
+        # have changed on resume) decide the one that goes on
+        for opt, key in ((self.opt_g, "opt_g"), (self.opt_d, "opt_d")):
+            if opt is not None:
+                lrs = [g["lr"] for g in opt.param_groups]
+                opt.load_state_dict(state[key])
+                for g, lr in zip(opt.param_groups, lrs):
+                    g["lr"] = lr
         self.pl_mean.fill_(float(state.get("pl_mean", 0.0)))
         self.step = int(state["step"])
 
@@ -504,7 +511,7 @@ def _last_good_hint(run_dir: Path) -> str:
     found = latest_snapshot(run_dir)
     if found is None:
         return f"no snapshot was written yet in {run_dir}"
-    return f"last good snapshot: {found[1]} (continue with --resume {run_dir} after lowering --lr or --gamma)"
+    return f"last good snapshot: {found[1]} (continue with --resume {run_dir} and a lower --lr or --gamma)"
 
 
 def run_dir_for(output: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> Path:
@@ -545,6 +552,29 @@ def _truncate_log(log_path: Path, step: int) -> None:
         Path(tmp).write_text("".join(k + "\n" for k in kept))
 
 
+# what a resumed run may change: schedules of its optimisation, not what it trains or on what
+RESUME_CHANGEABLE = ("gamma", "lr_g", "lr_d", "snap_kimg")
+
+
+def _option_changes(
+    opts: TrainOptions, earlier: list[dict[str, Any]], asked: dict[str, Any], step: int, run_dir: Path
+) -> list[dict[str, Any]]:
+    """The changes `asked` makes to the options in force at `step` (the run's, then `earlier`)."""
+    now = dataclasses.asdict(dataclasses.replace(opts, **{c["option"]: c["to"] for c in earlier}))
+    fixed = [k for k, v in asked.items() if k not in RESUME_CHANGEABLE and v != now[k]]
+    if fixed:
+        diffs = "; ".join(f"{k}: {now[k]} in the run, {asked[k]} now" for k in fixed)
+        raise GancraftError(
+            f"--resume {run_dir}: {diffs}; a resumed run can change only {', '.join(RESUME_CHANGEABLE)} "
+            "(--gamma, --lr, --snap); start a new run for the rest"
+        )
+    return [
+        {"step": step, "option": k, "from": now[k], "to": v}
+        for k, v in asked.items()
+        if k in RESUME_CHANGEABLE and v != now[k]
+    ]
+
+
 def run_training(
     method: Method,
     opts: TrainOptions,
@@ -555,13 +585,17 @@ def run_training(
     max_steps: int | None = None,
     trainer_cls: type[Trainer] = Trainer,
     resume_kimg: float | None = None,
+    resume_options: dict[str, Any] | None = None,
 ) -> Trainer:
     """Train `method` in `run_dir` (created; must hold no run unless `resume`). Returns the Trainer.
 
     With `resume`, the newest complete snapshot in run_dir is loaded and the options stored with
     the run are used (the method's settings must match), except that `resume_kimg` sets a new
     total length (to train a finished run longer, or end a long one sooner); the new length is
-    stored in run.json. `max_steps` stops early after that many
+    stored in run.json. `resume_options` (TrainOptions field -> value, the ones asked for) may
+    change gamma, lr_g, lr_d and snap_kimg from the resumed step on: run.json and the history
+    record each change with its step, and a later resume from an earlier snapshot undoes it.
+    Any other field that differs from the run's is refused. `max_steps` stops early after that many
     steps in total (tests and time-boxed jobs); the run can be resumed later.
     `trainer_cls` swaps in a Trainer subclass whose `train_step` (and grid) differ, e.g. a method
     without a discriminator step; snapshots, resume, logging and divergence checks stay these.
@@ -574,7 +608,8 @@ def run_training(
     # float32 where autocast does not reach (R1, path length, optimisers) means float32, as in
     # NVIDIA's training; TF32 stays off until the run returns
     with exact_fp32():
-        return _run(method, opts, Path(run_dir), device, info, resume, progress, max_steps, trainer_cls, resume_kimg)
+        resuming = (resume, resume_kimg, resume_options)
+        return _run(method, opts, Path(run_dir), device, info, progress, max_steps, trainer_cls, *resuming)
 
 
 def _run(
@@ -583,14 +618,17 @@ def _run(
     run_dir: Path,
     device: torch.device,
     info: dist_util.DistInfo,
-    resume: bool,
     progress: bool,
     max_steps: int | None,
     trainer_cls: type[Trainer],
+    resume: bool,
     resume_kimg: float | None,
+    resume_options: dict[str, Any] | None,
 ) -> Trainer:
     run_json = run_dir / "run.json"
     found = None
+    changes: list[dict[str, Any]] = []
+    rewrite = not resume or resume_kimg is not None
     if resume:
         if not run_json.exists():
             raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
@@ -604,8 +642,16 @@ def _run(
             )
         opts = TrainOptions(**stored["options"])
         found = latest_snapshot(run_dir)
+        step = found[0] if found else 0
+        recorded = stored.get("changes", [])
+        changes = [c for c in recorded if c["step"] <= step]  # changes made after this snapshot are undone
+        rewrite = rewrite or len(changes) != len(recorded)
+        changes += _option_changes(
+            opts, changes, {k: v for k, v in (resume_options or {}).items() if v is not None}, step, run_dir
+        )
+        rewrite = rewrite or len(changes) != len(recorded)
         if resume_kimg is not None:
-            done = (found[0] if found else 0) * opts.batch / 1000
+            done = step * opts.batch / 1000
             if not resume_kimg >= done:
                 raise GancraftError(f"--kimg {resume_kimg}: the run in {run_dir} is already at {done:g} kimg")
             opts = dataclasses.replace(opts, kimg=resume_kimg)
@@ -615,9 +661,12 @@ def _run(
                 f"{run_dir}: already holds a training run (continue it with --resume {run_dir}, "
                 "or choose another folder)"
             )
+    started = opts  # run.json keeps the options the run started with, and the changes apart
+    opts = dataclasses.replace(opts, **{c["option"]: c["to"] for c in changes})
     opts.validate(info.world)
     dist_util.barrier(info)  # every rank has checked the folder before rank 0 starts writing to it
     trainer = trainer_cls(method, opts, run_dir, device, info)
+    trainer.changes = changes
     method.setup(trainer.G, trainer.D, device)
     if found is not None:
         trainer.load_snapshot(found[1], found[2])
@@ -627,12 +676,11 @@ def _run(
     log_path = run_dir / "log.jsonl"
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume or resume_kimg is not None:
+        if rewrite:
+            record = {"options": dataclasses.asdict(started), "method": _jsonable(method.describe())}
             with atomic_write(run_json, force=True) as tmp:
-                Path(tmp).write_text(
-                    json.dumps({"options": dataclasses.asdict(opts), "method": _jsonable(method.describe())}, indent=1)
-                )
-        else:
+                Path(tmp).write_text(json.dumps({**record, **({"changes": changes} if changes else {})}, indent=1))
+        if resume:
             _truncate_log(log_path, trainer.step)
     if found is None:
         trainer.save_snapshot()  # step 0: the starting point is always recoverable
@@ -714,7 +762,9 @@ def finish(
         return None
     ckpt = trainer.checkpoint()
     ckpt.extra = {"training": ckpt.extra["training"], "run_dir": str(trainer.run_dir)}
+    options = dataclasses.replace(trainer.opts, **{c["option"]: c["from"] for c in reversed(trainer.changes)})
+    record = {**params, **trainer.method.describe(), "options": dataclasses.asdict(options)}
     ckpt = ckpt.with_operation(
-        command, {**params, **trainer.method.describe(), "options": dataclasses.asdict(trainer.opts)}, list(inputs)
+        command, {**record, **({"changes": trainer.changes} if trainer.changes else {})}, list(inputs)
     )
     return save(ckpt, out, force=force, inputs=tuple(inputs))
