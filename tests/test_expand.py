@@ -333,6 +333,15 @@ def test_cli_expand_writes_model_report_and_domains(tmp_path):
     assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["step"] == 4
     res = cli_invoke("expand", parent, *common, "--kimg", "0.008", "--resume", "--quiet", "--force")
     assert res.exit_code == 2 and "--kimg 0.008" in res.stderr and "already at" in res.stderr
+    # --lr given with --resume changes the run from there on (a default --lr is no change), --ema is refused
+    res = cli_invoke("expand", parent, *common, "--kimg", "0.02", "--resume", "--ema", "3", "--quiet", "--force")
+    assert res.exit_code == 2 and "ema_kimg: 10.0 in the run, 3.0 now" in res.stderr
+    unbatched = [a for a in common if a not in ("--batch", "4")]  # options not given keep the run's (batch 4)
+    res = cli_invoke("expand", parent, *unbatched, "--kimg", "0.02", "--resume", "--lr", "0.0005", "--quiet", "--force")
+    assert res.exit_code == 0, res.output
+    assert load(out).history[-1]["params"]["changes"] == [
+        {"step": 4, "option": o, "from": 0.001, "to": 0.0005} for o in ("lr_g", "lr_d")
+    ]
     # again without --force: refused before any training, one line
     res = cli_invoke("expand", parent, "--task", f"kid:model:{child}", "-o", out)
     assert res.exit_code == 2 and "exists" in res.stderr and len(res.stderr.strip().splitlines()) == 1

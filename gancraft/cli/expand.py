@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+from click.core import ParameterSource
 
 from ..io_util import check_output_path
 from .common import device_option, emit_path, force_option, log, naming_options, resolve_device
@@ -192,7 +195,13 @@ Task kinds (NAME:KIND:ARG; NAME becomes the domain's name):
     default=None,
     help="Folder for snapshots, log.jsonl and grids (default: OUTPUT's name + '-run').",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its newest snapshot.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --run-dir from its newest snapshot. --kimg sets a new total length; --lr and "
+    "--snap given with it change the run from that step on (recorded in run.json and the history); other "
+    "training options must match the run's.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @device_option
 @force_option
@@ -285,6 +294,15 @@ def command(
             run_dir=run_dir,
             resume=resume,
             resume_kimg=kimg if resume else None,
+            resume_options=_given(
+                lr_g=("lr", lr),
+                lr_d=("lr", lr),
+                snap_kimg=("snap_kimg", snap_kimg),
+                batch=("batch", batch),
+                ema_kimg=("ema_kimg", ema_kimg),
+            )
+            if resume
+            else None,
             report=report,
             report_n=report_n,
             report_extractor=report_extractor,
@@ -296,3 +314,10 @@ def command(
         )
     for path in written:
         emit_path(path)
+
+
+def _given(**fields: tuple[str, Any]) -> dict[str, Any]:
+    """TrainOptions field -> value, for the (parameter, value) pairs typed on this command line: the
+    defaults are not None, so only the parameter's source tells a given value from a default."""
+    ctx = click.get_current_context()
+    return {f: v for f, (p, v) in fields.items() if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE}

@@ -43,7 +43,16 @@ from ..latent.subspace import subspaces_from_table
 from ..nets.config import STYLEGAN3_NOT_TRAINABLE
 from .clip_losses import DirectionalClipLoss, nada_templates
 from .data import GeneratedData, balanced_labels, step_seed
-from .loop import Method, Trainer, TrainOptions, _set_trainable, _zero_grad, run_dir_for, run_training
+from .loop import (
+    Method,
+    Trainer,
+    TrainOptions,
+    _set_trainable,
+    _zero_grad,
+    history_options,
+    run_dir_for,
+    run_training,
+)
 
 TASK_KINDS = ("clip", "images", "model")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -447,6 +456,7 @@ def run_expansion(
     progress: bool = True,
     max_steps: int | None = None,
     resume_kimg: float | None = None,
+    resume_options: dict[str, Any] | None = None,
 ) -> ExpansionTrainer:
     """Expand in `run_dir` with `loop.run_training` (run.json, snapshots, log.jsonl, resume), one process."""
     # ExpansionTrainer's step logs per-rank losses and was never checked across processes
@@ -462,6 +472,7 @@ def run_expansion(
         max_steps=max_steps,
         trainer_cls=ExpansionTrainer,
         resume_kimg=resume_kimg,
+        resume_options=resume_options,
     )
 
 
@@ -484,9 +495,7 @@ def expanded_checkpoint(
             "tasks": [dataclasses.asdict(t) for t in m.tasks],
         },
     }
-    return ckpt.with_operation(
-        "expand", {**params, **m.describe(), "options": dataclasses.asdict(trainer.opts)}, list(inputs)
-    )
+    return ckpt.with_operation("expand", {**params, **m.describe(), **history_options(trainer)}, list(inputs))
 
 
 def finish_expansion(
@@ -565,6 +574,7 @@ def expand(
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     resume_kimg: float | None = None,
+    resume_options: dict[str, Any] | None = None,
     report: str | os.PathLike | None = None,
     report_n: int = 1000,
     report_extractor: str = "inception",
@@ -577,7 +587,7 @@ def expand(
     """Expand `parent` with one new domain per task ('NAME:KIND:ARG', kinds clip, images, model),
     each on its own repurposed SeFA direction, train for `options` in `run_dir` (default beside
     `output`, continued from its newest snapshot with `resume`, to a new total of `resume_kimg`
-    when given) and write the model to `output`;
+    when given, with `resume_options` changed as `loop.run_training` allows) and write the model to `output`;
     with `report`, the paper's evaluation table as well (with `report_real`, a folder of real
     images of the parent's domain, the base subspace's FID to them too). Returns the paths written.
 
@@ -676,6 +686,7 @@ def expand(
         resume=resume,
         progress=progress,
         resume_kimg=resume_kimg,
+        resume_options=resume_options,
     )
     inputs = (
         [parent.path] + ([directions_file] if directions_file else []) + [t.arg for t in specs if t.kind == "model"]

@@ -762,9 +762,14 @@ def finish(
         return None
     ckpt = trainer.checkpoint()
     ckpt.extra = {"training": ckpt.extra["training"], "run_dir": str(trainer.run_dir)}
-    options = dataclasses.replace(trainer.opts, **{c["option"]: c["from"] for c in reversed(trainer.changes)})
-    record = {**params, **trainer.method.describe(), "options": dataclasses.asdict(options)}
     ckpt = ckpt.with_operation(
-        command, {**record, **({"changes": trainer.changes} if trainer.changes else {})}, list(inputs)
+        command, {**params, **trainer.method.describe(), **history_options(trainer)}, list(inputs)
     )
     return save(ckpt, out, force=force, inputs=tuple(inputs))
+
+
+def history_options(trainer: Trainer) -> dict[str, Any]:
+    """What a history entry says about the run's options: those it started with, and the changes
+    made on resume with their steps (when there were any)."""
+    started = dataclasses.replace(trainer.opts, **{c["option"]: c["from"] for c in reversed(trainer.changes)})
+    return {"options": dataclasses.asdict(started), **({"changes": trainer.changes} if trainer.changes else {})}
