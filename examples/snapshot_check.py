@@ -1,0 +1,44 @@
+"""A quick look at training snapshots of one toy domain: toy FID and factor spread.
+
+For each snapshot (or any model file): toy-extractor FID of its first 500 and 1,000 samples
+against the first 500 and 1,000 of 1,000 held-out renders (seed 777), and the factor spread of
+its 1,000 samples against those renders', as `report.py` measures them (its figures differ by a
+little: it draws 2,000 references, so its first 500 are other renders).
+
+    python examples/snapshot_check.py cat RUN/snapshot-012480.st RUN/snapshot-013104.st
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from gancraft import toy
+from gancraft.metrics.fid import fid_from_stats, stats_from_features
+
+from report import HERE, SEED_REF, apply, fake_images, real_images
+
+
+def main() -> None:
+    if len(sys.argv) < 3 or sys.argv[1] not in toy.DOMAINS:
+        raise SystemExit(__doc__)
+    domain, models = sys.argv[1], sys.argv[2:]
+    torch.manual_seed(0)
+    factors = torch.jit.load(HERE / "toy-factors.pt").eval()
+    feats = torch.jit.load(HERE / "toy-features.pt").eval()
+    real = real_images(domain, 1000, SEED_REF)
+    f_real, spread_real = apply(feats, real, True), apply(factors, real, False).std(0)
+    print(f"model  FID 500  FID 1000  spread ({', '.join(toy.FACTORS)})")
+    for model in models:
+        fake = fake_images(model, 1000)
+        f_fake = apply(feats, fake, True)
+        fid = [
+            fid_from_stats(stats_from_features([f_fake[:n]]), stats_from_features([f_real[:n]])) for n in (500, 1000)
+        ]
+        spread = apply(factors, fake, False).std(0) / spread_real
+        print(f"{model}  {fid[0]:.2f}  {fid[1]:.2f}  {', '.join(f'{s:.2f}' for s in spread)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
