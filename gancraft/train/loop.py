@@ -645,11 +645,10 @@ def _run(
         step = found[0] if found else 0
         recorded = stored.get("changes", [])
         changes = [c for c in recorded if c["step"] <= step]  # changes made after this snapshot are undone
-        rewrite = rewrite or len(changes) != len(recorded)
         changes += _option_changes(
             opts, changes, {k: v for k, v in (resume_options or {}).items() if v is not None}, step, run_dir
         )
-        rewrite = rewrite or len(changes) != len(recorded)
+        rewrite = rewrite or changes != recorded
         if resume_kimg is not None:
             done = step * opts.batch / 1000
             if not resume_kimg >= done:
