@@ -285,3 +285,13 @@ def test_train_cli_resume_with_a_new_gamma(faces: Path, tmp_path: Path):
     entry = load(out).history[-1]["params"]
     assert entry["options"]["gamma"] == 0.5
     assert entry["changes"] == [{"step": 2, "option": "gamma", "from": 0.5, "to": 0.05}]
+
+
+def test_resume_to_a_new_length_drops_log_lines_past_the_snapshot(faces: Path, tmp_path: Path):
+    run_training(_method(faces), _opts(4, 2), tmp_path / "run", progress=False, max_steps=3)
+    (tmp_path / "run" / "state-000003.pt").unlink()  # killed while snapshotting step 3: it resumes from 2
+    run_training(
+        _method(faces), TrainOptions(), tmp_path / "run", progress=False, resume=True, resume_kimg=5 * 4 / 1000
+    )
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]  # step 3, logged before the kill, is not there twice
