@@ -138,3 +138,35 @@ def test_quality_network_responds_to_damage_it_never_saw():
             stats = [stats_from_features([net(x).double().numpy()]) for x in (ref, clean, warped)]
         ratio[name] = fid_from_stats(stats[2], stats[0]) / fid_from_stats(stats[1], stats[0])
     assert ratio["toy-quality"] > 20 and ratio["toy-quality"] > 5 * ratio["toy-features"], ratio
+
+
+def test_d_factor_probe_reads_the_logits_input_and_scores_held_out():
+    """d_factor_probe.py's figures (examples/README.md) rest on two things: the hooks capture the
+    layer that feeds D's logit (b4.out of the captured b4.fc gives D's output back), and the R^2
+    is held out (a target the features hold scores near 1, one they do not hold near 0 or below;
+    fitting on the test rows would score the noise target high)."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_factor_probe import activations, held_out_r2
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    D = gancraft.load(EXAMPLES / "face.st").discriminator().eval()
+    images = torch.from_numpy(toy.render_batch("face", 8, 5, 32)[0]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    acts = activations(D, images)
+    assert list(acts) == ["b32", "b16", "b8", "b4.fc"] and acts["b4.fc"].shape == (8, 64)
+    with torch.no_grad():
+        logits = D(images)
+        again = D.b4.out(torch.from_numpy(acts["b4.fc"]).float())
+    torch.testing.assert_close(again, logits, rtol=1e-4, atol=1e-5)
+    assert not D.b4.fc._forward_hooks  # the hooks are removed
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 200))
+    held = x[:, 3] - 0.5 * x[:, 7]
+    only_in_test = np.concatenate([rng.normal(size=300), x[300:, 3]])  # linear in the test rows alone
+    r2 = held_out_r2(x, np.stack([held, only_in_test], 1), 300)
+    assert r2[0] > 0.95 and r2[1] < 0.05
