@@ -22,6 +22,8 @@ from sklearn.linear_model import RidgeCV
 import gancraft
 from gancraft import toy
 
+from report import real_images
+
 SEED_PROBE_D = 4242  # renders neither the models nor the bundled extractors were trained on
 
 
@@ -65,8 +67,8 @@ def main() -> None:
         trained = gancraft.load(model).discriminator().eval()
         torch.manual_seed(0)
         fresh = type(trained)(trained.cfg).eval()
-        arr, factors = toy.render_batch(domain, args.n, SEED_PROBE_D, resolution=32)
-        images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+        images = real_images(domain, args.n, SEED_PROBE_D)
+        factors = toy.sample_factors(args.n, SEED_PROBE_D)  # the ones render_batch drew them from
         targets = np.stack([factors[k] for k in toy.FACTORS], 1)
         for name, D in (("trained", trained), ("random init", fresh)):
             for layer, feats in activations(D, images).items():
