@@ -24,13 +24,13 @@ def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] not in toy.DOMAINS:
         raise SystemExit(__doc__)
     domain, models = sys.argv[1], sys.argv[2:]
-    torch.manual_seed(0)
     factors = torch.jit.load(HERE / "toy-factors.pt").eval()
     feats = torch.jit.load(HERE / "toy-features.pt").eval()
     real = real_images(domain, 1000, SEED_REF)
     f_real, spread_real = apply(feats, real, True), apply(factors, real, False).std(0)
     print(f"model  FID 500  FID 1000  spread ({', '.join(toy.FACTORS)})")
     for model in models:
+        torch.manual_seed(0)  # the noise inputs' draw: each row is the same whatever comes before it
         fake = fake_images(model, 1000)
         f_fake = apply(feats, fake, True)
         fid = [
