@@ -170,3 +170,46 @@ def test_d_factor_probe_reads_the_logits_input_and_scores_held_out():
     only_in_test = np.concatenate([rng.normal(size=300), x[300:, 3]])  # linear in the test rows alone
     r2 = held_out_r2(x, np.stack([held, only_in_test], 1), 300)
     assert r2[0] > 0.95 and r2[1] < 0.05
+
+
+def test_d_logit_curve_ideal_and_binned_means():
+    """The ideal D's curve in examples/README.md is log(real density / sample density) per bin: a
+    generator that samples the factor uniformly over its range gets a flat curve, edge bins
+    (half as wide inside the range) included; one that samples a single bin gets log(bin's share
+    of the range) there and nothing elsewhere. binned_mean averages per bin of the readings."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_logit_curve import binned_mean, factor_grid, ideal_curve
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    grid = factor_grid("expression", 9)
+    assert np.allclose(grid, np.linspace(-1, 1, 9))
+    uniform = np.random.default_rng(0).uniform(-1, 1, 200_000)
+    assert np.abs(ideal_curve(uniform, grid, "expression")).max() < 0.05
+    one_bin = np.full(100, 0.26)  # the bin centred on +0.25, an eighth of the range
+    curve = ideal_curve(one_bin, grid, "expression")
+    assert np.isclose(curve[5], np.log(1 / 8)) and np.isnan(np.delete(curve, 5)).all()
+    means = binned_mean(np.array([1.0, 3.0, 10.0]), np.array([-0.98, -0.9, 0.1]), grid)
+    assert means[0] == 2.0 and means[4] == 10.0 and np.isnan(means[1])
+
+
+def test_d_alone_renders_like_takes_the_factor_from_the_readings():
+    """d_alone.py --fakes renders: the fakes differ from real renders in the named factor's
+    marginal only, drawn from the generator's readings and clipped to the factor's range."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_alone import SEED_FAKES, renders_like
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    fakes = renders_like("face", "expression", np.array([2.0]), 3)
+    factors = dict(toy.sample_factors(3, SEED_FAKES), expression=np.ones(3))
+    want = np.stack([np.asarray(toy.render("face", factors, i)) for i in range(3)])
+    assert torch.equal(fakes, torch.from_numpy(want).permute(0, 3, 1, 2).float() / 127.5 - 1)

@@ -1,0 +1,156 @@
+"""Can a discriminator learn to push the generator towards a factor's missing range?
+
+`d_logit_curve.py` shows whether a model's own D rewards real images more where G samples too
+little. This trains a D alone against the model's frozen G_ema (its samples against real
+renders, the training loop's logistic loss and lazy R1, Adam as the loop sets it up) and prints
+the same curve as it goes: if D, given all the time it needs against a generator that does not
+move, still does not reward the missing range, no amount of joint training can push G there
+through D's logit. Start from the model's own D (default) or a fresh one (`--fresh`), with the
+R1 weight and D's width of your choice.
+
+    python examples/d_alone.py examples/face.st --kimg 32 --gamma 0.05
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from d_logit_curve import factor_grid, ideal_curve
+
+import gancraft
+from gancraft import toy
+from gancraft.latent.generate import generate
+
+from report import apply, fake_images, real_images
+
+SEED_REAL = 6262  # D's training renders
+SEED_FAKES = 100_000  # D's training samples; the curve's ideal uses seeds 0..N-1
+SEED_CURVE = 5151
+
+
+def grid_images(domain: str, name: str, grid: np.ndarray, n: int) -> list[torch.Tensor]:
+    base = toy.sample_factors(n, SEED_CURVE)
+    out = []
+    for value in grid:
+        factors = dict(base, **{name: np.full(n, value)})
+        arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
+        out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    return out
+
+
+@torch.no_grad()
+def curve(D: torch.nn.Module, images: list[torch.Tensor]) -> np.ndarray:
+    means = np.array([torch.cat([D(c).flatten() for c in x.split(250)]).double().mean().item() for x in images])
+    return means - means.mean()
+
+
+def renders_like(domain: str, name: str, readings: np.ndarray, n: int) -> torch.Tensor:
+    """`n` real renders whose factor `name` is resampled from `readings` (clipped to its range), the
+    others drawn as the data draws them."""
+    lo, hi = toy.FACTOR_RANGES[name]
+    rng = np.random.default_rng(SEED_FAKES)
+    factors = dict(toy.sample_factors(n, SEED_FAKES), **{name: np.clip(rng.choice(readings, n), lo, hi)})
+    arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def widened(D: torch.nn.Module, channel_max: int) -> torch.nn.Module:
+    cfg = copy.deepcopy(D.cfg)
+    cfg.channel_max = channel_max
+    cfg.channel_base = max(cfg.channel_base, channel_max * 32)
+    return type(D)(cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="checkpoint with a discriminator, named DOMAIN.st (or DOMAIN-*.st)")
+    ap.add_argument("--factor", default="expression")
+    ap.add_argument("--kimg", type=float, default=32)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--gamma", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.002)
+    ap.add_argument("--fresh", action="store_true", help="a randomly initialised D of the same shape")
+    ap.add_argument("--channel-max", type=int, default=None, help="a fresh D this wide at every resolution")
+    ap.add_argument(
+        "--fakes",
+        choices=("samples", "renders"),
+        default="samples",
+        help="what D learns to call fake: G's samples, or real renders whose factor is drawn as G's samples"
+        " read (the factor's marginal is then the only difference D can find)",
+    )
+    ap.add_argument("--pool", type=int, default=20000, help="real renders and G samples D trains on")
+    ap.add_argument("--every", type=float, default=4, help="kimg between curves")
+    ap.add_argument("--n", type=int, default=200, help="real renders per grid value")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    domain = Path(args.model).stem.split("-")[0]
+    torch.manual_seed(args.seed)
+    ckpt = gancraft.load(args.model)
+    D = ckpt.discriminator()
+    if args.channel_max:
+        D = widened(D, args.channel_max)
+    elif args.fresh:
+        D = type(D)(D.cfg)
+    D.train().requires_grad_(True)
+    G = ckpt.generator()
+    grid = factor_grid(args.factor, 9)
+    regressor = torch.jit.load(str(Path(__file__).with_name("toy-factors.pt"))).eval()
+    readings = apply(regressor, fake_images(args.model, 2000), unit_range=False)[:, toy.FACTORS.index(args.factor)]
+    ideal = ideal_curve(readings, grid, args.factor)
+    print(f"{args.factor} at {' '.join(f'{v:+.2f}' for v in grid)}")
+    print(f"  ideal D:   {' '.join(f'{v:+.2f}' for v in ideal - np.nanmean(ideal))}")
+    probe = grid_images(domain, args.factor, grid, args.n)
+    print(f"  0 kimg:    {' '.join(f'{v:+.2f}' for v in curve(D.eval(), probe))}", flush=True)
+    D.train()
+
+    reals = real_images(domain, args.pool, SEED_REAL)
+    if args.fakes == "samples":
+        fakes = torch.cat(
+            [
+                b.images.clamp(-1, 1)
+                for b in generate(G, range(SEED_FAKES, SEED_FAKES + args.pool), batch_size=200, noise_mode="random")
+            ]
+        )
+    else:
+        fakes = renders_like(domain, args.factor, readings, args.pool)
+    interval = 16
+    c = interval / (interval + 1)
+    opt = torch.optim.Adam(D.parameters(), lr=args.lr * c, betas=(0.0, 0.99**c), eps=1e-8)
+    steps = int(args.kimg * 1000 / args.batch)
+    every = max(1, int(args.every * 1000 / args.batch))
+    gen = torch.Generator().manual_seed(args.seed)
+    t0, losses = time.time(), []
+    for step in range(1, steps + 1):
+        real = reals[torch.randint(len(reals), (args.batch,), generator=gen)]
+        fake = fakes[torch.randint(len(fakes), (args.batch,), generator=gen)]
+        loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if args.gamma > 0 and step % interval == 0:
+            x = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            opt.zero_grad(set_to_none=True)
+            (grad.square().sum(dim=[1, 2, 3]).mean() * (args.gamma / 2) * interval).backward()
+            opt.step()
+        if step % every == 0 or step == steps:
+            kimg = step * args.batch / 1000
+            shape = curve(D.eval(), probe)
+            D.train()
+            print(
+                f"  {kimg:g} kimg:  {' '.join(f'{v:+.2f}' for v in shape)}   (D loss {np.mean(losses):.3f}, "
+                f"{time.time() - t0:.0f} s)",
+                flush=True,
+            )
+            losses = []
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Does a model's discriminator push its generator towards a factor's missing range?
+
+A generator that samples too little of some range of a factor (the face model's strong smiles
+and frowns) is pushed there only if D's logit is higher on real images in that range than
+elsewhere: the logit of an ideal non-saturating D is log p_data / p_G, so where G samples 10
+times too little, it is about log 10 = 2.3 higher. This renders real images whose factors are
+drawn as the data draws them, sets one factor to each of a grid of values, and prints D's mean
+logit at each value relative to the mean over the grid (a flat row: D does not care where in its
+range that factor lies). The last columns give the ideal D's curve for the generator's own
+distribution of the factor (the toy-factor regressor's readings of its samples, in the same
+bins), as log(density of real / density of samples), also relative to its mean, where
+G samples the bin at all.
+
+    python examples/d_logit_curve.py examples/face.st examples/cat.st examples/dog.st
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from make_quality_extractor import HELD_OUT, TRAINED
+
+import gancraft
+from gancraft import toy
+
+from report import apply, fake_images, real_images
+
+SEED_CURVE = 5151  # base factor rows neither the models nor the bundled extractors were trained on
+
+
+def factor_grid(name: str, points: int) -> np.ndarray:
+    lo, hi = toy.FACTOR_RANGES[name]
+    return np.linspace(lo, hi, points)
+
+
+@torch.no_grad()
+def logit_curve(D: torch.nn.Module, domain: str, name: str, grid: np.ndarray, n: int) -> np.ndarray:
+    """D's mean logit over `n` real renders with factor `name` set to each value of `grid`."""
+    base = toy.sample_factors(n, SEED_CURVE)
+    means = []
+    for value in grid:
+        factors = dict(base, **{name: np.full(n, value)})
+        arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
+        images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+        means.append(torch.cat([D(chunk).flatten() for chunk in images.split(250)]).double().mean().item())
+    return np.array(means)
+
+
+def bin_edges(grid: np.ndarray) -> np.ndarray:
+    step = grid[1] - grid[0]
+    return np.concatenate([[grid[0] - step / 2], (grid[:-1] + grid[1:]) / 2, [grid[-1] + step / 2]])
+
+
+def bin_counts(readings: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    edges = bin_edges(grid)
+    return np.histogram(np.clip(readings, edges[0], edges[-1]), bins=edges)[0]
+
+
+def binned_mean(values: np.ndarray, readings: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Mean of `values` over the samples whose reading falls in each bin of `grid` (NaN: none)."""
+    edges = bin_edges(grid)
+    index = np.clip(np.digitize(readings, edges[1:-1]), 0, len(grid) - 1)
+    return np.array([values[index == i].mean() if (index == i).any() else np.nan for i in range(len(grid))])
+
+
+def ideal_curve(readings: np.ndarray, grid: np.ndarray, name: str) -> np.ndarray:
+    """log(real density / sample density) in bins centred on `grid` (real: uniform over the range),
+    NaN where no sample falls."""
+    lo, hi = toy.FACTOR_RANGES[name]
+    edges = bin_edges(grid)
+    counts = bin_counts(readings, grid)
+    width = np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo)
+    real = width / (hi - lo)
+    with np.errstate(divide="ignore"):
+        return np.where(counts > 0, np.log(real / np.maximum(counts, 1) * len(readings)), np.nan)
+
+
+@torch.no_grad()
+def damage_logits(D: torch.nn.Module, domain: str, n: int) -> tuple[float, dict[str, float]]:
+    """D's mean logit on `n` clean real renders, and on the same renders passed through each of
+    make_quality_extractor.py's damages (one random strength per image) relative to that."""
+    clean = real_images(domain, n, SEED_CURVE + 1)
+
+    def mean_logit(x: torch.Tensor) -> float:
+        return torch.cat([D(chunk).flatten() for chunk in x.split(250)]).double().mean().item()
+
+    base = mean_logit(clean)
+    gen = torch.Generator().manual_seed(0)
+    unit = (clean + 1) / 2
+    other = unit.roll(1, 0)
+    return base, {name: mean_logit(fn(unit, other, gen) * 2 - 1) - base for name, fn in (TRAINED | HELD_OUT).items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="checkpoints with a discriminator, named DOMAIN.st (or DOMAIN-*.st)")
+    ap.add_argument("--factors", default="yaw,expression", help="comma-separated toy factors")
+    ap.add_argument("--points", type=int, default=9, help="grid values over each factor's range")
+    ap.add_argument("--n", type=int, default=300, help="real renders per grid value")
+    ap.add_argument("--samples", type=int, default=2000, help="generator samples for the ideal curve")
+    ap.add_argument("--regressor", default=str(Path(__file__).with_name("toy-factors.pt")))
+    args = ap.parse_args()
+    names = args.factors.split(",")
+    for name in names:
+        if name not in toy.FACTORS:
+            raise SystemExit(f"--factors: unknown factor {name!r} (one of {', '.join(toy.FACTORS)})")
+    regressor = torch.jit.load(args.regressor).eval()
+    for model in args.models:
+        domain = Path(model).stem.split("-")[0]
+        if domain not in toy.DOMAINS:
+            raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
+        D = gancraft.load(model).discriminator().eval()
+        torch.manual_seed(0)  # the samples' noise inputs: a model's rows do not depend on the ones before
+        fakes = fake_images(model, args.samples)
+        readings = apply(regressor, fakes, unit_range=False)
+        with torch.no_grad():
+            fake_logits = torch.cat([D(chunk).flatten() for chunk in fakes.split(250)]).double().numpy()
+        clean, cues = damage_logits(D, domain, 4 * args.n)
+        cues["the model's samples"] = float(fake_logits.mean()) - clean
+        print(
+            f"{model} D's mean logit relative to clean renders: " + ", ".join(f"{k} {v:+.2f}" for k, v in cues.items())
+        )
+        for name in names:
+            grid = factor_grid(name, args.points)
+            measured = logit_curve(D, domain, name, grid, args.n)
+            read = readings[:, toy.FACTORS.index(name)]
+            ideal = ideal_curve(read, grid, name)
+            on_samples = binned_mean(fake_logits, read, grid)
+            print(f"{model} {name} at {' '.join(f'{v:+.2f}' for v in grid)}")
+            print(f"  D's logit - mean:       {' '.join(f'{v:+.2f}' for v in measured - measured.mean())}")
+            print(f"  ideal D's logit - mean: {' '.join(f'{v:+.2f}' for v in ideal - np.nanmean(ideal))}")
+            print(f"  samples per bin:        {' '.join(f'{v:5d}' for v in bin_counts(read, grid))}")
+            print(
+                f"  D's logit on samples - clean renders': {' '.join(f'{v:+.2f}' for v in on_samples - clean)}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
