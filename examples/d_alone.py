@@ -5,8 +5,8 @@ little. This trains a D alone against the model's frozen G_ema (its samples agai
 renders, the training loop's logistic loss and lazy R1, Adam as the loop sets it up) and prints
 the same curve as it goes: if D, given all the time it needs against a generator that does not
 move, still does not reward the missing range, no amount of joint training can push G there
-through D's logit. Start from the model's own D (default) or a fresh one (`--fresh`), with the
-R1 weight and D's width of your choice.
+through D's logit. Start from the model's own D (default) or a fresh one of the same shape
+(`--fresh`), with the R1 weight of your choice.
 
     python examples/d_alone.py examples/face.st --kimg 32 --gamma 0.05
 """
@@ -14,14 +14,13 @@ R1 weight and D's width of your choice.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from d_logit_curve import factor_grid, ideal_curve
+from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, render_factors
 
 import gancraft
 from gancraft import toy
@@ -31,23 +30,6 @@ from report import apply, fake_images, real_images
 
 SEED_REAL = 6262  # D's training renders
 SEED_FAKES = 100_000  # D's training samples; the curve's ideal uses seeds 0..N-1
-SEED_CURVE = 5151
-
-
-def grid_images(domain: str, name: str, grid: np.ndarray, n: int) -> list[torch.Tensor]:
-    base = toy.sample_factors(n, SEED_CURVE)
-    out = []
-    for value in grid:
-        factors = dict(base, **{name: np.full(n, value)})
-        arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
-        out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1)
-    return out
-
-
-@torch.no_grad()
-def curve(D: torch.nn.Module, images: list[torch.Tensor]) -> np.ndarray:
-    means = np.array([torch.cat([D(c).flatten() for c in x.split(250)]).double().mean().item() for x in images])
-    return means - means.mean()
 
 
 def renders_like(domain: str, name: str, readings: np.ndarray, n: int) -> torch.Tensor:
@@ -56,15 +38,7 @@ def renders_like(domain: str, name: str, readings: np.ndarray, n: int) -> torch.
     lo, hi = toy.FACTOR_RANGES[name]
     rng = np.random.default_rng(SEED_FAKES)
     factors = dict(toy.sample_factors(n, SEED_FAKES), **{name: np.clip(rng.choice(readings, n), lo, hi)})
-    arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
-def widened(D: torch.nn.Module, channel_max: int) -> torch.nn.Module:
-    cfg = copy.deepcopy(D.cfg)
-    cfg.channel_max = channel_max
-    cfg.channel_base = max(cfg.channel_base, channel_max * 32)
-    return type(D)(cfg)
+    return render_factors(domain, factors)
 
 
 def main() -> None:
@@ -76,7 +50,6 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=0.05)
     ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--fresh", action="store_true", help="a randomly initialised D of the same shape")
-    ap.add_argument("--channel-max", type=int, default=None, help="a fresh D this wide at every resolution")
     ap.add_argument(
         "--fakes",
         choices=("samples", "renders"),
@@ -93,9 +66,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)
     D = ckpt.discriminator()
-    if args.channel_max:
-        D = widened(D, args.channel_max)
-    elif args.fresh:
+    if args.fresh:
         D = type(D)(D.cfg)
     D.train().requires_grad_(True)
     G = ckpt.generator()
@@ -105,8 +76,8 @@ def main() -> None:
     ideal = ideal_curve(readings, grid, args.factor)
     print(f"{args.factor} at {' '.join(f'{v:+.2f}' for v in grid)}")
     print(f"  ideal D:   {' '.join(f'{v:+.2f}' for v in ideal - np.nanmean(ideal))}")
-    probe = grid_images(domain, args.factor, grid, args.n)
-    print(f"  0 kimg:    {' '.join(f'{v:+.2f}' for v in curve(D.eval(), probe))}", flush=True)
+    probe = grid_renders(domain, args.factor, grid, args.n)
+    print(f"  0 kimg:    {' '.join(f'{v:+.2f}' for v in logit_curve(D.eval(), probe))}", flush=True)
     D.train()
 
     reals = real_images(domain, args.pool, SEED_REAL)
@@ -142,7 +113,7 @@ def main() -> None:
             opt.step()
         if step % every == 0 or step == steps:
             kimg = step * args.batch / 1000
-            shape = curve(D.eval(), probe)
+            shape = logit_curve(D.eval(), probe)
             D.train()
             print(
                 f"  {kimg:g} kimg:  {' '.join(f'{v:+.2f}' for v in shape)}   (D loss {np.mean(losses):.3f}, "

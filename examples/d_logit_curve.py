@@ -3,13 +3,17 @@
 A generator that samples too little of some range of a factor (the face model's strong smiles
 and frowns) is pushed there only if D's logit is higher on real images in that range than
 elsewhere: the logit of an ideal non-saturating D is log p_data / p_G, so where G samples 10
-times too little, it is about log 10 = 2.3 higher. This renders real images whose factors are
-drawn as the data draws them, sets one factor to each of a grid of values, and prints D's mean
-logit at each value relative to the mean over the grid (a flat row: D does not care where in its
-range that factor lies). The last columns give the ideal D's curve for the generator's own
-distribution of the factor (the toy-factor regressor's readings of its samples, in the same
-bins), as log(density of real / density of samples), also relative to its mean, where
-G samples the bin at all.
+times too little, it is about log 10 = 2.3 higher. Per model this prints:
+
+- D's mean logit on real renders passed through each of make_quality_extractor.py's damages,
+  and on the model's samples, relative to its mean on clean renders;
+- per factor, D's mean logit on real renders whose other factors are drawn as the data draws
+  them and this one is set to each value of a grid, relative to the mean over the grid (a flat
+  row: D does not care where in its range the factor lies);
+- the ideal D's curve for the generator's own distribution of the factor (the toy-factor
+  regressor's readings of its samples, binned on the same grid), log(density of real / density
+  of samples) relative to its mean, where G samples the bin at all; the samples per bin; and D's
+  mean logit on the samples of each bin, relative to clean renders.
 
     python examples/d_logit_curve.py examples/face.st examples/cat.st examples/dog.st
 """
@@ -36,17 +40,28 @@ def factor_grid(name: str, points: int) -> np.ndarray:
     return np.linspace(lo, hi, points)
 
 
-@torch.no_grad()
-def logit_curve(D: torch.nn.Module, domain: str, name: str, grid: np.ndarray, n: int) -> np.ndarray:
-    """D's mean logit over `n` real renders with factor `name` set to each value of `grid`."""
+def render_factors(domain: str, factors: dict[str, np.ndarray]) -> torch.Tensor:
+    """Renders of every row of `factors`, N x 3 x 32 x 32 in [-1, 1] (as report.real_images)."""
+    n = len(next(iter(factors.values())))
+    arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def grid_renders(domain: str, name: str, grid: np.ndarray, n: int) -> list[torch.Tensor]:
+    """Per value of `grid`: `n` renders with factor `name` set to it, the others drawn as the data's."""
     base = toy.sample_factors(n, SEED_CURVE)
-    means = []
-    for value in grid:
-        factors = dict(base, **{name: np.full(n, value)})
-        arr = np.stack([np.asarray(toy.render(domain, factors, i)) for i in range(n)])
-        images = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
-        means.append(torch.cat([D(chunk).flatten() for chunk in images.split(250)]).double().mean().item())
-    return np.array(means)
+    return [render_factors(domain, dict(base, **{name: np.full(n, value)})) for value in grid]
+
+
+@torch.no_grad()
+def logits(D: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return torch.cat([D(chunk).flatten() for chunk in images.split(250)]).double()
+
+
+def logit_curve(D: torch.nn.Module, renders: list[torch.Tensor]) -> np.ndarray:
+    """D's mean logit on each set of `grid_renders`, relative to their mean."""
+    means = np.array([logits(D, x).mean().item() for x in renders])
+    return means - means.mean()
 
 
 def bin_edges(grid: np.ndarray) -> np.ndarray:
@@ -78,20 +93,16 @@ def ideal_curve(readings: np.ndarray, grid: np.ndarray, name: str) -> np.ndarray
         return np.where(counts > 0, np.log(real / np.maximum(counts, 1) * len(readings)), np.nan)
 
 
-@torch.no_grad()
 def damage_logits(D: torch.nn.Module, domain: str, n: int) -> tuple[float, dict[str, float]]:
     """D's mean logit on `n` clean real renders, and on the same renders passed through each of
     make_quality_extractor.py's damages (one random strength per image) relative to that."""
     clean = real_images(domain, n, SEED_CURVE + 1)
-
-    def mean_logit(x: torch.Tensor) -> float:
-        return torch.cat([D(chunk).flatten() for chunk in x.split(250)]).double().mean().item()
-
-    base = mean_logit(clean)
+    base = logits(D, clean).mean().item()
     gen = torch.Generator().manual_seed(0)
     unit = (clean + 1) / 2
     other = unit.roll(1, 0)
-    return base, {name: mean_logit(fn(unit, other, gen) * 2 - 1) - base for name, fn in (TRAINED | HELD_OUT).items()}
+    damaged = {name: fn(unit, other, gen) * 2 - 1 for name, fn in (TRAINED | HELD_OUT).items()}
+    return base, {name: logits(D, x).mean().item() - base for name, x in damaged.items()}
 
 
 def main() -> None:
@@ -116,8 +127,7 @@ def main() -> None:
         torch.manual_seed(0)  # the samples' noise inputs: a model's rows do not depend on the ones before
         fakes = fake_images(model, args.samples)
         readings = apply(regressor, fakes, unit_range=False)
-        with torch.no_grad():
-            fake_logits = torch.cat([D(chunk).flatten() for chunk in fakes.split(250)]).double().numpy()
+        fake_logits = logits(D, fakes).numpy()
         clean, cues = damage_logits(D, domain, 4 * args.n)
         cues["the model's samples"] = float(fake_logits.mean()) - clean
         print(
@@ -125,12 +135,12 @@ def main() -> None:
         )
         for name in names:
             grid = factor_grid(name, args.points)
-            measured = logit_curve(D, domain, name, grid, args.n)
+            measured = logit_curve(D, grid_renders(domain, name, grid, args.n))
             read = readings[:, toy.FACTORS.index(name)]
             ideal = ideal_curve(read, grid, name)
             on_samples = binned_mean(fake_logits, read, grid)
             print(f"{model} {name} at {' '.join(f'{v:+.2f}' for v in grid)}")
-            print(f"  D's logit - mean:       {' '.join(f'{v:+.2f}' for v in measured - measured.mean())}")
+            print(f"  D's logit - mean:       {' '.join(f'{v:+.2f}' for v in measured)}")
             print(f"  ideal D's logit - mean: {' '.join(f'{v:+.2f}' for v in ideal - np.nanmean(ideal))}")
             print(f"  samples per bin:        {' '.join(f'{v:5d}' for v in bin_counts(read, grid))}")
             print(

@@ -183,7 +183,7 @@ def test_d_logit_curve_ideal_and_binned_means():
 
     sys.path.insert(0, str(EXAMPLES))
     try:
-        from d_logit_curve import binned_mean, factor_grid, ideal_curve
+        from d_logit_curve import SEED_CURVE, binned_mean, factor_grid, grid_renders, ideal_curve, render_factors
     finally:
         sys.path.remove(str(EXAMPLES))
     grid = factor_grid("expression", 9)
@@ -195,6 +195,10 @@ def test_d_logit_curve_ideal_and_binned_means():
     assert np.isclose(curve[5], np.log(1 / 8)) and np.isnan(np.delete(curve, 5)).all()
     means = binned_mean(np.array([1.0, 3.0, 10.0]), np.array([-0.98, -0.9, 0.1]), grid)
     assert means[0] == 2.0 and means[4] == 10.0 and np.isnan(means[1])
+    # D's curve is read on renders that differ in the named factor alone
+    renders = grid_renders("face", "expression", np.array([-1.0, 1.0]), 3)
+    smile = dict(toy.sample_factors(3, SEED_CURVE), expression=np.ones(3))
+    assert torch.equal(renders[1], render_factors("face", smile)) and not torch.equal(renders[0], renders[1])
 
 
 def test_d_alone_renders_like_takes_the_factor_from_the_readings():
