@@ -6,7 +6,12 @@ renders, the training loop's logistic loss and lazy R1, Adam as the loop sets it
 the same curve as it goes: if D, given all the time it needs against a generator that does not
 move, still does not reward the missing range, no amount of joint training can push G there
 through D's logit. Start from the model's own D (default) or a fresh one of the same shape
-(`--fresh`), with the R1 weight of your choice.
+(`--fresh`), with the R1 weight of your choice. `--noise` (instance noise) and `--diffaug`
+(DiffAugment, as `gancraft train --diffaug`) change every image D trains on, real and fake alike,
+to test whether hiding a cue D relies on makes it turn to the factor; the curve is measured on
+clean renders. `--hide-rows` blanks rows of every image D sees, the curve's renders included
+(`8-11`: the band the face D's gradient gathers in, see `d_saliency.py`; `0-15,28-31`: all but
+the mouth's band).
 
     python examples/d_alone.py examples/face.st --kimg 32 --gamma 0.05
 """
@@ -25,6 +30,7 @@ from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, r
 import gancraft
 from gancraft import toy
 from gancraft.latent.generate import generate
+from gancraft.train.augment import diff_augment, parse_policy
 
 from report import apply, fake_images, real_images
 
@@ -39,6 +45,28 @@ def renders_like(domain: str, name: str, readings: np.ndarray, n: int) -> torch.
     rng = np.random.default_rng(SEED_FAKES)
     factors = dict(toy.sample_factors(n, SEED_FAKES), **{name: np.clip(rng.choice(readings, n), lo, hi)})
     return render_factors(domain, factors)
+
+
+def row_mask(spec: str, height: int) -> torch.Tensor:
+    """1 x 1 x height x 1: zero on the rows `spec` names (e.g. "0-15,28-31"), one elsewhere."""
+    keep = torch.ones(1, 1, height, 1)
+    for part in filter(None, spec.split(",")):
+        first, _, last = part.partition("-")
+        try:
+            a, b = int(first), int(last or first)
+        except ValueError:
+            raise SystemExit(f"--hide-rows: {part!r} is not a row or a range of rows like 8-11") from None
+        if not 0 <= a <= b < height:
+            raise SystemExit(f"--hide-rows: {part!r} is outside rows 0-{height - 1}")
+        keep[:, :, a : b + 1] = 0
+    return keep
+
+
+def seen(images: torch.Tensor, policy: tuple[str, ...], noise: float, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """What D trains on: the images with the hidden rows blanked, through DiffAugment, then with
+    instance noise of sigma `noise`."""
+    images = diff_augment(images if keep is None else images * keep, policy)
+    return images + noise * torch.randn_like(images) if noise > 0 else images
 
 
 def main() -> None:
@@ -57,11 +85,15 @@ def main() -> None:
         help="what D learns to call fake: G's samples, or real renders whose factor is drawn as G's samples"
         " read (the factor's marginal is then the only difference D can find)",
     )
+    ap.add_argument("--noise", type=float, default=0.0, help="instance noise: Gaussian sigma added to D's inputs")
+    ap.add_argument("--diffaug", default="", help="DiffAugment policy for D's inputs, e.g. cutout")
+    ap.add_argument("--hide-rows", default="", help="rows to blank in all D sees, e.g. 8-11 or 0-15,28-31")
     ap.add_argument("--pool", type=int, default=20000, help="real renders and G samples D trains on")
     ap.add_argument("--every", type=float, default=4, help="kimg between curves")
     ap.add_argument("--n", type=int, default=200, help="real renders per grid value")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    policy = parse_policy(args.diffaug)
     domain = Path(args.model).stem.split("-")[0]
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)
@@ -70,13 +102,14 @@ def main() -> None:
         D = type(D)(D.cfg)
     D.train().requires_grad_(True)
     G = ckpt.generator()
+    keep = row_mask(args.hide_rows, G.img_resolution)
     grid = factor_grid(args.factor, 9)
     regressor = torch.jit.load(str(Path(__file__).with_name("toy-factors.pt"))).eval()
     readings = apply(regressor, fake_images(args.model, 2000), unit_range=False)[:, toy.FACTORS.index(args.factor)]
     ideal = ideal_curve(readings, grid, args.factor)
     print(f"{args.factor} at {' '.join(f'{v:+.2f}' for v in grid)}")
     print(f"  ideal D:   {' '.join(f'{v:+.2f}' for v in ideal - np.nanmean(ideal))}")
-    probe = grid_renders(domain, args.factor, grid, args.n)
+    probe = [x * keep for x in grid_renders(domain, args.factor, grid, args.n)]
     print(f"  0 kimg:    {' '.join(f'{v:+.2f}' for v in logit_curve(D.eval(), probe))}", flush=True)
     D.train()
 
@@ -98,8 +131,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     t0, losses = time.time(), []
     for step in range(1, steps + 1):
-        real = reals[torch.randint(len(reals), (args.batch,), generator=gen)]
-        fake = fakes[torch.randint(len(fakes), (args.batch,), generator=gen)]
+        real = seen(reals[torch.randint(len(reals), (args.batch,), generator=gen)], policy, args.noise, keep)
+        fake = seen(fakes[torch.randint(len(fakes), (args.batch,), generator=gen)], policy, args.noise, keep)
         loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -217,3 +217,57 @@ def test_d_alone_renders_like_takes_the_factor_from_the_readings():
     factors = dict(toy.sample_factors(3, SEED_FAKES), expression=np.ones(3))
     want = np.stack([np.asarray(toy.render("face", factors, i)) for i in range(3)])
     assert torch.equal(fakes, torch.from_numpy(want).permute(0, 3, 1, 2).float() / 127.5 - 1)
+
+
+def test_d_alone_seen_hides_or_perturbs_only_as_asked():
+    """d_alone.py --diffaug/--noise: without either, D sees the images unchanged; cutout zeroes a
+    half-size square of every image and leaves the rest; instance noise has the asked sigma."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_alone import row_mask, seen
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    images = torch.rand(64, 3, 32, 32) + 0.5  # no pixel is zero before the cut
+    assert torch.equal(seen(images, (), 0.0), images)
+    torch.manual_seed(0)
+    cut = seen(images, ("cutout",), 0.0)
+    hidden = (cut == 0).all(dim=1)
+    assert torch.equal(cut[~hidden.unsqueeze(1).expand_as(cut)], images[~hidden.unsqueeze(1).expand_as(cut)])
+    per_image = hidden.flatten(1).sum(1)
+    assert per_image.min() > 0 and per_image.max() == 16 * 16  # clipped at the border, whole inside
+    noisy = seen(images, (), 0.1)
+    assert abs((noisy - images).std().item() - 0.1) < 0.005
+    keep = row_mask("0-15,28-31", 32)
+    shown = seen(images, (), 0.0, keep)
+    assert not shown[:, :, :16].any() and not shown[:, :, 28:].any()
+    assert torch.equal(shown[:, :, 16:28], images[:, :, 16:28])
+    assert torch.equal(row_mask("8", 32), row_mask("8-8", 32)) and row_mask("", 32).all()
+    for bad in ("8-40", "a-b", "11-8"):
+        with pytest.raises(SystemExit, match="--hide-rows"):
+            row_mask(bad, 32)
+
+
+def test_d_saliency_finds_the_pixels_d_reads_and_the_factor_changes():
+    """d_saliency.py: a D that reads only rows 8-11 gets all its gradient in that band (8x uniform
+    with bands of 4 rows), and expression's pixels are the mouth's, in the lower half of a face."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_saliency import band_profile, factor_pixels, saliency
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    weight = torch.zeros(3, 32, 32)
+    weight[:, 8:12] = torch.linspace(-2, 2, 32)  # signs differ: saliency takes the magnitude
+    maps = saliency(lambda x: (x * weight).sum(dim=(1, 2, 3)), torch.randn(5, 3, 32, 32))
+    assert torch.allclose(maps[0], 3 * weight[0].abs())
+    assert np.allclose(band_profile(maps, 4), [0, 0, 8, 0, 0, 0, 0, 0])
+    base = toy.sample_factors(4, 1)
+    mouth = factor_pixels("face", "expression", base)
+    assert mouth.flatten(1).any(1).all() and not mouth[:, :16].any()
+    background = factor_pixels("face", "background", base)
+    assert background[:, 0, 0].all() and not background[:, 16, 16].any()
