@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, render_factors
+from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, model_domain, render_factors
 
 import gancraft
 from gancraft import toy
@@ -94,7 +94,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     policy = parse_policy(args.diffaug)
-    domain = Path(args.model).stem.split("-")[0]
+    domain = model_domain(args.model)
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)
     D = ckpt.discriminator()

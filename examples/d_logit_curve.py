@@ -35,6 +35,31 @@ from report import apply, fake_images, real_images
 SEED_CURVE = 5151  # base factor rows neither the models nor the bundled extractors were trained on
 
 
+def models_parser(doc: str, factors: str) -> argparse.ArgumentParser:
+    """The command line these D diagnostics share: checkpoints named after their domains, and --factors."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="checkpoints with a discriminator, named DOMAIN.st (or DOMAIN-*.st)")
+    ap.add_argument("--factors", default=factors, help="comma-separated toy factors")
+    return ap
+
+
+def factor_names(spec: str) -> list[str]:
+    """The toy factors of a comma-separated --factors value (exits naming the unknown one)."""
+    names = spec.split(",")
+    for name in names:
+        if name not in toy.FACTORS:
+            raise SystemExit(f"--factors: unknown factor {name!r} (one of {', '.join(toy.FACTORS)})")
+    return names
+
+
+def model_domain(model: str) -> str:
+    """The toy domain a checkpoint is named after (DOMAIN.st or DOMAIN-*.st; exits otherwise)."""
+    domain = Path(model).stem.split("-")[0]
+    if domain not in toy.DOMAINS:
+        raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
+    return domain
+
+
 def factor_grid(name: str, points: int) -> np.ndarray:
     lo, hi = toy.FACTOR_RANGES[name]
     return np.linspace(lo, hi, points)
@@ -106,23 +131,16 @@ def damage_logits(D: torch.nn.Module, domain: str, n: int) -> tuple[float, dict[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="checkpoints with a discriminator, named DOMAIN.st (or DOMAIN-*.st)")
-    ap.add_argument("--factors", default="yaw,expression", help="comma-separated toy factors")
+    ap = models_parser(__doc__, "yaw,expression")
     ap.add_argument("--points", type=int, default=9, help="grid values over each factor's range")
     ap.add_argument("--n", type=int, default=300, help="real renders per grid value")
     ap.add_argument("--samples", type=int, default=2000, help="generator samples for the ideal curve")
     ap.add_argument("--regressor", default=str(Path(__file__).with_name("toy-factors.pt")))
     args = ap.parse_args()
-    names = args.factors.split(",")
-    for name in names:
-        if name not in toy.FACTORS:
-            raise SystemExit(f"--factors: unknown factor {name!r} (one of {', '.join(toy.FACTORS)})")
+    names = factor_names(args.factors)
     regressor = torch.jit.load(args.regressor).eval()
     for model in args.models:
-        domain = Path(model).stem.split("-")[0]
-        if domain not in toy.DOMAINS:
-            raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
+        domain = model_domain(model)
         D = gancraft.load(model).discriminator().eval()
         torch.manual_seed(0)  # the samples' noise inputs: a model's rows do not depend on the ones before
         fakes = fake_images(model, args.samples)

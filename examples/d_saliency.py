@@ -12,12 +12,9 @@ range, and D's share of gradient on exactly those pixels, per real render.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import torch
-from d_logit_curve import factor_grid, render_factors
+from d_logit_curve import factor_grid, factor_names, model_domain, models_parser, render_factors
 
 import gancraft
 from gancraft import toy
@@ -55,21 +52,14 @@ def factor_pixels(domain: str, name: str, base: dict[str, np.ndarray], points: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", help="checkpoints with a discriminator, named DOMAIN.st (or DOMAIN-*.st)")
-    ap.add_argument("--factors", default="expression", help="comma-separated toy factors")
+    ap = models_parser(__doc__, "expression")
     ap.add_argument("--n", type=int, default=500, help="real renders and samples")
     ap.add_argument("--rows", type=int, default=4, help="rows per band (must divide the resolution)")
     args = ap.parse_args()
-    names = args.factors.split(",")
-    for name in names:
-        if name not in toy.FACTORS:
-            raise SystemExit(f"--factors: unknown factor {name!r} (one of {', '.join(toy.FACTORS)})")
+    names = factor_names(args.factors)
     base = toy.sample_factors(args.n, SEED_SALIENCY)
     for model in args.models:
-        domain = Path(model).stem.split("-")[0]
-        if domain not in toy.DOMAINS:
-            raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
+        domain = model_domain(model)
         D = gancraft.load(model).discriminator().eval()
         real = render_factors(domain, base)
         if real.shape[-2] % args.rows:
