@@ -29,6 +29,7 @@ from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, m
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import GancraftError
 from gancraft.latent.generate import generate
 from gancraft.train.augment import diff_augment, parse_policy
 
@@ -93,7 +94,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="real renders per grid value")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    policy = parse_policy(args.diffaug)
+    try:
+        policy = parse_policy(args.diffaug)
+    except GancraftError as exc:  # one line, as this script's other checks, not a traceback
+        raise SystemExit(str(exc)) from None
     domain = model_domain(args.model)
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)

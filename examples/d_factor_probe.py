@@ -13,10 +13,10 @@ the baseline: what the architecture keeps without training.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from d_logit_curve import model_domain
 from sklearn.linear_model import RidgeCV
 
 import gancraft
@@ -61,9 +61,7 @@ def main() -> None:
     print(f"| model | D | layer | R^2: {' | '.join(toy.FACTORS)} |")
     print("|---|---|---|" + "---|" * len(toy.FACTORS))
     for model in args.models:
-        domain = Path(model).stem.split("-")[0]
-        if domain not in toy.DOMAINS:
-            raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
+        domain = model_domain(model)
         trained = gancraft.load(model).discriminator().eval()
         torch.manual_seed(0)
         fresh = type(trained)(trained.cfg).eval()
