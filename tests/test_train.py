@@ -295,3 +295,75 @@ def test_resume_to_a_new_length_drops_log_lines_past_the_snapshot(faces: Path, t
     )
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]  # step 3, logged before the kill, is not there twice
+
+
+def _net(ckpt, net: str) -> dict[str, torch.Tensor]:
+    return ckpt.state_dict(net)
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_init_starts_from_the_checkpoints_networks_and_continues_its_history(faces: Path, tmp_path: Path):
+    from gancraft import save
+
+    base = ["--resolution", "16", "--config", "tiny", "--batch", "2", "--quiet"]
+    first = tmp_path / "first.st"
+    assert cli_invoke("train", str(faces), "-o", str(first), "--kimg", "0.006", *base).exit_code == 0
+    start = load(first)
+    # after training, the training copy and the EMA differ, so a swapped source would show
+    assert not _same(_net(start, "G"), _net(start, "G_ema"))
+
+    out = tmp_path / "more.st"
+    args = ["train", str(faces), "-o", str(out), "--kimg", "0.004", "--init", str(first), "--snap", "0.002", *base]
+    res = cli_invoke(*args)
+    assert res.exit_code == 0, res.output
+    step0 = load(tmp_path / "more-run" / "snapshot-000000.st")
+    for net in ("G", "G_ema", "D"):
+        assert _same(_net(step0, net), _net(start, net)), net
+    trained = load(out)
+    assert not _same(_net(trained, "G"), _net(start, "G"))  # it trains from there
+    assert [h["command"] for h in trained.history] == ["train", "train"]
+    assert trained.history[0] == start.history[0]
+    assert trained.history[1]["params"]["init"].endswith("first.st")
+    assert trained.history[1]["inputs"][0]["path"].endswith("first.st")
+
+    # resuming needs the same --init: without it the run's settings differ
+    res = cli_invoke(*args[:7], "--resume", str(tmp_path / "more-run"), *base, "--force")
+    assert res.exit_code == 2 and "init" in res.stderr and "Traceback" not in res.output
+    res = cli_invoke(*args[: -len(base)], "--resume", str(tmp_path / "more-run"), *base, "--force", "--kimg", "0.006")
+    assert res.exit_code == 0, res.output
+
+    # a file without the training copy (as the bundled examples): G starts from its G_ema
+    no_g = tmp_path / "no-g.st"
+    save(dataclasses.replace(start, tensors={k: v for k, v in start.tensors.items() if not k.startswith("G.")}), no_g)
+    res = cli_invoke("train", str(faces), "-o", str(tmp_path / "c.st"), "--kimg", "0.002", "--init", str(no_g), *base)
+    assert res.exit_code == 0, res.output
+    step0 = load(tmp_path / "c-run" / "snapshot-000000.st")
+    assert _same(_net(step0, "G"), _net(start, "G_ema")) and _same(_net(step0, "D"), _net(start, "D"))
+
+
+def test_train_init_refuses_what_train_cannot_continue(faces: Path, tmp_path: Path):
+    from gancraft import save
+    from gancraft.checkpoint import Checkpoint
+    from gancraft.nets.stylegan2 import Discriminator, Generator
+    from gancraft.train.methods.start import conditional_from_unconditional
+
+    g, d = tiny_configs(16)
+    G, D = Generator(g), Discriminator(d)
+    plain = Checkpoint.from_modules(G_ema=G, D=D)
+    save(Checkpoint.from_modules(G_ema=G), tmp_path / "no-d.st")
+    Gc, Dc, _ = conditional_from_unconditional(plain, 2)
+    save(Checkpoint.from_modules(G_ema=Gc, D=Dc), tmp_path / "cond.st")
+    save(plain, tmp_path / "plain.st")
+    base = ["train", str(faces), "-o", str(tmp_path / "m.st"), "--config", "tiny", "--quiet", "--init"]
+    for name, res_px, message in (
+        ("no-d.st", "16", "has no discriminator"),
+        ("cond.st", "16", "class-conditional"),
+        ("plain.st", "32", "a 16 px model, but --resolution is 32"),
+        ("missing.st", "16", "missing.st"),
+    ):
+        res = cli_invoke(*base, str(tmp_path / name), "--resolution", res_px)
+        assert res.exit_code == 2 and message in res.stderr and "Traceback" not in res.output, (name, res.output)
+        assert not (tmp_path / "m-run").exists()

@@ -1,4 +1,4 @@
-"""gancraft train: a StyleGAN2 from scratch on a folder of images.
+"""gancraft train: a StyleGAN2 on a folder of images, from scratch or from a checkpoint (--init).
 
 Also home of the options every training command shares (`train`, `root`, `finetune`).
 """
@@ -208,6 +208,17 @@ def train_and_save(
     help="Samples per minibatch-standard-deviation group in D (NVIDIA's --mbstd; the largest divisor "
     "of the batch up to N is used). Default: the config's, 4; NVIDIA's 32 px cifar preset uses 32.",
 )
+@click.option(
+    "--init",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="CKPT",
+    help="Start from CKPT's networks instead of random weights, as NVIDIA's train.py --resume PKL: G "
+    "from its G (from its G_ema when the file has no training copy), G_ema and D from its own. CKPT's "
+    "architecture replaces --config's, which still sets batch, learning rate, R1 weight and EMA. The "
+    "new run counts kimg from 0; the written model's history continues CKPT's. Give it again with "
+    "--resume.",
+)
 @training_options
 def command(
     images: str,
@@ -218,9 +229,11 @@ def command(
     subset: int | None,
     style_mixing: float,
     mbstd_group: int | None,
+    init: str | None,
     **kw: Any,
 ) -> None:
-    """Train a StyleGAN2 from scratch on the images in IMAGES (a folder, searched recursively).
+    """Train a StyleGAN2 on the images in IMAGES (a folder, searched recursively), from random
+    weights or, with --init, from a model's networks.
 
     Images of another size are centre-cropped and resized to RESOLUTION. Snapshots go to the
     run folder every --snap kimg; a killed run continues exactly with --resume RUN_DIR. Runs
@@ -230,16 +243,19 @@ def command(
     Examples:
       gancraft train faces/ -o face.st --resolution 32 --config tiny --kimg 200
       gancraft train faces/ -o face.st --resolution 32 --resume face-run
+      gancraft train faces/ -o face2.st --resolution 32 --config toy --init face.st --kimg 20
       torchrun --nproc-per-node 2 -m gancraft train faces/ -o face.st --resolution 32
     """
     from ..train.configs import architecture, get_preset
     from ..train.data import ImageFolderData
     from ..train.methods import ScratchMethod
+    from ..train.methods.scratch import init_checkpoint
 
     if output is None:
         output = (Path(images).resolve().name or "model") + ".st"
     preset = get_preset(config_name)
-    g_cfg, d_cfg = architecture(config_name, resolution)
+    start = init_checkpoint(init, resolution) if init is not None else None
+    g_cfg, d_cfg = (start.g_config, start.d_config) if start is not None else architecture(config_name, resolution)
     if mbstd_group is not None:
         d_cfg = dataclasses.replace(d_cfg, mbstd_group_size=mbstd_group)
     opts = build_options(
@@ -253,7 +269,7 @@ def command(
     )
     opts = dataclasses.replace(opts, style_mixing=style_mixing)
     data = ImageFolderData(images, resolution, xflip=mirror, subset=subset)
-    method = ScratchMethod(data, g_cfg, d_cfg)
+    method = ScratchMethod(data, g_cfg, d_cfg, init=start)
     train_and_save(
         method,
         opts,
@@ -268,5 +284,5 @@ def command(
             "subset": subset,
             "num_images": len(data),
         },
-        inputs=[],
+        inputs=[init] if init is not None else [],
     )

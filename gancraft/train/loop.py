@@ -174,6 +174,10 @@ class Method:
         """JSON-able settings that must match when a run is resumed (and go into the history)."""
         return {"method": self.name}
 
+    def history(self) -> list[dict[str, Any]]:
+        """The history the trained model continues (a starting checkpoint's own); empty by default."""
+        return []
+
 
 def _set_trainable(module: torch.nn.Module, params: list[torch.nn.Parameter], on: bool) -> None:
     module.requires_grad_(False)
@@ -242,6 +246,7 @@ class Trainer:
             G=self.G,
             D=self.D,
             domains=self.method.domains(),
+            history=list(self.method.history()),
             extra={
                 "training": {"step": self.step, "kimg": self.step * self.opts.batch / 1000, "method": self.method.name}
             },
