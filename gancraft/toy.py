@@ -50,16 +50,38 @@ _SUPERSAMPLE = 4
 _MIN_RESOLUTION = 8
 
 
-def sample_factors(n: int, seed: int) -> dict[str, np.ndarray]:
+def sample_factors(n: int, seed: int, ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, np.ndarray]:
     """Draw `n` factor vectors uniformly over `FACTOR_RANGES` (float64 arrays of length n).
 
     The same seed gives the same factors for every domain, so paired images across domains
-    share pose, size, colour, expression and background.
+    share pose, size, colour, expression and background. `ranges` narrows some factors (a
+    sub-range of each one's own); the other factors come out as without it.
     """
     if n < 0:
         raise GancraftError(f"number of images must be >= 0, got {n}")
+    bounds = dict(FACTOR_RANGES)
+    for name, (lo, hi) in (ranges or {}).items():
+        if name not in FACTOR_RANGES:
+            raise GancraftError(f"unknown toy factor {name!r}; choose one of {', '.join(FACTORS)}")
+        full = FACTOR_RANGES[name]
+        if not full[0] <= lo <= hi <= full[1]:
+            raise GancraftError(f"{name} range {lo:g},{hi:g}: needs {full[0]:g} <= low <= high <= {full[1]:g}")
+        bounds[name] = (lo, hi)
     rng = np.random.default_rng(seed)
-    return {name: rng.uniform(lo, hi, size=n) for name, (lo, hi) in FACTOR_RANGES.items()}
+    return {name: rng.uniform(lo, hi, size=n) for name, (lo, hi) in bounds.items()}
+
+
+def parse_range(spec: str) -> tuple[str, tuple[float, float]]:
+    """'yaw=-0.15,0.15' -> ('yaw', (-0.15, 0.15)); the bounds are checked by `sample_factors`."""
+    name, _, bounds = spec.partition("=")
+    parts = bounds.split(",")
+    try:
+        lo, hi = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        lo = hi = None
+    if lo is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        raise GancraftError(f"--range {spec!r}: expected FACTOR=LOW,HIGH, e.g. yaw=-0.15,0.15")
+    return name.strip(), (lo, hi)
 
 
 def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -209,9 +231,16 @@ def image_filename(index: int) -> str:
 
 
 def write_dataset(
-    domain: str, n: int, seed: int, resolution: int, out_dir: str | os.PathLike, force: bool = False
+    domain: str,
+    n: int,
+    seed: int,
+    resolution: int,
+    out_dir: str | os.PathLike,
+    force: bool = False,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
-    """Write `n` rendered images as `<out_dir>/img00000.png ...` plus `factors.csv`.
+    """Write `n` rendered images as `<out_dir>/img00000.png ...` plus `factors.csv` (factors drawn
+    as `sample_factors(n, seed, ranges)`).
 
     The folder is created when missing. Existing files of the same names are refused unless
     `force`, and that check happens before anything is written so a refusal leaves no debris.
@@ -219,6 +248,7 @@ def write_dataset(
     """
     _check_domain(domain)
     _check_resolution(resolution)
+    factors = sample_factors(n, seed, ranges)  # a bad range is refused before the folder is made
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GancraftError(f"{out}: is a file, expected a folder for the toy dataset")
@@ -231,7 +261,6 @@ def write_dataset(
         clash = next((name for name in names if (out / name).exists()), None)
         if clash is not None:
             raise GancraftError(f"{out / clash}: already exists (use --force to replace it)")
-    factors = sample_factors(n, seed)
     # Each atomic write ends in an fsync; overlapping those with drawing is 2-3x faster.
     # Low compression: these images are tiny, and fast writing matters more than bytes.
     with ImageWriter(force=force, compress_level=1) as writer:
@@ -258,9 +287,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument(
+        "--range",
+        action="append",
+        default=[],
+        metavar="FACTOR=LOW,HIGH",
+        help="draw FACTOR from LOW..HIGH only (a part of its range; repeatable), e.g. yaw=-0.15,0.15",
+    )
     args = ap.parse_args(argv)
     try:
-        print(write_dataset(args.domain, args.n, args.seed, args.resolution, args.output, force=args.force))
+        ranges = dict(parse_range(spec) for spec in args.range)
+        print(write_dataset(args.domain, args.n, args.seed, args.resolution, args.output, args.force, ranges))
     except GancraftError as exc:
         print(f"gancraft.toy: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -148,3 +148,32 @@ def test_write_dataset_refuses_overwrite_and_bad_input(tmp_path):
     afile.write_text("x")
     with pytest.raises(GancraftError, match="is a file"):
         toy.write_dataset("cat", 1, 0, 32, afile)
+
+
+def test_a_narrowed_factor_leaves_the_others_as_they_were(tmp_path, capsys):
+    full = toy.sample_factors(500, 4)
+    narrow = toy.sample_factors(500, 4, {"yaw": (-0.15, 0.15)})
+    assert narrow["yaw"].min() >= -0.15 and narrow["yaw"].max() <= 0.15 and narrow["yaw"].std() > 0.05
+    np.testing.assert_allclose(narrow["yaw"], full["yaw"] * 0.15, atol=1e-12)  # the same draws, rescaled
+    for name in toy.FACTORS[1:]:
+        np.testing.assert_array_equal(narrow[name], full[name])
+
+    toy.main(
+        ["face", "6", "-o", str(tmp_path / "f"), "--seed", "4", "--range", "yaw=-0.15,0.15", "--range", "size=0.5,0.5"]
+    )
+    with open(tmp_path / "f" / "factors.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(abs(float(r["yaw"])) <= 0.15 and float(r["size"]) == 0.5 for r in rows)
+
+    for spec, message in (
+        ("pose=0,1", "unknown toy factor 'pose'"),
+        ("yaw=0.5,-0.5", "yaw range 0.5,-0.5: needs -1 <= low <= high <= 1"),
+        ("size=0,2", "size range 0,2"),
+        ("yaw=-0.1", "expected FACTOR=LOW,HIGH"),
+        ("yaw=a,b", "expected FACTOR=LOW,HIGH"),
+        ("yaw=nan,0", "expected FACTOR=LOW,HIGH"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            toy.main(["face", "3", "-o", str(tmp_path / "bad"), "--range", spec])
+        assert exc.value.code == 2 and message in capsys.readouterr().err, spec
+        assert not (tmp_path / "bad").exists()
