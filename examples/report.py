@@ -42,9 +42,9 @@ HERE = Path(__file__).resolve().parent
 SEED_REF, SEED_FLOOR, SEED_PROBE = 777, 778, 779
 
 
-def real_images(domain: str, n: int, seed: int) -> torch.Tensor:
-    """N x 3 x 32 x 32 renders in [-1, 1]."""
-    arr, _ = toy.render_batch(domain, n, seed, resolution=32)
+def real_images(domain: str, n: int, seed: int, ranges: dict[str, tuple[float, float]] | None = None) -> torch.Tensor:
+    """N x 3 x 32 x 32 renders in [-1, 1] (`ranges`: factors drawn from part of their range)."""
+    arr, _ = toy.render_batch(domain, n, seed, resolution=32, ranges=ranges)
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 

@@ -215,11 +215,14 @@ def render(domain: str, factors: Mapping[str, np.ndarray], index: int = 0, resol
     return canvas.resize((int(resolution), int(resolution)), Image.Resampling.LANCZOS)
 
 
-def render_batch(domain: str, n: int, seed: int, resolution: int = 32) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Sample `n` factor vectors from `seed` and render them: (uint8 N x H x W x 3, factors)."""
+def render_batch(
+    domain: str, n: int, seed: int, resolution: int = 32, ranges: Mapping[str, tuple[float, float]] | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Sample `n` factor vectors from `seed` (and `ranges`, as `sample_factors`) and render them:
+    (uint8 N x H x W x 3, factors)."""
     _check_domain(domain)
     _check_resolution(resolution)
-    factors = sample_factors(n, seed)
+    factors = sample_factors(n, seed, ranges)
     images = np.empty((n, resolution, resolution, 3), dtype=np.uint8)
     for i in range(n):
         images[i] = np.asarray(render(domain, factors, i, resolution))
