@@ -15,6 +15,7 @@ from ...nets.config import STYLEGAN3_NOT_TRAINABLE, DiscriminatorConfig, Generat
 from ...nets.stylegan2 import Discriminator, Generator
 from ..loop import Method
 from .base import register
+from .start import require_discriminator
 from .union import UnionMethod
 
 
@@ -76,8 +77,7 @@ def init_checkpoint(path: str | Path, resolution: int) -> Checkpoint:
         raise GancraftError(
             f"{path}: a class-conditional model; train continues unconditional ones (finetune takes conditional models)"
         )
-    if ckpt.d_config is None or "D" not in ckpt.nets:
-        raise GancraftError(f"{path}: has no discriminator, which training needs")
+    require_discriminator(ckpt, "train --init")
     if ckpt.g_config.img_resolution != resolution:
         raise GancraftError(f"{path}: a {ckpt.g_config.img_resolution} px model, but --resolution is {resolution}")
     return ckpt

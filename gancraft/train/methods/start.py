@@ -19,15 +19,19 @@ def start_nets(ckpt: Checkpoint, what: str) -> tuple[Generator, Discriminator, G
     """Trainable (G, D, G_ema) of a checkpoint. As in the official GAN Cocktail code, training
     starts from the stored G_ema (the model one samples from): G is a copy of it and G_ema
     starts equal to G."""
-    where = ckpt.path or what
-    if ckpt.d_config is None or "D" not in ckpt.nets:
-        raise GancraftError(
-            f"{where}: has no discriminator, which {what} needs to keep training "
-            "(NVIDIA pickles and native files from `train`/`root` carry one)"
-        )
+    require_discriminator(ckpt, what)
     G = ckpt.generator().requires_grad_(True)
     D = ckpt.discriminator().requires_grad_(True)
     return G, D, copy.deepcopy(G).requires_grad_(False)
+
+
+def require_discriminator(ckpt: Checkpoint, what: str) -> None:
+    """Refuse a checkpoint without D, which every method that keeps training one needs."""
+    if ckpt.d_config is None or "D" not in ckpt.nets:
+        raise GancraftError(
+            f"{ckpt.path or what}: has no discriminator, which {what} needs to keep training "
+            "(NVIDIA pickles and native files from `train`/`root` carry one)"
+        )
 
 
 def class_names(ckpt: Checkpoint) -> list[str] | None:
