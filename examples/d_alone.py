@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, model_domain, render_factors
+from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, render_factors
 
 import gancraft
 from gancraft import toy
@@ -33,7 +33,7 @@ from gancraft.errors import GancraftError
 from gancraft.latent.generate import generate
 from gancraft.train.augment import diff_augment, parse_policy
 
-from report import apply, fake_images, real_images
+from report import apply, fake_images, model_domain, real_images
 
 SEED_REAL = 6262  # D's training renders
 SEED_FAKES = 100_000  # D's training samples; the curve's ideal uses seeds 0..N-1

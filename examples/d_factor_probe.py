@@ -16,13 +16,12 @@ import argparse
 
 import numpy as np
 import torch
-from d_logit_curve import model_domain
 from sklearn.linear_model import RidgeCV
 
 import gancraft
 from gancraft import toy
 
-from report import real_images
+from report import model_domain, real_images
 
 SEED_PROBE_D = 4242  # renders neither the models nor the bundled extractors were trained on
 

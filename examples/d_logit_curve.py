@@ -30,7 +30,7 @@ from make_quality_extractor import HELD_OUT, TRAINED
 import gancraft
 from gancraft import toy
 
-from report import apply, fake_images, real_images
+from report import apply, fake_images, model_domain, real_images
 
 SEED_CURVE = 5151  # base factor rows neither the models nor the bundled extractors were trained on
 
@@ -50,14 +50,6 @@ def factor_names(spec: str) -> list[str]:
         if name not in toy.FACTORS:
             raise SystemExit(f"--factors: unknown factor {name!r} (one of {', '.join(toy.FACTORS)})")
     return names
-
-
-def model_domain(model: str) -> str:
-    """The toy domain a checkpoint is named after (DOMAIN.st or DOMAIN-*.st; exits otherwise)."""
-    domain = Path(model).stem.split("-")[0]
-    if domain not in toy.DOMAINS:
-        raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
-    return domain
 
 
 def factor_grid(name: str, points: int) -> np.ndarray:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from d_logit_curve import factor_grid, factor_names, model_domain, models_parser, render_factors
+from d_logit_curve import factor_grid, factor_names, models_parser, render_factors
 
 import gancraft
 from gancraft import toy
 
-from report import fake_images
+from report import fake_images, model_domain
 
 SEED_SALIENCY = 7373  # factor rows neither the models nor the bundled extractors were trained on
 CHANGED = 8 / 127.5  # a pixel counts as changed by a factor when a channel moves by 8 of 255

@@ -32,7 +32,7 @@ import gancraft
 from gancraft import toy
 from gancraft.media.images import make_grid, to_uint8
 
-from report import apply  # examples/report.py: the regressor in chunks, as its spread column reads it
+from report import apply, model_domain  # examples/report.py: the regressor in chunks, as its spread column reads it
 
 HERE = Path(__file__).resolve().parent
 SEED_REAL = 901  # not a training seed (0, 1, 2) nor one of report.py's (777-779)
@@ -65,9 +65,7 @@ def main() -> None:
     ap.add_argument("--regressor", default=str(HERE / "toy-factors.pt"))
     ap.add_argument("-o", "--output", help="PNG: real renders, W projections, W+ projections, then the walk")
     args = ap.parse_args()
-    domain = Path(args.model).stem
-    if domain not in toy.DOMAINS:
-        raise SystemExit(f"{args.model}: name the model after its toy domain ({', '.join(toy.DOMAINS)})")
+    domain = model_domain(args.model)
     torch.manual_seed(0)
     regressor = torch.jit.load(args.regressor).eval()
     column = toy.FACTORS.index(args.factor)

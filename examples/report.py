@@ -42,6 +42,14 @@ HERE = Path(__file__).resolve().parent
 SEED_REF, SEED_FLOOR, SEED_PROBE = 777, 778, 779
 
 
+def model_domain(model: str) -> str:
+    """The toy domain a checkpoint is named after (DOMAIN.st or DOMAIN-*.st; exits otherwise)."""
+    domain = Path(model).stem.split("-")[0]
+    if domain not in toy.DOMAINS:
+        raise SystemExit(f"{model}: name the file after a toy domain ({', '.join(toy.DOMAINS)})")
+    return domain
+
+
 def real_images(domain: str, n: int, seed: int, ranges: dict[str, tuple[float, float]] | None = None) -> torch.Tensor:
     """N x 3 x 32 x 32 renders in [-1, 1] (`ranges`: factors drawn from part of their range)."""
     arr, _ = toy.render_batch(domain, n, seed, resolution=32, ranges=ranges)
@@ -95,10 +103,7 @@ def main() -> None:
     torch.manual_seed(0)
     feats = torch.jit.load(args.features).eval()
     factors = torch.jit.load(args.factors).eval()
-    domains = [Path(m).stem for m in args.models]
-    for d in domains:
-        if d not in toy.DOMAINS:
-            raise SystemExit(f"{d}: model files must be named after a toy domain ({', '.join(toy.DOMAINS)})")
+    domains = [model_domain(m) for m in args.models]
 
     probe = domain_probe(feats)
     # clean-drawing probe: the three domains' renders, and the same renders damaged as a fourth class

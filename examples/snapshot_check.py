@@ -35,7 +35,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"snapshot_check.py: {missing[0]}: no such file")
     try:
-        ranges = dict(toy.parse_range(spec) for spec in args.range)
+        ranges = toy.parse_ranges(args.range)
         real = real_images(args.domain, 1000, SEED_REF, ranges)
     except GancraftError as exc:
         raise SystemExit(f"snapshot_check.py: {exc}") from None

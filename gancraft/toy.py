@@ -26,7 +26,7 @@ import colorsys
 import csv
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -71,17 +71,24 @@ def sample_factors(n: int, seed: int, ranges: Mapping[str, tuple[float, float]] 
     return {name: rng.uniform(lo, hi, size=n) for name, (lo, hi) in bounds.items()}
 
 
-def parse_range(spec: str) -> tuple[str, tuple[float, float]]:
-    """'yaw=-0.15,0.15' -> ('yaw', (-0.15, 0.15)); the bounds are checked by `sample_factors`."""
-    name, _, bounds = spec.partition("=")
-    parts = bounds.split(",")
-    try:
-        lo, hi = (float(v) for v in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        lo = hi = None
-    if lo is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        raise GancraftError(f"--range {spec!r}: expected FACTOR=LOW,HIGH, e.g. yaw=-0.15,0.15")
-    return name.strip(), (lo, hi)
+def parse_ranges(specs: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """['yaw=-0.15,0.15', ...] -> {'yaw': (-0.15, 0.15), ...}; the bounds are checked by
+    `sample_factors`. A factor named twice is refused: which of the two was meant is a guess."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for spec in specs:
+        name, _, bounds = spec.partition("=")
+        name = name.strip()
+        parts = bounds.split(",")
+        try:
+            lo, hi = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            lo = hi = None
+        if lo is None or not (np.isfinite(lo) and np.isfinite(hi)):
+            raise GancraftError(f"--range {spec!r}: expected FACTOR=LOW,HIGH, e.g. yaw=-0.15,0.15")
+        if name in ranges:
+            raise GancraftError(f"--range {spec!r}: {name} already has a range; give each factor once")
+        ranges[name] = (lo, hi)
+    return ranges
 
 
 def _rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -299,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     try:
-        ranges = dict(parse_range(spec) for spec in args.range)
+        ranges = parse_ranges(args.range)
         print(write_dataset(args.domain, args.n, args.seed, args.resolution, args.output, args.force, ranges))
     except GancraftError as exc:
         print(f"gancraft.toy: error: {exc}", file=sys.stderr)

@@ -271,3 +271,54 @@ def test_d_saliency_finds_the_pixels_d_reads_and_the_factor_changes():
     assert mouth.flatten(1).any(1).all() and not mouth[:, :16].any()
     background = factor_pixels("face", "background", base)
     assert background[:, 0, 0].all() and not background[:, 16, 16].any()
+
+
+def test_draw_capacity_scales_factors_measures_drawings_and_fits_the_mapping():
+    """draw_capacity.py: factors map their ranges onto [-1, 1]; a drawer that returns the renders
+    themselves scores MSE 0, spread 1 and correlation 1; the fitted mapping sends z to the
+    drawer's w of the factors z's first five coordinates stand for (normal CDF, then the range)."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from draw_capacity import Drawer, evaluate, factor_vectors, fit_mapping, renders
+        from report import real_images
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from gancraft.nets.config import GeneratorConfig
+    from gancraft.nets.stylegan2 import Generator
+
+    ends = {name: np.array([lo, hi, (lo + hi) / 2]) for name, (lo, hi) in toy.FACTOR_RANGES.items()}
+    assert torch.equal(factor_vectors(ends), torch.tensor([[-1.0] * 5, [1.0] * 5, [0.0] * 5]))
+
+    images, f = renders("face", 40, 3)
+    lookup = {tuple(row.tolist()): img for row, img in zip(f, images)}
+
+    class Copy(torch.nn.Module):  # the perfect drawer: each factor row's own render
+        def forward(self, rows):
+            return torch.stack([lookup[tuple(r.tolist())] for r in rows])
+
+    nets = {
+        "factors": torch.jit.load(EXAMPLES / "toy-factors.pt").eval(),
+        "features": torch.jit.load(EXAMPLES / "toy-features.pt").eval(),
+    }
+    r = evaluate(Copy(), (images, f), real_images("face", 40, 4), nets)
+    assert r["mse"] < 1e-10 and r["mouth_mse"] < 1e-10
+    assert np.allclose(r["spread"], 1.0) and np.allclose(r["corr"], 1.0)
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(z_dim=32, w_dim=16, img_resolution=8, mapping_layers=2, channel_base=64, channel_max=16)
+    G = Generator(cfg)
+    drawer = Drawer(G)
+    err = fit_mapping(G, drawer, steps=800)
+    assert err < 0.3, err
+    z = torch.randn(500, 32)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    with torch.no_grad():
+        w = G.mapping(z, None, broadcast=False)
+        want = drawer.embed(normal.cdf(z[:, :5]) * 2 - 1)
+        wrong = drawer.embed(normal.cdf(z[:, 5:10]) * 2 - 1)
+    assert (w - want).square().mean() < 0.3 * (w - wrong).square().mean()
+    assert torch.allclose(G.mapping.w_avg, w.mean(0), atol=0.1 * float(w.std()))

@@ -183,3 +183,7 @@ def test_a_narrowed_factor_leaves_the_others_as_they_were(tmp_path, capsys):
             toy.main(["face", "3", "-o", str(tmp_path / "bad"), "--range", spec])
         assert exc.value.code == 2 and message in capsys.readouterr().err, spec
         assert not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit) as exc:
+        toy.main(["face", "3", "-o", str(tmp_path / "bad"), "--range", "yaw=-0.2,0.2", "--range", "yaw=0,0.1"])
+    assert exc.value.code == 2 and "yaw already has a range; give each factor once" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
