@@ -109,7 +109,8 @@ def fit_mapping(G: Generator, drawer: Drawer, steps: int, batch: int = 256) -> f
         loss.backward()
         opt.step()
         if step % 500 == 0:
-            print(f"mapping step {step}: w error {float(loss.detach() / targets(z).var(0).mean()):.4f} of the target variance")
+            err = float(loss.detach() / targets(z).var(0).mean())
+            print(f"mapping step {step}: w error {err:.4f} of the target variance", flush=True)
     mapping.requires_grad_(False).eval()
     with torch.no_grad():
         z = torch.randn(10_000, G.z_dim)

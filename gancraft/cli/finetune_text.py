@@ -18,7 +18,20 @@ DEFAULT_CLIP_MODELS = ("ViT-B-32", "ViT-B-16")
 # as --domain names (train/methods.py): they become tensor and folder names
 _DOMAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # finetune's adversarial options that mean nothing to the text recipe
-_ADVERSARIAL_ONLY = ("kimg", "snap_kimg", "gamma", "pl_weight", "ema_kimg", "diffaug", "run_dir", "resume")
+_ADVERSARIAL_ONLY = (
+    "kimg",
+    "snap_kimg",
+    "gamma",
+    "pl_weight",
+    "ema_kimg",
+    "diffaug",
+    "aug",
+    "aug_p",
+    "ada_target",
+    "augpipe",
+    "run_dir",
+    "resume",
+)
 
 
 def text_vector_options(f):

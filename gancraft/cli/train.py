@@ -13,13 +13,15 @@ import click
 
 from ..errors import GancraftError
 from ..io_util import check_output_path
+from ..train.ada import AUG_MODES, PIPELINES
 from .common import device_option, emit_path, force_option, log, resolve_device
 from .options import batch_option
 from .paths import NamedOutput
 
 
 def training_options(f):
-    """--kimg/--batch/--snap/--seed/--lr/--gamma/--pl-weight/--ema/--diffaug/--run-dir/--resume/--device/--force."""
+    """--kimg/--batch/--snap/--seed/--lr/--gamma/--pl-weight/--ema/--diffaug/--aug/--p/--target/--augpipe/
+    --run-dir/--resume/--device/--force."""
     opts = [
         click.option("--kimg", type=float, default=None, help="Training length in thousands of images shown to D."),
         batch_option(help="Global batch size (split over torchrun processes)."),
@@ -58,7 +60,42 @@ def training_options(f):
             "--diffaug",
             default="",
             metavar="POLICY",
-            help="DiffAugment policy, e.g. color,translation,cutout (default: none).",
+            help="DiffAugment policy, e.g. color,translation,cutout (default: none). Not with --aug ada or fixed.",
+        ),
+        click.option(
+            "--aug",
+            type=click.Choice(AUG_MODES),
+            default=None,
+            help="Discriminator augmentation as NVIDIA's stylegan2-ada-pytorch: every image D sees (reals "
+            "and fakes, R1 included) goes through the --augpipe pipeline, each operation per image with "
+            "probability p. ada: p starts at 0 and moves every 4 steps so that a share --target of D's "
+            "outputs on reals is positive (it rises when D overfits); fixed: p is --p throughout.  "
+            "[default: noaug (NVIDIA's train.py defaults to ada)]",
+        ),
+        click.option(
+            "--p",
+            "aug_p",
+            type=click.FloatRange(0, 1),
+            default=None,
+            metavar="FLOAT",
+            help="--aug fixed: the augmentation probability (required there).",
+        ),
+        click.option(
+            "--target",
+            "ada_target",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            default=None,
+            metavar="FLOAT",
+            help="--aug ada: the share of D's outputs on real images that should be positive.  [default: 0.6]",
+        ),
+        click.option(
+            "--augpipe",
+            type=click.Choice(tuple(PIPELINES)),
+            default=None,
+            help="--aug ada/fixed: the operations. blit: x-flip, 90-degree rotations, integer translation; "
+            "geom: isotropic and anisotropic scaling, rotation, fractional translation; color: brightness, "
+            "contrast, luma flip, hue, saturation; bg: blit+geom; bgc: all three. NVIDIA's image filtering, "
+            "noise and cutout stages (its bgcf.. pipelines) are not implemented.  [default: bgc]",
         ),
         click.option("--no-amp", is_flag=True, help="Disable bfloat16 mixed precision on GPU."),
         click.option(
@@ -97,6 +134,16 @@ def build_options(
     """TrainOptions from the shared CLI options, falling back to the given defaults."""
     from ..train.loop import TrainOptions
 
+    aug = kw["aug"] or "noaug"
+    # NVIDIA's train.py refuses these combinations too: each names a setting the mode ignores
+    if aug == "fixed" and kw["aug_p"] is None:
+        raise GancraftError("--aug fixed needs --p (the augmentation probability)")
+    if kw["aug_p"] is not None and aug != "fixed":
+        raise GancraftError("--p sets the probability of --aug fixed; add --aug fixed (--aug ada tunes p itself)")
+    if kw["ada_target"] is not None and aug != "ada":
+        raise GancraftError("--target belongs to --aug ada; add --aug ada")
+    if kw["augpipe"] is not None and aug == "noaug":
+        raise GancraftError("--augpipe needs --aug ada or --aug fixed")
     lr = kw["lr"] if kw["lr"] is not None else lr
     return TrainOptions(
         kimg=kw["kimg"] if kw["kimg"] is not None else kimg,
@@ -108,7 +155,9 @@ def build_options(
         gamma=kw["gamma"] if kw["gamma"] is not None else gamma,
         ema_kimg=kw["ema_kimg"] if kw["ema_kimg"] is not None else ema_kimg,
         diffaug=kw["diffaug"],
+        aug=aug,
         amp=not kw["no_amp"],
+        **{k: kw[k] for k in ("aug_p", "ada_target", "augpipe") if kw[k] is not None},
         **({"pl_weight": kw["pl_weight"]} if kw["pl_weight"] is not None else {}),
     )
 
@@ -124,6 +173,10 @@ def resume_options(kw: dict[str, Any]) -> dict[str, Any]:
         "ema_kimg": kw["ema_kimg"],
         "pl_weight": kw["pl_weight"],
         "diffaug": kw["diffaug"] or None,
+        "aug": kw["aug"],
+        "aug_p": kw["aug_p"],
+        "ada_target": kw["ada_target"],
+        "augpipe": kw["augpipe"],
     }
 
 

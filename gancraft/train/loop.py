@@ -15,7 +15,12 @@ The default step is NVIDIA's StyleGAN2 recipe:
   shrunk by `pl_batch_shrink`: the penalty (|J_w^T y| - a)^2 with y image-sized noise scaled by
   1/sqrt(H*W), a the running mean of the lengths (decay `pl_decay`), weight `pl_weight`,
   multiplied by the interval; G's Adam lr and betas corrected like D's;
-- G's running w_avg updated during G steps.
+- G's running w_avg updated during G steps;
+- optionally NVIDIA's adaptive discriminator augmentation (`aug`, gancraft.train.ada): every
+  image D sees in every phase goes through the pipeline at probability p (R1's gradient still
+  taken with respect to the un-augmented reals); with "ada", every 4 steps p rises by
+  batch * 4 / 500k when more than `ada_target` of D's logits on reals since the last move were
+  positive, and falls by as much (not below 0) when fewer were.
 
 Every random draw of step s on rank r comes from generators seeded with (seed, s, r), so a run
 resumed from the snapshot at step s continues bit for bit (on CPU) as if never stopped.
@@ -44,6 +49,7 @@ from ..errors import GancraftError
 from ..io_util import atomic_write
 from ..nets.ops import exact_fp32, minibatch_std_group
 from ..nets.stylegan2 import DEFAULT_MODULATION
+from . import ada
 from .augment import diff_augment, parse_policy
 from .configs import r1_gamma_heuristic
 from .data import step_seed
@@ -72,6 +78,10 @@ class TrainOptions:
     ema_kimg: float | None = None  # None: batch * 10 / 32 (NVIDIA's default)
     style_mixing: float = 0.9
     diffaug: str = ""  # e.g. "color,translation,cutout"
+    aug: str = "noaug"  # NVIDIA's --aug: noaug, ada (its default) or fixed
+    aug_p: float = 0.0  # the augmentation probability for "fixed"; where "ada" starts
+    ada_target: float = 0.6  # "ada": the share of D's logits on reals that should be positive
+    augpipe: str = "bgc"  # the operations (gancraft.train.ada.PIPELINES)
     amp: bool = True  # bfloat16 autocast for forward passes, CUDA only (the mapping stays float32)
     grid_cols: int = 8
 
@@ -105,6 +115,18 @@ class TrainOptions:
                 f"decay in (0, 1] (got {self.pl_interval}, {self.pl_batch_shrink}, {self.pl_decay})"
             )
         parse_policy(self.diffaug)
+        if self.aug not in ada.AUG_MODES:
+            raise GancraftError(f"--aug: unknown mode {self.aug!r} (choose from {', '.join(ada.AUG_MODES)})")
+        ada.check_pipeline(self.augpipe)
+        if not 0 <= self.aug_p <= 1:
+            raise GancraftError(f"--p must be a probability in [0, 1], got {self.aug_p}")
+        if not 0 < self.ada_target < 1:
+            raise GancraftError(f"--target must be in (0, 1), got {self.ada_target}")
+        if self.diffaug and self.aug != "noaug":
+            raise GancraftError(
+                f"--diffaug and --aug {self.aug} both augment D's inputs; use one of them "
+                "(--aug noaug keeps DiffAugment)"
+            )
         return self
 
 
@@ -209,6 +231,10 @@ class Trainer:
         self.g_params = method.g_params(self.G) + [p for m in self.extras.values() for p in m.parameters()]
         self.d_params = method.d_params(self.D)
         self.policy = parse_policy(opts.diffaug)
+        self.augment = ada.AugmentPipe(opts.augpipe) if opts.aug != "noaug" else None
+        self.aug_p = opts.aug_p
+        # (sum of the signs, count) of D's logits on real images since p last moved
+        self.ada_signs = torch.zeros(2, device=device)
         self.local_batch = opts.batch // info.world
         self.resolution = self.G.img_resolution
         self.gamma = opts.gamma if opts.gamma is not None else r1_gamma_heuristic(self.resolution, opts.batch)
@@ -277,6 +303,8 @@ class Trainer:
                 for g, lr in zip(opt.param_groups, lrs):
                     g["lr"] = lr
         self.pl_mean.fill_(float(state.get("pl_mean", 0.0)))
+        self.aug_p = float(state.get("augment_p", self.opts.aug_p))
+        self.ada_signs.copy_(state.get("ada_signs", torch.zeros(2)))
         self.step = int(state["step"])
 
     def save_snapshot(self) -> Path | None:
@@ -302,6 +330,8 @@ class Trainer:
             "opt_g": self.opt_g.state_dict() if self.opt_g else {},
             "opt_d": self.opt_d.state_dict(),
             "pl_mean": float(self.pl_mean),
+            "augment_p": self.aug_p,
+            "ada_signs": self.ada_signs.cpu(),
         }
         with atomic_write(self.run_dir / f"state-{self.step:06d}.pt", force=True) as tmp:
             torch.save(state, tmp)
@@ -376,7 +406,25 @@ class Trainer:
     def _d(self, img: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.policy:
             img = diff_augment(img, self.policy)
+        if self.augment is not None:
+            img = self.augment(img, self.aug_p)
         return self.D(img, self.method.d_conditioning(labels, self.D)).float()
+
+    def _observe_reals(self, logits: torch.Tensor) -> None:
+        """Count the signs of D's logits on (augmented) reals for ADA, in every phase that scores
+        them, as NVIDIA's loss reports Loss/signs/real in its Dmain and Dreg phases alike."""
+        if self.opts.aug == "ada":
+            signs = logits.detach().float().sign()
+            self.ada_signs += torch.stack([signs.sum(), torch.tensor(float(signs.numel()), device=signs.device)])
+
+    def _adapt_augment(self) -> None:
+        """ADA's adjustment of p, every ada.ADA_INTERVAL steps, from the signs of all ranks."""
+        if self.opts.aug != "ada" or self.step % ada.ADA_INTERVAL:
+            return
+        total, count = dist_util.average_tensor(self.ada_signs, self.info).tolist()
+        if count > 0:
+            self.aug_p = ada.adjust_p(self.aug_p, total / count, self.opts.ada_target, self.opts.batch)
+        self.ada_signs.zero_()
 
     def _d_pair(
         self, fake: torch.Tensor, labels: torch.Tensor | None, real: torch.Tensor, real_labels: torch.Tensor | None
@@ -449,8 +497,11 @@ class Trainer:
 
         self._update_ema()
         self.step += 1
+        self._adapt_augment()
         for k, v in list(stats.items()):
             stats[k] = dist_util.average_tensor(torch.tensor([v], device=self.device), info).item()
+        if self.augment is not None:
+            stats["augment"] = self.aug_p  # NVIDIA's Progress/augment: the p the next step uses
         return stats
 
     def discriminator_step(
@@ -471,6 +522,7 @@ class Trainer:
             loss_fake = F.softplus(logits_fake).mean()
             loss_real = F.softplus(-logits_real).mean()
         loss_d = loss_fake + loss_real
+        self._observe_reals(logits_real)
         stats["loss_D"] = loss_d.item()
         stats["D_real"] = loss_real.item()
         stats["D_fake"] = loss_fake.item()
@@ -486,6 +538,7 @@ class Trainer:
         if o.r1_interval > 0 and self.gamma > 0 and self.step % o.r1_interval == 0:
             real_r1 = real.detach().requires_grad_(True)
             out = self._d(real_r1, real_labels)
+            self._observe_reals(out)
             (grad,) = torch.autograd.grad(out.sum(), real_r1, create_graph=True)
             r1 = grad.square().sum(dim=[1, 2, 3]).mean()
             stats["r1"] = r1.item()
