@@ -110,16 +110,18 @@ def ideal_curve(readings: np.ndarray, grid: np.ndarray, name: str) -> np.ndarray
         return np.where(counts > 0, np.log(real / np.maximum(counts, 1) * len(readings)), np.nan)
 
 
-def damage_logits(D: torch.nn.Module, domain: str, n: int) -> tuple[float, dict[str, float]]:
-    """D's mean logit on `n` clean real renders, and on the same renders passed through each of
-    make_quality_extractor.py's damages (one random strength per image) relative to that."""
+def damage_logits(D: torch.nn.Module, domain: str, n: int) -> tuple[float, float, dict[str, float]]:
+    """D's mean logit on `n` clean real renders, the mean sign of those logits (what NVIDIA's ADA
+    steers towards its target of 0.6), and D's mean logit on the same renders passed through each
+    of make_quality_extractor.py's damages (one random strength per image) relative to the first."""
     clean = real_images(domain, n, SEED_CURVE + 1)
-    base = logits(D, clean).mean().item()
+    clean_logits = logits(D, clean)
+    base, sign = clean_logits.mean().item(), clean_logits.sign().mean().item()
     gen = torch.Generator().manual_seed(0)
     unit = (clean + 1) / 2
     other = unit.roll(1, 0)
     damaged = {name: fn(unit, other, gen) * 2 - 1 for name, fn in (TRAINED | HELD_OUT).items()}
-    return base, {name: logits(D, x).mean().item() - base for name, x in damaged.items()}
+    return base, sign, {name: logits(D, x).mean().item() - base for name, x in damaged.items()}
 
 
 def main() -> None:
@@ -138,11 +140,12 @@ def main() -> None:
         fakes = fake_images(model, args.samples)
         readings = apply(regressor, fakes, unit_range=False)
         fake_logits = logits(D, fakes).numpy()
-        clean, cues = damage_logits(D, domain, 4 * args.n)
+        clean, sign, cues = damage_logits(D, domain, 4 * args.n)
         cues["the model's samples"] = float(fake_logits.mean()) - clean
         print(
             f"{model} D's mean logit relative to clean renders: " + ", ".join(f"{k} {v:+.2f}" for k, v in cues.items())
         )
+        print(f"{model} mean sign of D's logits on clean renders (ADA's measure, target 0.6): {sign:+.3f}")
         for name in names:
             grid = factor_grid(name, args.points)
             measured = logit_curve(D, grid_renders(domain, name, grid, args.n))

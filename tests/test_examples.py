@@ -284,6 +284,7 @@ def test_draw_capacity_scales_factors_measures_drawings_and_fits_the_mapping():
     sys.path.insert(0, str(EXAMPLES))
     try:
         from draw_capacity import Drawer, evaluate, factor_vectors, fit_mapping, renders
+
         from report import real_images
     finally:
         sys.path.remove(str(EXAMPLES))
@@ -322,3 +323,28 @@ def test_draw_capacity_scales_factors_measures_drawings_and_fits_the_mapping():
         wrong = drawer.embed(normal.cdf(z[:, 5:10]) * 2 - 1)
     assert (w - want).square().mean() < 0.3 * (w - wrong).square().mean()
     assert torch.allclose(G.mapping.w_avg, w.mean(0), atol=0.1 * float(w.std()))
+
+
+def test_intended_factors_reads_z_first_coordinates_and_fits_slopes():
+    """intended_factors.py: the intended factors are z's first five coordinates through the
+    normal CDF, z being the seed-0 draw; slope and correlation are those of a least-squares line."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from intended_factors import intended_and_read, slope_and_correlation
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    regressor = torch.jit.load(EXAMPLES / "toy-factors.pt").eval()
+    intended, read = intended_and_read(str(EXAMPLES / "face.st"), 40, regressor)
+    z = torch.randn(40, 512, generator=torch.Generator().manual_seed(0))
+    want = torch.distributions.Normal(0.0, 1.0).cdf(z[:, :5]).double().numpy() * 2 - 1
+    assert np.allclose(intended, want) and read.shape == (40, 5)
+    assert read[:, [1, 2, 4]].min() < -0.3  # the [0, 1] factors scaled to [-1, 1], as the intended ones
+    x = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    y = np.stack([0.5 * x[:, 0] + 0.1, -x[:, 1] + np.random.default_rng(1).normal(0, 0.5, 500)], 1)
+    (s0, c0), (s1, c1) = slope_and_correlation(x, y)
+    assert np.isclose(s0, 0.5) and np.isclose(c0, 1.0)
+    assert -1.15 < s1 < -0.85 and -0.85 < c1 < -0.6
