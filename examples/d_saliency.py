@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from d_logit_curve import factor_grid, factor_names, models_parser, render_factors
+from d_logit_curve import d_chunks, factor_grid, factor_names, models_parser, render_factors
 
 import gancraft
 from gancraft import toy
@@ -28,10 +28,10 @@ CHANGED = 8 / 127.5  # a pixel counts as changed by a factor when a channel move
 def saliency(D: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """|d logit / d pixel| summed over colour, N x H x W."""
     maps = []
-    for chunk in images.split(250):
+    for chunk, own in d_chunks(D, images):
         x = chunk.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(D(x).sum(), x)
-        maps.append(grad.abs().sum(dim=1))
+        (grad,) = torch.autograd.grad(D(x)[:own].sum(), x)
+        maps.append(grad[:own].abs().sum(dim=1))
     return torch.cat(maps)
 
 

@@ -348,3 +348,25 @@ def test_intended_factors_reads_z_first_coordinates_and_fits_slopes():
     (s0, c0), (s1, c1) = slope_and_correlation(x, y)
     assert np.isclose(s0, 0.5) and np.isclose(c0, 1.0)
     assert -1.15 < s1 < -0.85 and -0.85 < c1 < -0.6
+
+
+def test_d_logits_keep_the_discriminators_minibatch_std_groups():
+    """d_logit_curve.logits scores every image in a minibatch-std group of D's own size (4), as
+    training does: a set that 4 does not divide gets its last chunk padded, never groups of 2."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_logit_curve import d_chunks, logits
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    D = gancraft.load(EXAMPLES / "face.st").discriminator()
+    images = torch.rand(10, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        got = logits(D, images).float()
+        want = D(torch.cat([images, images[:2]]))[:10].flatten()  # 12 = 3 groups of 4
+        in_pairs = D(images).flatten()  # 10 = 5 groups of 2: what an undivided chunk computes
+    assert torch.allclose(got, want, atol=1e-5) and not torch.allclose(got, in_pairs, atol=1e-3)
+    sizes = [(len(c), own) for c, own in d_chunks(D, torch.zeros(410, 3, 4, 4))]
+    assert sizes == [(200, 200), (200, 200), (12, 10)]
+    assert [(len(c), own) for c, own in d_chunks(D, torch.zeros(1, 3, 4, 4))] == [(4, 1)]
