@@ -10,6 +10,10 @@ flatter mouth for every z), not that the mapping sends z elsewhere; a falling co
 an unchanged spread means the mapping has reassigned the factor to other directions of z.
 
     python examples/intended_factors.py face-drawn.st RUN/snapshot-*.st
+    python examples/intended_factors.py --ends expression face-drawn.st RUN/snapshot-*.st
+
+`--ends FACTOR` adds, for one factor, its mean reading over the samples whose intended value is
+below -0.5, between -0.5 and +0.5, and above +0.5: which end of the range a narrowing takes.
 """
 
 from __future__ import annotations
@@ -46,19 +50,31 @@ def slope_and_correlation(intended: np.ndarray, read: np.ndarray) -> list[tuple[
     ]
 
 
+def thirds(intended: np.ndarray, read: np.ndarray) -> tuple[float, float, float]:
+    """Mean reading where the intended value is below -0.5, within +-0.5, and above +0.5."""
+    low, high = intended < -0.5, intended > 0.5
+    return float(read[low].mean()), float(read[~low & ~high].mean()), float(read[high].mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="a draw_capacity.py --save model and snapshots of runs from it")
     ap.add_argument("--n", type=int, default=2000, help="samples per model")
+    ap.add_argument("--ends", choices=toy.FACTORS, help="also the mean reading of this factor by third of its range")
     args = ap.parse_args()
     missing = [m for m in args.models if not Path(m).is_file()]
     if missing:
         raise SystemExit(f"intended_factors.py: {missing[0]}: no such file")
     regressor = torch.jit.load(HERE / "toy-factors.pt").eval()
-    print("model  " + "  ".join(f"{name} slope / corr" for name in toy.FACTORS))
+    ends = f"  {args.ends} read where meant < -0.5 / within / > +0.5" if args.ends else ""
+    print("model  " + "  ".join(f"{name} slope / corr" for name in toy.FACTORS) + ends)
     for model in args.models:
-        fits = slope_and_correlation(*intended_and_read(model, args.n, regressor))
-        print(f"{model}  " + "  ".join(f"{s:.2f} / {c:.2f}" for s, c in fits), flush=True)
+        intended, read = intended_and_read(model, args.n, regressor)
+        line = "  ".join(f"{s:.2f} / {c:.2f}" for s, c in slope_and_correlation(intended, read))
+        if args.ends:
+            col = toy.FACTORS.index(args.ends)
+            line += "  " + " / ".join(f"{v:+.2f}" for v in thirds(intended[:, col], read[:, col]))
+        print(f"{model}  {line}", flush=True)
 
 
 if __name__ == "__main__":

@@ -334,7 +334,7 @@ def test_intended_factors_reads_z_first_coordinates_and_fits_slopes():
 
     sys.path.insert(0, str(EXAMPLES))
     try:
-        from intended_factors import intended_and_read, slope_and_correlation
+        from intended_factors import intended_and_read, slope_and_correlation, thirds
     finally:
         sys.path.remove(str(EXAMPLES))
     regressor = torch.jit.load(EXAMPLES / "toy-factors.pt").eval()
@@ -348,6 +348,8 @@ def test_intended_factors_reads_z_first_coordinates_and_fits_slopes():
     (s0, c0), (s1, c1) = slope_and_correlation(x, y)
     assert np.isclose(s0, 0.5) and np.isclose(c0, 1.0)
     assert -1.15 < s1 < -0.85 and -0.85 < c1 < -0.6
+    meant = np.array([-0.9, -0.6, -0.4, 0.0, 0.4, 0.6, 0.9])
+    assert thirds(meant, np.arange(7.0)) == (0.5, 3.0, 5.5)
 
 
 def test_d_logits_keep_the_discriminators_minibatch_std_groups():
