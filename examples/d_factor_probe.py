@@ -16,6 +16,7 @@ import argparse
 
 import numpy as np
 import torch
+from d_logit_curve import d_chunks
 from sklearn.linear_model import RidgeCV
 
 import gancraft
@@ -33,8 +34,10 @@ def activations(D: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarra
     out: dict[str, list[torch.Tensor]] = {k: [] for k in layers}
     hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: out[k].append(o.flatten(1))) for k, m in layers.items()]
     try:
-        for chunk in images.split(500):
+        for chunk, own in d_chunks(D, images, 500):
             D(chunk)
+            for rows in out.values():
+                rows[-1] = rows[-1][:own]  # drop the padding that keeps D's minibatch-std groups
     finally:
         for h in hooks:
             h.remove()
