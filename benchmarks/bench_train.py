@@ -2,6 +2,10 @@
 
     python benchmarks/bench_train.py [--resolution 32] [--steps 40] [--device cuda] [--json PATH]
     python benchmarks/bench_train.py --compile --configs toy [--steps 8] [--repeats 3]
+    python benchmarks/bench_train.py --configs toy --aug-p 0.5
+
+--aug-p P times each config a second time with NVIDIA's ADA pipeline (`bgc`) held at p = P
+(`gancraft train --aug fixed --p P`), next to the same run without augmentation.
 
 Trains from scratch on procedural toy images (written to a temporary folder) through
 `gancraft.train.loop.run_training`, exactly what `gancraft train` runs: G step, D step, lazy R1
@@ -35,15 +39,19 @@ from gancraft.train.methods import ScratchMethod
 from malloc_option import add_malloc_option, apply_malloc_option
 
 
-def bench(config: str, resolution: int, steps: int, device: str, data_dir: Path, run_dir: Path) -> dict:
+def bench(
+    config: str, resolution: int, steps: int, device: str, data_dir: Path, run_dir: Path, aug_p: float | None = None
+) -> dict:
     preset = get_preset(config)
     g, d = architecture(config, resolution)
     method = ScratchMethod(ImageFolderData(data_dir, resolution), g, d)
-    opts = TrainOptions(kimg=1000, batch=preset.batch, snap_kimg=1000, seed=0, lr_g=preset.lr, lr_d=preset.lr)
+    aug = {"aug": "fixed", "aug_p": aug_p} if aug_p is not None else {}
+    opts = TrainOptions(kimg=1000, batch=preset.batch, snap_kimg=1000, seed=0, lr_g=preset.lr, lr_d=preset.lr, **aug)
     warm = 3
-    run_training(method, opts, run_dir / f"{config}-warm", device=device, progress=False, max_steps=warm)
+    name = config + ("-aug" if aug else "")
+    run_training(method, opts, run_dir / f"{name}-warm", device=device, progress=False, max_steps=warm)
     t0 = time.perf_counter()
-    run_training(method, opts, run_dir / f"{config}-timed", device=device, progress=False, max_steps=steps)
+    run_training(method, opts, run_dir / f"{name}-timed", device=device, progress=False, max_steps=steps)
     dt = time.perf_counter() - t0
     # the timed run also writes its step-0 snapshot and grid once; that is included (honest upper bound)
     return {
@@ -54,6 +62,7 @@ def bench(config: str, resolution: int, steps: int, device: str, data_dir: Path,
         "seconds": dt,
         "sec_per_step": dt / steps,
         "kimg_per_s": steps * preset.batch / 1000 / dt,
+        "aug_p": aug_p,
     }
 
 
@@ -106,6 +115,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="eager against torch.compile'd networks (see above)")
     ap.add_argument("--repeats", type=int, default=3, help="timed blocks per side with --compile")
+    ap.add_argument("--aug-p", type=float, help="also time each config with ADA held at this p (see above)")
     ap.add_argument("--json", type=Path)
     add_malloc_option(ap)
     args = ap.parse_args()
@@ -117,6 +127,7 @@ def main() -> None:
         f"command: python benchmarks/bench_train.py --resolution {args.resolution} --steps {args.steps} "
         f"--configs {args.configs} --device {args.device} --malloc {args.malloc}"
         + (f" --compile --repeats {args.repeats}" if args.compile else "")
+        + (f" --aug-p {args.aug_p}" if args.aug_p is not None else "")
     )
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -138,13 +149,15 @@ def main() -> None:
                     flush=True,
                 )
                 continue
-            r = bench(config, args.resolution, args.steps, args.device, data, tmp)
-            results.append(r)
-            print(
-                f"{config:>6} {args.resolution}px batch {r['batch']}: {r['sec_per_step']:.3f} s/step, "
-                f"{r['kimg_per_s']:.4f} kimg/s ({r['steps']} steps in {r['seconds']:.1f} s)",
-                flush=True,
-            )
+            for aug_p in [None] if args.aug_p is None else [None, args.aug_p]:
+                r = bench(config, args.resolution, args.steps, args.device, data, tmp, aug_p)
+                results.append(r)
+                what = "" if aug_p is None else f", ADA bgc at p {aug_p}"
+                print(
+                    f"{config:>6} {args.resolution}px batch {r['batch']}{what}: {r['sec_per_step']:.3f} s/step, "
+                    f"{r['kimg_per_s']:.4f} kimg/s ({r['steps']} steps in {r['seconds']:.1f} s)",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(
             json.dumps({"train": results, "threads": torch.get_num_threads(), "malloc": malloc}, indent=2)
