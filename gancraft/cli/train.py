@@ -68,8 +68,8 @@ def training_options(f):
             default=None,
             help="Discriminator augmentation as NVIDIA's stylegan2-ada-pytorch: every image D sees (reals "
             "and fakes, R1 included) goes through the --augpipe pipeline, each operation per image with "
-            "probability p. ada: p starts at 0 and moves every 4 steps so that a share --target of D's "
-            "outputs on reals is positive (it rises when D overfits); fixed: p is --p throughout.  "
+            "probability p. ada: p starts at 0 and moves every 4 steps so that the mean sign of D's "
+            "outputs on reals is --target (p rises when D overfits); fixed: p is --p throughout.  "
             "[default: noaug (NVIDIA's train.py defaults to ada)]",
         ),
         click.option(
@@ -86,7 +86,8 @@ def training_options(f):
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
             default=None,
             metavar="FLOAT",
-            help="--aug ada: the share of D's outputs on real images that should be positive.  [default: 0.6]",
+            help="--aug ada: the mean sign of D's outputs on real images (share positive minus share "
+            "negative) that p steers towards.  [default: 0.6]",
         ),
         click.option(
             "--augpipe",

@@ -5,7 +5,8 @@ Every image D sees, real or generated and in every phase D runs, goes through on
 pipeline in which each transformation is switched on per image with probability p. The
 pipeline is differentiable, so G learns through it, and it does not leak into G's images as
 long as p stays below about 0.8 (the paper's analysis); ADA therefore tunes p during training
-from an overfitting heuristic: the share of real images D scores positive.
+from an overfitting heuristic: the mean sign of D's logits on real images (the share it scores
+positive minus the share it scores negative).
 
 The random draws follow NVIDIA's AugmentPipe in order, shape and distribution, so the same torch
 seed gives the same transformations (tests/test_ada.py compares the two when
@@ -83,10 +84,11 @@ def check_pipeline(name: str) -> tuple[str, ...]:
 def adjust_p(
     p: float, rt: float, target: float, batch: int, interval: int = ADA_INTERVAL, kimg: float = ADA_KIMG
 ) -> float:
-    """ADA's update of p after `interval` steps of `batch` images in which a share `rt` of D's
-    logits on real images was positive: one step of batch * interval / (kimg * 1000) toward more
-    augmentation when D is too sure of the reals (rt above target), toward less otherwise; never
-    below 0 (NVIDIA sets no upper bound: p above 1 switches every operation on)."""
+    """ADA's update of p after `interval` steps of `batch` images in which D's logits on real
+    images had the mean sign `rt` (share positive minus share negative): one step of
+    batch * interval / (kimg * 1000) toward more augmentation when D is too sure of the reals
+    (rt above target), toward less otherwise; never below 0 (NVIDIA sets no upper bound: p above
+    1 switches every operation on)."""
     sign = (rt > target) - (rt < target)
     return max(0.0, p + sign * batch * interval / (kimg * 1000))
 

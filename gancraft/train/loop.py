@@ -19,8 +19,9 @@ The default step is NVIDIA's StyleGAN2 recipe:
 - optionally NVIDIA's adaptive discriminator augmentation (`aug`, gancraft.train.ada): every
   image D sees in every phase goes through the pipeline at probability p (R1's gradient still
   taken with respect to the un-augmented reals); with "ada", every 4 steps p rises by
-  batch * 4 / 500k when more than `ada_target` of D's logits on reals since the last move were
-  positive, and falls by as much (not below 0) when fewer were.
+  batch * 4 / 500k when the mean sign of D's logits on reals since the last move (share
+  positive minus share negative) is above `ada_target`, and falls by as much (not below 0)
+  when it is below.
 
 Every random draw of step s on rank r comes from generators seeded with (seed, s, r), so a run
 resumed from the snapshot at step s continues bit for bit (on CPU) as if never stopped.
@@ -80,7 +81,7 @@ class TrainOptions:
     diffaug: str = ""  # e.g. "color,translation,cutout"
     aug: str = "noaug"  # NVIDIA's --aug: noaug, ada (its default) or fixed
     aug_p: float = 0.0  # the augmentation probability for "fixed"; where "ada" starts
-    ada_target: float = 0.6  # "ada": the share of D's logits on reals that should be positive
+    ada_target: float = 0.6  # "ada": the mean sign of D's logits on reals that p steers towards
     augpipe: str = "bgc"  # the operations (gancraft.train.ada.PIPELINES)
     amp: bool = True  # bfloat16 autocast for forward passes, CUDA only (the mapping stays float32)
     grid_cols: int = 8
