@@ -52,12 +52,21 @@ SEED_TRAIN, SEED_TEST = 903, 904  # neither a training seed (0-2) nor report.py'
 MOUTH_ROWS = slice(16, 28)
 
 
+def to_unit_range(values: np.ndarray) -> np.ndarray:
+    """N x 5 factor values (columns in toy.FACTORS order), each scaled from its range to [-1, 1]."""
+    lo, hi = np.array(list(toy.FACTOR_RANGES.values())).T
+    return (values - lo) / (hi - lo) * 2 - 1
+
+
 def factor_vectors(factors: dict[str, np.ndarray]) -> torch.Tensor:
     """N x 5 factors, each scaled from its range to [-1, 1]."""
-    cols = []
-    for name, (lo, hi) in toy.FACTOR_RANGES.items():
-        cols.append((factors[name] - lo) / (hi - lo) * 2 - 1)
-    return torch.from_numpy(np.stack(cols, 1)).float()
+    return torch.from_numpy(to_unit_range(np.stack([factors[name] for name in toy.FACTORS], 1))).float()
+
+
+def intended(z: torch.Tensor) -> torch.Tensor:
+    """The factors (in [-1, 1]) a --save generator's z stands for: its first five coordinates
+    through the normal CDF, so that they come out uniform, as the data draws them."""
+    return torch.distributions.Normal(0.0, 1.0).cdf(z[:, : len(toy.FACTORS)]) * 2 - 1
 
 
 def renders(domain: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,20 +105,20 @@ def fit_mapping(G: Generator, drawer: Drawer, steps: int, batch: int = 256) -> f
     # the stored weights are scaled by 1 / lr_multiplier: this step size moves the function as
     # Adam at 0.01 moves an ordinary network
     opt = torch.optim.Adam(mapping.parameters(), lr=0.01 / lr_multiplier, betas=(0.9, 0.99))
-    normal = torch.distributions.Normal(0.0, 1.0)
 
     def targets(z: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return drawer.embed(normal.cdf(z[:, : len(toy.FACTORS)]) * 2 - 1)
+            return drawer.embed(intended(z))
 
     for step in range(steps):
         z = torch.randn(batch, G.z_dim)
-        loss = (mapping(z, None, broadcast=False) - targets(z)).square().mean()
+        want = targets(z)
+        loss = (mapping(z, None, broadcast=False) - want).square().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 500 == 0:
-            err = float(loss.detach() / targets(z).var(0).mean())
+            err = float(loss.detach() / want.var(0).mean())
             print(f"mapping step {step}: w error {err:.4f} of the target variance", flush=True)
     mapping.requires_grad_(False).eval()
     with torch.no_grad():
@@ -128,19 +137,26 @@ def save_generator(model: str, G: Generator, path: str, params: dict) -> None:
     gancraft.save(ck, path, force=True)
 
 
-def evaluate(drawer: Drawer, test: tuple[torch.Tensor, torch.Tensor], real_ref: torch.Tensor, nets: dict) -> dict:
+def references(test_images: torch.Tensor, real_ref: torch.Tensor, nets: dict) -> dict:
+    """What `evaluate` compares the drawings with, read once for the whole run: the regressor on
+    the test renders, and the FID statistics of 500 held-out renders."""
+    return {
+        "read": apply(nets["factors"], test_images, False),
+        "stats": stats_from_features([apply(nets["features"], real_ref[:500], True)]),
+    }
+
+
+def evaluate(drawer: Drawer, test: tuple[torch.Tensor, torch.Tensor], ref: dict, nets: dict) -> dict:
     images, f = test
     with torch.no_grad():
         out = torch.cat([drawer(chunk) for chunk in f.split(250)]).clamp(-1, 1)
     out = ((out + 1) * 127.5).round() / 127.5 - 1  # 8 bits, as report.py's samples
-    read_out = apply(nets["factors"], out, False)
-    read_real = apply(nets["factors"], images, False)
+    read_out, read_real = apply(nets["factors"], out, False), ref["read"]
     feats_out = apply(nets["features"], out[:500], True)
-    feats_ref = apply(nets["features"], real_ref[:500], True)
     return {
         "mse": float((out - images).square().mean()),
         "mouth_mse": float((out - images)[:, :, MOUTH_ROWS].square().mean()),
-        "fid": fid_from_stats(stats_from_features([feats_out]), stats_from_features([feats_ref])),
+        "fid": fid_from_stats(stats_from_features([feats_out]), ref["stats"]),
         "spread": read_out.std(0) / read_real.std(0),
         "corr": [np.corrcoef(read_out[:, i], read_real[:, i])[0, 1] for i in range(len(toy.FACTORS))],
         "images": out,
@@ -188,7 +204,7 @@ def main() -> None:
     t0 = time.time()
     train_images, train_f = renders(domain, args.train, SEED_TRAIN)
     test = renders(domain, args.test, SEED_TEST)
-    real_ref = real_images(domain, 500, SEED_REF)
+    ref = references(test[0], real_images(domain, 500, SEED_REF), nets)
     print(f"{args.train} training and {args.test} test renders of {domain} in {time.time() - t0:.0f} s", flush=True)
     # betas as the GAN's (NVIDIA's 0, 0.99), so a supervised step is comparable to one of training's G steps
     opt = torch.optim.Adam(drawer.parameters(), lr=args.lr, betas=(0.0, 0.99))
@@ -204,7 +220,7 @@ def main() -> None:
         opt.step()
         shown += args.batch
         if shown >= next_eval * 1000 or shown >= args.kimg * 1000:
-            r = evaluate(drawer.eval(), test, real_ref, nets)
+            r = evaluate(drawer.eval(), test, ref, nets)
             drawer.train()
             print(
                 f"{shown / 1000:.1f}  {time.time() - t0:.0f}  {r['mse']:.4f}  {r['mouth_mse']:.4f}  {r['fid']:.2f}  "

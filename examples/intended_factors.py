@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from draw_capacity import intended, to_unit_range
 
 import gancraft
 from gancraft import toy
@@ -37,10 +38,7 @@ def intended_and_read(model: str, n: int, regressor: torch.jit.ScriptModule) -> 
     with torch.no_grad():
         images = torch.cat([G(chunk, None, noise_mode="const") for chunk in z.split(250)]).clamp(-1, 1)
     read = apply(regressor, images, unit_range=False)
-    lo = np.array([r[0] for r in toy.FACTOR_RANGES.values()])
-    hi = np.array([r[1] for r in toy.FACTOR_RANGES.values()])
-    intended = torch.distributions.Normal(0.0, 1.0).cdf(z[:, : len(toy.FACTORS)]).double().numpy() * 2 - 1
-    return intended, (read - lo) / (hi - lo) * 2 - 1
+    return intended(z).double().numpy(), to_unit_range(read)
 
 
 def slope_and_correlation(intended: np.ndarray, read: np.ndarray) -> list[tuple[float, float]]:

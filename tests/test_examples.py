@@ -283,7 +283,7 @@ def test_draw_capacity_scales_factors_measures_drawings_and_fits_the_mapping():
 
     sys.path.insert(0, str(EXAMPLES))
     try:
-        from draw_capacity import Drawer, evaluate, factor_vectors, fit_mapping, renders
+        from draw_capacity import Drawer, evaluate, factor_vectors, fit_mapping, references, renders
 
         from report import real_images
     finally:
@@ -305,7 +305,7 @@ def test_draw_capacity_scales_factors_measures_drawings_and_fits_the_mapping():
         "factors": torch.jit.load(EXAMPLES / "toy-factors.pt").eval(),
         "features": torch.jit.load(EXAMPLES / "toy-features.pt").eval(),
     }
-    r = evaluate(Copy(), (images, f), real_images("face", 40, 4), nets)
+    r = evaluate(Copy(), (images, f), references(images, real_images("face", 40, 4), nets), nets)
     assert r["mse"] < 1e-10 and r["mouth_mse"] < 1e-10
     assert np.allclose(r["spread"], 1.0) and np.allclose(r["corr"], 1.0)
 
