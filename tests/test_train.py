@@ -329,10 +329,18 @@ def test_train_init_starts_from_the_checkpoints_networks_and_continues_its_histo
     assert trained.history[1]["params"]["init"].endswith("first.st")
     assert trained.history[1]["inputs"][0]["path"].endswith("first.st")
 
-    # resuming needs the same --init: without it the run's settings differ
-    res = cli_invoke(*args[:6], "--resume", str(tmp_path / "more-run"), *base, "--force")
+    # --resume alone reads the run's --init again (its configs and history); another --init is refused
+    other = tmp_path / "other.st"
+    save(start, other)
+    res = cli_invoke(*args[:6], "--init", str(other), "--resume", str(tmp_path / "more-run"), *base, "--force")
     assert res.exit_code == 2 and "the run was started with other settings: init" in res.stderr, res.output
-    res = cli_invoke(*args[: -len(base)], "--resume", str(tmp_path / "more-run"), *base, "--force", "--kimg", "0.006")
+    res = cli_invoke(*args[:6], "--resume", str(tmp_path / "more-run"), *base, "--force", "--kimg", "0.006")
+    assert res.exit_code == 0, res.output
+    resumed = load(out)
+    assert [h["command"] for h in resumed.history] == ["train", "train"]
+    assert resumed.history[0] == start.history[0]
+    assert resumed.history[1]["params"]["init"].endswith("first.st")
+    res = cli_invoke(*args[:6], "--resume", str(tmp_path / "more-run"), *base, "--force", "--kimg", "0.008")
     assert res.exit_code == 0, res.output
 
     # a file without the training copy (as the bundled examples): G starts from its G_ema
@@ -342,6 +350,10 @@ def test_train_init_starts_from_the_checkpoints_networks_and_continues_its_histo
     assert res.exit_code == 0, res.output
     step0 = load(tmp_path / "c-run" / "snapshot-000000.st")
     assert _same(_net(step0, "G"), _net(start, "G_ema")) and _same(_net(step0, "D"), _net(start, "D"))
+
+    first.unlink()  # the recorded --init is gone: refused, naming it
+    res = cli_invoke(*args[:6], "--resume", str(tmp_path / "more-run"), *base, "--force", "--kimg", "0.010")
+    assert res.exit_code == 2 and "first.st" in res.stderr and "Traceback" not in res.output, res.output
 
 
 def test_train_init_refuses_what_train_cannot_continue(faces: Path, tmp_path: Path):

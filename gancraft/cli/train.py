@@ -6,6 +6,7 @@ Also home of the options every training command shares (`train`, `root`, `finetu
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,17 @@ def train_and_save(
         emit_path(written)
 
 
+def _recorded_init(run_dir: Path) -> str | None:
+    """The --init a run folder was started with; None when it was not, or when run.json cannot be
+    read (resuming then refuses the folder with the reason)."""
+    try:
+        method = json.loads((run_dir / "run.json").read_text()).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+    init = method.get("init") if isinstance(method, dict) else None
+    return init if isinstance(init, str) else None
+
+
 @click.command("train")
 @click.argument("images", type=click.Path())
 @click.option(
@@ -270,8 +282,8 @@ def train_and_save(
     help="Start from CKPT's networks instead of random weights, as NVIDIA's train.py --resume PKL: G "
     "from its G (from its G_ema when the file has no training copy), G_ema and D from its own. CKPT's "
     "architecture replaces --config's, which still sets batch, learning rate, R1 weight and EMA. The "
-    "new run counts kimg from 0; the written model's history continues CKPT's. Give it again with "
-    "--resume.",
+    "new run counts kimg from 0; the written model's history continues CKPT's. --resume of such a run "
+    "reads CKPT again from the path the run recorded, unless --init names it.",
 )
 @training_options
 def command(
@@ -308,6 +320,8 @@ def command(
     if output is None:
         output = (Path(images).resolve().name or "model") + ".st"
     preset = get_preset(config_name)
+    if init is None and kw["resume"]:
+        init = _recorded_init(Path(kw["resume"]))
     start = init_checkpoint(init, resolution) if init is not None else None
     g_cfg, d_cfg = (start.g_config, start.d_config) if start is not None else architecture(config_name, resolution)
     if mbstd_group is not None:
