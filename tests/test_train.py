@@ -287,6 +287,28 @@ def test_train_cli_resume_with_a_new_gamma(faces: Path, tmp_path: Path):
     assert entry["changes"] == [{"step": 2, "option": "gamma", "from": 0.5, "to": 0.05}]
 
 
+def test_train_cli_lr_d_sets_ds_learning_rate_alone(faces: Path, tmp_path: Path):
+    out, run = tmp_path / "m.st", tmp_path / "m-run"
+    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--batch", "2", "--quiet"]
+    res = cli_invoke(*args, "--kimg", "0.004", "--lr", "0.003", "--lr-d", "0.001")
+    assert res.exit_code == 0, res.output
+    options = json.loads((run / "run.json").read_text())["options"]
+    assert (options["lr_g"], options["lr_d"]) == (0.003, 0.001)
+    res = cli_invoke(*args, "--kimg", "0.006", "--resume", str(run), "--lr-d", "0.0005", "--force")
+    assert res.exit_code == 0, res.output
+    assert load(out).history[-1]["params"]["changes"] == [{"step": 2, "option": "lr_d", "from": 0.001, "to": 0.0005}]
+    # --lr alone sets both, on a resume as at the start
+    res = cli_invoke(*args, "--kimg", "0.008", "--resume", str(run), "--lr", "0.004", "--force")
+    assert res.exit_code == 0, res.output
+    assert load(out).history[-1]["params"]["changes"][1:] == [
+        {"step": 3, "option": "lr_g", "from": 0.003, "to": 0.004},
+        {"step": 3, "option": "lr_d", "from": 0.0005, "to": 0.004},
+    ]
+    res = cli_invoke(*args[:3], str(tmp_path / "z.st"), *args[4:], "--kimg", "0.004", "--lr-d", "0")
+    assert res.exit_code == 2 and "--lr-d must be positive, got 0.0" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "z-run").exists()
+
+
 def test_resume_to_a_new_length_drops_log_lines_past_the_snapshot(faces: Path, tmp_path: Path):
     run_training(_method(faces), _opts(4, 2), tmp_path / "run", progress=False, max_steps=3)
     (tmp_path / "run" / "state-000003.pt").unlink()  # killed while snapshotting step 3: it resumes from 2

@@ -21,7 +21,7 @@ from .paths import NamedOutput
 
 
 def training_options(f):
-    """--kimg/--batch/--snap/--seed/--lr/--gamma/--pl-weight/--ema/--diffaug/--aug/--p/--target/--augpipe/
+    """--kimg/--batch/--snap/--seed/--lr/--lr-d/--gamma/--pl-weight/--ema/--diffaug/--aug/--p/--target/--augpipe/
     --run-dir/--resume/--device/--force."""
     opts = [
         click.option("--kimg", type=float, default=None, help="Training length in thousands of images shown to D."),
@@ -35,7 +35,13 @@ def training_options(f):
             help="Write a snapshot (weights, optimiser state, sample grid) every KIMG.",
         ),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs are reproducible)."),
-        click.option("--lr", type=float, default=None, help="Adam learning rate for G and D."),
+        click.option("--lr", type=float, default=None, help="Adam learning rate for G and D (D's: see --lr-d)."),
+        click.option(
+            "--lr-d",
+            type=float,
+            default=None,
+            help="D's own Adam learning rate, for a D that learns faster or slower than G (as TTUR); default: --lr.",
+        ),
         click.option(
             "--gamma",
             type=float,
@@ -112,7 +118,7 @@ def training_options(f):
             default=None,
             metavar="RUN_DIR",
             help="Continue the run in RUN_DIR from its newest snapshot, with the options it started with. "
-            "--kimg there sets a new total length; --gamma, --lr and --snap change the run from that step "
+            "--kimg there sets a new total length; --gamma, --lr, --lr-d and --snap change the run from that step "
             "on (run.json and the history record the change); other options must match.",
         ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -147,13 +153,14 @@ def build_options(
     if kw["augpipe"] is not None and aug == "noaug":
         raise GancraftError("--augpipe needs --aug ada or --aug fixed")
     lr = kw["lr"] if kw["lr"] is not None else lr
+    lr_d = kw["lr_d"] if kw["lr_d"] is not None else lr
     return TrainOptions(
         kimg=kw["kimg"] if kw["kimg"] is not None else kimg,
         batch=kw["batch"] if kw["batch"] is not None else batch,
         snap_kimg=kw["snap_kimg"] if kw["snap_kimg"] is not None else snap_kimg,
         seed=kw["seed"],
         lr_g=lr,
-        lr_d=lr,
+        lr_d=lr_d,
         gamma=kw["gamma"] if kw["gamma"] is not None else gamma,
         ema_kimg=kw["ema_kimg"] if kw["ema_kimg"] is not None else ema_kimg,
         diffaug=kw["diffaug"],
@@ -169,7 +176,7 @@ def resume_options(kw: dict[str, Any]) -> dict[str, Any]:
     return {
         "gamma": kw["gamma"],
         "lr_g": kw["lr"],
-        "lr_d": kw["lr"],
+        "lr_d": kw["lr_d"] if kw["lr_d"] is not None else kw["lr"],
         "snap_kimg": kw["snap_kimg"],
         "batch": kw["batch"],
         "ema_kimg": kw["ema_kimg"],

@@ -101,9 +101,9 @@ class TrainOptions:
             raise GancraftError(f"--kimg must be positive, got {self.kimg}")
         if self.snap_kimg <= 0:
             raise GancraftError(f"--snap must be positive, got {self.snap_kimg}")
-        for name in ("lr_g", "lr_d"):
+        for name, flag in (("lr_g", "--lr"), ("lr_d", "--lr-d")):
             if not getattr(self, name) > 0:
-                raise GancraftError(f"--lr must be positive, got {getattr(self, name)}")
+                raise GancraftError(f"{flag} must be positive, got {getattr(self, name)}")
         if self.gamma is not None and not self.gamma >= 0:
             raise GancraftError(f"--gamma must be >= 0, got {self.gamma}")
         if not 0 <= self.style_mixing <= 1:
@@ -625,7 +625,7 @@ def _option_changes(
         diffs = "; ".join(f"{k}: {now[k]} in the run, {asked[k]} now" for k in fixed)
         raise GancraftError(
             f"--resume {run_dir}: {diffs}; a resumed run can change only {', '.join(RESUME_CHANGEABLE)} "
-            "(--gamma, --lr, --snap); start a new run for the rest"
+            "(--gamma, the learning rates, --snap); start a new run for the rest"
         )
     return [
         {"step": step, "option": k, "from": now[k], "to": v}
