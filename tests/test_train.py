@@ -309,6 +309,26 @@ def test_train_cli_lr_d_sets_ds_learning_rate_alone(faces: Path, tmp_path: Path)
     assert not (tmp_path / "z-run").exists()
 
 
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda r: "{not json", "Expecting property name"),
+        (lambda r: json.dumps({"options": r["options"]}), "'method'"),
+        (lambda r: json.dumps({**r, "options": {**r["options"], "lr": 0.1}}), "unknown options lr"),
+        (lambda r: json.dumps({**r, "changes": [{"step": 1, "option": "batch", "from": 2, "to": 4}]}), "changes"),
+    ],
+)
+def test_resume_refuses_a_damaged_run_json_naming_it(faces: Path, tmp_path: Path, damage, reason):
+    out, run = tmp_path / "m.st", tmp_path / "m-run"
+    args = ["train", str(faces), "-o", str(out), "--resolution", "16", "--config", "tiny", "--batch", "2", "--quiet"]
+    assert cli_invoke(*args, "--kimg", "0.002").exit_code == 0
+    record = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(damage(record))
+    res = cli_invoke(*args, "--kimg", "0.004", "--resume", str(run), "--force")
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"{run / 'run.json'}: not a run record gancraft wrote" in res.stderr and reason in res.stderr
+
+
 def test_resume_to_a_new_length_drops_log_lines_past_the_snapshot(faces: Path, tmp_path: Path):
     run_training(_method(faces), _opts(4, 2), tmp_path / "run", progress=False, max_steps=3)
     (tmp_path / "run" / "state-000003.pt").unlink()  # killed while snapshotting step 3: it resumes from 2

@@ -6,7 +6,6 @@ Also home of the options every training command shares (`train`, `root`, `finetu
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +228,10 @@ def train_and_save(
 
 
 def _recorded_init(run_dir: Path) -> str | None:
-    """The --init a run folder was started with; None when it was not, or when run.json cannot be
-    read (resuming then refuses the folder with the reason)."""
-    try:
-        method = json.loads((run_dir / "run.json").read_text()).get("method")
-    except (OSError, ValueError, AttributeError):
-        return None
-    init = method.get("init") if isinstance(method, dict) else None
+    """The --init a run folder was started with; None when it was not."""
+    from ..train.loop import read_run_record
+
+    init = read_run_record(run_dir)["method"].get("init")
     return init if isinstance(init, str) else None
 
 

@@ -615,6 +615,30 @@ def _truncate_log(log_path: Path, step: int) -> None:
 RESUME_CHANGEABLE = ("gamma", "lr_g", "lr_d", "snap_kimg")
 
 
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    """run.json of a training run folder: {"options": TrainOptions, "method": the method's description,
+    "changes": [...]}, refused with the file named when it is missing or not one run_training wrote."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
+    try:
+        stored = json.loads(path.read_text())
+        fields = {f.name for f in dataclasses.fields(TrainOptions)}
+        options, method = stored["options"], stored["method"]
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ValueError(f"unknown options {', '.join(unknown)}")
+        changes = stored.get("changes", [])
+        if not isinstance(method, dict) or any(
+            not isinstance(c, dict) or c.get("option") not in RESUME_CHANGEABLE or not isinstance(c.get("step"), int)
+            for c in changes
+        ):
+            raise ValueError("malformed method or changes")
+        return {"options": TrainOptions(**options), "method": method, "changes": changes}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GancraftError(f"{path}: not a run record gancraft wrote ({e})") from None
+
+
 def _option_changes(
     opts: TrainOptions, earlier: list[dict[str, Any]], asked: dict[str, Any], step: int, run_dir: Path
 ) -> list[dict[str, Any]]:
@@ -689,9 +713,7 @@ def _run(
     changes: list[dict[str, Any]] = []
     rewrite = not resume or resume_kimg is not None
     if resume:
-        if not run_json.exists():
-            raise GancraftError(f"--resume {run_dir}: not a training run folder (no run.json)")
-        stored = json.loads(run_json.read_text())
+        stored = read_run_record(run_dir)
         now = _jsonable(method.describe())
         if stored["method"] != now:
             diffs = _differences(stored["method"], now)
@@ -699,7 +721,7 @@ def _run(
             raise GancraftError(
                 f"--resume {run_dir}: the run was started with other settings: {'; '.join(diffs[:5])}{more}"
             )
-        opts = TrainOptions(**stored["options"])
+        opts = stored["options"]
         found = latest_snapshot(run_dir)
         step = found[0] if found else 0
         recorded = stored.get("changes", [])
