@@ -29,7 +29,8 @@ from d_logit_curve import factor_grid, grid_renders, ideal_curve, logit_curve, r
 
 import gancraft
 from gancraft import toy
-from gancraft.errors import GancraftError
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.latent.generate import generate
 from gancraft.train.augment import diff_augment, parse_policy
 
@@ -94,10 +95,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="real renders per grid value")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    try:
-        policy = parse_policy(args.diffaug)
-    except GancraftError as exc:  # one line, as this script's other checks, not a traceback
-        raise SystemExit(str(exc)) from None
+    policy = parse_policy(args.diffaug)
     domain = model_domain(args.model)
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)
@@ -108,7 +106,7 @@ def main() -> None:
     G = ckpt.generator()
     keep = row_mask(args.hide_rows, G.img_resolution)
     grid = factor_grid(args.factor, 9)
-    regressor = torch.jit.load(str(Path(__file__).with_name("toy-factors.pt"))).eval()
+    regressor = load_torchscript(Path(__file__).with_name("toy-factors.pt"), "factor regressor")
     readings = apply(regressor, fake_images(args.model, 2000), unit_range=False)[:, toy.FACTORS.index(args.factor)]
     ideal = ideal_curve(readings, grid, args.factor)
     print(f"{args.factor} at {' '.join(f'{v:+.2f}' for v in grid)}")
@@ -161,4 +159,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -21,6 +21,7 @@ from sklearn.linear_model import RidgeCV
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
 
 from report import model_domain, real_images
 
@@ -78,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

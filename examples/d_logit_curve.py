@@ -30,6 +30,8 @@ from make_quality_extractor import HELD_OUT, TRAINED
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 
 from report import apply, fake_images, model_domain, real_images
 
@@ -153,7 +155,7 @@ def main() -> None:
     ap.add_argument("--regressor", default=str(Path(__file__).with_name("toy-factors.pt")))
     args = ap.parse_args()
     names = factor_names(args.factors)
-    regressor = torch.jit.load(args.regressor).eval()
+    regressor = load_torchscript(args.regressor, "factor regressor")
     for model in args.models:
         domain = model_domain(model)
         D = gancraft.load(model).discriminator().eval()
@@ -184,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,6 +18,7 @@ from d_logit_curve import d_chunks, factor_grid, factor_names, models_parser, re
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
 
 from report import fake_images, model_domain
 
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

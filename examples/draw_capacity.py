@@ -41,6 +41,8 @@ from PIL import Image
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.media.images import make_grid, to_uint8
 from gancraft.metrics.fid import fid_from_stats, stats_from_features
 from gancraft.nets.stylegan2 import Generator
@@ -181,11 +183,11 @@ def main() -> None:
     args = ap.parse_args()
     domain = model_domain(args.model)
     if args.save and Path(args.save).resolve() == Path(args.model).resolve():
-        raise SystemExit(f"draw_capacity.py: --save {args.save} would overwrite the model it reads")
+        raise SystemExit(f"--save {args.save} would overwrite the model it reads")
     if args.save and args.channels:
-        raise SystemExit("draw_capacity.py: --save writes the model's own architecture; drop --channels")
+        raise SystemExit("--save writes the model's own architecture; drop --channels")
     if args.init and args.channels:
-        raise SystemExit("draw_capacity.py: --init keeps the model's width; drop --channels")
+        raise SystemExit("--init keeps the model's width; drop --channels")
     torch.manual_seed(args.seed)
     ck = gancraft.load(args.model)
     if args.init:
@@ -198,8 +200,8 @@ def main() -> None:
         G = Generator(cfg)
     drawer = Drawer(G)
     nets = {
-        "factors": torch.jit.load(HERE / "toy-factors.pt").eval(),
-        "features": torch.jit.load(HERE / "toy-features.pt").eval(),
+        "factors": load_torchscript(HERE / "toy-factors.pt", "factor regressor"),
+        "features": load_torchscript(HERE / "toy-features.pt", "feature extractor"),
     }
     t0 = time.time()
     train_images, train_f = renders(domain, args.train, SEED_TRAIN)
@@ -242,4 +244,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

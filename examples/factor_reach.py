@@ -30,6 +30,8 @@ from PIL import Image
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.media.images import make_grid, to_uint8
 
 from report import apply, model_domain  # examples/report.py: the regressor in chunks, as its spread column reads it
@@ -67,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
     domain = model_domain(args.model)
     torch.manual_seed(0)
-    regressor = torch.jit.load(args.regressor).eval()
+    regressor = load_torchscript(args.regressor, "factor regressor")
     column = toy.FACTORS.index(args.factor)
     G = gancraft.load(args.model).generator().eval().requires_grad_(False)
 
@@ -129,4 +131,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,8 @@ from draw_capacity import intended, to_unit_range
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 
 from report import HERE, apply
 
@@ -62,8 +64,8 @@ def main() -> None:
     args = ap.parse_args()
     missing = [m for m in args.models if not Path(m).is_file()]
     if missing:
-        raise SystemExit(f"intended_factors.py: {missing[0]}: no such file")
-    regressor = torch.jit.load(HERE / "toy-factors.pt").eval()
+        raise SystemExit(f"{missing[0]}: no such file")
+    regressor = load_torchscript(HERE / "toy-factors.pt", "factor regressor")
     ends = f"  {args.ends} read where meant < -0.5 / within / > +0.5" if args.ends else ""
     print("model  " + "  ".join(f"{name} slope / corr" for name in toy.FACTORS) + ends)
     for model in args.models:
@@ -76,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

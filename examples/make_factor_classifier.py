@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 
 
 class FactorReadout(nn.Module):
@@ -40,7 +42,7 @@ def main() -> None:
     ap.add_argument("-o", "--output", default="examples/toy-factors.pt")
     ap.add_argument("--n", type=int, default=1000, help="renders per domain for the fit")
     args = ap.parse_args()
-    feats = torch.jit.load(args.features).eval()
+    feats = load_torchscript(args.features, "feature extractor")
     xs, ys = [], []
     for i, d in enumerate(toy.DOMAINS):
         imgs, factors = toy.render_batch(d, args.n, 5000 + i, 32)
@@ -64,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancraft import toy
+from gancraft.errors import run_script
 
 
 class ToyFeatures(nn.Module):
@@ -98,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -33,6 +33,8 @@ from make_feature_extractor import ToyFeatures, make_data
 from torch import nn
 
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.metrics.fid import fid_from_stats, stats_from_features
 
 Damage = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -178,7 +180,7 @@ def main() -> None:
     scripted.save(args.output)
     print(f"wrote {args.output} in {time.time() - t0:.0f} s")
 
-    compare = torch.jit.load(args.compare).eval()
+    compare = load_torchscript(args.compare, "feature extractor")
     n = args.n_fid
     print(f"\nFID, {n} vs {n} against held-out renders of the same domain (lower: nearer the real renders)")
     print(f"| images | {args.compare} | {args.output} |\n|---|---|---|")
@@ -194,4 +196,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -15,6 +15,8 @@ import torch
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.latent.domains import resolve_domain
 from gancraft.latent.files import parse_edit
 from gancraft.latent.generate import generate
@@ -33,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     ckpt = gancraft.load(args.model)
     G = ckpt.generator()
-    reg = torch.jit.load(args.regressor).eval()
+    reg = load_torchscript(args.regressor, "factor regressor")
     col = toy.FACTORS.index(args.factor)
     print(f"mean {args.factor} estimate over {args.seeds} seeds, moved along {args.directions}:{args.index}")
     print(f"{'domain':<10}{-args.alpha:>10.1f}{0.0:>10.1f}{args.alpha:>10.1f}   change")
@@ -51,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -34,6 +34,8 @@ from sklearn.linear_model import LogisticRegression
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.latent.generate import generate
 from gancraft.metrics.fid import fid_from_stats, stats_from_features
 
@@ -101,13 +103,13 @@ def main() -> None:
     ap.add_argument("-o", "--output", required=True, help="markdown table to write")
     args = ap.parse_args()
     torch.manual_seed(0)
-    feats = torch.jit.load(args.features).eval()
-    factors = torch.jit.load(args.factors).eval()
+    feats = load_torchscript(args.features, "feature extractor")
+    factors = load_torchscript(args.factors, "factor regressor")
     domains = [model_domain(m) for m in args.models]
 
     probe = domain_probe(feats)
     # clean-drawing probe: the three domains' renders, and the same renders damaged as a fourth class
-    quality = torch.jit.load(args.quality).eval()
+    quality = load_torchscript(args.quality, "quality network")
     gen = torch.Generator().manual_seed(0)
     clean = [real_images(d, 1000, SEED_PROBE) for d in toy.DOMAINS]
     damaged = [damage((x + 1) / 2, TRAINED, gen) * 2 - 1 for x in clean]
@@ -164,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from gancraft import toy
-from gancraft.errors import GancraftError
+from gancraft.errors import run_script
+from gancraft.io_util import load_torchscript
 from gancraft.metrics.fid import fid_from_stats, stats_from_features
 
 from report import HERE, SEED_REF, apply, fake_images, real_images
@@ -33,14 +34,11 @@ def main() -> None:
     args = ap.parse_args()
     missing = [m for m in args.models if not Path(m).is_file()]
     if missing:
-        raise SystemExit(f"snapshot_check.py: {missing[0]}: no such file")
-    try:
-        ranges = toy.parse_ranges(args.range)
-        real = real_images(args.domain, 1000, SEED_REF, ranges)
-    except GancraftError as exc:
-        raise SystemExit(f"snapshot_check.py: {exc}") from None
-    factors = torch.jit.load(HERE / "toy-factors.pt").eval()
-    feats = torch.jit.load(HERE / "toy-features.pt").eval()
+        raise SystemExit(f"{missing[0]}: no such file")
+    ranges = toy.parse_ranges(args.range)
+    real = real_images(args.domain, 1000, SEED_REF, ranges)
+    factors = load_torchscript(HERE / "toy-factors.pt", "factor regressor")
+    feats = load_torchscript(HERE / "toy-features.pt", "feature extractor")
     f_real, spread_real = apply(feats, real, True), apply(factors, real, False).std(0)
     print(f"model  FID 500  FID 1000  spread ({', '.join(toy.FACTORS)})")
     for model in args.models:
@@ -55,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

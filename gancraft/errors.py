@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 
 class GancraftError(Exception):
     """A problem with the user's input (file, option, value). The CLI prints it and exits 2.
@@ -18,3 +22,21 @@ class GancraftError(Exception):
 
 class CheckpointError(GancraftError):
     """A checkpoint that cannot be read, is unsafe, or cannot be rebuilt."""
+
+
+def run_script(main: Callable[[], int | None]) -> None:
+    """Run the `main` of a script in examples/ or recipes/ as the CLI runs a command: a GancraftError,
+    or a SystemExit carrying a message, becomes one line 'SCRIPT: message' on stderr and exit 2."""
+    prog = Path(sys.argv[0]).name
+    try:
+        code = main()
+    except GancraftError as exc:
+        message = str(exc)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        message = exc.code
+    else:
+        sys.exit(code)
+    print(f"{prog}: {message}", file=sys.stderr)
+    sys.exit(2)

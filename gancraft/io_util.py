@@ -432,3 +432,26 @@ def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Pat
             f"{path}: {what} .npz member {info.filename!r} declares shape {shape} "
             f"({declared} bytes) but holds {info.file_size - header}: truncated or corrupt"
         )
+
+
+def load_torchscript(path: str | os.PathLike, what: str, device: str | object = "cpu"):
+    """The TorchScript module in `path` (eval mode), refused naming the file when it is missing or
+    not TorchScript. `what` names the network in those messages ("feature extractor")."""
+    import warnings
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise GancraftError(f"{p}: TorchScript {what} not found")
+    try:
+        with warnings.catch_warnings():
+            # TorchScript is the documented format for user networks here; torch's deprecation
+            # notice of jit.load would only clutter every run's output
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(p), map_location=device).eval()
+    except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a bad file
+        text = str(exc).strip()
+        raise GancraftError(
+            f"{p}: not a TorchScript {what} ({text.splitlines()[0] if text else type(exc).__name__})"
+        ) from None

@@ -18,6 +18,7 @@ import torch
 
 import gancraft
 from gancraft import toy
+from gancraft.errors import run_script
 from gancraft.latent.domains import domain_names, resolve_domain
 from gancraft.latent.generate import generate
 
@@ -60,4 +61,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import gancraft
+from gancraft.errors import run_script
 from gancraft.latent.domains import domain_names, resolve_domain
 from gancraft.latent.generate import generate
 from gancraft.media.images import make_grid, save_png, to_uint8
@@ -56,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

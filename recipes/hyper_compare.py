@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from gancraft.checkpoint import load
+from gancraft.errors import run_script
 
 LABELS = {
     "face": "face model, untouched (start)",
@@ -87,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -372,3 +372,51 @@ def test_d_logits_keep_the_discriminators_minibatch_std_groups():
     sizes = [(len(c), own) for c, own in d_chunks(D, torch.zeros(410, 3, 4, 4))]
     assert sizes == [(200, 200), (200, 200), (12, 10)]
     assert [(len(c), own) for c, own in d_chunks(D, torch.zeros(1, 3, 4, 4))] == [(4, 1)]
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_example_scripts_refuse_user_mistakes_in_one_line_with_exit_2(tmp_path: Path):
+    # a GancraftError from the library (the model is missing) and a script's own check (SystemExit)
+    for name, args, message in [
+        ("d_logit_curve.py", [str(tmp_path / "face.st")], f"d_logit_curve.py: {tmp_path / 'face.st'}: no such file"),
+        ("snapshot_check.py", ["face", str(EXAMPLES / "face.st"), "--range", "expression=2,1"], "expression range 2,1"),
+    ]:
+        r = _script(name, *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and message in r.stderr
+
+
+def test_scripts_run_their_main_through_run_script():
+    scripts = sorted(EXAMPLES.glob("*.py")) + sorted((EXAMPLES.parent / "recipes").glob("*.py"))
+    bare = [p.name for p in scripts if "run_script(main)" not in p.read_text() and "import gancraft" in p.read_text()]
+    assert not bare, bare
+
+
+def test_run_script_exit_codes(monkeypatch, capsys):
+    from gancraft.errors import CheckpointError, run_script
+
+    monkeypatch.setattr("sys.argv", ["tool.py"])
+
+    def fails(exc):
+        def main():
+            raise exc
+
+        return main
+
+    for main, code, err in [
+        (fails(CheckpointError("m.st: no such file")), 2, "tool.py: m.st: no such file\n"),
+        (fails(SystemExit("--n: must be positive")), 2, "tool.py: --n: must be positive\n"),
+        (fails(SystemExit(3)), 3, ""),
+        (lambda: 1, 1, ""),
+        (lambda: None, None, ""),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            run_script(main)
+        assert e.value.code == code and capsys.readouterr().err == err
+    with pytest.raises(ZeroDivisionError):  # a bug stays a traceback
+        run_script(lambda: 1 / 0)

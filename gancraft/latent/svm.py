@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import GancraftError
+from ..io_util import load_torchscript
 
 
 @dataclass
@@ -220,15 +221,7 @@ def clip_scorer(clip, positive: str, negative: str) -> Callable[[torch.Tensor], 
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
-    p = Path(path)
-    if not p.is_file():
-        raise GancraftError(f"{p}: classifier file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch's TorchScript deprecation notice
-            return torch.jit.load(str(p), map_location=device).eval()
-    except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a non-TorchScript file
-        raise GancraftError(f"{p}: not a TorchScript classifier ({str(exc).strip().splitlines()[0]})") from None
+    return load_torchscript(path, "classifier", device)
 
 
 def classifier_scorer(

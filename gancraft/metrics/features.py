@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import GancraftError
-from ..io_util import sha256_file
+from ..io_util import load_torchscript, sha256_file
 from .extractors import ExtractorKind, FeatureExtractor, find, register
 from .inference import prepare_for_cpu_inference
 from .resize import DEFAULT_CONVENTION, get_convention
@@ -256,16 +255,7 @@ class TorchScriptExtractor:
     def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None) -> None:
         self.path = Path(path)
         self.device = torch.device(device) if device is not None else default_device()
-        if not self.path.is_file():
-            raise GancraftError(f"{self.path}: TorchScript feature extractor not found")
-        try:
-            with warnings.catch_warnings():
-                # TorchScript is the documented format for user extractors; torch's deprecation
-                # notice would only clutter every run's output.
-                warnings.simplefilter("ignore", FutureWarning)
-                self.model = torch.jit.load(str(self.path), map_location=self.device).eval()
-        except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a bad file
-            raise GancraftError(f"{self.path}: not a TorchScript feature extractor ({_first_line(exc)})") from None
+        self.model = load_torchscript(self.path, "feature extractor", self.device)
         digest = sha256_file(self.path)[:16]
         # The digest, not the file name, identifies the network: renaming must not break comparisons.
         self.name = f"torchscript:sha256={digest}"
