@@ -148,10 +148,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_snapshot(faces: Path, tmp_pat
         return (imgs * float("nan") if step >= 3 else imgs), labels
 
     method.data.batch = poisoned
-    with pytest.raises(TrainingDiverged, match=r"step 4: .* not finite.*snapshot-000002\.st"):
+    with pytest.raises(TrainingDiverged, match=r"step 4: .* not finite.*snapshot-000002\.st") as err:
         run_training(method, _opts(8, 2), tmp_path / "run", progress=False)
     assert latest_snapshot(tmp_path / "run")[0] == 2
     assert not load(tmp_path / "run" / "snapshot-000002.st").non_finite()
+    # the hint names --lr-d only where D's rate was set apart from G's, as only train's --lr-d can
+    assert str(err.value).endswith("and a lower --lr or --gamma)")
+    with pytest.raises(TrainingDiverged) as err:
+        run_training(method, _opts(8, 2, lr_d=0.001), tmp_path / "run2", progress=False)
+    assert str(err.value).endswith("and a lower --lr, --lr-d or --gamma)")
 
 
 def test_existing_run_folder_is_refused(faces: Path, tmp_path: Path):

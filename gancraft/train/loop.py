@@ -320,7 +320,7 @@ class Trainer:
         if dist_util.any_flag(bool(bad), self.info, self.device):
             where = bad[0] if bad else "on rank 0"
             raise TrainingDiverged(
-                f"weights became non-finite at step {self.step} ({where}); {_last_good_hint(self.run_dir)}"
+                f"weights became non-finite at step {self.step} ({where}); {_last_good_hint(self.run_dir, self.opts)}"
             )
         if ckpt is None:
             return None
@@ -566,11 +566,13 @@ def _mbstd_groups(D: torch.nn.Module, n: int) -> int | None:
     return minibatch_std_group(n, epilogue.mbstd_group_size)
 
 
-def _last_good_hint(run_dir: Path) -> str:
+def _last_good_hint(run_dir: Path, opts: TrainOptions) -> str:
     found = latest_snapshot(run_dir)
     if found is None:
         return f"no snapshot was written yet in {run_dir}"
-    return f"last good snapshot: {found[1]} (continue with --resume {run_dir} and a lower --lr or --gamma)"
+    # D's own rate differs only where --lr-d set it, so only then is that option there to lower
+    rates = "--lr, --lr-d" if opts.lr_d != opts.lr_g else "--lr"
+    return f"last good snapshot: {found[1]} (continue with --resume {run_dir} and a lower {rates} or --gamma)"
 
 
 def run_dir_for(output: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> Path:
@@ -782,7 +784,7 @@ def _run(
             if dist_util.any_flag(bool(bad), info, device):
                 name = bad[0] if bad else "a loss on another process"
                 raise TrainingDiverged(
-                    f"training diverged at step {trainer.step}: {name} is not finite; {_last_good_hint(run_dir)}"
+                    f"training diverged at step {trainer.step}: {name} is not finite; {_last_good_hint(run_dir, opts)}"
                 )
             kimg = trainer.step * opts.batch / 1000
             if log_fh is not None:
