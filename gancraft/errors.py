@@ -24,6 +24,13 @@ class CheckpointError(GancraftError):
     """A checkpoint that cannot be read, is unsafe, or cannot be rebuilt."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for quoting a
+    third-party failure inside one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_script(main: Callable[[], int | None]) -> None:
     """Run the `main` of a script in examples/ or recipes/ as the CLI runs a command: a GancraftError,
     or a SystemExit carrying a message, becomes one line 'SCRIPT: message' on stderr and exit 2."""

@@ -13,11 +13,14 @@ import time
 import tokenize
 import zipfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 import blake3
 
-from .errors import GancraftError
+from .errors import GancraftError, first_line
+
+if TYPE_CHECKING:
+    import torch
 
 # what the command line takes for standard input or output in place of a file name
 STDIO = "-"
@@ -404,7 +407,7 @@ def read_npz(path: Path, what: str) -> dict:
     ) as exc:
         # zipfile raises NotImplementedError for unknown compression methods, RuntimeError for
         # encryption; numpy parses .npy headers as Python literals (SyntaxError, TokenError)
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        first = first_line(exc)[:200]
         raise GancraftError(f"{path}: cannot read {what} file: not a readable .npz ({first})") from None
 
 
@@ -434,7 +437,7 @@ def _check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Pat
         )
 
 
-def load_torchscript(path: str | os.PathLike, what: str, device: str | object = "cpu"):
+def load_torchscript(path: str | os.PathLike, what: str, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
     """The TorchScript module in `path` (eval mode), refused naming the file when it is missing or
     not TorchScript. `what` names the network in those messages ("feature extractor")."""
     import warnings
@@ -451,7 +454,4 @@ def load_torchscript(path: str | os.PathLike, what: str, device: str | object = 
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(p), map_location=device).eval()
     except Exception as exc:  # jit.load raises RuntimeError/ValueError/zip errors for a bad file
-        text = str(exc).strip()
-        raise GancraftError(
-            f"{p}: not a TorchScript {what} ({text.splitlines()[0] if text else type(exc).__name__})"
-        ) from None
+        raise GancraftError(f"{p}: not a TorchScript {what} ({first_line(exc)})") from None

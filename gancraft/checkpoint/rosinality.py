@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..nets.config import DiscriminatorConfig, GeneratorConfig
 from .clamp import DEFAULT_SAMPLES, DEFAULT_SEED, ClampReport, measure_clamp
 from .core import Checkpoint
@@ -303,7 +303,7 @@ def load_pt(p: Path) -> Any:
             raise CheckpointError(
                 f"{p}: cannot read: its pickled data is malformed or holds objects other than tensors and plain data"
             ) from None
-        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+        first = first_line(exc)[:200]
         raise CheckpointError(f"{p}: cannot read as a PyTorch .pt file (corrupt or truncated?): {first}") from None
 
 

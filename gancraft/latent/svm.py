@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import GancraftError
+from ..errors import GancraftError, first_line
 from ..io_util import load_torchscript
 
 
@@ -235,8 +235,7 @@ def classifier_scorer(
             out = model(images)
         except Exception as exc:  # whatever the user's scripted code raises
             raise GancraftError(
-                f"{path}: classifier failed on images {tuple(images.shape)} "
-                f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+                f"{path}: classifier failed on images {tuple(images.shape)} ({first_line(exc)})"
             ) from None
         if not isinstance(out, torch.Tensor) or out.shape[0] != images.shape[0] or out.ndim > 2:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

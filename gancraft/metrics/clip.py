@@ -14,16 +14,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import GancraftError
+from ..errors import GancraftError, first_line
 from ..io_util import sha256_file
 
 # open_clip keeps hub downloads under these names; we look for them without touching the network
 _HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _pretrained_cfg(open_clip, model: str, tag: str) -> dict:
@@ -118,7 +113,7 @@ def _create(open_clip, model: str, pretrained: str | None, quick_gelu: bool, mod
     except GancraftError:
         raise
     except Exception as exc:  # open_clip raises RuntimeError, OSError, KeyError, hub errors...
-        raise GancraftError(f"{what}: cannot build CLIP {model} ({_first_line(exc)})") from None
+        raise GancraftError(f"{what}: cannot build CLIP {model} ({first_line(exc)})") from None
 
 
 # words in the file names of open_clip's non-OpenAI weights (hub folders, release files)

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from ..errors import GancraftError
+from ..errors import GancraftError, first_line
 from ..io_util import load_torchscript, sha256_file
 from .extractors import ExtractorKind, FeatureExtractor, find, register
 from .inference import prepare_for_cpu_inference
@@ -32,11 +32,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_batch(batch: torch.Tensor) -> None:
@@ -158,7 +153,7 @@ class InceptionExtractor:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch.load raises many types for a bad file; all mean the same here
-            raise GancraftError(f"{path}: cannot read Inception weights ({_first_line(exc)})") from None
+            raise GancraftError(f"{path}: cannot read Inception weights ({first_line(exc)})") from None
         if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
             raise GancraftError(f"{path}: not the FID Inception weights (expected {INCEPTION_WEIGHTS_FILE})")
         return state
@@ -172,7 +167,7 @@ class InceptionExtractor:
                 output_blocks=[InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=False, normalize_input=False
             )
         except Exception as exc:  # network, HTTP or hash errors; the message says what to do instead
-            raise GancraftError(_missing_inception_message(f"could not be downloaded ({_first_line(exc)})")) from None
+            raise GancraftError(_missing_inception_message(f"could not be downloaded ({first_line(exc)})")) from None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         _check_batch(batch)
@@ -184,7 +179,7 @@ class InceptionExtractor:
                 out = self.model(x)[0]
         except RuntimeError as exc:
             raise GancraftError(
-                f"Inception failed on a batch of shape {tuple(batch.shape)}: {_first_line(exc)}"
+                f"Inception failed on a batch of shape {tuple(batch.shape)}: {first_line(exc)}"
             ) from None
         return out.reshape(out.shape[0], -1).float().cpu()
 
@@ -270,7 +265,7 @@ class TorchScriptExtractor:
                 out = self.model(batch.to(self.device, torch.float32))
         except Exception as exc:  # whatever the scripted code raises is the user's model failing
             raise GancraftError(
-                f"{self.path}: extractor failed on a batch of shape {tuple(batch.shape)} ({_first_line(exc)})"
+                f"{self.path}: extractor failed on a batch of shape {tuple(batch.shape)} ({first_line(exc)})"
             ) from None
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != n:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -381,7 +376,7 @@ def _read_rgb(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     # PIL reports a corrupt PNG chunk as SyntaxError
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise GancraftError(f"{path}: cannot read image ({_first_line(exc)})") from None
+        raise GancraftError(f"{path}: cannot read image ({first_line(exc)})") from None
 
 
 def iter_folder_batches(folder: str | os.PathLike, batch: int = 50) -> Iterator[torch.Tensor]:

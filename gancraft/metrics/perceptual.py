@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import GancraftError
+from ..errors import GancraftError, first_line
 
 # file names torchvision's download gives the ImageNet backbones lpips uses
 BACKBONE_FILES = {
@@ -99,7 +99,7 @@ def load_lpips(
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch.load raises many types for a corrupt or foreign file
-            raise GancraftError(f"{path}: cannot read LPIPS backbone weights ({str(exc).splitlines()[0]})") from None
+            raise GancraftError(f"{path}: cannot read LPIPS backbone weights ({first_line(exc)})") from None
         if not isinstance(state, dict):
             raise GancraftError(f"{path}: not a state dict of {net} backbone weights")
         mapped = _backbone_state(state, model, path)

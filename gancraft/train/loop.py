@@ -726,7 +726,7 @@ def _run(
         opts = stored["options"]
         found = latest_snapshot(run_dir)
         step = found[0] if found else 0
-        recorded = stored.get("changes", [])
+        recorded = stored["changes"]
         changes = [c for c in recorded if c["step"] <= step]  # changes made after this snapshot are undone
         changes += _option_changes(
             opts, changes, {k: v for k, v in (resume_options or {}).items() if v is not None}, step, run_dir
