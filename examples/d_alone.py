@@ -6,7 +6,7 @@ renders, the training loop's logistic loss and lazy R1, Adam as the loop sets it
 the same curve as it goes: if D, given all the time it needs against a generator that does not
 move, still does not reward the missing range, no amount of joint training can push G there
 through D's logit. Start from the model's own D (default) or a fresh one of the same shape
-(`--fresh`), with the R1 weight of your choice. `--noise` (instance noise) and `--diffaug`
+(`--fresh`, wider with `--channel-max`), with the R1 weight of your choice. `--noise` (instance noise) and `--diffaug`
 (DiffAugment, as `gancraft train --diffaug`) change every image D trains on, real and fake alike,
 to test whether hiding a cue D relies on makes it turn to the factor; the curve is measured on
 clean renders. `--hide-rows` blanks rows of every image D sees, the curve's renders included
@@ -19,6 +19,7 @@ the mouth's band).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -64,6 +65,13 @@ def row_mask(spec: str, height: int) -> torch.Tensor:
     return keep
 
 
+def fresh_like(D: torch.nn.Module, channel_max: int | None = None) -> torch.nn.Module:
+    """A randomly initialised D of `D`'s architecture, its channel cap raised to `channel_max`
+    (channel_base kept: the extra width goes to the low resolutions, where the face D's last layer
+    loses expression, see `d_factor_probe.py`)."""
+    return type(D)(dataclasses.replace(D.cfg, channel_max=channel_max or D.cfg.channel_max).validate())
+
+
 def seen(images: torch.Tensor, policy: tuple[str, ...], noise: float, keep: torch.Tensor | None = None) -> torch.Tensor:
     """What D trains on: the images with the hidden rows blanked, through DiffAugment, then with
     instance noise of sigma `noise`."""
@@ -80,6 +88,12 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, default=0.05)
     ap.add_argument("--lr", type=float, default=0.002)
     ap.add_argument("--fresh", action="store_true", help="a randomly initialised D of the same shape")
+    ap.add_argument(
+        "--channel-max",
+        type=int,
+        help="with --fresh: the fresh D's channel cap instead of the model's (channel_base kept, so 512 gives"
+        " 64, 128, 256, 512 channels at 32, 16, 8, 4 px for the toy models)",
+    )
     ap.add_argument(
         "--fakes",
         choices=("samples", "renders"),
@@ -100,8 +114,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)
     D = ckpt.discriminator()
+    if args.channel_max and not args.fresh:
+        raise SystemExit("--channel-max sets the width of a fresh D; add --fresh")
     if args.fresh:
-        D = type(D)(D.cfg)
+        D = fresh_like(D, args.channel_max)
     D.train().requires_grad_(True)
     G = ckpt.generator()
     keep = row_mask(args.hide_rows, G.img_resolution)

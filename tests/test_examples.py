@@ -219,6 +219,29 @@ def test_d_alone_renders_like_takes_the_factor_from_the_readings():
     assert torch.equal(fakes, torch.from_numpy(want).permute(0, 3, 1, 2).float() / 127.5 - 1)
 
 
+def test_d_alone_fresh_like_widens_only_the_low_resolutions():
+    """d_alone.py --fresh --channel-max: a new D of the model's architecture whose cap is raised,
+    so the toy shape's 64 channels become 64, 128, 256, 512 at 32, 16, 8, 4 px; without the
+    option, the same widths as the model's D and new weights."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_alone import fresh_like
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from gancraft.nets.stylegan2 import Discriminator
+    from gancraft.train.configs import architecture
+
+    torch.manual_seed(0)
+    D = Discriminator(architecture("toy", 32)[1])
+    same, wide = fresh_like(D), fresh_like(D, 512)
+    assert {k: v.shape for k, v in same.state_dict().items()} == {k: v.shape for k, v in D.state_dict().items()}
+    assert not torch.equal(same.state_dict()["b32.conv0.weight"], D.state_dict()["b32.conv0.weight"])
+    assert [wide.cfg.channels(r) for r in (32, 16, 8, 4)] == [64, 128, 256, 512]
+    assert wide(torch.zeros(4, 3, 32, 32)).shape == (4, 1)
+
+
 def test_d_alone_seen_hides_or_perturbs_only_as_asked():
     """d_alone.py --diffaug/--noise: without either, D sees the images unchanged; cutout zeroes a
     half-size square of every image and leaves the rest; instance noise has the asked sigma."""

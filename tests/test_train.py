@@ -401,6 +401,40 @@ def test_train_init_starts_from_the_checkpoints_networks_and_continues_its_histo
     assert res.exit_code == 2 and "first.st: no such file" in res.stderr and "Traceback" not in res.output, res.output
 
 
+def test_train_init_is_recorded_so_a_resume_from_another_folder_finds_it(
+    faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    base = ["--resolution", "16", "--config", "tiny", "--batch", "2", "--quiet", "--snap", "0.002"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli_invoke("train", str(faces), "-o", "first.st", "--kimg", "0.002", *base).exit_code == 0
+    res = cli_invoke("train", str(faces), "-o", "more.st", "--kimg", "0.002", "--init", "first.st", *base)
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "a" / "more-run"
+    assert json.loads((run / "run.json").read_text())["method"]["init"] == str(tmp_path / "a" / "first.st")
+    monkeypatch.chdir(tmp_path / "b")
+    res = cli_invoke("train", str(faces), "-o", "more.st", "--resume", str(run), "--kimg", "0.004", *base)
+    assert res.exit_code == 0, res.output
+    assert load(tmp_path / "b" / "more.st").history[-1]["params"]["init"] == str(tmp_path / "a" / "first.st")
+    # the same file named by another relative path is the same --init
+    res = cli_invoke(
+        "train",
+        str(faces),
+        "-o",
+        "more.st",
+        "--resume",
+        str(run),
+        "--kimg",
+        "0.006",
+        "--force",
+        "--init",
+        "../a/first.st",
+        *base,
+    )
+    assert res.exit_code == 0, res.output
+
+
 def test_train_init_refuses_what_train_cannot_continue(faces: Path, tmp_path: Path):
     from gancraft import save
     from gancraft.checkpoint import Checkpoint

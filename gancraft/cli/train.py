@@ -6,6 +6,7 @@ Also home of the options every training command shares (`train`, `root`, `finetu
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +287,7 @@ def _recorded_init(run_dir: Path) -> str | None:
     "from its G (from its G_ema when the file has no training copy), G_ema and D from its own. CKPT's "
     "architecture replaces --config's, which still sets batch, learning rate, R1 weight and EMA. The "
     "new run counts kimg from 0; the written model's history continues CKPT's. --resume of such a run "
-    "reads CKPT again from the path the run recorded, unless --init names it.",
+    "reads CKPT again from the absolute path the run recorded, unless --init names it.",
 )
 @training_options
 def command(
@@ -324,7 +325,9 @@ def command(
         output = (Path(images).resolve().name or "model") + ".st"
     preset = get_preset(config_name)
     if init is None and kw["resume"]:
-        init = _recorded_init(Path(kw["resume"]))
+        init = _recorded_init(Path(kw["resume"]))  # as recorded (older runs kept it as given)
+    elif init is not None:
+        init = os.path.abspath(init)  # recorded in run.json, so that a resume from another folder finds it
     start = init_checkpoint(init, resolution) if init is not None else None
     g_cfg, d_cfg = (start.g_config, start.d_config) if start is not None else architecture(config_name, resolution)
     if mbstd_group is not None:
