@@ -6,12 +6,12 @@ renders, the training loop's logistic loss and lazy R1, Adam as the loop sets it
 the same curve as it goes: if D, given all the time it needs against a generator that does not
 move, still does not reward the missing range, no amount of joint training can push G there
 through D's logit. Start from the model's own D (default) or a fresh one of the same shape
-(`--fresh`, wider with `--channel-max`), with the R1 weight of your choice. `--noise` (instance noise) and `--diffaug`
-(DiffAugment, as `gancraft train --diffaug`) change every image D trains on, real and fake alike,
-to test whether hiding a cue D relies on makes it turn to the factor; the curve is measured on
-clean renders. `--hide-rows` blanks rows of every image D sees, the curve's renders included
-(`8-11`: the band the face D's gradient gathers in, see `d_saliency.py`; `0-15,28-31`: all but
-the mouth's band).
+(`--fresh`), either made wider with `--channel-max`, with the R1 weight of your choice. `--noise`
+(instance noise) and `--diffaug` (DiffAugment, as `gancraft train --diffaug`) change every image D
+trains on, real and fake alike, to test whether hiding a cue D relies on makes it turn to the
+factor; the curve is measured on clean renders. `--hide-rows` blanks rows of every image D sees,
+the curve's renders included (`8-11`: the band the face D's gradient gathers in, see
+`d_saliency.py`; `0-15,28-31`: all but the mouth's band).
 
     python examples/d_alone.py examples/face.st --kimg 32 --gamma 0.05
 """
@@ -72,6 +72,52 @@ def fresh_like(D: torch.nn.Module, channel_max: int | None = None) -> torch.nn.M
     return type(D)(dataclasses.replace(D.cfg, channel_max=channel_max or D.cfg.channel_max).validate())
 
 
+def widened(D: torch.nn.Module, channel_max: int) -> torch.nn.Module:
+    """`D` with its channel cap raised to `channel_max`, computing the same logits (within 0.01: the
+    new channels at zero add the minibatch-std's epsilon to their standard deviation):
+    each old unit keeps its weights, scaled by the square root of its growth in fan-in so that the
+    equalised learning rate's gain leaves it as it was, and ignores the new inputs; the new units
+    start as a fresh D's. The channels that reach the last (4 px) block are the exception, because
+    the minibatch-std feature averages over all of them: there the new ones start at zero (so the
+    feature is the old one over the wider count, which its weights undo) and the 4 px block reads
+    them through fresh weights, so that they learn from the first step."""
+    wide = fresh_like(D, channel_max)
+    old_sd, new_sd = D.state_dict(), wide.state_dict()
+    mbstd = D.b4.mbstd_num_channels
+    c_old, c_new = D.cfg.channels(4), wide.cfg.channels(4)
+    last = f"b{D.block_resolutions[-1]}."  # the block whose output the 4 px block reads
+    for name, old in old_sd.items():
+        new = new_sd[name].clone()
+        if old.shape == new.shape:
+            new_sd[name] = old.clone()
+            continue
+        o = old.shape[0]
+        feeds_b4 = name.startswith(last) and name.split(".")[1] in ("conv1", "skip")
+        if old.dim() == 1:  # a bias
+            new[:o] = old
+            if feeds_b4:
+                new[o:] = 0
+            new_sd[name] = new
+            continue
+        i = old.shape[1]
+        gain = (new.shape[1] / i) ** 0.5  # the kernel's area cancels in the fan-in ratio
+        if name == "b4.conv.weight":
+            # the old features, then fresh weights from the new ones (zero at the start), then the
+            # minibatch-std channels, which come last and now average over c_new channels
+            feats = i - mbstd
+            new[:o, :feats] = old[:, :feats] * gain
+            if mbstd:
+                new[:o, -mbstd:] = old[:, feats:] * gain * (c_new / c_old)
+        else:
+            new[:o] = 0
+            new[:o, :i] = old * gain  # b4.fc's input is flattened channel-major: old channels first
+            if feeds_b4:
+                new[o:] = 0
+        new_sd[name] = new
+    wide.load_state_dict(new_sd)
+    return wide
+
+
 def seen(images: torch.Tensor, policy: tuple[str, ...], noise: float, keep: torch.Tensor | None = None) -> torch.Tensor:
     """What D trains on: the images with the hidden rows blanked, through DiffAugment, then with
     instance noise of sigma `noise`."""
@@ -91,8 +137,9 @@ def main() -> None:
     ap.add_argument(
         "--channel-max",
         type=int,
-        help="with --fresh: the fresh D's channel cap instead of the model's (channel_base kept, so 512 gives"
-        " 64, 128, 256, 512 channels at 32, 16, 8, 4 px for the toy models)",
+        help="the D's channel cap instead of the model's (channel_base kept, so 512 gives 64, 128, 256, 512"
+        " channels at 32, 16, 8, 4 px for the toy models): the model's D widened, its function kept but for"
+        " the minibatch-std feature, or with --fresh a fresh D of that width",
     )
     ap.add_argument(
         "--fakes",
@@ -114,10 +161,10 @@ def main() -> None:
     torch.manual_seed(args.seed)
     ckpt = gancraft.load(args.model)
     D = ckpt.discriminator()
-    if args.channel_max and not args.fresh:
-        raise SystemExit("--channel-max sets the width of a fresh D; add --fresh")
     if args.fresh:
         D = fresh_like(D, args.channel_max)
+    elif args.channel_max:
+        D = widened(D, args.channel_max)
     D.train().requires_grad_(True)
     G = ckpt.generator()
     keep = row_mask(args.hide_rows, G.img_resolution)

@@ -242,6 +242,41 @@ def test_d_alone_fresh_like_widens_only_the_low_resolutions():
     assert wide(torch.zeros(4, 3, 32, 32)).shape == (4, 1)
 
 
+def test_d_alone_widened_keeps_ds_logits_and_lets_the_new_units_learn():
+    """d_alone.py --channel-max without --fresh: the model's D, wider, gives the same logits (to
+    rounding without the minibatch-std layer; within 0.01 with it, the new channels' epsilon), and
+    the new units of the block that feeds the 4 px block get gradient from the first step."""
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from d_alone import widened
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    import dataclasses
+
+    from gancraft.nets.stylegan2 import Discriminator
+    from gancraft.train.configs import architecture
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 32, 32)
+    cfg = architecture("toy", 32)[1]
+    for mbstd, tol in ((0, 1e-4), (1, 1e-2)):
+        D = Discriminator(dataclasses.replace(cfg, mbstd_num_channels=mbstd))
+        with torch.no_grad():  # trained-looking biases, so that a dropped one would show
+            for name, p in D.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0, 0.5)
+            D.b4.conv.weight[:, 64:] *= 50  # a D that leans on the minibatch-std feature
+        wide = widened(D, 512)
+        assert [wide.cfg.channels(r) for r in (32, 16, 8, 4)] == [64, 128, 256, 512]
+        with torch.no_grad():
+            before, after = D(x), wide(x)
+        assert before.abs().mean() > 0.2 and (before - after).abs().max() < tol, (mbstd, (before - after).abs().max())
+    wide(x).sum().backward()
+    assert wide.b8.conv1.weight.grad[64:].abs().sum() > 0 and wide.b8.skip.weight.grad[64:].abs().sum() > 0
+
+
 def test_d_alone_seen_hides_or_perturbs_only_as_asked():
     """d_alone.py --diffaug/--noise: without either, D sees the images unchanged; cutout zeroes a
     half-size square of every image and leaves the rest; instance noise has the asked sigma."""
